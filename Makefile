@@ -1,0 +1,74 @@
+# shmkv. `make test` and `make server` do all the set-up a fresh machine needs (Node.js with npm,
+# make and a C compiler): they install the pinned bun from npm, the packages, and build the library.
+
+BUN_VERSION := 1.4.5
+TOOLS       := .tools
+BUN         := $(CURDIR)/$(TOOLS)/node_modules/.bin/bun
+BUILD       := build
+LIB         := $(BUILD)/libshared_memory_kv.so
+FAULT_LIB   := $(BUILD)/libshared_memory_kv_fault.so
+
+CC        ?= gcc
+CFLAGS    := -std=c11 -O2 -g -Wall -Wextra -Werror -fPIC -fvisibility=hidden
+LIB_SRC   := csrc/shared_memory_kv.c
+LIB_DEPS  := $(LIB_SRC) csrc/shared_memory_kv.h csrc/layout.h
+SAN_FLAGS := -std=c11 -O1 -g -Wall -Wextra -Werror -fsanitize=address,undefined -fno-omit-frame-pointer
+C_TESTS   := $(patsubst test/c/%.c,$(BUILD)/test/%,$(wildcard test/c/test_*.c))
+C_TOOLS   := $(BUILD)/kvtool $(BUILD)/kvtool_fault
+
+.PHONY: all libso tools test test-c test-bun server typecheck clean deps
+
+all: libso
+
+libso: $(LIB)
+
+$(LIB): $(LIB_DEPS)
+	@mkdir -p $(BUILD)
+	$(CC) $(CFLAGS) -shared -o $@ $(LIB_SRC)
+
+# The same library with KV_FAULT_POINT support: a writer can be made to die at a chosen point.
+$(FAULT_LIB): $(LIB_DEPS)
+	@mkdir -p $(BUILD)
+	$(CC) $(CFLAGS) -DKV_FAULT_INJECTION -shared -o $@ $(LIB_SRC)
+
+# kvtool: a small C client of the library, used by the tests as "another process written in C".
+$(BUILD)/kvtool: test/c/kvtool.c $(LIB_DEPS)
+	@mkdir -p $(BUILD)
+	$(CC) $(CFLAGS) -Icsrc -o $@ test/c/kvtool.c $(LIB_SRC)
+
+$(BUILD)/kvtool_fault: test/c/kvtool.c $(LIB_DEPS)
+	@mkdir -p $(BUILD)
+	$(CC) $(CFLAGS) -DKV_FAULT_INJECTION -Icsrc -o $@ test/c/kvtool.c $(LIB_SRC)
+
+# C unit tests: the library compiled in, under AddressSanitizer and UndefinedBehaviorSanitizer.
+$(BUILD)/test/%: test/c/%.c test/c/check.h $(LIB_DEPS)
+	@mkdir -p $(BUILD)/test
+	$(CC) $(SAN_FLAGS) -Icsrc -o $@ $< $(LIB_SRC)
+
+tools: $(LIB) $(FAULT_LIB) $(C_TOOLS)
+
+$(BUN):
+	npm install --no-save --no-audit --no-fund --prefix $(TOOLS) bun@$(BUN_VERSION)
+
+node_modules/.installed: package.json bun.lock $(BUN)
+	$(BUN) install --frozen-lockfile
+	@touch $@
+
+deps: $(BUN) node_modules/.installed
+
+test-c: $(C_TESTS) tools
+	@set -e; for t in $(C_TESTS); do $$t; done
+
+test-bun: deps tools
+	$(BUN) test --timeout 60000
+
+test: test-c test-bun
+
+typecheck: deps
+	$(BUN) x tsc --noEmit
+
+server: deps $(LIB)
+	$(BUN) run server
+
+clean:
+	rm -rf $(BUILD)

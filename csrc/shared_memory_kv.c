@@ -1,0 +1,835 @@
+/* shmkv: the store. See shared_memory_kv.h for the contract and the layout.
+ *
+ * Concurrency in one paragraph: writers serialise on the robust mutex. Before touching anything a
+ * writer arms an undo record (a copy of the one entry it will change plus the header counters), then
+ * makes seq odd, mutates, makes seq even and disarms. A writer that dies anywhere in there leaves the
+ * mutex EOWNERDEAD; the next locker restores the entry and counters from the armed record and rebuilds
+ * the index from the entries (the only structure a write may have left half-shifted). Readers take no
+ * lock: they copy under the seqlock and retry when seq moved. */
+#define _GNU_SOURCE
+#include "shared_memory_kv.h"
+#include "layout.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define KV_NAME_MAX      255   /* bytes, leading slash included */
+#define KV_READ_SPINS    64    /* optimistic read attempts before falling back to the lock */
+#define KV_READY_WAIT_MS 1000  /* how long an opener waits for a creator to finish */
+#define KV_RETRY         1     /* internal: a lock-free read saw a torn state */
+
+struct kv_store {
+    int            fd;
+    unsigned char *base;
+    size_t         size;
+    kv_header     *h;
+    uint32_t      *index;
+    unsigned char *entries;
+    /* Geometry as validated at open. Never re-read from the segment: another process could change
+     * those bytes, and every bound below must hold whatever the segment says. */
+    uint32_t       max_entries, key_max, value_max, entry_size, index_mask;
+    const char    *check_detail;
+};
+
+/* Sizes derived from a geometry; the header must agree with them exactly. */
+typedef struct kv_geometry {
+    uint32_t max_entries, key_max, value_max;
+    uint32_t header_size, entry_size, index_cells;
+    uint64_t entries_off, total_size;
+} kv_geometry;
+
+/* ---- fault injection (test builds only) ------------------------------------------------------ */
+
+#ifdef KV_FAULT_INJECTION
+/* KV_FAULT_POINT=n in the environment makes a writer SIGKILL itself at point n, lock held. */
+static void kv_fault(int point)
+{
+    static int armed = -1;
+    if (armed < 0) {
+        const char *env = getenv("KV_FAULT_POINT");
+        armed = env ? atoi(env) : 0;
+    }
+    if (armed == point)
+        raise(SIGKILL);
+}
+#define KV_FAULT(n) kv_fault(n)
+#else
+#define KV_FAULT(n) ((void)0)
+#endif
+
+/* ---- small helpers --------------------------------------------------------------------------- */
+
+static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
+
+static int64_t now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec;
+}
+
+uint32_t kv_hash(const char *key, size_t key_len)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < key_len; i++) {
+        h ^= (unsigned char)key[i];
+        h *= 16777619u;
+    }
+    h ^= h >> 16;
+    h *= 0x85ebca6bu;
+    h ^= h >> 13;
+    h *= 0xc2b2ae35u;
+    h ^= h >> 16;
+    return h;
+}
+
+static int valid_name(const char *name)
+{
+    if (!name || name[0] != '/')
+        return 0;
+    size_t len = strnlen(name, KV_NAME_MAX + 1);
+    return len >= 2 && len <= KV_NAME_MAX && !strchr(name + 1, '/');
+}
+
+static int compute_geometry(uint32_t max_entries, uint32_t key_max, uint32_t value_max,
+                            kv_geometry *g)
+{
+    if (max_entries < 1 || max_entries > KV_LIMIT_MAX_ENTRIES || key_max < 1 ||
+        key_max > KV_LIMIT_KEY_MAX || value_max < 1 || value_max > KV_LIMIT_VALUE_MAX)
+        return KV_EINVAL;
+    g->max_entries = max_entries;
+    g->key_max = key_max;
+    g->value_max = value_max;
+    g->entry_size = (uint32_t)align_up(KV_ENTRY_HEAD + (uint64_t)key_max + value_max, 8);
+    g->header_size = (uint32_t)align_up(KV_UNDO_ENTRY_OFF + (uint64_t)g->entry_size, 64);
+    g->index_cells = 1;
+    while (g->index_cells < 2 * max_entries)
+        g->index_cells <<= 1;
+    g->entries_off = align_up(g->header_size + 4ull * g->index_cells, 64);
+    g->total_size = g->entries_off + (uint64_t)max_entries * g->entry_size;
+    return 0;
+}
+
+static kv_entry *entry_at(const kv_store *s, uint32_t slot)
+{
+    return (kv_entry *)(s->entries + (size_t)slot * s->entry_size);
+}
+
+static kv_entry *undo_entry(const kv_store *s)
+{
+    return (kv_entry *)(s->base + KV_UNDO_ENTRY_OFF);
+}
+
+static size_t entry_used_bytes(const kv_store *s, const kv_entry *e)
+{
+    return e->key_len ? KV_ENTRY_HEAD + s->key_max + (size_t)e->value_len : KV_ENTRY_HEAD;
+}
+
+static int check_key(const kv_store *s, const char *key, size_t key_len)
+{
+    if (!s || !key || key_len == 0 || memchr(key, 0, key_len))
+        return KV_EINVAL;
+    return key_len > s->key_max ? KV_EKEYLEN : 0;
+}
+
+/* ---- the index -------------------------------------------------------------------------------- */
+
+/* Where key lives, or would be inserted. Works on a torn view too: every slot is bounds-checked and
+ * the probe is bounded. *slot is the entry's slot, or UINT32_MAX when absent. Returns the cell. */
+static uint32_t index_find(const kv_store *s, const char *key, uint32_t key_len, uint32_t hash,
+                           uint32_t *slot)
+{
+    uint32_t pos = hash & s->index_mask;
+    for (uint32_t n = 0; n <= s->index_mask; n++, pos = (pos + 1) & s->index_mask) {
+        uint32_t cell = __atomic_load_n(&s->index[pos], __ATOMIC_RELAXED);
+        if (cell == 0)
+            break;
+        if (cell - 1 >= s->max_entries)
+            continue;
+        const kv_entry *e = entry_at(s, cell - 1);
+        if (__atomic_load_n(&e->hash, __ATOMIC_RELAXED) == hash &&
+            __atomic_load_n(&e->key_len, __ATOMIC_RELAXED) == key_len &&
+            memcmp(e->data, key, key_len) == 0) {
+            *slot = cell - 1;
+            return pos;
+        }
+    }
+    *slot = UINT32_MAX;
+    return pos;
+}
+
+/* Backward-shift deletion: pull later cells of the same probe run into the hole so lookups never
+ * need tombstones. */
+static void index_remove(kv_store *s, uint32_t hole)
+{
+    uint32_t pos = hole;
+    for (;;) {
+        pos = (pos + 1) & s->index_mask;
+        uint32_t cell = s->index[pos];
+        if (cell == 0)
+            break;
+        uint32_t home = entry_at(s, cell - 1)->hash & s->index_mask;
+        /* The cell may move into the hole only if the hole lies on its probe path home..pos. */
+        if (((pos - home) & s->index_mask) >= ((pos - hole) & s->index_mask)) {
+            s->index[hole] = cell;
+            hole = pos;
+        }
+    }
+    s->index[hole] = 0;
+}
+
+static void index_rebuild(kv_store *s)
+{
+    uint32_t high = s->h->high_water;
+    memset(s->index, 0, 4ull * (s->index_mask + 1));
+    for (uint32_t slot = 0; slot < high && slot < s->max_entries; slot++) {
+        const kv_entry *e = entry_at(s, slot);
+        if (e->key_len == 0 || e->key_len > s->key_max)
+            continue;
+        uint32_t pos = e->hash & s->index_mask;
+        while (s->index[pos])
+            pos = (pos + 1) & s->index_mask;
+        s->index[pos] = slot + 1;
+    }
+}
+
+/* ---- the write lock and crash recovery -------------------------------------------------------- */
+
+static void seq_begin(kv_header *h)
+{
+    __atomic_store_n(&h->seq, h->seq + 1, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
+static void seq_end(kv_header *h)
+{
+    __atomic_store_n(&h->seq, h->seq + 1, __ATOMIC_RELEASE);
+}
+
+/* Save everything the coming write may change, then arm the record. */
+static void undo_arm(kv_store *s, uint32_t slot)
+{
+    kv_header *h = s->h;
+    kv_entry *e = entry_at(s, slot);
+    h->undo.slot = slot;
+    h->undo.entry_count = h->entry_count;
+    h->undo.free_head = h->free_head;
+    h->undo.high_water = h->high_water;
+    h->undo.version = h->version;
+    memcpy(undo_entry(s), e, entry_used_bytes(s, e));
+    __atomic_store_n(&h->undo.state, KV_UNDO_ARMED, __ATOMIC_RELEASE);
+}
+
+static void undo_disarm(kv_store *s)
+{
+    __atomic_store_n(&s->h->undo.state, 0, __ATOMIC_RELEASE);
+}
+
+/* Called with the mutex in EOWNERDEAD state: put the store back as it was before the dead writer's
+ * write. Idempotent, so a recoverer that dies too is recovered by the next locker. */
+static void recover(kv_store *s)
+{
+    kv_header *h = s->h;
+    if (!(h->seq & 1))
+        seq_begin(h);
+    if (h->undo.state == KV_UNDO_ARMED && h->undo.slot < s->max_entries) {
+        const kv_entry *saved = undo_entry(s);
+        size_t used = saved->key_len && saved->key_len <= s->key_max &&
+                              saved->value_len <= s->value_max
+                          ? entry_used_bytes(s, saved)
+                          : KV_ENTRY_HEAD;
+        memcpy(entry_at(s, h->undo.slot), saved, used);
+        h->entry_count = h->undo.entry_count;
+        h->free_head = h->undo.free_head;
+        h->high_water = h->undo.high_water;
+        h->version = h->undo.version;
+    }
+    index_rebuild(s);
+    h->lock_recoveries++;
+    seq_end(h);
+    undo_disarm(s);
+}
+
+static int lock_store(kv_store *s)
+{
+    int rc = pthread_mutex_lock(&s->h->lock.mutex);
+    if (rc == EOWNERDEAD) {
+        recover(s);
+        rc = pthread_mutex_consistent(&s->h->lock.mutex);
+    }
+    return -rc;
+}
+
+static void unlock_store(kv_store *s) { pthread_mutex_unlock(&s->h->lock.mutex); }
+
+/* ---- open and close --------------------------------------------------------------------------- */
+
+static int init_mutex(pthread_mutex_t *m)
+{
+    pthread_mutexattr_t attr;
+    int rc = pthread_mutexattr_init(&attr);
+    if (!rc)
+        rc = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+    if (!rc)
+        rc = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+    if (!rc)
+        rc = pthread_mutex_init(m, &attr);
+    pthread_mutexattr_destroy(&attr);
+    return -rc;
+}
+
+static int map_store(kv_store *s, int fd, const kv_geometry *g)
+{
+    void *base = mmap(NULL, g->total_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (base == MAP_FAILED)
+        return -errno;
+    s->fd = fd;
+    s->base = base;
+    s->size = g->total_size;
+    s->h = base;
+    s->index = (uint32_t *)(s->base + g->header_size);
+    s->entries = s->base + g->entries_off;
+    s->max_entries = g->max_entries;
+    s->key_max = g->key_max;
+    s->value_max = g->value_max;
+    s->entry_size = g->entry_size;
+    s->index_mask = g->index_cells - 1;
+    return 0;
+}
+
+static int create_segment(const char *name, const kv_options *o, kv_store *s)
+{
+    kv_geometry g;
+    uint32_t mode = o && o->mode ? o->mode : KV_DEFAULT_MODE;
+    int rc = compute_geometry(o && o->max_entries ? o->max_entries : KV_DEFAULT_MAX_ENTRIES,
+                              o && o->key_max ? o->key_max : KV_DEFAULT_KEY_MAX,
+                              o && o->value_max ? o->value_max : KV_DEFAULT_VALUE_MAX, &g);
+    if (rc)
+        return rc;
+    if (mode > 0777)
+        return KV_EINVAL;
+    int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    /* fchmod, not the open mode: the umask must not narrow what the caller asked for. */
+    if (fchmod(fd, mode) < 0)
+        rc = -errno;
+    else
+        rc = -posix_fallocate(fd, 0, (off_t)g.total_size);
+    if (!rc)
+        rc = map_store(s, fd, &g);
+    if (!rc) {
+        kv_header *h = s->h;
+        h->magic = KV_MAGIC;
+        h->layout_version = KV_LAYOUT_VERSION;
+        h->header_size = g.header_size;
+        h->mutex_size = sizeof(pthread_mutex_t);
+        h->max_entries = g.max_entries;
+        h->key_max = g.key_max;
+        h->value_max = g.value_max;
+        h->entry_size = g.entry_size;
+        h->index_cells = g.index_cells;
+        h->entries_off = g.entries_off;
+        h->total_size = g.total_size;
+        h->created = now_seconds();
+        rc = init_mutex(&h->lock.mutex);
+        if (!rc)
+            __atomic_store_n(&h->ready, KV_READY, __ATOMIC_RELEASE);
+        else
+            munmap(s->base, s->size);
+    }
+    if (rc) {
+        shm_unlink(name);
+        close(fd);
+    }
+    return rc;
+}
+
+/* Validate a header copy read with pread (never through the mapping, so a short file cannot
+ * SIGBUS us) and derive the geometry it claims. */
+static int validate_header(const kv_header *h, off_t file_size, kv_geometry *g)
+{
+    if (h->magic != KV_MAGIC || h->layout_version != KV_LAYOUT_VERSION ||
+        h->mutex_size != sizeof(pthread_mutex_t))
+        return KV_EINCOMPAT;
+    if (compute_geometry(h->max_entries, h->key_max, h->value_max, g))
+        return KV_EINCOMPAT;
+    if (h->header_size != g->header_size || h->entry_size != g->entry_size ||
+        h->index_cells != g->index_cells || h->entries_off != g->entries_off ||
+        h->total_size != g->total_size || (uint64_t)file_size != g->total_size)
+        return KV_EINCOMPAT;
+    return 0;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static int open_segment(const char *name, kv_store *s)
+{
+    int fd = shm_open(name, O_RDWR | O_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int rc = KV_ENOTREADY;
+    for (int waited = 0; waited <= KV_READY_WAIT_MS; waited += 10) {
+        struct stat st;
+        kv_header h;
+        if (fstat(fd, &st) < 0) {
+            rc = -errno;
+            break;
+        }
+        /* A creator reserves the whole size at once, so size 0 means "still being made". */
+        if (st.st_size != 0) {
+            if ((size_t)st.st_size < sizeof h || pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h) {
+                rc = KV_EINCOMPAT;
+                break;
+            }
+            if (h.magic != 0 && h.magic != KV_MAGIC) {
+                rc = KV_EINCOMPAT;
+                break;
+            }
+            if (__atomic_load_n(&h.ready, __ATOMIC_ACQUIRE) == KV_READY) {
+                kv_geometry g;
+                rc = validate_header(&h, st.st_size, &g);
+                if (!rc)
+                    rc = map_store(s, fd, &g);
+                break;
+            }
+        }
+        sleep_ms(10);
+    }
+    if (rc)
+        close(fd);
+    return rc;
+}
+
+int kv_open(const char *name, int flags, const kv_options *opts, kv_store **out)
+{
+    if (!out)
+        return KV_EINVAL;
+    *out = NULL;
+    if (!valid_name(name) || (flags & ~(KV_CREATE | KV_EXCL)) || flags == KV_EXCL)
+        return KV_EINVAL;
+    kv_store *s = calloc(1, sizeof *s);
+    if (!s)
+        return -ENOMEM;
+    int rc = -ENOENT;
+    /* Open, else create, else (someone created it in between) open again. */
+    for (int attempt = 0; attempt < 3; attempt++) {
+        if (!(flags & KV_EXCL)) {
+            rc = open_segment(name, s);
+            if (rc != -ENOENT || !(flags & KV_CREATE))
+                break;
+        }
+        rc = create_segment(name, opts, s);
+        if (rc != -EEXIST || (flags & KV_EXCL))
+            break;
+    }
+    if (rc) {
+        free(s);
+        return rc;
+    }
+    s->check_detail = "";
+    *out = s;
+    return 0;
+}
+
+void kv_close(kv_store *s)
+{
+    if (!s)
+        return;
+    munmap(s->base, s->size);
+    close(s->fd);
+    free(s);
+}
+
+int kv_unlink(const char *name)
+{
+    if (!valid_name(name))
+        return KV_EINVAL;
+    return shm_unlink(name) < 0 ? -errno : 0;
+}
+
+/* ---- reads ------------------------------------------------------------------------------------ */
+
+typedef struct kv_read {
+    char    *buf;
+    size_t   buf_len;
+    size_t   value_len;
+    int64_t  timestamp;
+    uint64_t revision;
+} kv_read;
+
+/* One attempt at a read; returns KV_RETRY when what it saw cannot be a consistent state. */
+static int read_once(const kv_store *s, const char *key, uint32_t key_len, uint32_t hash, kv_read *r)
+{
+    uint32_t slot;
+    index_find(s, key, key_len, hash, &slot);
+    if (slot == UINT32_MAX)
+        return KV_NOTFOUND;
+    const kv_entry *e = entry_at(s, slot);
+    uint32_t len = __atomic_load_n(&e->value_len, __ATOMIC_RELAXED);
+    if (len > s->value_max)
+        return KV_RETRY;
+    r->value_len = len;
+    r->timestamp = __atomic_load_n(&e->timestamp, __ATOMIC_RELAXED);
+    r->revision = __atomic_load_n(&e->revision, __ATOMIC_RELAXED);
+    if (len > r->buf_len)
+        return KV_EBUFSIZE;
+    if (len)
+        memcpy(r->buf, e->data + s->key_max, len);
+    return 0;
+}
+
+static int read_entry(kv_store *s, const char *key, uint32_t key_len, kv_read *r)
+{
+    uint32_t hash = kv_hash(key, key_len);
+    for (int attempt = 0; attempt < KV_READ_SPINS; attempt++) {
+        uint32_t before = __atomic_load_n(&s->h->seq, __ATOMIC_ACQUIRE);
+        if (before & 1) {
+            if (attempt > 8)
+                sched_yield();
+            continue;
+        }
+        int rc = read_once(s, key, key_len, hash, r);
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&s->h->seq, __ATOMIC_RELAXED) == before && rc != KV_RETRY)
+            return rc;
+    }
+    /* Writers kept overlapping: read under the lock, which always terminates. */
+    int rc = lock_store(s);
+    if (rc)
+        return rc;
+    rc = read_once(s, key, key_len, hash, r);
+    unlock_store(s);
+    return rc == KV_RETRY ? KV_ECORRUPT : rc;
+}
+
+int kv_get_rev(kv_store *s, const char *key, size_t key_len, char *buf, size_t buf_len,
+               size_t *value_len, int64_t *timestamp, uint64_t *revision)
+{
+    int rc = check_key(s, key, key_len);
+    if (rc)
+        return rc;
+    if (!buf && buf_len)
+        return KV_EINVAL;
+    kv_read r = {buf, buf_len, 0, 0, 0};
+    rc = read_entry(s, key, (uint32_t)key_len, &r);
+    if (rc && rc != KV_EBUFSIZE)
+        return rc;
+    if (value_len)
+        *value_len = r.value_len;
+    if (timestamp)
+        *timestamp = r.timestamp;
+    if (revision)
+        *revision = r.revision;
+    return rc;
+}
+
+int kv_get(kv_store *s, const char *key, size_t key_len, char *buf, size_t buf_len,
+           size_t *value_len, int64_t *timestamp)
+{
+    return kv_get_rev(s, key, key_len, buf, buf_len, value_len, timestamp, NULL);
+}
+
+/* ---- writes ----------------------------------------------------------------------------------- */
+
+/* A free slot, or UINT32_MAX. Freed slots first (LIFO), then never-used ones in order, so slots
+ * fill in insertion order while nothing is deleted. */
+static uint32_t peek_free_slot(const kv_store *s)
+{
+    const kv_header *h = s->h;
+    if (h->free_head)
+        return h->free_head - 1;
+    return h->high_water < s->max_entries ? h->high_water : UINT32_MAX;
+}
+
+static void take_free_slot(kv_store *s, uint32_t slot)
+{
+    kv_header *h = s->h;
+    if (h->free_head == slot + 1)
+        h->free_head = entry_at(s, slot)->next_free;
+    else
+        h->high_water = slot + 1;
+}
+
+static void write_value(kv_store *s, kv_entry *e, const char *value, size_t value_len)
+{
+    size_t half = value_len / 2;
+    memcpy(e->data + s->key_max, value, half);
+    KV_FAULT(4); /* mid-copy: the entry holds half a value */
+    memcpy(e->data + s->key_max + half, value + half, value_len - half);
+    e->value_len = (uint32_t)value_len;
+}
+
+static int set_locked(kv_store *s, const char *key, uint32_t key_len, const char *value,
+                      size_t value_len, int conditional, uint64_t expected_rev, uint64_t *current_rev)
+{
+    kv_header *h = s->h;
+    uint32_t hash = kv_hash(key, key_len), slot;
+    uint32_t pos = index_find(s, key, key_len, hash, &slot);
+    int is_new = slot == UINT32_MAX;
+    uint64_t found_rev = is_new ? 0 : entry_at(s, slot)->revision;
+    if (current_rev)
+        *current_rev = found_rev;
+    if (conditional && found_rev != expected_rev)
+        return KV_ECONFLICT;
+    if (is_new && (slot = peek_free_slot(s)) == UINT32_MAX)
+        return KV_EFULL;
+    KV_FAULT(1);
+    undo_arm(s, slot);
+    KV_FAULT(2);
+    seq_begin(h);
+    KV_FAULT(3);
+    kv_entry *e = entry_at(s, slot);
+    if (is_new) {
+        take_free_slot(s, slot);
+        e->value_len = 0; /* a reader must never pair this key with a stale value length */
+        e->hash = hash;
+        memcpy(e->data, key, key_len);
+        e->key_len = key_len;
+        e->next_free = 0;
+        s->index[pos] = slot + 1;
+        h->entry_count++;
+        KV_FAULT(5);
+    }
+    write_value(s, e, value, value_len);
+    e->timestamp = now_seconds();
+    e->revision = ++h->version;
+    KV_FAULT(6);
+    /* Disarm before seq_end: from here on the write is complete, and a recoverer keeps it. */
+    undo_disarm(s);
+    KV_FAULT(7);
+    seq_end(h);
+    KV_FAULT(8);
+    if (current_rev)
+        *current_rev = e->revision;
+    return 0;
+}
+
+static int do_set(kv_store *s, const char *key, size_t key_len, const char *value, size_t value_len,
+                  int conditional, uint64_t expected_rev, uint64_t *current_rev)
+{
+    int rc = check_key(s, key, key_len);
+    if (rc)
+        return rc;
+    if (value_len > s->value_max)
+        return KV_EVALLEN;
+    if (!value && value_len)
+        return KV_EINVAL;
+    if ((rc = lock_store(s)))
+        return rc;
+    rc = set_locked(s, key, (uint32_t)key_len, value, value_len, conditional, expected_rev,
+                    current_rev);
+    unlock_store(s);
+    return rc;
+}
+
+int kv_set(kv_store *s, const char *key, size_t key_len, const char *value, size_t value_len)
+{
+    return do_set(s, key, key_len, value, value_len, 0, 0, NULL);
+}
+
+int kv_set_if(kv_store *s, const char *key, size_t key_len, const char *value, size_t value_len,
+              uint64_t expected_rev, uint64_t *current_rev)
+{
+    return do_set(s, key, key_len, value, value_len, 1, expected_rev, current_rev);
+}
+
+static int delete_locked(kv_store *s, const char *key, uint32_t key_len, int conditional,
+                         uint64_t expected_rev, uint64_t *current_rev)
+{
+    kv_header *h = s->h;
+    uint32_t slot;
+    uint32_t pos = index_find(s, key, key_len, kv_hash(key, key_len), &slot);
+    uint64_t found_rev = slot == UINT32_MAX ? 0 : entry_at(s, slot)->revision;
+    if (current_rev)
+        *current_rev = found_rev;
+    if (slot == UINT32_MAX)
+        return KV_NOTFOUND;
+    if (conditional && found_rev != expected_rev)
+        return KV_ECONFLICT;
+    KV_FAULT(1);
+    undo_arm(s, slot);
+    KV_FAULT(2);
+    seq_begin(h);
+    KV_FAULT(3);
+    index_remove(s, pos);
+    KV_FAULT(5);
+    kv_entry *e = entry_at(s, slot);
+    e->key_len = 0;
+    e->next_free = h->free_head;
+    h->free_head = slot + 1;
+    h->entry_count--;
+    h->version++;
+    KV_FAULT(6);
+    /* Disarm before seq_end: from here on the write is complete, and a recoverer keeps it. */
+    undo_disarm(s);
+    KV_FAULT(7);
+    seq_end(h);
+    KV_FAULT(8);
+    return 0;
+}
+
+static int do_delete(kv_store *s, const char *key, size_t key_len, int conditional,
+                     uint64_t expected_rev, uint64_t *current_rev)
+{
+    int rc = check_key(s, key, key_len);
+    if (rc)
+        return rc;
+    if ((rc = lock_store(s)))
+        return rc;
+    rc = delete_locked(s, key, (uint32_t)key_len, conditional, expected_rev, current_rev);
+    unlock_store(s);
+    return rc;
+}
+
+int kv_delete(kv_store *s, const char *key, size_t key_len)
+{
+    return do_delete(s, key, key_len, 0, 0, NULL);
+}
+
+int kv_delete_if(kv_store *s, const char *key, size_t key_len, uint64_t expected_rev,
+                 uint64_t *current_rev)
+{
+    return do_delete(s, key, key_len, 1, expected_rev, current_rev);
+}
+
+/* ---- kv_check --------------------------------------------------------------------------------- */
+
+static const char *check_header(const kv_store *s)
+{
+    const kv_header *h = s->h;
+    if (h->magic != KV_MAGIC || h->layout_version != KV_LAYOUT_VERSION || h->ready != KV_READY)
+        return "header: magic, layout version or ready marker changed";
+    if (h->max_entries != s->max_entries || h->key_max != s->key_max ||
+        h->value_max != s->value_max || h->entry_size != s->entry_size ||
+        h->index_cells != s->index_mask + 1)
+        return "header: geometry changed since open";
+    if (h->seq & 1)
+        return "header: sequence counter is odd with no writer";
+    if (h->undo.state)
+        return "header: undo record armed with no writer";
+    if (h->high_water > s->max_entries || h->entry_count > h->high_water)
+        return "header: entry_count or high water out of range";
+    return NULL;
+}
+
+static const char *check_entries(const kv_store *s)
+{
+    const kv_header *h = s->h;
+    uint32_t live = 0;
+    for (uint32_t slot = 0; slot < s->max_entries; slot++) {
+        const kv_entry *e = entry_at(s, slot);
+        if (e->key_len == 0)
+            continue;
+        if (slot >= h->high_water)
+            return "entry: live slot above the high water mark";
+        if (e->key_len > s->key_max || e->value_len > s->value_max)
+            return "entry: key or value length out of range";
+        if (memchr(e->data, 0, e->key_len))
+            return "entry: key holds a NUL byte";
+        if (e->hash != kv_hash((const char *)e->data, e->key_len))
+            return "entry: stored hash does not match the key";
+        if (e->revision == 0 || e->revision > h->version)
+            return "entry: revision out of range";
+        uint32_t found;
+        index_find(s, (const char *)e->data, e->key_len, e->hash, &found);
+        if (found != slot)
+            return "index: a live entry is not reachable from its home cell";
+        live++;
+    }
+    return live == h->entry_count ? NULL : "header: entry_count differs from the live entries";
+}
+
+static const char *check_index_and_free_list(const kv_store *s)
+{
+    const kv_header *h = s->h;
+    uint32_t cells = 0;
+    for (uint32_t pos = 0; pos <= s->index_mask; pos++) {
+        uint32_t cell = s->index[pos];
+        if (!cell)
+            continue;
+        if (cell - 1 >= h->high_water || entry_at(s, cell - 1)->key_len == 0)
+            return "index: a cell points to a free or out-of-range slot";
+        cells++;
+    }
+    if (cells != h->entry_count)
+        return "index: cell count differs from entry_count";
+    uint32_t free_slots = 0;
+    for (uint32_t next = h->free_head; next; next = entry_at(s, next - 1)->next_free) {
+        if (next - 1 >= h->high_water || entry_at(s, next - 1)->key_len != 0)
+            return "free list: links to a live or out-of-range slot";
+        if (++free_slots > h->high_water)
+            return "free list: cycle";
+    }
+    if (free_slots != h->high_water - h->entry_count)
+        return "free list: does not hold every free slot below the high water mark";
+    return NULL;
+}
+
+int kv_check(kv_store *s)
+{
+    if (!s)
+        return KV_EINVAL;
+    int rc = lock_store(s);
+    if (rc)
+        return rc;
+    const char *detail = check_header(s);
+    if (!detail)
+        detail = check_entries(s);
+    if (!detail)
+        detail = check_index_and_free_list(s);
+    unlock_store(s);
+    s->check_detail = detail ? detail : "";
+    return detail ? KV_ECORRUPT : 0;
+}
+
+const char *kv_check_detail(const kv_store *s) { return s ? s->check_detail : ""; }
+
+/* ---- accessors and errors --------------------------------------------------------------------- */
+
+void *kv_base(const kv_store *s) { return s->base; }
+size_t kv_map_size(const kv_store *s) { return s->size; }
+uint64_t kv_version(const kv_store *s) { return __atomic_load_n(&s->h->version, __ATOMIC_RELAXED); }
+uint32_t kv_count(const kv_store *s) { return __atomic_load_n(&s->h->entry_count, __ATOMIC_RELAXED); }
+uint32_t kv_max_entries(const kv_store *s) { return s->max_entries; }
+uint32_t kv_key_max(const kv_store *s) { return s->key_max; }
+uint32_t kv_value_max(const kv_store *s) { return s->value_max; }
+uint64_t kv_lock_recoveries(const kv_store *s)
+{
+    return __atomic_load_n(&s->h->lock_recoveries, __ATOMIC_RELAXED);
+}
+
+const char *kv_strerror(int rc)
+{
+    switch (rc) {
+    case 0:            return "success";
+    case KV_NOTFOUND:  return "key not found";
+    case KV_EKEYLEN:   return "key too long for this store";
+    case KV_EVALLEN:   return "value too long for this store";
+    case KV_EFULL:     return "table full: every entry is in use";
+    case KV_EINVAL:    return "invalid argument";
+    case KV_EINCOMPAT: return "incompatible segment: not a shmkv store of this layout, or damaged";
+    case KV_EBUFSIZE:  return "buffer too small for the value";
+    case KV_ENOTREADY: return "segment not initialised: its creator did not finish (unlink it to start over)";
+    case KV_ECORRUPT:  return "store corrupt: an invariant does not hold";
+    case KV_ECONFLICT: return "conflict: the entry is at another revision";
+    }
+    if (rc < 0 && rc > -4096) {
+        const char *msg = strerrordesc_np(-rc);
+        if (msg)
+            return msg;
+    }
+    return "unknown error";
+}

@@ -1,0 +1,283 @@
+/**
+ * @file shared_memory_kv.h
+ * @brief shmkv: a key-value table in POSIX shared memory, shared by every process on a host.
+ *
+ * A store is one POSIX shared-memory segment ("/name", seen as /dev/shm/name on Linux). Any number of
+ * processes map it at once. Writers serialise on one process-shared, robust pthread mutex inside the
+ * segment; readers never take it: they copy what they need and validate the copy against a sequence
+ * counter (a seqlock), retrying when a write overlapped.
+ *
+ * Keys and values are byte strings with explicit lengths. A key is 1..key_max bytes and holds no NUL
+ * byte; a value is 0..value_max bytes and may hold anything. The geometry (max_entries, key_max,
+ * value_max) is chosen when the segment is created and kept in its header; every later opener adopts it.
+ * The defaults are 10 entries, 63-byte keys and 255-byte values.
+ *
+ * Return codes: 0 on success; a negative number on failure. The library's own codes live in the
+ * reserved range KV_ERR_FIRST..KV_ERR_LAST (-31000..-30901); any other negative number is a negated
+ * errno from a system call (for example -EACCES, -ENOSPC). kv_strerror() names every one.
+ *
+ * @section caveats Caveats
+ * - fork(): a kv_store handle may be used by a child after fork() (the mapping is inherited and the
+ *   mutex lives in the segment), but the parent and child must not use the same handle concurrently
+ *   from threads that were running at fork time. Simplest: open a fresh handle in the child.
+ * - Threads: a handle may be shared by threads; every call is safe to make concurrently.
+ * - A process that dies holding the write lock (SIGKILL, crash) blocks no one. The next writer gets
+ *   EOWNERDEAD from the robust mutex, rolls the interrupted write back from the undo record in the
+ *   segment, rebuilds the index, marks the mutex consistent and goes on; the store then holds the old
+ *   entry, never a torn one. A process that is stopped (SIGSTOP) or hung while holding the lock does
+ *   block writers: robustness covers death, not stalls. Readers are never blocked.
+ * - Robust mutexes are tied to the kernel's view of thread ids: processes sharing a store must share
+ *   a PID namespace (no sharing across containers with separate PID namespaces).
+ * - kv_unlink() removes the name only. Processes that have the segment mapped keep using it (and each
+ *   other's writes) until they close; a later kv_open() of the same name with KV_CREATE makes a new,
+ *   empty segment that they do not see. Nothing in the library unlinks on its own: the segment lives
+ *   until kv_unlink() or a reboot.
+ * - Anyone who can write the segment can corrupt it (it is plain shared memory). Opening validates
+ *   the header, and readers bounds-check everything they follow, so a corrupt segment yields errors or
+ *   wrong data, not crashes; kv_check() reports the damage. Protect the segment with its file mode.
+ * - Timestamps come from the writer's CLOCK_REALTIME, in seconds.
+ */
+#ifndef SHARED_MEMORY_KV_H
+#define SHARED_MEMORY_KV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Marks the library's exported symbols (it is built with -fvisibility=hidden). */
+#if defined(__GNUC__)
+#define KV_API __attribute__((visibility("default")))
+#else
+#define KV_API
+#endif
+
+/** @defgroup errors Return codes (the library's own, reserved range -31000..-30901) */
+/** @{ */
+#define KV_ERR_FIRST    (-31000)
+#define KV_NOTFOUND     (-31000) /**< no entry with that key */
+#define KV_EKEYLEN      (-30999) /**< key longer than the segment's key_max */
+#define KV_EVALLEN      (-30998) /**< value longer than the segment's value_max */
+#define KV_EFULL        (-30997) /**< every slot is in use */
+#define KV_EINVAL       (-30996) /**< invalid argument: bad name, empty key, NUL in key, bad geometry */
+#define KV_EINCOMPAT    (-30995) /**< the segment is not a shmkv store of this layout, or is damaged */
+#define KV_EBUFSIZE     (-30994) /**< the caller's buffer is too small; the needed size was reported */
+#define KV_ENOTREADY    (-30993) /**< the segment's creator did not finish initialising it in time */
+#define KV_ECORRUPT     (-30992) /**< kv_check() found a broken invariant */
+#define KV_ECONFLICT    (-30991) /**< a conditional write found another revision */
+#define KV_ERR_LAST     (-30901)
+/** @} */
+
+/** Flags for kv_open(). */
+#define KV_CREATE 1 /**< create the segment when it is missing */
+#define KV_EXCL   2 /**< with KV_CREATE: fail with -EEXIST when it exists */
+
+/** Default geometry: the original design's table. */
+#define KV_DEFAULT_MAX_ENTRIES 10u
+#define KV_DEFAULT_KEY_MAX     63u
+#define KV_DEFAULT_VALUE_MAX   255u
+#define KV_DEFAULT_MODE        0600u
+
+/** Upper limits accepted for a new segment's geometry. */
+#define KV_LIMIT_MAX_ENTRIES (1u << 24) /**< 16,777,216 entries */
+#define KV_LIMIT_KEY_MAX     4096u      /**< bytes */
+#define KV_LIMIT_VALUE_MAX   (1u << 20) /**< 1 MiB */
+
+/**
+ * Geometry and permissions of a new segment. A zero field takes its default. Only used when
+ * kv_open() creates the segment; an existing segment's own geometry always wins.
+ */
+typedef struct kv_options {
+    uint32_t max_entries; /**< 1..KV_LIMIT_MAX_ENTRIES, default 10 */
+    uint32_t key_max;     /**< 1..KV_LIMIT_KEY_MAX bytes, default 63 */
+    uint32_t value_max;   /**< 1..KV_LIMIT_VALUE_MAX bytes, default 255 */
+    uint32_t mode;        /**< file mode bits (at most 0777), default 0600; applied whatever the umask */
+} kv_options;
+
+/** An open store: one process's mapping of a segment. Opaque. */
+typedef struct kv_store kv_store;
+
+/**
+ * Open a store, creating it when asked.
+ *
+ * Creation is race-free (O_CREAT|O_EXCL); its space is reserved up front (posix_fallocate), so a full
+ * /dev/shm fails here with -ENOSPC instead of a SIGBUS later. An opener that finds a segment still
+ * being initialised by its creator waits for it, about a second at most.
+ *
+ * @param name  POSIX shm name: "/" followed by 1..254 bytes with no further "/".
+ * @param flags 0 (open an existing segment), KV_CREATE, or KV_CREATE|KV_EXCL.
+ * @param opts  geometry and mode for a new segment; NULL for the defaults. Ignored when the segment
+ *              exists. The caller keeps ownership.
+ * @param out   receives the handle on success (NULL on failure). Free it with kv_close().
+ * @return 0; KV_EINVAL (bad name, flags or options); -ENOENT (missing, without KV_CREATE); -EEXIST
+ *         (KV_EXCL and it exists); -EACCES (no permission to read and write it); -ENOSPC;
+ *         KV_EINCOMPAT (wrong magic, layout, sizes or geometry, or truncated); KV_ENOTREADY;
+ *         another -errno.
+ */
+KV_API int kv_open(const char *name, int flags, const kv_options *opts, kv_store **out);
+
+/**
+ * Unmap the segment and free the handle. Never unlinks. NULL is a no-op. The handle, and every
+ * pointer obtained from kv_base(), are invalid afterwards.
+ */
+KV_API void kv_close(kv_store *s);
+
+/**
+ * Remove a segment's name (shm_unlink). Mappings that exist stay valid; see Caveats.
+ * @return 0; KV_EINVAL (bad name); -ENOENT; -EACCES; another -errno.
+ */
+KV_API int kv_unlink(const char *name);
+
+/**
+ * Insert or replace an entry. Takes the write lock; crash-atomic (see Caveats).
+ * The entry's timestamp becomes now, its revision the store's new version; version grows by one.
+ *
+ * @param key,key_len     the key (1..key_max bytes, no NUL); not retained.
+ * @param value,value_len the value (0..value_max bytes); not retained. value may be NULL when
+ *                        value_len is 0.
+ * @return 0; KV_EINVAL (NULL handle, empty key or NUL in key); KV_EKEYLEN; KV_EVALLEN;
+ *         KV_EFULL (a new key and no free slot); a lock failure as -errno.
+ */
+KV_API int kv_set(kv_store *s, const char *key, size_t key_len, const char *value, size_t value_len);
+
+/**
+ * Conditional set (compare-and-set on the entry's revision), atomic under the write lock.
+ *
+ * @param expected_rev 0: write only when the key is absent (create only); otherwise write only when
+ *                     the entry exists and its revision equals expected_rev.
+ * @param current_rev  when not NULL, receives the entry's revision as found (0 when absent), on
+ *                     success and on KV_ECONFLICT alike.
+ * @return as kv_set(), plus KV_ECONFLICT when the condition does not hold (nothing is written).
+ */
+KV_API int kv_set_if(kv_store *s, const char *key, size_t key_len, const char *value, size_t value_len,
+              uint64_t expected_rev, uint64_t *current_rev);
+
+/**
+ * Copy out an entry's value. Never takes the lock unless writers keep overlapping the read many
+ * times in a row (then it falls back to the lock so it always terminates).
+ *
+ * @param buf,buf_len destination owned by the caller; buf may be NULL when buf_len is 0. The value is
+ *                    not NUL-terminated.
+ * @param value_len   when not NULL, receives the value's length, also on KV_EBUFSIZE.
+ * @param timestamp   when not NULL, receives the Unix time (seconds) of the entry's last write.
+ * @return 0; KV_NOTFOUND; KV_EBUFSIZE (buf_len < value length: nothing copied, *value_len = needed);
+ *         KV_EINVAL (NULL handle, empty key, NUL in key); KV_EKEYLEN (a key this store cannot hold).
+ */
+KV_API int kv_get(kv_store *s, const char *key, size_t key_len, char *buf, size_t buf_len,
+           size_t *value_len, int64_t *timestamp);
+
+/**
+ * Like kv_get(), also reporting the entry's revision (the store version of its last write).
+ * @param revision when not NULL, receives the revision.
+ */
+KV_API int kv_get_rev(kv_store *s, const char *key, size_t key_len, char *buf, size_t buf_len,
+               size_t *value_len, int64_t *timestamp, uint64_t *revision);
+
+/**
+ * Remove an entry. Takes the write lock; crash-atomic; version grows by one on success.
+ * @return 0; KV_NOTFOUND (nothing changes, version included); KV_EINVAL; KV_EKEYLEN; lock -errno.
+ */
+KV_API int kv_delete(kv_store *s, const char *key, size_t key_len);
+
+/**
+ * Conditional delete: only when the entry's revision equals expected_rev.
+ * @param current_rev when not NULL, receives the revision found (0 when absent).
+ * @return as kv_delete(), plus KV_ECONFLICT when the entry is at another revision.
+ */
+KV_API int kv_delete_if(kv_store *s, const char *key, size_t key_len, uint64_t expected_rev,
+                 uint64_t *current_rev);
+
+/**
+ * Verify every invariant of the segment under the write lock: header fields, each entry's lengths,
+ * hash and key bytes, the index (every live entry found exactly once at its probe position, no
+ * dangling cell), the free list, entry_count, and an even sequence counter.
+ * @return 0 when sound; KV_ECORRUPT (see kv_check_detail); KV_EINVAL; lock -errno.
+ */
+KV_API int kv_check(kv_store *s);
+
+/**
+ * After kv_check() returned KV_ECORRUPT on this handle: a static string naming the first broken
+ * invariant. "" otherwise. Not thread-safe with a concurrent kv_check() on the same handle.
+ */
+KV_API const char *kv_check_detail(const kv_store *s);
+
+/** A static, human-readable description of any return code of this library (or of -errno). */
+KV_API const char *kv_strerror(int rc);
+
+/** @defgroup accessors Read-only accessors. All take a valid handle; none takes the lock. */
+/** @{ */
+KV_API void    *kv_base(const kv_store *s);        /**< start of the mapping (the header); see layout */
+KV_API size_t   kv_map_size(const kv_store *s);    /**< bytes mapped (the whole segment) */
+KV_API uint64_t kv_version(const kv_store *s);     /**< writes so far: +1 per successful set or delete */
+KV_API uint32_t kv_count(const kv_store *s);       /**< live entries */
+KV_API uint32_t kv_max_entries(const kv_store *s); /**< capacity */
+KV_API uint32_t kv_key_max(const kv_store *s);     /**< longest key, bytes */
+KV_API uint32_t kv_value_max(const kv_store *s);   /**< longest value, bytes */
+KV_API uint64_t kv_lock_recoveries(const kv_store *s); /**< times any process repaired after a dead writer */
+/** @} */
+
+/** Hash of a key as used by the index (see layout). Exposed so other languages can test theirs. */
+KV_API uint32_t kv_hash(const char *key, size_t key_len);
+
+/**
+ * @section layout Segment layout (layout version 1)
+ *
+ * Native byte order (little-endian on every supported host). Offsets in bytes from kv_base().
+ *
+ * Header:
+ * | off | type | field |
+ * |-----|------|-------|
+ * |   0 | u32  | magic, 0x564B4D53 ("SMKV" in memory) |
+ * |   4 | u32  | layout version, 1 |
+ * |   8 | u32  | ready: 0x52454459 once the creator has finished; readers wait for it |
+ * |  12 | u32  | header size: the offset of the index (a multiple of 64) |
+ * |  16 | u32  | sizeof(pthread_mutex_t) of the creator (40 on x86-64 glibc) |
+ * |  20 | u32  | max_entries |
+ * |  24 | u32  | key_max |
+ * |  28 | u32  | value_max |
+ * |  32 | u32  | entry size: bytes from one entry to the next, align8(32 + key_max + value_max) |
+ * |  36 | u32  | index cells: the smallest power of two >= 2 * max_entries |
+ * |  40 | u64  | entries offset: header size + 4 * index cells, rounded up to 64 |
+ * |  48 | u64  | total size: entries offset + max_entries * entry size |
+ * |  56 | u32  | seq: the seqlock counter; odd while a write is in progress |
+ * |  60 | u32  | entry_count |
+ * |  64 | u64  | version |
+ * |  72 | u32  | free head: slot + 1 of the first free slot, 0 when none |
+ * |  76 | u32  | high water: slots ever used; slots at or above it are free and untouched |
+ * |  80 | u64  | lock recoveries |
+ * |  88 | i64  | creation time, Unix seconds |
+ * | 128 | ...  | the pthread mutex (process-shared, robust) |
+ * | 192 | ...  | undo record: u32 state (1 = armed), u32 slot, u32 entry_count, u32 free head,
+ *               u32 high water, u32 reserved, u64 version; then at 224 a copy of the slot's entry |
+ *
+ * Index, at the header size: `index cells` u32 cells of open addressing with linear probing. A cell is
+ * 0 (empty) or slot + 1. A key's home cell is kv_hash(key) & (cells - 1); a lookup probes forward
+ * (wrapping) until it finds the key or an empty cell. Deletion shifts later cells back (no tombstones).
+ *
+ * Entries, at the entries offset, `max_entries` of `entry size` bytes each:
+ * | off | type | field |
+ * |-----|------|-------|
+ * |   0 | u32  | key length; 0 = free slot |
+ * |   4 | u32  | value length |
+ * |   8 | u32  | kv_hash(key) |
+ * |  12 | u32  | next free: slot + 1 of the next free slot (free slots only), 0 = end |
+ * |  16 | i64  | timestamp of the last write, Unix seconds |
+ * |  24 | u64  | revision: the store's version after the entry's last write |
+ * |  32 | u8[key_max]   | key bytes |
+ * |  32 + key_max | u8[value_max] | value bytes |
+ *
+ * Hash (kv_hash): 32-bit FNV-1a over the key bytes (offset basis 2166136261, prime 16777619), then
+ * the murmur3 finaliser: h ^= h >> 16; h *= 0x85ebca6b; h ^= h >> 13; h *= 0xc2b2ae35; h ^= h >> 16.
+ *
+ * Reading without the lock: load seq (acquire); if odd, retry; copy the data; fence; load seq again;
+ * if it changed, discard the copy and retry. Every offset and length read from the segment must be
+ * bounds-checked against the geometry before it is followed: the copy may be torn until validated.
+ */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SHARED_MEMORY_KV_H */

@@ -573,7 +573,7 @@ static void write_value(kv_store *s, kv_entry *e, const char *value, size_t valu
 }
 
 static int set_locked(kv_store *s, const char *key, uint32_t key_len, const char *value,
-                      size_t value_len, int conditional, uint64_t expected_rev, uint64_t *current_rev)
+                      size_t value_len, uint64_t expected_rev, uint64_t *current_rev)
 {
     kv_header *h = s->h;
     uint32_t hash = kv_hash(key, key_len), slot;
@@ -582,7 +582,7 @@ static int set_locked(kv_store *s, const char *key, uint32_t key_len, const char
     uint64_t found_rev = is_new ? 0 : entry_at(s, slot)->revision;
     if (current_rev)
         *current_rev = found_rev;
-    if (conditional && found_rev != expected_rev)
+    if (expected_rev != KV_ANY_REVISION && found_rev != expected_rev)
         return KV_ECONFLICT;
     if (is_new && (slot = peek_free_slot(s)) == UINT32_MAX)
         return KV_EFULL;
@@ -617,8 +617,8 @@ static int set_locked(kv_store *s, const char *key, uint32_t key_len, const char
     return 0;
 }
 
-static int do_set(kv_store *s, const char *key, size_t key_len, const char *value, size_t value_len,
-                  int conditional, uint64_t expected_rev, uint64_t *current_rev)
+int kv_set_if(kv_store *s, const char *key, size_t key_len, const char *value, size_t value_len,
+              uint64_t expected_rev, uint64_t *current_rev)
 {
     int rc = check_key(s, key, key_len);
     if (rc)
@@ -629,25 +629,18 @@ static int do_set(kv_store *s, const char *key, size_t key_len, const char *valu
         return KV_EINVAL;
     if ((rc = lock_store(s)))
         return rc;
-    rc = set_locked(s, key, (uint32_t)key_len, value, value_len, conditional, expected_rev,
-                    current_rev);
+    rc = set_locked(s, key, (uint32_t)key_len, value, value_len, expected_rev, current_rev);
     unlock_store(s);
     return rc;
 }
 
 int kv_set(kv_store *s, const char *key, size_t key_len, const char *value, size_t value_len)
 {
-    return do_set(s, key, key_len, value, value_len, 0, 0, NULL);
+    return kv_set_if(s, key, key_len, value, value_len, KV_ANY_REVISION, NULL);
 }
 
-int kv_set_if(kv_store *s, const char *key, size_t key_len, const char *value, size_t value_len,
-              uint64_t expected_rev, uint64_t *current_rev)
-{
-    return do_set(s, key, key_len, value, value_len, 1, expected_rev, current_rev);
-}
-
-static int delete_locked(kv_store *s, const char *key, uint32_t key_len, int conditional,
-                         uint64_t expected_rev, uint64_t *current_rev)
+static int delete_locked(kv_store *s, const char *key, uint32_t key_len, uint64_t expected_rev,
+                         uint64_t *current_rev)
 {
     kv_header *h = s->h;
     uint32_t slot;
@@ -657,7 +650,7 @@ static int delete_locked(kv_store *s, const char *key, uint32_t key_len, int con
         *current_rev = found_rev;
     if (slot == UINT32_MAX)
         return KV_NOTFOUND;
-    if (conditional && found_rev != expected_rev)
+    if (expected_rev != KV_ANY_REVISION && found_rev != expected_rev)
         return KV_ECONFLICT;
     KV_FAULT(1);
     undo_arm(s, slot);
@@ -681,28 +674,36 @@ static int delete_locked(kv_store *s, const char *key, uint32_t key_len, int con
     return 0;
 }
 
-static int do_delete(kv_store *s, const char *key, size_t key_len, int conditional,
-                     uint64_t expected_rev, uint64_t *current_rev)
+int kv_delete_if(kv_store *s, const char *key, size_t key_len, uint64_t expected_rev,
+                 uint64_t *current_rev)
 {
     int rc = check_key(s, key, key_len);
     if (rc)
         return rc;
     if ((rc = lock_store(s)))
         return rc;
-    rc = delete_locked(s, key, (uint32_t)key_len, conditional, expected_rev, current_rev);
+    rc = delete_locked(s, key, (uint32_t)key_len, expected_rev, current_rev);
     unlock_store(s);
     return rc;
 }
 
 int kv_delete(kv_store *s, const char *key, size_t key_len)
 {
-    return do_delete(s, key, key_len, 0, 0, NULL);
+    return kv_delete_if(s, key, key_len, KV_ANY_REVISION, NULL);
 }
 
-int kv_delete_if(kv_store *s, const char *key, size_t key_len, uint64_t expected_rev,
-                 uint64_t *current_rev)
+int kv_snapshot(kv_store *s, void *buf, size_t buf_len)
 {
-    return do_delete(s, key, key_len, 1, expected_rev, current_rev);
+    if (!s || !buf)
+        return KV_EINVAL;
+    if (buf_len < s->size)
+        return KV_EBUFSIZE;
+    int rc = lock_store(s);
+    if (rc)
+        return rc;
+    memcpy(buf, s->base, s->size);
+    unlock_store(s);
+    return 0;
 }
 
 /* ---- kv_check --------------------------------------------------------------------------------- */

@@ -74,6 +74,9 @@ extern "C" {
 #define KV_CREATE 1 /**< create the segment when it is missing */
 #define KV_EXCL   2 /**< with KV_CREATE: fail with -EEXIST when it exists */
 
+/** expected_rev for kv_set_if() and kv_delete_if(): no condition, report the new revision only. */
+#define KV_ANY_REVISION UINT64_MAX
+
 /** Default geometry: the original design's table. */
 #define KV_DEFAULT_MAX_ENTRIES 10u
 #define KV_DEFAULT_KEY_MAX     63u
@@ -145,10 +148,11 @@ KV_API int kv_set(kv_store *s, const char *key, size_t key_len, const char *valu
 /**
  * Conditional set (compare-and-set on the entry's revision), atomic under the write lock.
  *
- * @param expected_rev 0: write only when the key is absent (create only); otherwise write only when
- *                     the entry exists and its revision equals expected_rev.
- * @param current_rev  when not NULL, receives the entry's revision as found (0 when absent), on
- *                     success and on KV_ECONFLICT alike.
+ * @param expected_rev 0: write only when the key is absent (create only); KV_ANY_REVISION: write
+ *                     unconditionally; otherwise write only when the entry exists and its revision
+ *                     equals expected_rev.
+ * @param current_rev  when not NULL, receives the entry's revision: the new one on success, the
+ *                     one found (0 when absent) on KV_ECONFLICT.
  * @return as kv_set(), plus KV_ECONFLICT when the condition does not hold (nothing is written).
  */
 KV_API int kv_set_if(kv_store *s, const char *key, size_t key_len, const char *value, size_t value_len,
@@ -182,7 +186,7 @@ KV_API int kv_get_rev(kv_store *s, const char *key, size_t key_len, char *buf, s
 KV_API int kv_delete(kv_store *s, const char *key, size_t key_len);
 
 /**
- * Conditional delete: only when the entry's revision equals expected_rev.
+ * Conditional delete: only when the entry's revision equals expected_rev (KV_ANY_REVISION: always).
  * @param current_rev when not NULL, receives the revision found (0 when absent).
  * @return as kv_delete(), plus KV_ECONFLICT when the entry is at another revision.
  */
@@ -202,6 +206,15 @@ KV_API int kv_check(kv_store *s);
  * invariant. "" otherwise. Not thread-safe with a concurrent kv_check() on the same handle.
  */
 KV_API const char *kv_check_detail(const kv_store *s);
+
+/**
+ * Copy the whole segment, as one consistent state, into a caller's buffer while holding the write
+ * lock: the fallback for a reader whose lock-free scan keeps being overtaken by writers. The copy
+ * has the segment's layout (see below) with the mutex bytes meaningless.
+ * @param buf,buf_len destination owned by the caller, at least kv_map_size() bytes.
+ * @return 0; KV_EBUFSIZE (buf_len too small); KV_EINVAL; lock -errno.
+ */
+KV_API int kv_snapshot(kv_store *s, void *buf, size_t buf_len);
 
 /** A static, human-readable description of any return code of this library (or of -errno). */
 KV_API const char *kv_strerror(int rc);

@@ -1,0 +1,354 @@
+/**
+ * KvStore: a typed handle on one shmkv segment. Reads go straight to the mapping (lock-free,
+ * validated by the seqlock); writes call the C library, which takes the lock.
+ */
+import { toArrayBuffer } from "bun:ffi";
+import { constants } from "node:os";
+import { codeOf, KvError, RC } from "./errors.ts";
+import { kvLib, type KvLib, type Pointer } from "./ffi.ts";
+import { layoutOf, SegmentView, kvHash, type RawEntry } from "./layout.ts";
+
+/** Geometry and permissions of a segment this open creates. Ignored when it exists. */
+export interface KvOptions {
+  maxEntries?: number;
+  keyMax?: number;
+  valueMax?: number;
+  /** File mode bits, e.g. 0o660. Default 0o600, whatever the umask. */
+  mode?: number;
+}
+
+export interface OpenOptions extends KvOptions {
+  /** Create the segment when it is missing (default false). */
+  create?: boolean;
+  /** With create: fail with EEXIST when it exists. */
+  exclusive?: boolean;
+}
+
+export interface KvEntry extends RawEntry {}
+
+export interface KvStatus {
+  version: number;
+  entry_count: number;
+  max_entries: number;
+  key_max: number;
+  value_max: number;
+  entries: KvEntry[];
+}
+
+const KV_CREATE = 1;
+const KV_EXCL = 2;
+/** Lock-free attempts before a read falls back to the library's locked path. */
+const READ_ATTEMPTS = 64;
+/** KV_ANY_REVISION: no condition on the write. */
+const ANY_REVISION = 0xffff_ffff_ffff_ffffn;
+
+const { ENOENT, EEXIST, EACCES } = constants.errno;
+const utf8 = new TextEncoder();
+
+function cString(s: string): Uint8Array {
+  return utf8.encode(`${s}\0`);
+}
+
+function fail(lib: KvLib, rc: number, context: string): never {
+  throw new KvError(codeOf(rc), `${context}: ${lib.kv_strerror(rc)}`, rc);
+}
+
+function u32Option(name: string, value: number | undefined, max: number): number {
+  if (value === undefined) return 0;
+  if (!Number.isInteger(value) || value < 1 || value > max) {
+    throw new KvError("INVALID_ARGUMENT", `${name} must be an integer from 1 to ${max}, not ${value}`);
+  }
+  return value;
+}
+
+/** Everything that exists only while the store is open. */
+interface Open {
+  lib: KvLib;
+  handle: Pointer;
+  view: SegmentView;
+  key: Uint8Array; // scratch: the current key's UTF-8 bytes (keyMax + 1, to detect overflow)
+  value: Uint8Array; // scratch: the current value's UTF-8 bytes (valueMax + 1)
+  out: BigUint64Array; // out-parameters of the C calls
+}
+
+export class KvStore implements Disposable {
+  #open: Open | undefined;
+
+  private constructor(
+    readonly name: string,
+    /** True when this open created the segment. */
+    readonly created: boolean,
+    open: Open,
+  ) {
+    this.#open = open;
+  }
+
+  /**
+   * Open the store called `name` ("/name"). With `create`, make it when missing, with the given
+   * geometry; an existing store keeps its own. Throws a KvError: ENOENT, EEXIST, EACCES,
+   * INCOMPATIBLE, NOT_READY, INVALID_ARGUMENT, LIBRARY_MISSING, ...
+   */
+  static open(name: string, options: OpenOptions = {}): KvStore {
+    const lib = kvLib();
+    if (typeof name !== "string" || name.includes("\0")) {
+      throw new KvError("INVALID_ARGUMENT", `invalid store name ${JSON.stringify(name)}`);
+    }
+    const opts = new Uint32Array([
+      u32Option("maxEntries", options.maxEntries, 1 << 24),
+      u32Option("keyMax", options.keyMax, 4096),
+      u32Option("valueMax", options.valueMax, 1 << 20),
+      u32Option("mode", options.mode, 0o777),
+    ]);
+    const out = new BigUint64Array(3);
+    const cname = cString(name);
+    // Open first, so we know whether this call is the one that created the segment.
+    let created = false;
+    let rc = options.exclusive ? -ENOENT : lib.kv_open(cname, 0, opts, out);
+    if (rc === -ENOENT && options.create) {
+      rc = lib.kv_open(cname, KV_CREATE | KV_EXCL, opts, out);
+      created = rc === 0;
+      if (rc === -EEXIST && !options.exclusive) {
+        // Another process created it between our two calls.
+        rc = lib.kv_open(cname, 0, opts, out);
+      }
+    }
+    if (rc !== 0) failOpen(lib, rc, name);
+    const handle = Number(out[0]) as Pointer;
+    const layout = layoutOf({
+      maxEntries: lib.kv_max_entries(handle),
+      keyMax: lib.kv_key_max(handle),
+      valueMax: lib.kv_value_max(handle),
+    });
+    const base = lib.kv_base(handle);
+    const size = Number(lib.kv_map_size(handle));
+    const view = base && size === layout.totalSize ? new SegmentView(toArrayBuffer(base, 0, size), layout) : undefined;
+    if (!view || !view.matches(layout)) {
+      lib.kv_close(handle);
+      throw new KvError("INCOMPATIBLE", `cannot open ${name}: the mapping disagrees with its geometry`, RC.INCOMPATIBLE);
+    }
+    return new KvStore(name, created, {
+      lib,
+      handle,
+      view,
+      key: new Uint8Array(layout.keyMax + 1),
+      value: new Uint8Array(layout.valueMax + 1),
+      out,
+    });
+  }
+
+  /** Remove the name `name`. Processes that have it open keep their mapping. */
+  static unlink(name: string): void {
+    const lib = kvLib();
+    const rc = lib.kv_unlink(cString(name));
+    if (rc !== 0) fail(lib, rc, `cannot unlink ${name}`);
+  }
+
+  get closed(): boolean {
+    return this.#open === undefined;
+  }
+
+  get maxEntries(): number {
+    return this.#live().view.layout.maxEntries;
+  }
+
+  /** The longest key, in UTF-8 bytes. */
+  get keyMax(): number {
+    return this.#live().view.layout.keyMax;
+  }
+
+  /** The longest value, in UTF-8 bytes. */
+  get valueMax(): number {
+    return this.#live().view.layout.valueMax;
+  }
+
+  /** Successful writes (sets and deletes) since the store was created. */
+  get version(): number {
+    return this.#read((view) => view.version());
+  }
+
+  get count(): number {
+    return this.#read((view) => view.entryCount());
+  }
+
+  /** Times any process repaired the store after a writer died holding the lock. */
+  get lockRecoveries(): number {
+    return this.#read((view) => view.lockRecoveries());
+  }
+
+  /** The value of `key`, or undefined. Never waits for the write lock. */
+  get(key: string): string | undefined {
+    return this.getEntry(key)?.value;
+  }
+
+  /** The value of `key` with its timestamp and revision, or undefined. */
+  getEntry(key: string): KvEntry | undefined {
+    const open = this.#live();
+    const length = this.#encodeKey(open, key, true);
+    const hash = kvHash(open.key, length);
+    const view = open.view;
+    for (let attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
+      const before = view.seq();
+      if (before & 1) continue;
+      const slot = view.find(open.key, length, hash);
+      const entry = slot < 0 ? undefined : view.entry(slot);
+      if (view.seq() === before && (slot < 0 || entry)) return entry;
+    }
+    return this.#getLocked(open, key, length);
+  }
+
+  /** Insert or replace `key`. Returns the entry's new revision (the store's new version). */
+  set(key: string, value: string): number {
+    return this.#set(key, value, ANY_REVISION);
+  }
+
+  /**
+   * Compare-and-set: write only when the entry is at `expectedRevision` (0: only when absent).
+   * Returns the new revision; throws CONFLICT (nothing written) otherwise.
+   */
+  setIf(key: string, value: string, expectedRevision: number): number {
+    return this.#set(key, value, BigInt(expectedRevision));
+  }
+
+  /** Remove `key`. Returns false when it was not there. */
+  delete(key: string): boolean {
+    return this.#delete(key, ANY_REVISION);
+  }
+
+  /** Remove `key` only when it is at `expectedRevision`; throws CONFLICT otherwise. */
+  deleteIf(key: string, expectedRevision: number): boolean {
+    return this.#delete(key, BigInt(expectedRevision));
+  }
+
+  /** Version, counts and every entry in slot order, as one consistent state. */
+  status(): KvStatus {
+    return this.#read(statusOf);
+  }
+
+  /** Verify every invariant of the segment; throws CORRUPT naming the first broken one. */
+  check(): void {
+    const { lib, handle } = this.#live();
+    const rc = lib.kv_check(handle);
+    if (rc === RC.CORRUPT) {
+      throw new KvError("CORRUPT", `${this.name} is corrupt: ${lib.kv_check_detail(handle)}`, rc);
+    }
+    if (rc !== 0) fail(lib, rc, `cannot check ${this.name}`);
+  }
+
+  /** Unmap the store (never unlinks). Idempotent; afterwards every other method throws CLOSED. */
+  close(): void {
+    const open = this.#open;
+    if (!open) return;
+    this.#open = undefined; // drop the views first: the memory behind them is about to go
+    open.lib.kv_close(open.handle);
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  #live(): Open {
+    if (!this.#open) throw new KvError("CLOSED", `store ${this.name} is closed`);
+    return this.#open;
+  }
+
+  /**
+   * Run `read` over the mapping until no write overlapped it. When writers keep overtaking it (or
+   * one died mid-write, leaving seq odd), run it over a copy taken under the lock instead: taking
+   * the lock also repairs after a dead writer.
+   */
+  #read<T>(read: (view: SegmentView) => T): T {
+    const open = this.#live();
+    const { view } = open;
+    for (let attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
+      const before = view.seq();
+      if (before & 1) continue;
+      const result = read(view);
+      if (view.seq() === before) return result;
+    }
+    const copy = new ArrayBuffer(view.layout.totalSize);
+    const rc = open.lib.kv_snapshot(open.handle, new Uint8Array(copy), copy.byteLength);
+    if (rc !== 0) fail(open.lib, rc, `cannot read ${this.name}`);
+    return read(new SegmentView(copy, view.layout));
+  }
+
+  /** UTF-8 bytes of key into the scratch buffer; returns their count. */
+  #encodeKey(open: Open, key: string, validate: boolean): number {
+    if (typeof key !== "string") throw new KvError("INVALID_ARGUMENT", "the key must be a string");
+    const { read, written } = utf8.encodeInto(key, open.key);
+    if (read < key.length || written > open.view.layout.keyMax) {
+      throw new KvError("KEY_TOO_LONG", `key longer than ${open.view.layout.keyMax} bytes`, RC.KEY_TOO_LONG);
+    }
+    // The C library checks these on writes; reads never reach it.
+    if (validate && (written === 0 || key.includes("\0"))) {
+      throw new KvError("INVALID_ARGUMENT", "the key must be non-empty and hold no NUL byte", RC.INVALID_ARGUMENT);
+    }
+    return written;
+  }
+
+  #encodeValue(open: Open, value: string): number {
+    if (typeof value !== "string") throw new KvError("INVALID_ARGUMENT", "the value must be a string");
+    const { read, written } = utf8.encodeInto(value, open.value);
+    if (read < value.length || written > open.view.layout.valueMax) {
+      throw new KvError("VALUE_TOO_LONG", `value longer than ${open.view.layout.valueMax} bytes`, RC.VALUE_TOO_LONG);
+    }
+    return written;
+  }
+
+  #set(key: string, value: string, expected: bigint): number {
+    const open = this.#live();
+    const keyLength = this.#encodeKey(open, key, false);
+    const valueLength = this.#encodeValue(open, value);
+    const rc = open.lib.kv_set_if(open.handle, open.key, keyLength, open.value, valueLength, expected, open.out);
+    if (rc !== 0) fail(open.lib, rc, `cannot set ${JSON.stringify(key)}`);
+    return Number(open.out[0]);
+  }
+
+  #delete(key: string, expected: bigint): boolean {
+    const open = this.#live();
+    const length = this.#encodeKey(open, key, false);
+    const rc = open.lib.kv_delete_if(open.handle, open.key, length, expected, open.out);
+    if (rc === RC.NOT_FOUND) return false;
+    if (rc !== 0) fail(open.lib, rc, `cannot delete ${JSON.stringify(key)}`);
+    return true;
+  }
+
+  /** The read under the lock, for when writers overlap every lock-free attempt. */
+  #getLocked(open: Open, key: string, length: number): KvEntry | undefined {
+    const { lib, handle, out } = open;
+    const lengths = new BigUint64Array(1);
+    const stamps = new BigInt64Array(1);
+    const rc = lib.kv_get_rev(handle, open.key, length, open.value, open.value.length, lengths, stamps, out);
+    if (rc === RC.NOT_FOUND) return undefined;
+    if (rc !== 0) fail(lib, rc, `cannot get ${JSON.stringify(key)}`);
+    return {
+      key,
+      value: new TextDecoder().decode(open.value.subarray(0, Number(lengths[0]))),
+      timestamp: Number(stamps[0]),
+      revision: Number(out[0]),
+    };
+  }
+}
+
+function statusOf(view: SegmentView): KvStatus {
+  const { layout } = view;
+  return {
+    version: view.version(),
+    entry_count: view.entryCount(),
+    max_entries: layout.maxEntries,
+    key_max: layout.keyMax,
+    value_max: layout.valueMax,
+    entries: view.entries(),
+  };
+}
+
+function failOpen(lib: KvLib, rc: number, name: string): never {
+  if (rc === -EACCES) {
+    throw new KvError(
+      "EACCES",
+      `permission denied opening /dev/shm${name}: run as its owner, or have its owner widen its mode ` +
+        `(e.g. chmod 0660 /dev/shm${name} and share its group)`,
+      rc,
+    );
+  }
+  fail(lib, rc, `cannot open ${name}`);
+}

@@ -1,0 +1,43 @@
+/** Run build/kvtool (the C client of the library) as another process. */
+import { join } from "node:path";
+
+export const BUILD = join(import.meta.dir, "..", "..", "build");
+
+export interface Ran {
+  exitCode: number | null;
+  signalCode: string | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** kvtool NAME ARGS..., synchronously. `fault`: die by SIGKILL at that fault point (fault build). */
+export function kvtool(name: string, args: string[], fault?: number): Ran {
+  const binary = join(BUILD, fault ? "kvtool_fault" : "kvtool");
+  const env = fault ? { ...process.env, KV_FAULT_POINT: String(fault) } : process.env;
+  const r = Bun.spawnSync([binary, name, ...args], { env });
+  return {
+    exitCode: r.exitCode,
+    signalCode: r.signalCode ?? null,
+    stdout: r.stdout.toString(),
+    stderr: r.stderr.toString(),
+  };
+}
+
+/** kvtool NAME ARGS... in the background; resolves with its output when it exits. */
+export async function kvtoolAsync(name: string, args: string[]): Promise<Ran> {
+  const p = Bun.spawn([join(BUILD, "kvtool"), name, ...args], { stdout: "pipe", stderr: "pipe" });
+  const [stdout, stderr] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text()]);
+  await p.exited;
+  return { exitCode: p.exitCode, signalCode: p.signalCode ?? null, stdout, stderr };
+}
+
+/** A value in kvtool's checksummed format: BODY "#" hex8(kv_hash(BODY)). */
+export function checksummed(body: string, hash: (b: Uint8Array) => number): string {
+  return `${body}#${hash(new TextEncoder().encode(body)).toString(16).padStart(8, "0")}`;
+}
+
+/** True when value is well-formed in kvtool's checksummed format. */
+export function verifyChecksummed(value: string, hash: (b: Uint8Array) => number): boolean {
+  const at = value.length - 9;
+  return at >= 0 && value[at] === "#" && checksummed(value.slice(0, at), hash) === value;
+}

@@ -1,0 +1,37 @@
+/** Test fixtures for stores: a unique shm name per use, and a store that cleans up after itself. */
+import { existsSync, readdirSync } from "node:fs";
+import { KvStore, type OpenOptions } from "../../src/store.ts";
+
+/** Every name a test makes starts with this, so the suite can check it left none behind. */
+export const TEST_PREFIX = `shmkv-test-${process.pid}-`;
+let counter = 0;
+
+/** A shm name no other test (or test run) uses. */
+export function uniqueName(): string {
+  return `/${TEST_PREFIX}${++counter}-${Math.random().toString(36).slice(2, 8)}`;
+}
+
+/** Remove a segment if it exists. */
+export function unlinkQuietly(name: string): void {
+  if (existsSync(`/dev/shm${name}`)) KvStore.unlink(name);
+}
+
+/** Segments this test process made and did not remove. */
+export function leftoverSegments(): string[] {
+  return readdirSync("/dev/shm").filter((f) => f.startsWith(TEST_PREFIX));
+}
+
+/** A freshly created store on its own name; disposing it closes the store and unlinks the name. */
+export class TempStore implements Disposable {
+  readonly name = uniqueName();
+  readonly store: KvStore;
+
+  constructor(options: OpenOptions = {}) {
+    this.store = KvStore.open(this.name, { create: true, exclusive: true, ...options });
+  }
+
+  [Symbol.dispose](): void {
+    this.store.close();
+    unlinkQuietly(this.name);
+  }
+}

@@ -4,7 +4,8 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { KvError } from "./errors.ts";
 
-const { ptr, i32, u32, u64, usize, void: none, cstring } = FFIType;
+const { ptr, i32, u32, u64, void: none, cstring } = FFIType;
+const usize = u64; // size_t on the 64-bit Linux hosts we support
 
 const symbols = {
   kv_open: { args: [ptr, i32, ptr, ptr], returns: i32 },

@@ -144,7 +144,7 @@ describe("KvStore reads and writes", () => {
         key: k,
         value: k.toUpperCase(),
         timestamp: st.entries[i]!.timestamp,
-        revision: { a: 1, d: 5, c: 3 }[k],
+        revision: ({ a: 1, d: 5, c: 3 } as Record<string, number>)[k]!,
       })),
     });
   });

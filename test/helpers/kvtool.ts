@@ -17,7 +17,7 @@ export function kvtool(name: string, args: string[], fault?: number): Ran {
   const r = Bun.spawnSync([binary, name, ...args], { env });
   return {
     exitCode: r.exitCode,
-    signalCode: r.signalCode ?? null,
+    signalCode: r.signalCode ? String(r.signalCode) : null,
     stdout: r.stdout.toString(),
     stderr: r.stderr.toString(),
   };
@@ -28,7 +28,7 @@ export async function kvtoolAsync(name: string, args: string[]): Promise<Ran> {
   const p = Bun.spawn([join(BUILD, "kvtool"), name, ...args], { stdout: "pipe", stderr: "pipe" });
   const [stdout, stderr] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text()]);
   await p.exited;
-  return { exitCode: p.exitCode, signalCode: p.signalCode ?? null, stdout, stderr };
+  return { exitCode: p.exitCode, signalCode: p.signalCode ? String(p.signalCode) : null, stdout, stderr };
 }
 
 /** A value in kvtool's checksummed format: BODY "#" hex8(kv_hash(BODY)). */

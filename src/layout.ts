@@ -90,10 +90,9 @@ export interface RawEntry {
   revision: number;
 }
 
-const utf8 = new TextDecoder();
-
 export class SegmentView {
   readonly u8: Uint8Array;
+  readonly #text: Buffer; // the same bytes, for decoding UTF-8 without a subarray per read
   readonly u32: Uint32Array;
   readonly #indexAt: number; // u32 index of the first index cell
   readonly #mask: number;
@@ -104,6 +103,7 @@ export class SegmentView {
   ) {
     this.u8 = new Uint8Array(buffer, 0, layout.totalSize);
     this.u32 = new Uint32Array(buffer, 0, layout.totalSize / 4);
+    this.#text = Buffer.from(buffer, 0, layout.totalSize);
     this.#indexAt = layout.headerSize / 4;
     this.#mask = layout.indexCells - 1;
   }
@@ -167,7 +167,7 @@ export class SegmentView {
 
   value(slot: number, length: number): string {
     const at = this.entryOffset(slot) + ENTRY.data + this.layout.keyMax;
-    return utf8.decode(this.u8.subarray(at, at + length));
+    return this.#text.toString("utf8", at, at + length);
   }
 
   /** The entry in a slot, or undefined when the slot is free or holds out-of-range lengths. */
@@ -180,7 +180,7 @@ export class SegmentView {
     const tsLow = this.u32[(at + ENTRY.timestamp) / 4]!;
     const tsHigh = this.u32[(at + ENTRY.timestamp) / 4 + 1]! | 0;
     return {
-      key: utf8.decode(this.u8.subarray(keyAt, keyAt + keyLen)),
+      key: this.#text.toString("utf8", keyAt, keyAt + keyLen),
       value: this.value(slot, valueLen),
       timestamp: tsLow + tsHigh * TWO_32,
       revision: this.u64(at + ENTRY.revision),

@@ -68,7 +68,7 @@ interface Open {
   view: SegmentView;
   key: Uint8Array; // scratch: the current key's UTF-8 bytes (keyMax + 1, to detect overflow)
   value: Uint8Array; // scratch: the current value's UTF-8 bytes (valueMax + 1)
-  out: BigUint64Array; // out-parameters of the C calls
+  out: Uint32Array; // a u64 out-parameter of the C calls, read as two words (no BigInt)
 }
 
 export class KvStore implements Disposable {
@@ -99,7 +99,7 @@ export class KvStore implements Disposable {
       u32Option("valueMax", options.valueMax, 1 << 20),
       u32Option("mode", options.mode, 0o777),
     ]);
-    const out = new BigUint64Array(3);
+    const out = new BigUint64Array(1);
     const cname = cString(name);
     // Open first, so we know whether this call is the one that created the segment.
     let created = false;
@@ -132,7 +132,7 @@ export class KvStore implements Disposable {
       view,
       key: new Uint8Array(layout.keyMax + 1),
       value: new Uint8Array(layout.valueMax + 1),
-      out,
+      out: new Uint32Array(2),
     });
   }
 
@@ -177,7 +177,20 @@ export class KvStore implements Disposable {
 
   /** The value of `key`, or undefined. Never waits for the write lock. */
   get(key: string): string | undefined {
-    return this.getEntry(key)?.value;
+    // The hot path: like getEntry, but decodes nothing except the value.
+    const open = this.#live();
+    const length = this.#encodeKey(open, key, true);
+    const hash = kvHash(open.key, length);
+    const view = open.view;
+    for (let attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
+      const before = view.seq();
+      if (before & 1) continue;
+      const slot = view.find(open.key, length, hash);
+      const valueLength = slot < 0 ? 0 : view.valueLength(slot);
+      const value = slot < 0 || valueLength < 0 ? undefined : view.value(slot, valueLength);
+      if (view.seq() === before && valueLength >= 0) return value;
+    }
+    return this.#getLocked(open, key, length)?.value;
   }
 
   /** The value of `key` with its timestamp and revision, or undefined. */
@@ -300,7 +313,7 @@ export class KvStore implements Disposable {
     const valueLength = this.#encodeValue(open, value);
     const rc = open.lib.kv_set_if(open.handle, open.key, keyLength, open.value, valueLength, expected, open.out);
     if (rc !== 0) fail(open.lib, rc, `cannot set ${JSON.stringify(key)}`);
-    return Number(open.out[0]);
+    return revisionOf(open.out);
   }
 
   #delete(key: string, expected: bigint): boolean {
@@ -324,9 +337,13 @@ export class KvStore implements Disposable {
       key,
       value: new TextDecoder().decode(open.value.subarray(0, Number(lengths[0]))),
       timestamp: Number(stamps[0]),
-      revision: Number(out[0]),
+      revision: revisionOf(out),
     };
   }
+}
+
+function revisionOf(out: Uint32Array): number {
+  return out[0]! + out[1]! * 4294967296;
 }
 
 function statusOf(view: SegmentView): KvStatus {

@@ -16,7 +16,7 @@ SAN_FLAGS := -std=c11 -O1 -g -Wall -Wextra -Werror -fsanitize=address,undefined 
 C_TESTS   := $(patsubst test/c/%.c,$(BUILD)/test/%,$(wildcard test/c/test_*.c))
 C_TOOLS   := $(BUILD)/kvtool $(BUILD)/kvtool_fault
 
-.PHONY: all libso tools test test-c test-bun server typecheck clean deps
+.PHONY: all libso tools test test-c test-bun server typecheck clean deps bench
 
 all: libso
 
@@ -69,6 +69,19 @@ typecheck: deps
 
 server: deps $(LIB)
 	$(BUN) run server
+
+# One executable with the C library and the API documentation's script inside: build/shmkv.
+.PHONY: compile
+compile: deps $(LIB)
+	$(BUN) build --compile src/cli.ts --outfile $(BUILD)/shmkv
+
+# Benchmarks: never part of `make test`. BENCH_RUNS (default 3) and BENCH_SECONDS (default 1).
+$(BUILD)/bench_c: bench/bench_c.c $(LIB_DEPS)
+	@mkdir -p $(BUILD)
+	$(CC) -std=c11 -O2 -Wall -Wextra -Werror -Icsrc -o $@ bench/bench_c.c $(LIB_SRC)
+
+bench: deps $(LIB) $(BUILD)/bench_c
+	$(BUN) bench/run.ts
 
 clean:
 	rm -rf $(BUILD)

@@ -1,0 +1,125 @@
+/* The ceiling: the C library called from a C loop, on the same keys and values as bench/inprocess.ts.
+ *   bench_c NAME ENTRIES SECONDS          ->  one JSON line: {"get": {...}, "set": {...}}
+ *   bench_c NAME ENTRIES SECONDS hammer   ->  a busy writer on an existing store: sets for SECONDS
+ *                                             over its ENTRIES keys, then {"set": {...}}
+ * Latencies are per operation, measured over batches of BATCH operations (a clock read per
+ * operation would cost more than the operation). */
+#define _GNU_SOURCE
+#include "shared_memory_kv.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define BATCH 64
+
+static double now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static size_t key_of(char *buf, long i) { return (size_t)sprintf(buf, "key-%ld", i); }
+
+/* The value every implementation stores for key i: 64 ASCII bytes. */
+static void value_of(char *buf, long i)
+{
+    int n = sprintf(buf, "value-%ld-", i);
+    memset(buf + n, '.', (size_t)(64 - n));
+    buf[64] = '\0';
+}
+
+typedef int (*op_fn)(kv_store *, long, char *);
+
+static int do_get(kv_store *s, long i, char *scratch)
+{
+    char key[32], out[256];
+    size_t len;
+    (void)scratch;
+    return kv_get(s, key, key_of(key, i), out, sizeof out, &len, NULL);
+}
+
+static int do_set(kv_store *s, long i, char *value)
+{
+    char key[32];
+    return kv_set(s, key, key_of(key, i), value, 64);
+}
+
+static void measure(kv_store *s, long entries, double seconds, op_fn op, const char *label, int last)
+{
+    size_t cap = 1 << 22, n = 0;
+    double *lat = malloc(cap * sizeof *lat);
+    char value[80];
+    value_of(value, 7);
+    double start = now_ns(), end = start + seconds * 1e9, t = start;
+    long i = 0, ops = 0;
+    while (t < end && n < cap) {
+        for (int b = 0; b < BATCH; b++, i++)
+            if (op(s, (i * 7919) % entries, value)) {
+                fprintf(stderr, "bench_c: %s failed\n", label);
+                exit(1);
+            }
+        double t2 = now_ns();
+        lat[n++] = (t2 - t) / BATCH;
+        t = t2;
+        ops += BATCH;
+    }
+    qsort(lat, n, sizeof *lat, cmp_double);
+    printf("\"%s\": {\"ops\": %.0f, \"p50\": %.1f, \"p99\": %.1f}%s", label, ops / ((t - start) / 1e9),
+           lat[n / 2], lat[(size_t)(n * 0.99)], last ? "" : ", ");
+    free(lat);
+}
+
+static int hammer(const char *name, long entries, double seconds)
+{
+    kv_store *s;
+    int rc = kv_open(name, 0, NULL, &s);
+    if (rc) {
+        fprintf(stderr, "bench_c: %s\n", kv_strerror(rc));
+        return 1;
+    }
+    printf("{");
+    measure(s, entries, seconds, do_set, "set", 1);
+    printf("}\n");
+    kv_close(s);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 4 && !(argc == 5 && !strcmp(argv[4], "hammer"))) {
+        fprintf(stderr, "usage: bench_c NAME ENTRIES SECONDS [hammer]\n");
+        return 2;
+    }
+    long entries = atol(argv[2]);
+    double seconds = atof(argv[3]);
+    if (argc == 5)
+        return hammer(argv[1], entries, seconds);
+    kv_options o = {(uint32_t)(entries < 10 ? 10 : entries), 0, 0, 0};
+    kv_store *s;
+    int rc = kv_open(argv[1], KV_CREATE | KV_EXCL, &o, &s);
+    if (rc) {
+        fprintf(stderr, "bench_c: %s\n", kv_strerror(rc));
+        return 1;
+    }
+    kv_unlink(argv[1]); /* the mapping is all we need; nothing is left behind */
+    char key[32], value[80];
+    for (long i = 0; i < entries; i++) {
+        value_of(value, i);
+        kv_set(s, key, key_of(key, i), value, 64);
+    }
+    printf("{");
+    measure(s, entries, seconds, do_get, "get", 0);
+    measure(s, entries, seconds, do_set, "set", 1);
+    printf("}\n");
+    kv_close(s);
+    return 0;
+}

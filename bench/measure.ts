@@ -1,0 +1,49 @@
+/** Timing helpers shared by the benchmarks. */
+
+/** Per-operation figures of one measured loop. */
+export interface Figures {
+  ops: number; // operations per second
+  p50: number; // latency, ns per operation
+  p99: number;
+}
+
+/** Operations timed in batches: reading the clock per operation would cost more than some ops. */
+export const BATCH = 64;
+
+/** Run op(i) for about `seconds` (after a quarter of that to warm up the JIT), in batches, and
+ * report throughput and latency percentiles. */
+export function measure(seconds: number, op: (i: number) => unknown, batch = BATCH): Figures {
+  const warm = performance.now() + seconds * 250;
+  for (let i = 0; performance.now() < warm; i++) op(i);
+  const latencies: number[] = [];
+  const start = performance.now();
+  const end = start + seconds * 1000;
+  let t = start;
+  let i = 0;
+  while (t < end) {
+    for (let b = 0; b < batch; b++, i++) op(i);
+    const t2 = performance.now();
+    latencies.push(((t2 - t) * 1e6) / batch);
+    t = t2;
+  }
+  return { ops: i / ((t - start) / 1000), ...percentiles(latencies) };
+}
+
+export function percentiles(values: number[]): { p50: number; p99: number } {
+  const sorted = Float64Array.from(values).sort();
+  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))] ?? 0;
+  return { p50: at(0.5), p99: at(0.99) };
+}
+
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/** The key and the 64-byte value every implementation stores for index i (as bench_c.c). */
+export const keyOf = (i: number) => `key-${i}`;
+export const valueOf = (i: number) => `value-${i}-${".".repeat(64)}`.slice(0, 64);
+
+/** Visit keys in a scattered order that still covers all of them. */
+export const scatter = (i: number, entries: number) => (i * 7919) % entries;

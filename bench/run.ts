@@ -1,0 +1,137 @@
+/**
+ * `make bench`: every benchmark, each figure the median of RUNS runs in fresh processes; a table on
+ * stdout and bench/results.json. BENCH_SECONDS (default 1) is the time per measured loop.
+ */
+import { cpus, totalmem } from "node:os";
+import { join } from "node:path";
+import { median, type Figures } from "./measure.ts";
+
+const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 1);
+const ROOT = join(import.meta.dir, "..");
+const BENCH_C = join(ROOT, "build", "bench_c");
+const bun = process.execPath;
+
+type Json = Record<string, unknown>;
+
+/** Run a command that prints one JSON line; throw with its stderr when it fails. */
+async function json<T = Json>(cmd: string[]): Promise<T> {
+  const p = Bun.spawn(cmd, { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+  const [out, err] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text()]);
+  if ((await p.exited) !== 0) throw new Error(`${cmd.join(" ")} failed:\n${err}`);
+  return JSON.parse(out.trim().split("\n").at(-1)!) as T;
+}
+
+/** The median, field by field, of RUNS results of `run`. */
+async function medianOf(run: () => Promise<Record<string, Figures>>): Promise<Record<string, Figures>> {
+  const results: Array<Record<string, Figures>> = [];
+  for (let i = 0; i < RUNS; i++) results.push(await run());
+  const out: Record<string, Figures> = {};
+  for (const op of Object.keys(results[0]!)) {
+    out[op] = {
+      ops: median(results.map((r) => r[op]!.ops)),
+      p50: median(results.map((r) => r[op]!.p50)),
+      p99: median(results.map((r) => r[op]!.p99)),
+    };
+  }
+  return out;
+}
+
+const fmtOps = (n: number) => (n >= 1e6 ? `${(n / 1e6).toFixed(2)} M/s` : `${(n / 1e3).toFixed(1)} k/s`);
+const fmtNs = (n: number) => (n >= 1e6 ? `${(n / 1e6).toFixed(2)} ms` : n >= 1e3 ? `${(n / 1e3).toFixed(2)} µs` : `${n.toFixed(0)} ns`);
+const ratio = (x: number) => `${x.toFixed(2)}×`;
+
+function table(title: string, head: string[], rows: string[][]): void {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(" | ")} |`;
+  console.log(`\n${title}\n${line(head)}\n|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`);
+  rows.forEach((r) => console.log(line(r)));
+}
+
+async function inProcess(): Promise<Json> {
+  const results: Record<string, Record<string, Record<string, Figures>>> = {};
+  for (const entries of [10, 10_000, 1_000_000]) {
+    const row: Record<string, Record<string, Figures>> = {};
+    for (const impl of ["shmkv", "map", "lmdb"]) {
+      row[impl] = await medianOf(() => json([bun, "bench/inprocess.ts", impl, `${entries}`, `${SECONDS}`]));
+    }
+    row.c = await medianOf(() => json([BENCH_C, `/shmkv-bench-c-${process.pid}`, `${entries}`, `${SECONDS}`]));
+    results[entries] = row;
+  }
+  const rows: string[][] = [];
+  for (const [entries, row] of Object.entries(results)) {
+    for (const op of ["get", "get-hot", "set", "status"]) {
+      for (const [impl, figures] of Object.entries(row)) {
+        const f = figures[op];
+        if (f) rows.push([Number(entries).toLocaleString("en"), op, impl, fmtOps(f.ops), fmtNs(f.p50), fmtNs(f.p99)]);
+      }
+    }
+  }
+  table("In process (Bun; c = the library from a C loop)", ["entries", "op", "impl", "ops/s", "p50", "p99"], rows);
+  const r = (n: number, impl: string, op: string) => results[n]![impl]![op]!.ops;
+  const targets = {
+    "get vs lmdb-js get (10,000 entries), target >= 2": r(10_000, "shmkv", "get") / r(10_000, "lmdb", "get"),
+    "set vs lmdb-js putSync, noSync (10,000 entries), target >= 1": r(10_000, "shmkv", "set") / r(10_000, "lmdb", "set"),
+    "get time (10 hot keys) at 1,000,000 / at 10 entries, target <= 1.5": r(10, "shmkv", "get-hot") / r(1_000_000, "shmkv", "get-hot"),
+  };
+  return { results, targets };
+}
+
+async function crossProcess(): Promise<Json> {
+  const ENTRIES = 1000;
+  const name = `/shmkv-bench-x-${process.pid}`;
+  const { KvStore } = await import("../src/store.ts");
+  const { keyOf, valueOf } = await import("./measure.ts");
+  const store = KvStore.open(name, { create: true, exclusive: true, maxEntries: ENTRIES });
+  try {
+    for (let i = 0; i < ENTRIES; i++) store.set(keyOf(i), valueOf(i));
+    const results: Record<string, { reads: number; p50: number; p99: number; writes?: number }> = {};
+    for (const readers of [1, 2, 4]) {
+      for (const busy of [false, true]) {
+        const runs = [];
+        for (let run = 0; run < RUNS; run++) {
+          const writer = busy ? json<{ set: Figures }>([BENCH_C, name, `${ENTRIES}`, `${SECONDS * 1.5}`, "hammer"]) : undefined;
+          const rs = await Promise.all(Array.from({ length: readers }, () => json<Figures>([bun, "bench/reader.ts", name, `${ENTRIES}`, `${SECONDS}`])));
+          runs.push({ reads: rs.reduce((n, f) => n + f.ops, 0), p50: Math.max(...rs.map((f) => f.p50)), p99: Math.max(...rs.map((f) => f.p99)), writes: (await writer)?.set.ops });
+        }
+        results[`${readers} readers${busy ? ", busy writer" : ""}`] = {
+          reads: median(runs.map((r) => r.reads)),
+          p50: median(runs.map((r) => r.p50)),
+          p99: median(runs.map((r) => r.p99)),
+          ...(busy ? { writes: median(runs.map((r) => r.writes!)) } : {}),
+        };
+      }
+    }
+    table("Across processes (Bun readers, a C writer; 1,000 keys; latency of the slowest reader)",
+      ["readers", "reads/s (total)", "read p50", "read p99", "writes/s"],
+      Object.entries(results).map(([k, v]) => [k, fmtOps(v.reads), fmtNs(v.p50), fmtNs(v.p99), v.writes ? fmtOps(v.writes) : "-"]));
+    const targets: Record<string, number> = {};
+    for (const n of [1, 2, 4]) {
+      targets[`reader p99 with a busy writer / without, ${n} reader(s), target <= 5`] =
+        results[`${n} readers, busy writer`]!.p99 / results[`${n} readers`]!.p99;
+    }
+    return { results, targets };
+  } finally {
+    store.close();
+    KvStore.unlink(name);
+  }
+}
+
+const machine = {
+  cpu: cpus()[0]?.model ?? "unknown",
+  cores: cpus().length,
+  memory_gib: Math.round(totalmem() / 2 ** 30),
+  bun: Bun.version,
+  date: new Date().toISOString(),
+  runs: RUNS,
+  seconds: SECONDS,
+};
+console.log(`shmkv benchmarks: ${machine.cpu}, ${machine.cores} cores, bun ${machine.bun}, median of ${RUNS} runs of ${SECONDS} s`);
+const sections: Record<string, Json> = { inProcess: await inProcess(), crossProcess: await crossProcess() };
+const { httpBench } = await import("./http.ts").catch(() => ({ httpBench: undefined }));
+if (httpBench) sections.http = await httpBench({ runs: RUNS, seconds: SECONDS, table });
+const targets = Object.assign({}, ...Object.values(sections).map((s) => s.targets as Record<string, number>));
+table("Targets (ratios from this run)", ["target", "measured", "holds"],
+  Object.entries(targets).map(([k, v]) => [k, ratio(v), (k.includes(">=") ? v >= Number(k.split(">= ")[1]) : v <= Number(k.split("<= ")[1])) ? "yes" : "NO"]));
+await Bun.write(join(import.meta.dir, "results.json"), `${JSON.stringify({ machine, ...sections }, null, 2)}\n`);
+console.log("\nwritten: bench/results.json");

@@ -24,6 +24,18 @@ typedef struct kv_entry {
     unsigned char data[]; /* key_max bytes of key, then value_max bytes of value */
 } kv_entry;
 
+/* One record of the change ring. The revision doubles as the record's own seqlock: a writer sets it
+ * to 0, fills the record, then stores the revision; a reader copies and checks it is unchanged. */
+typedef struct kv_change_rec {
+    uint64_t revision;
+    int64_t  timestamp;
+    uint32_t op; /* KV_CHANGE_SET or KV_CHANGE_DELETE */
+    uint32_t key_len;
+    uint32_t value_len;
+    uint32_t reserved;
+    unsigned char data[]; /* key_max bytes of key, then value_max bytes of value */
+} kv_change_rec;
+
 /* What a write changes besides one entry and the index: saved in the undo record. */
 typedef struct kv_undo {
     uint32_t state;
@@ -56,7 +68,10 @@ typedef struct kv_header {
     uint32_t high_water;
     uint64_t lock_recoveries;
     int64_t  created;
-    unsigned char pad0[128 - 96];
+    uint64_t ring_off;
+    uint32_t ring_cells;
+    uint32_t reserved0;
+    unsigned char pad0[128 - 112];
     union {
         pthread_mutex_t mutex;
         unsigned char   space[64];
@@ -68,6 +83,8 @@ typedef struct kv_header {
 #define KV_UNDO_ENTRY_OFF 224u
 
 _Static_assert(sizeof(kv_entry) == KV_ENTRY_HEAD, "entry head");
+_Static_assert(sizeof(kv_change_rec) == KV_ENTRY_HEAD, "change head");
+_Static_assert(offsetof(kv_header, ring_off) == 96, "ring offset");
 _Static_assert(offsetof(kv_header, seq) == 56, "seq offset");
 _Static_assert(offsetof(kv_header, version) == 64, "version offset");
 _Static_assert(offsetof(kv_header, created) == 88, "created offset");

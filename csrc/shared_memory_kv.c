@@ -33,6 +33,7 @@ struct kv_store {
     kv_header     *h;
     uint32_t      *index;
     unsigned char *entries;
+    unsigned char *ring;
     /* Geometry as validated at open. Never re-read from the segment: another process could change
      * those bytes, and every bound below must hold whatever the segment says. */
     uint32_t       max_entries, key_max, value_max, entry_size, index_mask;
@@ -43,7 +44,7 @@ struct kv_store {
 typedef struct kv_geometry {
     uint32_t max_entries, key_max, value_max;
     uint32_t header_size, entry_size, index_cells;
-    uint64_t entries_off, total_size;
+    uint64_t entries_off, ring_off, total_size;
 } kv_geometry;
 
 /* ---- fault injection (test builds only) ------------------------------------------------------ */
@@ -114,7 +115,8 @@ static int compute_geometry(uint32_t max_entries, uint32_t key_max, uint32_t val
     while (g->index_cells < 2 * max_entries)
         g->index_cells <<= 1;
     g->entries_off = align_up(g->header_size + 4ull * g->index_cells, 64);
-    g->total_size = g->entries_off + (uint64_t)max_entries * g->entry_size;
+    g->ring_off = g->entries_off + (uint64_t)max_entries * g->entry_size;
+    g->total_size = g->ring_off + (uint64_t)KV_RING_CELLS * g->entry_size;
     return 0;
 }
 
@@ -233,6 +235,30 @@ static void undo_disarm(kv_store *s)
     __atomic_store_n(&s->h->undo.state, 0, __ATOMIC_RELEASE);
 }
 
+static kv_change_rec *change_at(const kv_store *s, uint64_t revision)
+{
+    return (kv_change_rec *)(s->ring + ((revision - 1) % KV_RING_CELLS) * s->entry_size);
+}
+
+/* Record a write in the change ring (lock held). A writer that dies half-way leaves a record whose
+ * revision is 0 or one the rollback took back; the next write of that revision overwrites it, and
+ * no reader asks for a revision above the version. */
+static void ring_append(kv_store *s, uint64_t revision, uint32_t op, const char *key,
+                        uint32_t key_len, const char *value, size_t value_len, int64_t timestamp)
+{
+    kv_change_rec *c = change_at(s, revision);
+    __atomic_store_n(&c->revision, 0, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    c->timestamp = timestamp;
+    c->op = op;
+    c->key_len = key_len;
+    c->value_len = (uint32_t)value_len;
+    memcpy(c->data, key, key_len);
+    if (value_len)
+        memcpy(c->data + s->key_max, value, value_len);
+    __atomic_store_n(&c->revision, revision, __ATOMIC_RELEASE);
+}
+
 /* Called with the mutex in EOWNERDEAD state: put the store back as it was before the dead writer's
  * write. Idempotent, so a recoverer that dies too is recovered by the next locker. */
 static void recover(kv_store *s)
@@ -297,6 +323,7 @@ static int map_store(kv_store *s, int fd, const kv_geometry *g)
     s->h = base;
     s->index = (uint32_t *)(s->base + g->header_size);
     s->entries = s->base + g->entries_off;
+    s->ring = s->base + g->ring_off;
     s->max_entries = g->max_entries;
     s->key_max = g->key_max;
     s->value_max = g->value_max;
@@ -339,6 +366,8 @@ static int create_segment(const char *name, const kv_options *o, kv_store *s)
         h->index_cells = g.index_cells;
         h->entries_off = g.entries_off;
         h->total_size = g.total_size;
+        h->ring_off = g.ring_off;
+        h->ring_cells = KV_RING_CELLS;
         h->created = now_seconds();
         rc = init_mutex(&h->lock.mutex);
         if (!rc)
@@ -364,7 +393,8 @@ static int validate_header(const kv_header *h, off_t file_size, kv_geometry *g)
         return KV_EINCOMPAT;
     if (h->header_size != g->header_size || h->entry_size != g->entry_size ||
         h->index_cells != g->index_cells || h->entries_off != g->entries_off ||
-        h->total_size != g->total_size || (uint64_t)file_size != g->total_size)
+        h->total_size != g->total_size || h->ring_off != g->ring_off ||
+        h->ring_cells != KV_RING_CELLS || (uint64_t)file_size != g->total_size)
         return KV_EINCOMPAT;
     return 0;
 }
@@ -606,6 +636,7 @@ static int set_locked(kv_store *s, const char *key, uint32_t key_len, const char
     write_value(s, e, value, value_len);
     e->timestamp = now_seconds();
     e->revision = ++h->version;
+    ring_append(s, e->revision, KV_CHANGE_SET, key, key_len, value, value_len, e->timestamp);
     KV_FAULT(6);
     /* Disarm before seq_end: from here on the write is complete, and a recoverer keeps it. */
     undo_disarm(s);
@@ -665,6 +696,7 @@ static int delete_locked(kv_store *s, const char *key, uint32_t key_len, uint64_
     h->free_head = slot + 1;
     h->entry_count--;
     h->version++;
+    ring_append(s, h->version, KV_CHANGE_DELETE, key, key_len, NULL, 0, now_seconds());
     KV_FAULT(6);
     /* Disarm before seq_end: from here on the write is complete, and a recoverer keeps it. */
     undo_disarm(s);
@@ -690,6 +722,79 @@ int kv_delete_if(kv_store *s, const char *key, size_t key_len, uint64_t expected
 int kv_delete(kv_store *s, const char *key, size_t key_len)
 {
     return kv_delete_if(s, key, key_len, KV_ANY_REVISION, NULL);
+}
+
+/* The version as of the last completed write. Read under the seqlock, so a write in progress, or one
+ * whose writer died (which recovery may roll back), is never counted; when writers keep the counter
+ * moving, or a dead one left it odd, take the lock, which also repairs. */
+static int committed_version(kv_store *s, uint64_t *version)
+{
+    for (int attempt = 0; attempt < KV_READ_SPINS; attempt++) {
+        uint32_t before = __atomic_load_n(&s->h->seq, __ATOMIC_ACQUIRE);
+        if (before & 1) {
+            if (attempt > 8)
+                sched_yield();
+            continue;
+        }
+        *version = __atomic_load_n(&s->h->version, __ATOMIC_RELAXED);
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&s->h->seq, __ATOMIC_RELAXED) == before)
+            return 0;
+    }
+    int rc = lock_store(s);
+    if (rc)
+        return rc;
+    *version = s->h->version;
+    unlock_store(s);
+    return 0;
+}
+
+int kv_change(kv_store *s, uint64_t revision, int *op, char *key, size_t key_cap,
+              size_t *key_len, char *value, size_t value_cap, size_t *value_len,
+              int64_t *timestamp)
+{
+    if (!s || (!key && key_cap) || (!value && value_cap))
+        return KV_EINVAL;
+    for (int attempt = 0; attempt < KV_READ_SPINS; attempt++) {
+        uint64_t version;
+        int rc = committed_version(s, &version);
+        if (rc)
+            return rc;
+        if (revision == 0 || revision > version)
+            return KV_NOTFOUND;
+        if (version - revision >= KV_RING_CELLS)
+            return KV_EEXPIRED;
+        const kv_change_rec *c = change_at(s, revision);
+        uint64_t seen = __atomic_load_n(&c->revision, __ATOMIC_ACQUIRE);
+        if (seen == 0)
+            continue; /* being rewritten right now */
+        if (seen != revision)
+            return KV_EEXPIRED;
+        uint32_t op_seen = c->op, klen = c->key_len, vlen = c->value_len;
+        if (klen > s->key_max || vlen > s->value_max)
+            continue; /* torn */
+        if (klen > key_cap || vlen > value_cap)
+            rc = KV_EBUFSIZE;
+        else {
+            memcpy(key, c->data, klen);
+            if (vlen)
+                memcpy(value, c->data + s->key_max, vlen);
+        }
+        int64_t ts = c->timestamp;
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&c->revision, __ATOMIC_RELAXED) != revision)
+            continue;
+        if (op)
+            *op = (int)op_seen;
+        if (key_len)
+            *key_len = klen;
+        if (value_len)
+            *value_len = vlen;
+        if (timestamp)
+            *timestamp = ts;
+        return rc;
+    }
+    return KV_EEXPIRED; /* overwritten again and again while we read: certainly behind */
 }
 
 int kv_snapshot(kv_store *s, void *buf, size_t buf_len)
@@ -826,6 +931,7 @@ const char *kv_strerror(int rc)
     case KV_ENOTREADY: return "segment not initialised: its creator did not finish (unlink it to start over)";
     case KV_ECORRUPT:  return "store corrupt: an invariant does not hold";
     case KV_ECONFLICT: return "conflict: the entry is at another revision";
+    case KV_EEXPIRED:  return "change expired: it is no longer in the change ring";
     }
     if (rc < 0 && rc > -4096) {
         const char *msg = strerrordesc_np(-rc);

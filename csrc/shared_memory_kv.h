@@ -67,6 +67,7 @@ extern "C" {
 #define KV_ENOTREADY    (-30993) /**< the segment's creator did not finish initialising it in time */
 #define KV_ECORRUPT     (-30992) /**< kv_check() found a broken invariant */
 #define KV_ECONFLICT    (-30991) /**< a conditional write found another revision */
+#define KV_EEXPIRED     (-30990) /**< that change is no longer in the change ring */
 #define KV_ERR_LAST     (-30901)
 /** @} */
 
@@ -82,6 +83,11 @@ extern "C" {
 #define KV_DEFAULT_KEY_MAX     63u
 #define KV_DEFAULT_VALUE_MAX   255u
 #define KV_DEFAULT_MODE        0600u
+
+/** The change ring: the most recent KV_RING_CELLS writes, readable by any process (kv_change). */
+#define KV_RING_CELLS    256u
+#define KV_CHANGE_SET    1 /**< a change that set the key to a value */
+#define KV_CHANGE_DELETE 2 /**< a change that deleted the key */
 
 /** Upper limits accepted for a new segment's geometry. */
 #define KV_LIMIT_MAX_ENTRIES (1u << 24) /**< 16,777,216 entries */
@@ -194,6 +200,27 @@ KV_API int kv_delete_if(kv_store *s, const char *key, size_t key_len, uint64_t e
                  uint64_t *current_rev);
 
 /**
+ * Read one change from the ring: the write that made the store's version `revision`. Every
+ * successful set and delete, by any process, is recorded under the write lock; the ring keeps the
+ * last KV_RING_CELLS of them. Lock-free. To follow changes, remember the last revision seen, and
+ * read revision + 1 up to kv_version(); KV_EEXPIRED means the reader fell behind and must reread
+ * the whole store.
+ *
+ * @param op                 receives KV_CHANGE_SET or KV_CHANGE_DELETE (may be NULL).
+ * @param key,key_cap        the caller's buffer for the key (key_max bytes always suffice).
+ * @param key_len            receives the key's length (may be NULL).
+ * @param value,value_cap    the caller's buffer for the value, set changes only (value_max bytes
+ *                           always suffice); may be NULL with value_cap 0 when not wanted.
+ * @param value_len          receives the value's length, 0 for a delete (may be NULL).
+ * @param timestamp          receives the Unix time (seconds) of the write (may be NULL).
+ * @return 0; KV_NOTFOUND (revision 0, or not written yet); KV_EEXPIRED (overwritten by a newer
+ *         change); KV_EBUFSIZE (a buffer is too small; the lengths are reported); KV_EINVAL.
+ */
+KV_API int kv_change(kv_store *s, uint64_t revision, int *op, char *key, size_t key_cap,
+                     size_t *key_len, char *value, size_t value_cap, size_t *value_len,
+                     int64_t *timestamp);
+
+/**
  * Verify every invariant of the segment under the write lock: header fields, each entry's lengths,
  * hash and key bytes, the index (every live entry found exactly once at its probe position, no
  * dangling cell), the free list, entry_count, and an even sequence counter.
@@ -253,7 +280,7 @@ KV_API uint32_t kv_hash(const char *key, size_t key_len);
  * |  32 | u32  | entry size: bytes from one entry to the next, align8(32 + key_max + value_max) |
  * |  36 | u32  | index cells: the smallest power of two >= 2 * max_entries |
  * |  40 | u64  | entries offset: header size + 4 * index cells, rounded up to 64 |
- * |  48 | u64  | total size: entries offset + max_entries * entry size |
+ * |  48 | u64  | total size: ring offset + ring cells * entry size |
  * |  56 | u32  | seq: the seqlock counter; odd while a write is in progress |
  * |  60 | u32  | entry_count |
  * |  64 | u64  | version |
@@ -261,6 +288,8 @@ KV_API uint32_t kv_hash(const char *key, size_t key_len);
  * |  76 | u32  | high water: slots ever used; slots at or above it are free and untouched |
  * |  80 | u64  | lock recoveries |
  * |  88 | i64  | creation time, Unix seconds |
+ * |  96 | u64  | ring offset: entries offset + max_entries * entry size (a multiple of 8) |
+ * | 104 | u32  | ring cells: KV_RING_CELLS |
  * | 128 | ...  | the pthread mutex (process-shared, robust) |
  * | 192 | ...  | undo record: u32 state (1 = armed), u32 slot, u32 entry_count, u32 free head,
  *               u32 high water, u32 reserved, u64 version; then at 224 a copy of the slot's entry |
@@ -280,6 +309,20 @@ KV_API uint32_t kv_hash(const char *key, size_t key_len);
  * |  24 | u64  | revision: the store's version after the entry's last write |
  * |  32 | u8[key_max]   | key bytes |
  * |  32 + key_max | u8[value_max] | value bytes |
+ *
+ * Change ring, at the ring offset, `ring cells` records of `entry size` bytes; the change that made
+ * version r is in cell (r - 1) % ring cells:
+ * | off | type | field |
+ * |-----|------|-------|
+ * |   0 | u64  | revision; 0 while the record is being written |
+ * |   8 | i64  | timestamp, Unix seconds |
+ * |  16 | u32  | op: 1 set, 2 delete |
+ * |  20 | u32  | key length |
+ * |  24 | u32  | value length (0 for a delete) |
+ * |  32 | u8[key_max]   | key bytes |
+ * |  32 + key_max | u8[value_max] | value bytes |
+ * A reader loads the revision (acquire), copies, fences, and loads it again: the copy is valid when
+ * both loads give the revision it wanted.
  *
  * Hash (kv_hash): 32-bit FNV-1a over the key bytes (offset basis 2166136261, prime 16777619), then
  * the murmur3 finaliser: h ^= h >> 16; h *= 0x85ebca6b; h ^= h >> 13; h *= 0xc2b2ae35; h ^= h >> 16.

@@ -28,6 +28,8 @@ export const HEADER = {
   highWater: 76,
   lockRecoveries: 80,
   created: 88,
+  ringOff: 96,
+  ringCells: 104,
 } as const;
 
 /** Byte offsets of an entry's fields, from the start of its slot. */
@@ -40,6 +42,21 @@ export const ENTRY = {
   revision: 24,
   data: 32,
 } as const;
+
+/** Byte offsets of a change record's fields, from the start of its cell. */
+export const CHANGE = {
+  revision: 0,
+  timestamp: 8,
+  op: 16,
+  keyLen: 20,
+  valueLen: 24,
+  data: 32,
+} as const;
+
+/** KV_RING_CELLS: how many recent changes the ring keeps. */
+export const RING_CELLS = 256;
+const OP_SET = 1;
+const OP_DELETE = 2;
 
 const UNDO_ENTRY_OFF = 224;
 const TWO_32 = 4294967296;
@@ -56,6 +73,7 @@ export interface Layout extends Geometry {
   entrySize: number;
   indexCells: number;
   entriesOff: number;
+  ringOff: number;
   totalSize: number;
 }
 
@@ -67,7 +85,8 @@ export function layoutOf(g: Geometry): Layout {
   let indexCells = 1;
   while (indexCells < 2 * g.maxEntries) indexCells *= 2;
   const entriesOff = alignUp(headerSize + 4 * indexCells, 64);
-  return { ...g, headerSize, entrySize, indexCells, entriesOff, totalSize: entriesOff + g.maxEntries * entrySize };
+  const ringOff = entriesOff + g.maxEntries * entrySize;
+  return { ...g, headerSize, entrySize, indexCells, entriesOff, ringOff, totalSize: ringOff + RING_CELLS * entrySize };
 }
 
 /** kv_hash: 32-bit FNV-1a over the bytes, then the murmur3 finaliser. */
@@ -80,6 +99,16 @@ export function kvHash(bytes: Uint8Array, length = bytes.length): number {
   h = Math.imul(h, 0xc2b2ae35);
   h ^= h >>> 16;
   return h >>> 0;
+}
+
+/** One change as read from the ring. */
+export interface RawChange {
+  revision: number;
+  op: "set" | "delete";
+  key: string;
+  /** The value set; absent for a delete. */
+  value?: string;
+  timestamp: number;
 }
 
 /** One entry as read from a slot. */
@@ -198,6 +227,33 @@ export class SegmentView {
     return out;
   }
 
+  /**
+   * The change that made version `revision`, or "expired" when its cell holds another (or a
+   * half-written) one. The caller must know revision <= the committed version; the cell's revision
+   * word, read before and after, validates the copy.
+   */
+  change(revision: number): RawChange | "expired" {
+    const at = this.layout.ringOff + ((revision - 1) % RING_CELLS) * this.layout.entrySize;
+    const u32 = this.u32;
+    const word = (at + CHANGE.revision) / 4;
+    const matches = () => Atomics.load(u32, word) + Atomics.load(u32, word + 1) * TWO_32 === revision;
+    if (!matches()) return "expired";
+    const keyLen = u32[(at + CHANGE.keyLen) / 4]!;
+    const valueLen = u32[(at + CHANGE.valueLen) / 4]!;
+    const op = u32[(at + CHANGE.op) / 4]!;
+    if (keyLen > this.layout.keyMax || valueLen > this.layout.valueMax || (op !== OP_SET && op !== OP_DELETE)) return "expired";
+    const keyAt = at + CHANGE.data;
+    const valueAt = keyAt + this.layout.keyMax;
+    const change: RawChange = {
+      revision,
+      op: op === OP_SET ? "set" : "delete",
+      key: this.#text.toString("utf8", keyAt, keyAt + keyLen),
+      timestamp: this.u32[(at + CHANGE.timestamp) / 4]! + (this.u32[(at + CHANGE.timestamp) / 4 + 1]! | 0) * TWO_32,
+    };
+    if (op === OP_SET) change.value = this.#text.toString("utf8", valueAt, valueAt + valueLen);
+    return matches() ? change : "expired";
+  }
+
   /** The header's own account of its geometry agrees with the one validated at open. */
   matches(layout: Layout): boolean {
     const u32 = this.u32;
@@ -209,6 +265,8 @@ export class SegmentView {
       u32[HEADER.entrySize / 4] === layout.entrySize &&
       u32[HEADER.indexCells / 4] === layout.indexCells &&
       this.u64(HEADER.entriesOff) === layout.entriesOff &&
+      this.u64(HEADER.ringOff) === layout.ringOff &&
+      u32[HEADER.ringCells / 4] === RING_CELLS &&
       this.u64(HEADER.totalSize) === layout.totalSize
     );
   }

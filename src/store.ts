@@ -6,7 +6,7 @@ import { toArrayBuffer } from "bun:ffi";
 import { constants } from "node:os";
 import { codeOf, KvError, RC } from "./errors.ts";
 import { kvLib, type KvLib, type Pointer } from "./ffi.ts";
-import { layoutOf, SegmentView, kvHash, type RawEntry } from "./layout.ts";
+import { layoutOf, RING_CELLS, SegmentView, kvHash, type RawChange, type RawEntry } from "./layout.ts";
 
 /** Geometry and permissions of a segment this open creates. Ignored when it exists. */
 export interface KvOptions {
@@ -25,6 +25,18 @@ export interface OpenOptions extends KvOptions {
 }
 
 export interface KvEntry extends RawEntry {}
+
+/** A write recorded in the segment's change ring, by whichever process made it. */
+export interface KvChange extends RawChange {}
+
+export interface KvChanges {
+  /** The store's version when read: every change up to it is in `changes` (unless expired). */
+  version: number;
+  /** The changes after the revision asked for, oldest first. */
+  changes: KvChange[];
+  /** True when the ring no longer holds them all: reread the store (status) instead. */
+  expired: boolean;
+}
 
 export interface KvStatus {
   version: number;
@@ -73,6 +85,7 @@ interface Open {
 
 export class KvStore implements Disposable {
   #open: Open | undefined;
+  #retries = 0;
 
   private constructor(
     readonly name: string,
@@ -184,11 +197,12 @@ export class KvStore implements Disposable {
     const view = open.view;
     for (let attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
       const before = view.seq();
-      if (before & 1) continue;
+      if (before & 1 && ++this.#retries) continue;
       const slot = view.find(open.key, length, hash);
       const valueLength = slot < 0 ? 0 : view.valueLength(slot);
       const value = slot < 0 || valueLength < 0 ? undefined : view.value(slot, valueLength);
       if (view.seq() === before && valueLength >= 0) return value;
+      this.#retries++;
     }
     return this.#getLocked(open, key, length)?.value;
   }
@@ -201,10 +215,11 @@ export class KvStore implements Disposable {
     const view = open.view;
     for (let attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
       const before = view.seq();
-      if (before & 1) continue;
+      if (before & 1 && ++this.#retries) continue;
       const slot = view.find(open.key, length, hash);
       const entry = slot < 0 ? undefined : view.entry(slot);
       if (view.seq() === before && (slot < 0 || entry)) return entry;
+      this.#retries++;
     }
     return this.#getLocked(open, key, length);
   }
@@ -235,6 +250,29 @@ export class KvStore implements Disposable {
   /** Version, counts and every entry in slot order, as one consistent state. */
   status(): KvStatus {
     return this.#read(statusOf);
+  }
+
+  /**
+   * The changes made after revision `since`, by any process, as recorded in the change ring (the
+   * last 256 writes). Lock-free. See src/feed.ts to follow them as they happen.
+   */
+  changesSince(since: number): KvChanges {
+    const version = this.version;
+    if (since >= version) return { version, changes: [], expired: false };
+    if (version - since > RING_CELLS || since < 0) return { version, changes: [], expired: true };
+    const { view } = this.#live();
+    const changes: KvChange[] = [];
+    for (let revision = since + 1; revision <= version; revision++) {
+      const change = view.change(revision);
+      if (change === "expired") return { version, changes, expired: true };
+      changes.push(change);
+    }
+    return { version, changes, expired: false };
+  }
+
+  /** Lock-free reads that had to be retried because a write overlapped them (this process). */
+  get readRetries(): number {
+    return this.#retries;
   }
 
   /** Verify every invariant of the segment; throws CORRUPT naming the first broken one. */
@@ -274,9 +312,10 @@ export class KvStore implements Disposable {
     const { view } = open;
     for (let attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
       const before = view.seq();
-      if (before & 1) continue;
+      if (before & 1 && ++this.#retries) continue;
       const result = read(view);
       if (view.seq() === before) return result;
+      this.#retries++;
     }
     const copy = new ArrayBuffer(view.layout.totalSize);
     const rc = open.lib.kv_snapshot(open.handle, new Uint8Array(copy), copy.byteLength);

@@ -20,10 +20,11 @@ describe("kvHash", () => {
 describe("layoutOf", () => {
   it("derives the seed geometry's sizes as the header documents them", () => {
     // entry: align8(32 + 63 + 255) = 352; header: align64(224 + 352) = 576;
-    // index: 32 cells (>= 2 * 10); entries at align64(576 + 128) = 704; total 704 + 10 * 352.
+    // index: 32 cells (>= 2 * 10); entries at align64(576 + 128) = 704; the ring after the
+    // 10 entries at 704 + 10 * 352 = 4224; total 4224 + 256 * 352.
     expect(layoutOf({ maxEntries: 10, keyMax: 63, valueMax: 255 })).toEqual({
       maxEntries: 10, keyMax: 63, valueMax: 255,
-      entrySize: 352, headerSize: 576, indexCells: 32, entriesOff: 704, totalSize: 4224,
+      entrySize: 352, headerSize: 576, indexCells: 32, entriesOff: 704, ringOff: 4224, totalSize: 94336,
     });
   });
 });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "bun:test";
 import { closeSync, openSync, readFileSync, writeFileSync, writeSync, ftruncateSync } from "node:fs";
 import { KvError } from "../src/errors.ts";
-import { HEADER } from "../src/layout.ts";
+import { HEADER, layoutOf } from "../src/layout.ts";
 import { KvStore } from "../src/store.ts";
 import { TempStore, uniqueName, unlinkQuietly } from "./helpers/shm.ts";
 
@@ -98,16 +98,22 @@ describe("reading a segment corrupted under the reader", () => {
       const keys = Array.from({ length: 12 }, (_, i) => `key-${i}`);
       keys.forEach((k, i) => t.store.set(k, `value-${i}-${"z".repeat(i)}`));
       keys.slice(0, 3).forEach((k) => t.store.delete(k));
+      // Odd rounds hit anywhere past the fixed header fields; even ones only what kv_check covers
+      // (header, index, entries: not the change ring).
       const size = readFileSync(`/dev/shm${t.name}`).length;
+      const end = seed % 2 ? size : layoutOf({ maxEntries: 16, keyMax: 12, valueMax: 40 }).ringOff;
       const fd = openSync(`/dev/shm${t.name}`, "r+");
       for (let n = 1 + Math.floor(random() * 8); n > 0; n--) {
-        let at = HEADER.seq + Math.floor(random() * (size - HEADER.seq - 4));
+        let at = HEADER.seq + Math.floor(random() * (end - HEADER.seq - 4));
         if (at >= MUTEX[0]! - 4 && at < MUTEX[1]!) at = MUTEX[1]!;
         const junk = new Uint8Array(1 + Math.floor(random() * 4)).map(() => Math.floor(random() * 256));
         writeSync(fd, junk, 0, junk.length, at);
       }
       closeSync(fd);
-      const reads = [...keys.map((k) => () => t.store.getEntry(k)), () => t.store.status(), () => t.store.version, () => t.store.count];
+      const reads = [
+        ...keys.map((k) => () => t.store.getEntry(k)),
+        () => t.store.status(), () => t.store.version, () => t.store.count, () => t.store.changesSince(0),
+      ];
       for (const read of reads) {
         try {
           read();
@@ -120,9 +126,9 @@ describe("reading a segment corrupted under the reader", () => {
         t.store.check();
       } catch (e) {
         expect((e as KvError).code).toBe("CORRUPT");
-        corruptFound++;
+        if (seed % 2 === 0) corruptFound++;
       }
     }
-    expect(corruptFound).toBeGreaterThan(100); // the check does notice damage
+    expect(corruptFound).toBeGreaterThan(50); // of 150 rounds that damage what the check covers
   });
 });

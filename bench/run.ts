@@ -4,6 +4,7 @@
  */
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
+import { httpBench } from "./http.ts";
 import { median, type Figures } from "./measure.ts";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
@@ -128,9 +129,8 @@ const machine = {
 };
 console.log(`shmkv benchmarks: ${machine.cpu}, ${machine.cores} cores, bun ${machine.bun}, median of ${RUNS} runs of ${SECONDS} s`);
 const sections: Record<string, Json> = { inProcess: await inProcess(), crossProcess: await crossProcess() };
-const { httpBench } = await import("./http.ts").catch(() => ({ httpBench: undefined }));
-if (httpBench) sections.http = await httpBench({ runs: RUNS, seconds: SECONDS, table });
-const targets = Object.assign({}, ...Object.values(sections).map((s) => s.targets as Record<string, number>));
+sections.http = await httpBench({ runs: RUNS, seconds: SECONDS, table });
+const targets: Record<string, number> = Object.assign({}, ...Object.values(sections).map((s) => s.targets));
 table("Targets (ratios from this run)", ["target", "measured", "holds"],
   Object.entries(targets).map(([k, v]) => [k, ratio(v), (k.includes(">=") ? v >= Number(k.split(">= ")[1]) : v <= Number(k.split("<= ")[1])) ? "yes" : "NO"]));
 await Bun.write(join(import.meta.dir, "results.json"), `${JSON.stringify({ machine, ...sections }, null, 2)}\n`);

@@ -1,0 +1,162 @@
+/**
+ * HTTP and resource figures for `make bench`: wrk against our server and against a Map-backed
+ * Elysia app (bench/map-app.ts), in the same run; RSS idle and under load; time to first answer,
+ * for `bun src/server.ts` and for the compiled binary (build/shmkv, when `make compile` made it).
+ */
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { KvStore } from "../src/store.ts";
+import { median, valueOf, type Figures } from "./measure.ts";
+
+type Table = (title: string, head: string[], rows: string[][]) => void;
+const ROOT = join(import.meta.dir, "..");
+const CONNECTIONS = 50;
+
+function ensureWrk(): void {
+  if (Bun.which("wrk")) return;
+  const install = () => Bun.spawnSync(["apt-get", "install", "-y", "wrk"], { stdout: "ignore", stderr: "inherit" }).exitCode;
+  if (install() !== 0) {
+    Bun.spawnSync(["apt-get", "update"], { stdout: "ignore" });
+    if (install() !== 0) throw new Error("wrk is missing and apt-get could not install it");
+  }
+}
+
+interface Server {
+  url: string;
+  pid: number;
+  stop(): Promise<void>;
+}
+
+/** Start `bun bench/serve.ts IMPL NAME` and wait for the URL it prints. */
+async function startServer(impl: string, name: string): Promise<Server> {
+  const p = Bun.spawn([process.execPath, "bench/serve.ts", impl, name], { cwd: ROOT, stdout: "pipe", stderr: "inherit" });
+  const reader = p.stdout.getReader();
+  let text = "";
+  while (!text.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`bench/serve.ts ${impl} exited before it listened`);
+    text += new TextDecoder().decode(value);
+  }
+  reader.releaseLock();
+  return { url: JSON.parse(text.split("\n")[0]!).url, pid: p.pid, stop: async () => { p.kill("SIGTERM"); await p.exited; } };
+}
+
+function rssKiB(pid: number): number {
+  const line = readFileSync(`/proc/${pid}/status`, "utf8").split("\n").find((l) => l.startsWith("VmRSS:"));
+  return Number(line?.match(/\d+/)?.[0] ?? 0);
+}
+
+const UNIT: Record<string, number> = { us: 1e3, ms: 1e6, s: 1e9 };
+const nanos = (s: string) => Number.parseFloat(s) * UNIT[s.replace(/[\d.]/g, "")]!;
+
+/** wrk on one route; figures in requests/s and ns. */
+function wrk(url: string, seconds: number, script?: string): Figures {
+  const args = ["wrk", "-t2", `-c${CONNECTIONS}`, `-d${seconds}s`, "--latency", ...(script ? ["-s", script] : []), url];
+  const r = Bun.spawnSync(args);
+  const out = r.stdout.toString();
+  if (r.exitCode !== 0 || /Non-2xx/.test(out)) throw new Error(`${args.join(" ")} failed:\n${out}${r.stderr}`);
+  const pct = (p: string) => nanos(out.match(new RegExp(`^\\s+${p}%\\s+(\\S+)`, "m"))![1]!);
+  return { ops: Number(out.match(/Requests\/sec:\s+([\d.]+)/)![1]), p50: pct("50"), p99: pct("99") };
+}
+
+/** Milliseconds from spawning `cmd` to the first 200 from `probe` (a path). */
+async function timeToFirstAnswer(cmd: string[], port: number, env: Record<string, string>): Promise<number> {
+  const started = performance.now();
+  const p = Bun.spawn(cmd, { cwd: ROOT, env: { ...process.env, ...env }, stdout: "ignore", stderr: "ignore" });
+  try {
+    for (;;) {
+      const ok = await fetch(`http://127.0.0.1:${port}/health`).then((r) => r.ok, () => false);
+      if (ok) return performance.now() - started;
+      if (performance.now() - started > 10_000) throw new Error(`${cmd.join(" ")} did not answer in 10 s`);
+      await Bun.sleep(2);
+    }
+  } finally {
+    p.kill("SIGTERM");
+    await p.exited;
+  }
+}
+
+export async function httpBench(o: { runs: number; seconds: number; table: Table }) {
+  ensureWrk();
+  const scratch = mkdtempSync(join(tmpdir(), "shmkv-bench-http-"));
+  const post = join(scratch, "post.lua");
+  writeFileSync(post, `wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = '${JSON.stringify({ key: "key-1", value: valueOf(1) })}'\n`);
+  const routes: Record<string, [string, string | undefined]> = {
+    "GET /get/{key}": ["get/key-1", undefined],
+    "POST /set": ["set", post],
+    "GET /status": ["status", undefined],
+  };
+  const seconds = Math.max(3, o.seconds * 3);
+  const name = `/shmkv-bench-http-${process.pid}`;
+  const results: Record<string, Record<string, Figures>> = {};
+  const rss: Record<string, { idle: number; load: number }> = {};
+  try {
+    for (const impl of ["shmkv", "map"]) {
+      const server = await startServer(impl, name);
+      try {
+        for (let i = 0; i < 100; i++) await fetch(`${server.url}status`);
+        const idle = rssKiB(server.pid);
+        let load = 0;
+        results[impl] = {};
+        for (const [route, [path, script]] of Object.entries(routes)) {
+          const runs: Figures[] = [];
+          for (let r = 0; r < o.runs; r++) {
+            const sampler = setTimeout(() => (load = Math.max(load, rssKiB(server.pid))), (seconds * 1000) / 2);
+            runs.push(wrk(`${server.url}${path}`, seconds, script));
+            clearTimeout(sampler);
+          }
+          results[impl][route] = { ops: median(runs.map((f) => f.ops)), p50: median(runs.map((f) => f.p50)), p99: median(runs.map((f) => f.p99)) };
+        }
+        rss[impl] = { idle, load: Math.max(load, rssKiB(server.pid)) };
+      } finally {
+        await server.stop();
+      }
+    }
+  } finally {
+    if (existsSync(`/dev/shm${name}`)) KvStore.unlink(name);
+    rmSync(scratch, { recursive: true, force: true });
+  }
+
+  const startup: Record<string, number> = {};
+  const port = 20000 + (process.pid % 10000);
+  const env = { PORT: `${port}`, KV_SHM_NAME: `${name}-start`, KV_LOG_REQUESTS: "0" };
+  const startups = async (cmd: string[]) => {
+    const times: number[] = [];
+    for (let r = 0; r < o.runs; r++) times.push(await timeToFirstAnswer(cmd, port, env));
+    return median(times);
+  };
+  try {
+    startup["bun src/server.ts"] = await startups([process.execPath, "src/server.ts"]);
+    const binary = join(ROOT, "build", "shmkv");
+    if (existsSync(binary)) startup["build/shmkv serve (compiled)"] = await startups([binary, "serve"]);
+  } finally {
+    if (existsSync(`/dev/shm${name}-start`)) KvStore.unlink(`${name}-start`);
+  }
+  const binarySize = existsSync(join(ROOT, "build", "shmkv")) ? statSync(join(ROOT, "build", "shmkv")).size : undefined;
+
+  const fmt = (n: number) => (n >= 1e6 ? `${(n / 1e6).toFixed(2)} ms` : `${(n / 1e3).toFixed(0)} µs`);
+  o.table(`HTTP (wrk, 2 threads, ${CONNECTIONS} connections, ${seconds} s; 10 entries)`, ["route", "server", "req/s", "p50", "p99", "vs Map app"],
+    Object.keys(routes).flatMap((route) => ["shmkv", "map"].map((impl) => {
+      const f = results[impl]![route]!;
+      return [route, impl, f.ops.toFixed(0), fmt(f.p50), fmt(f.p99), impl === "shmkv" ? `${(f.ops / results.map![route]!.ops).toFixed(2)}×` : "-"];
+    })));
+  o.table("Resources", ["figure", "shmkv", "Map app"], [
+    ["RSS idle", `${(rss.shmkv!.idle / 1024).toFixed(1)} MiB`, `${(rss.map!.idle / 1024).toFixed(1)} MiB`],
+    ["RSS under load (peak sampled)", `${(rss.shmkv!.load / 1024).toFixed(1)} MiB`, `${(rss.map!.load / 1024).toFixed(1)} MiB`],
+    ...Object.entries(startup).map(([k, v]) => [`start to first answer: ${k}`, `${v.toFixed(0)} ms`, "-"]),
+    ...(binarySize ? [["compiled binary size", `${(binarySize / 2 ** 20).toFixed(1)} MiB`, "-"]] : []),
+  ]);
+  const ratio = (route: string) => results.shmkv![route]!.ops / results.map![route]!.ops;
+  return {
+    results,
+    rss_kib: rss,
+    startup_ms: startup,
+    binary_bytes: binarySize,
+    targets: {
+      "HTTP GET /get/{key} vs Map app req/s, target >= 0.85": ratio("GET /get/{key}"),
+      "HTTP POST /set vs Map app req/s, target >= 0.8": ratio("POST /set"),
+      "server idle RSS / Map app idle RSS, target <= 1.25": rss.shmkv!.idle / rss.map!.idle,
+    },
+  };
+}

@@ -1,0 +1,30 @@
+/**
+ * A server for the HTTP benchmark, in its own process: `bun bench/serve.ts shmkv|map NAME`.
+ * Fills 10 entries (key-0..key-9), listens on a free loopback port, and prints {"url": ...}.
+ */
+import { KvStore } from "../src/store.ts";
+import { startServer } from "../src/server.ts";
+import { createMapApp } from "./map-app.ts";
+import { keyOf, valueOf } from "./measure.ts";
+
+const [impl, name] = process.argv.slice(2);
+const quiet = { info: () => {}, error: (line: string) => console.error(line) };
+
+if (impl === "shmkv") {
+  const running = startServer(
+    { host: "127.0.0.1", port: 0, name: name!, create: {}, maxBodyBytes: 64 * 1024, logRequests: false },
+    quiet,
+  );
+  using store = KvStore.open(name!);
+  for (let i = 0; i < 10; i++) store.set(keyOf(i), valueOf(i));
+  console.log(JSON.stringify({ url: running.url }));
+  process.once("SIGTERM", () => void running.stop().then(() => process.exit(0)));
+} else {
+  const app = createMapApp();
+  for (let i = 0; i < 10; i++) {
+    await app.handle(new Request("http://localhost/set", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ key: keyOf(i), value: valueOf(i) }) }));
+  }
+  const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: (r) => app.handle(r), development: false });
+  console.log(JSON.stringify({ url: server.url.href }));
+  process.once("SIGTERM", () => void server.stop().then(() => process.exit(0)));
+}

@@ -10,6 +10,9 @@
  *                                                         prints the number that succeeded
  *   kvtool NAME reader NKEYS COUNT                        COUNT gets, each value's checksum verified;
  *                                                         prints "reads torn", exit 1 if torn > 0
+ *   kvtool NAME counter KEY                               sets KEY to checksummed "KEY-1", "KEY-2", ...
+ *                                                         until killed: the last number in the store
+ *                                                         is how many of its writes were applied
  *
  * Checksummed values are BODY "#" HEX8 where HEX8 is kv_hash(BODY) in lower-case hex; the Bun tests
  * verify the same format. Built with -DKV_FAULT_INJECTION it dies where KV_FAULT_POINT says. */
@@ -72,6 +75,18 @@ static int run_reader(kv_store *s, long nkeys, long count)
     return torn ? 1 : 0;
 }
 
+static int run_counter(kv_store *s, const char *key)
+{
+    char body[96], value[128];
+    for (long n = 1;; n++) {
+        snprintf(body, sizeof body, "%s-%ld", key, n);
+        size_t len = checksummed(value, sizeof value, body);
+        int rc = kv_set(s, key, strlen(key), value, len);
+        if (rc)
+            return fail("counter", rc);
+    }
+}
+
 static int run(kv_store *s, int argc, char **argv)
 {
     const char *cmd = argv[2];
@@ -102,6 +117,8 @@ static int run(kv_store *s, int argc, char **argv)
     }
     if (!strcmp(cmd, "writer") && argc == 6)
         return run_writer(s, atol(argv[3]), atol(argv[4]), atol(argv[5]));
+    if (!strcmp(cmd, "counter") && argc == 4)
+        return run_counter(s, argv[3]);
     if (!strcmp(cmd, "reader") && argc == 5)
         return run_reader(s, atol(argv[3]), atol(argv[4]));
     fprintf(stderr, "kvtool: bad command\n");

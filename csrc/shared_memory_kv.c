@@ -595,10 +595,12 @@ static void take_free_slot(kv_store *s, uint32_t slot)
 
 static void write_value(kv_store *s, kv_entry *e, const char *value, size_t value_len)
 {
-    size_t half = value_len / 2;
-    memcpy(e->data + s->key_max, value, half);
-    KV_FAULT(4); /* mid-copy: the entry holds half a value */
-    memcpy(e->data + s->key_max + half, value + half, value_len - half);
+    if (value_len) { /* value may be NULL when empty: no pointer arithmetic on it then */
+        size_t half = value_len / 2;
+        memcpy(e->data + s->key_max, value, half);
+        KV_FAULT(4); /* mid-copy: the entry holds half a value */
+        memcpy(e->data + s->key_max + half, value + half, value_len - half);
+    }
     e->value_len = (uint32_t)value_len;
 }
 

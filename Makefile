@@ -4,6 +4,8 @@
 BUN_VERSION := 1.4.5
 TOOLS       := .tools
 BUN         := $(CURDIR)/$(TOOLS)/node_modules/.bin/bun
+# `bun run` scripts call a bare `bun`: the pinned one comes first on PATH.
+export PATH := $(CURDIR)/$(TOOLS)/node_modules/.bin:$(PATH)
 BUILD       := build
 LIB         := $(BUILD)/libshared_memory_kv.so
 FAULT_LIB   := $(BUILD)/libshared_memory_kv_fault.so
@@ -16,7 +18,7 @@ SAN_FLAGS := -std=c11 -O1 -g -Wall -Wextra -Werror -fsanitize=address,undefined 
 C_TESTS   := $(patsubst test/c/%.c,$(BUILD)/test/%,$(wildcard test/c/test_*.c))
 C_TOOLS   := $(BUILD)/kvtool $(BUILD)/kvtool_fault
 
-.PHONY: all libso tools test test-c test-bun server typecheck clean deps bench
+.PHONY: all libso tools test test-c test-bun server typecheck clean deps bench soak
 
 all: libso
 
@@ -74,6 +76,11 @@ server: deps $(LIB)
 .PHONY: compile
 compile: deps $(LIB)
 	$(BUN) build --compile src/cli.ts --outfile $(BUILD)/shmkv
+
+# The soak under faults (a 15 s variant runs inside `make test`). SOAK_SECONDS, default 120.
+SOAK_SECONDS ?= 120
+soak: deps tools
+	$(BUN) test/soak/soak.ts --seconds $(SOAK_SECONDS)
 
 # Benchmarks: never part of `make test`. BENCH_RUNS (default 3) and BENCH_SECONDS (default 1).
 $(BUILD)/bench_c: bench/bench_c.c $(LIB_DEPS)

@@ -1,0 +1,135 @@
+/** The CLI's store commands: each opens the store, does one thing, prints, and returns an exit status. */
+import { createOptions, storeName, type Env } from "../config.ts";
+import { KvError } from "../errors.ts";
+import { KvStore } from "../store.ts";
+
+export const EXIT = { OK: 0, FAILED: 1, USAGE: 2 } as const;
+
+export interface Io {
+  out(text: string): void;
+  err(text: string): void;
+}
+
+export interface Invocation {
+  args: string[];
+  flags: { name?: string; json?: boolean; "max-entries"?: string; "key-max"?: string; "value-max"?: string; mode?: string };
+  env: Env;
+  io: Io;
+}
+
+export interface Command {
+  /** The positional arguments, by name. */
+  args: string[];
+  summary: string;
+  /** Takes the options that shape a new segment (it creates the store when missing). */
+  creates?: boolean;
+  run(inv: Invocation): number;
+}
+
+export const COMMANDS: Record<string, Command> = {
+  get: {
+    args: ["KEY"],
+    summary: "print the value of KEY (exit 1 when it is missing)",
+    run: (inv) =>
+      withStore(inv, (store) => {
+        const [key = ""] = inv.args;
+        const value = store.get(key);
+        if (value === undefined) return fail(inv, "NOT_FOUND", `Key '${key}' not found`);
+        inv.io.out(inv.flags.json ? JSON.stringify({ key, value }) : value);
+        return EXIT.OK;
+      }),
+  },
+  set: {
+    args: ["KEY", "VALUE"],
+    summary: "insert or replace KEY (creates the store when missing)",
+    creates: true,
+    run: (inv) =>
+      withStore(inv, (store) => {
+        const [key = "", value = ""] = inv.args;
+        const revision = store.set(key, value);
+        const message = `Key '${key}' set successfully`;
+        inv.io.out(inv.flags.json ? JSON.stringify({ success: true, message, revision }) : message);
+        return EXIT.OK;
+      }, true),
+  },
+  delete: {
+    args: ["KEY"],
+    summary: "remove KEY (exit 1 when it is missing)",
+    run: (inv) =>
+      withStore(inv, (store) => {
+        const [key = ""] = inv.args;
+        if (!store.delete(key)) return fail(inv, "NOT_FOUND", `Key '${key}' not found`);
+        const message = `Key '${key}' deleted successfully`;
+        inv.io.out(inv.flags.json ? JSON.stringify({ success: true, message }) : message);
+        return EXIT.OK;
+      }),
+  },
+  status: {
+    args: [],
+    summary: "print the version, the geometry and every entry",
+    run: (inv) =>
+      withStore(inv, (store) => {
+        const status = store.status();
+        if (inv.flags.json) {
+          inv.io.out(JSON.stringify(status));
+          return EXIT.OK;
+        }
+        inv.io.out(
+          `${store.name}: version ${status.version}, ${status.entry_count} of ${status.max_entries} entries, ` +
+            `keys up to ${status.key_max} bytes, values up to ${status.value_max} bytes`,
+        );
+        for (const { key, value, timestamp } of status.entries) {
+          inv.io.out(`${new Date(timestamp * 1000).toISOString()}  ${JSON.stringify(key)} = ${JSON.stringify(value)}`);
+        }
+        return EXIT.OK;
+      }),
+  },
+  check: {
+    args: [],
+    summary: "verify every invariant of the store (exit 1 naming the first broken one)",
+    run: (inv) =>
+      withStore(inv, (store) => {
+        store.check();
+        inv.io.out(inv.flags.json ? JSON.stringify({ ok: true }) : `${store.name} is consistent`);
+        return EXIT.OK;
+      }),
+  },
+  unlink: {
+    args: [],
+    summary: "remove the store's name (processes that have it open keep using it)",
+    run: (inv) =>
+      guarded(inv, () => {
+        const name = storeName(inv.flags, inv.env);
+        KvStore.unlink(name);
+        inv.io.out(inv.flags.json ? JSON.stringify({ success: true, message: `${name} unlinked` }) : `${name} unlinked`);
+        return EXIT.OK;
+      }),
+  },
+};
+
+/** Open the store named by --name or KV_SHM_NAME (creating it for `creates` commands), run, close. */
+function withStore(inv: Invocation, run: (store: KvStore) => number, creates = false): number {
+  return guarded(inv, () => {
+    const name = storeName(inv.flags, inv.env);
+    using store = KvStore.open(name, creates ? { create: true, ...createOptions(inv.flags, inv.env) } : {});
+    return run(store);
+  });
+}
+
+/** Run, turning the store's errors into a message and exit status 1. */
+function guarded(inv: Invocation, run: () => number): number {
+  try {
+    return run();
+  } catch (error) {
+    if (!(error instanceof KvError)) throw error;
+    if (error.code === "ENOENT") {
+      return fail(inv, error.code, `no store named ${storeName(inv.flags, inv.env)} (shmkv set or shmkv serve creates it)`);
+    }
+    return fail(inv, error.code, error.message);
+  }
+}
+
+function fail(inv: Invocation, code: string, detail: string): number {
+  inv.io.err(inv.flags.json ? JSON.stringify({ detail, code }) : `shmkv: ${detail}`);
+  return EXIT.FAILED;
+}

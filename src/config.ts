@@ -1,0 +1,145 @@
+/**
+ * Settings from the environment and the command line (a flag beats its variable; an empty variable
+ * counts as unset). Every bad value is a ConfigError naming the setting; the callers exit with 2.
+ */
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { DEFAULT_MAX_BODY_BYTES } from "./http/body.ts";
+import type { KvOptions } from "./store.ts";
+
+export type Env = Record<string, string | undefined>;
+
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+export const DEFAULT_STORE_NAME = "/shared_memory_kv";
+
+export interface ServerConfig {
+  host: string;
+  port: number;
+  /** The shared-memory segment, "/name". */
+  name: string;
+  /** Geometry and mode, used only when the segment is created. */
+  create: KvOptions;
+  maxBodyBytes: number;
+  logRequests: boolean;
+}
+
+/** The flags of `serve` (and of `bun run server`), with the variable each one overrides. */
+export const SERVER_HELP = `Options (each overrides its environment variable):
+  --host HOST          HOST           address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)
+  --port PORT          PORT           TCP port (default 8000; 0 picks a free one)
+  --name NAME          KV_SHM_NAME    shared-memory segment (default ${DEFAULT_STORE_NAME})
+  --max-entries N      KV_MAX_ENTRIES capacity of a new segment (default 10)
+  --key-max BYTES      KV_KEY_MAX     longest key of a new segment (default 63)
+  --value-max BYTES    KV_VALUE_MAX   longest value of a new segment (default 255)
+  --mode OCTAL         KV_SHM_MODE    file mode of a new segment, e.g. 0660 (default 0600)
+  --max-body BYTES     KV_MAX_BODY    largest request body (default ${DEFAULT_MAX_BODY_BYTES})
+  --quiet              KV_LOG_REQUESTS=0  no log line per request
+  --help               this text`;
+
+/** Options that say how to create a segment: shared by `serve` and the CLI's `set`. */
+export const CREATE_OPTIONS = {
+  name: { type: "string" },
+  "max-entries": { type: "string" },
+  "key-max": { type: "string" },
+  "value-max": { type: "string" },
+  mode: { type: "string" },
+} as const;
+
+const SERVER_OPTIONS = {
+  ...CREATE_OPTIONS,
+  host: { type: "string" },
+  port: { type: "string" },
+  "max-body": { type: "string" },
+  quiet: { type: "boolean" },
+  help: { type: "boolean" },
+} as const;
+
+/** The server's settings, or "help" when --help was given. */
+export function serverConfig(argv: string[], env: Env): ServerConfig | "help" {
+  const flags = parseFlags(argv, SERVER_OPTIONS, false).values;
+  if (flags.help) return "help";
+  const host = flags.host ?? setting(env, "HOST") ?? "127.0.0.1";
+  if (host.trim() === "") throw new ConfigError("HOST must not be empty");
+  return {
+    host,
+    port: integer("PORT (--port)", flags.port ?? setting(env, "PORT"), 8000, 0, 65535),
+    name: storeName(flags, env),
+    create: createOptions(flags, env),
+    maxBodyBytes: integer("KV_MAX_BODY (--max-body)", flags["max-body"] ?? setting(env, "KV_MAX_BODY"), DEFAULT_MAX_BODY_BYTES, 1, 2 ** 30),
+    logRequests: !flags.quiet && boolean("KV_LOG_REQUESTS", setting(env, "KV_LOG_REQUESTS"), true),
+  };
+}
+
+/** parseArgs, with its errors (unknown option, missing value, extra argument) as ConfigErrors. */
+export function parseFlags<const O extends NonNullable<ParseArgsConfig["options"]>>(
+  argv: string[],
+  options: O,
+  allowPositionals: boolean,
+) {
+  try {
+    return parseArgs({ args: argv, options, allowPositionals, strict: true });
+  } catch (error) {
+    throw new ConfigError((error as Error).message);
+  }
+}
+
+/** --name, else KV_SHM_NAME, else the default; "/" and 1..254 bytes with no other "/" or NUL. */
+export function storeName(flags: { name?: string }, env: Env): string {
+  const name = flags.name ?? setting(env, "KV_SHM_NAME") ?? DEFAULT_STORE_NAME;
+  const rest = name.slice(1);
+  const bytes = Buffer.byteLength(rest);
+  if (!name.startsWith("/") || bytes < 1 || bytes > 254 || rest.includes("/") || rest.includes("\0")) {
+    throw new ConfigError(
+      `KV_SHM_NAME (--name) must be "/" followed by 1 to 254 bytes with no other "/", not ${JSON.stringify(name)}`,
+    );
+  }
+  return name;
+}
+
+type CreateFlags = { "max-entries"?: string; "key-max"?: string; "value-max"?: string; mode?: string };
+
+/** The geometry and mode of a segment to create, from flags and environment; unset = default. */
+export function createOptions(flags: CreateFlags, env: Env): KvOptions {
+  const optional = (label: string, raw: string | undefined, max: number) =>
+    raw === undefined ? undefined : integer(label, raw, 0, 1, max);
+  return {
+    maxEntries: optional("KV_MAX_ENTRIES (--max-entries)", flags["max-entries"] ?? setting(env, "KV_MAX_ENTRIES"), 2 ** 24),
+    keyMax: optional("KV_KEY_MAX (--key-max)", flags["key-max"] ?? setting(env, "KV_KEY_MAX"), 4096),
+    valueMax: optional("KV_VALUE_MAX (--value-max)", flags["value-max"] ?? setting(env, "KV_VALUE_MAX"), 2 ** 20),
+    mode: fileMode(flags.mode ?? setting(env, "KV_SHM_MODE")),
+  };
+}
+
+function setting(env: Env, name: string): string | undefined {
+  const value = env[name];
+  return value === undefined || value === "" ? undefined : value;
+}
+
+function integer(label: string, raw: string | undefined, fallback: number, min: number, max: number): number {
+  if (raw === undefined) return fallback;
+  const value = /^\d+$/.test(raw.trim()) ? Number(raw.trim()) : Number.NaN;
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new ConfigError(`${label} must be an integer from ${min} to ${max}, not ${JSON.stringify(raw)}`);
+  }
+  return value;
+}
+
+function fileMode(raw: string | undefined): number | undefined {
+  if (raw === undefined) return undefined;
+  const digits = /^(?:0o)?0*([0-7]{1,3})$/i.exec(raw.trim())?.[1];
+  const mode = digits ? Number.parseInt(digits, 8) : 0;
+  if (mode < 1) {
+    throw new ConfigError(`KV_SHM_MODE (--mode) must be an octal file mode from 0001 to 0777, such as 0660, not ${JSON.stringify(raw)}`);
+  }
+  return mode;
+}
+
+function boolean(label: string, raw: string | undefined, fallback: boolean): boolean {
+  if (raw === undefined) return fallback;
+  const value = raw.trim().toLowerCase();
+  if (["1", "true", "yes", "on"].includes(value)) return true;
+  if (["0", "false", "no", "off"].includes(value)) return false;
+  throw new ConfigError(`${label} must be 1 or 0 (true/false, yes/no, on/off), not ${JSON.stringify(raw)}`);
+}

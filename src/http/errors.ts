@@ -1,0 +1,70 @@
+/** Failures of the HTTP layer, and the one mapping from any failure to an HTTP status and body. */
+import { ValidationError } from "elysia";
+import { KvError, type KvErrorCode } from "../errors.ts";
+import type { ErrorResponse } from "./models.ts";
+
+/** Codes the HTTP layer raises itself, next to the store's own KvErrorCodes. */
+export type ApiErrorCode = "BODY_TOO_LARGE" | "STORE_UNAVAILABLE";
+
+/** A failure the service or a hook raises on purpose; never seen by clients as anything but JSON. */
+export class ApiError extends Error {
+  override readonly name = "ApiError";
+
+  constructor(
+    readonly code: ApiErrorCode | KvErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The status of each code a request can meet (failures to open the store become STORE_UNAVAILABLE). */
+const statusByCode: Partial<Record<ApiErrorCode | KvErrorCode, number>> = {
+  INVALID_ARGUMENT: 400,
+  NOT_FOUND: 404,
+  BODY_TOO_LARGE: 413,
+  KEY_TOO_LONG: 413,
+  VALUE_TOO_LONG: 413,
+  TABLE_FULL: 507,
+  STORE_UNAVAILABLE: 503,
+  CLOSED: 503, // a request that raced the server's shutdown
+};
+
+interface HttpFailure {
+  status: number;
+  body: ErrorResponse;
+  /** True for a 500: the cause is not told to the client, so the caller should log it. */
+  internal: boolean;
+}
+
+/**
+ * What the client is told about `error`, given Elysia's `code` for it. Store errors keep their code;
+ * Elysia's own failures (unparsable JSON, schema violations, unknown routes) become 400 and 404;
+ * anything else is a 500.
+ */
+export function toHttpFailure(code: string | number, error: unknown): HttpFailure {
+  // Elysia wraps whatever a parse hook throws (the body limit's 413 among them) in a ParseError.
+  if (code === "PARSE" && error instanceof Error && error.cause instanceof ApiError) error = error.cause;
+  if (error instanceof ApiError || error instanceof KvError) {
+    const status = statusByCode[error.code];
+    if (status) return { status, body: { detail: error.message, code: error.code }, internal: false };
+  }
+  if (error instanceof ValidationError && error.type !== "response") {
+    return { status: 400, body: { detail: describeValidation(error), code: "BAD_REQUEST" }, internal: false };
+  }
+  if (code === "PARSE") {
+    return { status: 400, body: { detail: "the body is not valid JSON", code: "BAD_REQUEST" }, internal: false };
+  }
+  if (code === "NOT_FOUND") {
+    return { status: 404, body: { detail: "no such route", code: "ROUTE_NOT_FOUND" }, internal: false };
+  }
+  return { status: 500, body: { detail: "internal server error", code: "INTERNAL" }, internal: true };
+}
+
+function describeValidation(error: ValidationError): string {
+  // The router always yields a non-empty key; the only way it fails is a key that does not decode.
+  if (error.type === "params") return "the key in the URL is not valid percent-encoded UTF-8";
+  const where = error.valueError?.path.replace(/^\//, "").replaceAll("/", ".");
+  const what = error.valueError?.message ?? "invalid value";
+  return where ? `invalid ${error.type}: ${where}: ${what}` : `invalid ${error.type}: ${what}`;
+}

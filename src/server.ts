@@ -1,0 +1,115 @@
+/**
+ * The HTTP server's life cycle: open (or create) the store, listen, log, and on SIGINT or SIGTERM
+ * stop accepting, finish the requests in flight, close the store (never unlink it) and exit 0.
+ * `bun src/server.ts [options]` and `shmkv serve [options]` both run `runServer`.
+ */
+import { ConfigError, SERVER_HELP, serverConfig, type Env, type ServerConfig } from "./config.ts";
+import { createApp } from "./http/app.ts";
+import { withRequestLog } from "./http/request-log.ts";
+import { StoreSlot } from "./http/store-slot.ts";
+import { KvStore } from "./store.ts";
+
+export interface Logger {
+  info(line: string): void;
+  error(line: string): void;
+}
+
+const stamp = (line: string) => `${new Date().toISOString()} ${line}`;
+const consoleLogger: Logger = {
+  info: (line) => console.log(stamp(line)),
+  error: (line) => console.error(stamp(line)),
+};
+
+export interface RunningServer {
+  /** Where it listens, e.g. "http://127.0.0.1:8000/" (the port is the real one when 0 was asked). */
+  readonly url: string;
+  /** Requests being answered now. */
+  readonly inFlight: number;
+  /** Stop accepting, wait for the requests in flight, then close the store. */
+  stop(): Promise<void>;
+  /** Like stop, but cut the requests in flight. */
+  abort(): Promise<void>;
+}
+
+/** Bun answers a body beyond this by itself (an empty 413); the app's own limit, below, is JSON. */
+const BUN_BODY_MARGIN = 1024 * 1024;
+
+function describe(store: KvStore): string {
+  return `${store.name}: ${store.maxEntries} entries, keys up to ${store.keyMax} bytes, values up to ${store.valueMax} bytes`;
+}
+
+export function startServer(config: ServerConfig, log: Logger = consoleLogger): RunningServer {
+  const slot = StoreSlot.opening(() => KvStore.open(config.name, { create: true, ...config.create }), {
+    onOpen: (store) => log.info(`${store.created ? "created" : "opened"} segment ${describe(store)}`),
+    onFailure: (reason) => log.error(`cannot open ${config.name}: ${reason} (answering 503; retrying every second)`),
+  });
+  const app = createApp(slot, {
+    maxBodyBytes: config.maxBodyBytes,
+    onInternalError: (error) => log.error(`internal error: ${error instanceof Error ? error.stack : String(error)}`),
+  });
+  const handle = (request: Request) => app.handle(request);
+  let server: Bun.Server<undefined>;
+  try {
+    server = Bun.serve({
+      hostname: config.host,
+      port: config.port,
+      development: false,
+      // Say so when the port is taken (Bun's production mode would otherwise share it silently).
+      reusePort: false,
+      maxRequestBodySize: config.maxBodyBytes + BUN_BODY_MARGIN,
+      fetch: config.logRequests ? withRequestLog(handle, log.info) : handle,
+    });
+  } catch (error) {
+    slot.close();
+    throw error;
+  }
+  const url = server.url.href;
+  log.info(`listening on ${url} (API documentation: ${url}swagger)`);
+  const finish = async (cut: boolean) => {
+    await server.stop(cut);
+    slot.close();
+  };
+  return {
+    url,
+    get inFlight() {
+      return server.pendingRequests;
+    },
+    stop: () => finish(false),
+    abort: () => finish(true),
+  };
+}
+
+/** Run until SIGINT or SIGTERM; the exit status: 0, 1 (cannot listen) or 2 (bad configuration). */
+export async function runServer(argv: string[], env: Env, log: Logger = consoleLogger): Promise<number> {
+  let config: ServerConfig | "help";
+  try {
+    config = serverConfig(argv, env);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    console.error(`shmkv: ${error.message}\n(--help lists the options)`);
+    return 2;
+  }
+  if (config === "help") {
+    console.log(`Serve the store over HTTP.\n\n${SERVER_HELP}`);
+    return 0;
+  }
+  let running: RunningServer;
+  try {
+    running = startServer(config, log);
+  } catch (error) {
+    log.error(`cannot listen on ${config.host}:${config.port}: ${(error as Error).message}`);
+    return 1;
+  }
+  const signal = await new Promise<string>((resolve) => {
+    process.once("SIGINT", () => resolve("SIGINT"));
+    process.once("SIGTERM", () => resolve("SIGTERM"));
+  });
+  log.info(`${signal}: no new connections; finishing ${running.inFlight} request(s) in flight (${signal} again cuts them)`);
+  process.once("SIGINT", () => void running.abort());
+  process.once("SIGTERM", () => void running.abort());
+  await running.stop();
+  log.info("stopped; the store is closed, not unlinked");
+  return 0;
+}
+
+if (import.meta.main) process.exit(await runServer(Bun.argv.slice(2), process.env));

@@ -1,0 +1,198 @@
+/** The command line: every command, its output (plain and --json) and its exit status. */
+import { afterEach, beforeEach, describe, expect, it } from "bun:test";
+import { main } from "../src/cli.ts";
+import { KvStore } from "../src/store.ts";
+import { BUN, ROOT } from "./helpers/server-process.ts";
+import { TempStore, uniqueName, unlinkQuietly } from "./helpers/shm.ts";
+
+interface Run {
+  code: number;
+  out: string[];
+  err: string[];
+}
+
+/** main() in this process, with the environment given (and nothing else of ours). */
+async function cli(argv: string[], env: Record<string, string> = {}): Promise<Run> {
+  const run: Run = { code: -1, out: [], err: [] };
+  run.code = await main(argv, env, { out: (t) => run.out.push(t), err: (t) => run.err.push(t) });
+  return run;
+}
+
+let temp: TempStore;
+let env: Record<string, string>;
+
+beforeEach(() => {
+  temp = new TempStore();
+  env = { KV_SHM_NAME: temp.name };
+});
+
+afterEach(() => {
+  temp[Symbol.dispose]();
+});
+
+describe("shmkv get", () => {
+  it("prints the value", async () => {
+    temp.store.set("k", "v\twith tab");
+    expect(await cli(["get", "k"], env)).toEqual({ code: 0, out: ["v\twith tab"], err: [] });
+  });
+
+  it("prints {key, value} with --json", async () => {
+    temp.store.set("ключ", "значение");
+    expect(await cli(["get", "ключ", "--json"], env)).toEqual({ code: 0, out: ['{"key":"ключ","value":"значение"}'], err: [] });
+  });
+
+  it("exits 1 for a missing key, with the error as JSON under --json", async () => {
+    expect(await cli(["get", "nope"], env)).toEqual({ code: 1, out: [], err: ["shmkv: Key 'nope' not found"] });
+    expect(await cli(["get", "nope", "--json"], env)).toEqual({
+      code: 1,
+      out: [],
+      err: ['{"detail":"Key \'nope\' not found","code":"NOT_FOUND"}'],
+    });
+  });
+
+  it("exits 1 when the store does not exist", async () => {
+    const missing = uniqueName();
+    expect(await cli(["get", "k", "--name", missing], env)).toEqual({
+      code: 1,
+      out: [],
+      err: [`shmkv: no store named ${missing} (shmkv set or shmkv serve creates it)`],
+    });
+  });
+
+  it("exits 2 without its key, or with one too many", async () => {
+    expect((await cli(["get"], env)).code).toBe(2);
+    expect((await cli(["get", "a", "b"], env)).code).toBe(2);
+  });
+});
+
+describe("shmkv set", () => {
+  it("stores the value and prints the seed's message", async () => {
+    expect(await cli(["set", "k", "v"], env)).toEqual({ code: 0, out: ["Key 'k' set successfully"], err: [] });
+    expect(temp.store.get("k")).toBe("v");
+  });
+
+  it("prints the result with the new revision under --json", async () => {
+    expect(await cli(["set", "k", "v", "--json"], env)).toEqual({
+      code: 0,
+      out: ['{"success":true,"message":"Key \'k\' set successfully","revision":1}'],
+      err: [],
+    });
+  });
+
+  it("creates a missing store with the geometry and mode given", async () => {
+    const name = uniqueName();
+    try {
+      const run = await cli(["set", "k", "v", "--name", name, "--max-entries", "3", "--value-max", "16", "--mode", "0640"], {});
+      using store = KvStore.open(name);
+      expect({ code: run.code, max: store.maxEntries, valueMax: store.valueMax, value: store.get("k") }).toEqual({
+        code: 0,
+        max: 3,
+        valueMax: 16,
+        value: "v",
+      });
+    } finally {
+      unlinkQuietly(name);
+    }
+  });
+
+  it("exits 1 when the value is over the store's limit", async () => {
+    expect(await cli(["set", "k", "€".repeat(86)], env)).toEqual({ code: 1, out: [], err: ["shmkv: value longer than 255 bytes"] });
+  });
+
+  it("exits 2 for a bad creation option", async () => {
+    const run = await cli(["set", "k", "v", "--max-entries", "many"], env);
+    expect({ code: run.code, err: run.err.join("") }).toEqual({ code: 2, err: expect.stringContaining("KV_MAX_ENTRIES") });
+  });
+});
+
+describe("shmkv delete", () => {
+  it("removes the key", async () => {
+    temp.store.set("k", "v");
+    expect(await cli(["delete", "k"], env)).toEqual({ code: 0, out: ["Key 'k' deleted successfully"], err: [] });
+    expect(temp.store.get("k")).toBeUndefined();
+  });
+
+  it("exits 1 for a missing key", async () => {
+    expect(await cli(["delete", "k"], env)).toEqual({ code: 1, out: [], err: ["shmkv: Key 'k' not found"] });
+  });
+});
+
+describe("shmkv status", () => {
+  it("prints a summary line and one line per entry", async () => {
+    temp.store.set("a", "1");
+    const run = await cli(["status"], env);
+    expect(run).toEqual({
+      code: 0,
+      out: [
+        `${temp.name}: version 1, 1 of 10 entries, keys up to 63 bytes, values up to 255 bytes`,
+        expect.stringMatching(/^\d{4}-\d\d-\d\dT\S+Z {2}"a" = "1"$/),
+      ],
+      err: [],
+    });
+  });
+
+  it("prints the whole status under --json", async () => {
+    temp.store.set("a", "1");
+    const run = await cli(["status", "--json"], env);
+    expect(JSON.parse(run.out[0] ?? "")).toEqual({
+      version: 1,
+      entry_count: 1,
+      max_entries: 10,
+      key_max: 63,
+      value_max: 255,
+      entries: [{ key: "a", value: "1", timestamp: expect.any(Number), revision: 1 }],
+    });
+  });
+});
+
+describe("shmkv check", () => {
+  it("reports a sound store", async () => {
+    expect(await cli(["check", "--json"], env)).toEqual({ code: 0, out: ['{"ok":true}'], err: [] });
+  });
+});
+
+describe("shmkv unlink", () => {
+  it("removes the store's name, and exits 1 when there is none", async () => {
+    expect(await cli(["unlink", "--name", temp.name], {})).toEqual({ code: 0, out: [`${temp.name} unlinked`], err: [] });
+    expect((await cli(["unlink"], env)).code).toBe(1);
+  });
+});
+
+describe("usage", () => {
+  it("prints help with --help, and exits 2 with none given", async () => {
+    const help = await cli(["--help"]);
+    expect({ code: help.code, lists: ["serve", "get", "set", "delete", "status", "check", "unlink"].every((c) => help.out[0]?.includes(`  ${c} `)) })
+      .toEqual({ code: 0, lists: true });
+    expect((await cli([])).code).toBe(2);
+  });
+
+  it("prints a command's help", async () => {
+    expect(await cli(["get", "--help"])).toEqual({
+      code: 0,
+      out: ["Usage: shmkv get KEY [--name NAME] [--json]\nprint the value of KEY (exit 1 when it is missing)"],
+      err: [],
+    });
+  });
+
+  it("exits 2 for an unknown command, an unknown option and a bad store name", async () => {
+    expect((await cli(["frobnicate"])).code).toBe(2);
+    expect((await cli(["status", "--verbose"], env)).code).toBe(2);
+    expect((await cli(["status", "--name", "no-slash"])).code).toBe(2);
+  });
+});
+
+describe("the shmkv process", () => {
+  it("exits with the command's status", () => {
+    const run = (...args: string[]) =>
+      Bun.spawnSync([BUN, "src/cli.ts", ...args], { cwd: ROOT, env: { ...process.env, KV_SHM_NAME: temp.name } });
+    const set = run("set", "k", "v");
+    const got = run("get", "k");
+    expect([set.exitCode, got.exitCode, got.stdout.toString(), run("get", "x").exitCode, run("nope").exitCode]).toEqual([
+      0,
+      0,
+      "v\n",
+      1,
+      2,
+    ]);
+  });
+});

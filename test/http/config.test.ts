@@ -1,0 +1,99 @@
+/** The server's settings: defaults, environment, flags over environment, and a clear error for each bad value. */
+import { describe, expect, it } from "bun:test";
+import { ConfigError, serverConfig } from "../../src/config.ts";
+
+function configError(argv: string[], env: Record<string, string>): string {
+  try {
+    serverConfig(argv, env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as Error).message;
+  }
+  throw new Error("no ConfigError");
+}
+
+describe("serverConfig", () => {
+  it("defaults to the seed's port, the loopback address and the seed's store", () => {
+    expect(serverConfig([], {})).toEqual({
+      host: "127.0.0.1",
+      port: 8000,
+      name: "/shared_memory_kv",
+      create: { maxEntries: undefined, keyMax: undefined, valueMax: undefined, mode: undefined },
+      maxBodyBytes: 65536,
+      logRequests: true,
+    });
+  });
+
+  it("reads every setting from the environment", () => {
+    const env = {
+      HOST: "0.0.0.0",
+      PORT: "0",
+      KV_SHM_NAME: "/other",
+      KV_MAX_ENTRIES: "100",
+      KV_KEY_MAX: "32",
+      KV_VALUE_MAX: "1024",
+      KV_SHM_MODE: "0660",
+      KV_MAX_BODY: "4096",
+      KV_LOG_REQUESTS: "0",
+    };
+    expect(serverConfig([], env)).toEqual({
+      host: "0.0.0.0",
+      port: 0,
+      name: "/other",
+      create: { maxEntries: 100, keyMax: 32, valueMax: 1024, mode: 0o660 },
+      maxBodyBytes: 4096,
+      logRequests: false,
+    });
+  });
+
+  it("lets each flag beat its variable", () => {
+    const argv = ["--host", "::1", "--port", "9000", "--name", "/flag", "--max-entries", "5", "--key-max", "8"];
+    const more = ["--value-max", "16", "--mode", "640", "--max-body", "100", "--quiet"];
+    const env = { HOST: "0.0.0.0", PORT: "1", KV_SHM_NAME: "/env", KV_MAX_ENTRIES: "50", KV_LOG_REQUESTS: "1" };
+    expect(serverConfig([...argv, ...more], env)).toEqual({
+      host: "::1",
+      port: 9000,
+      name: "/flag",
+      create: { maxEntries: 5, keyMax: 8, valueMax: 16, mode: 0o640 },
+      maxBodyBytes: 100,
+      logRequests: false,
+    });
+  });
+
+  it("treats an empty variable as unset", () => {
+    expect(serverConfig([], { PORT: "", KV_SHM_NAME: "" })).toMatchObject({ port: 8000, name: "/shared_memory_kv" });
+  });
+
+  it("answers help", () => {
+    expect(serverConfig(["--help"], { PORT: "bad" })).toBe("help");
+  });
+
+  it.each([
+    ["PORT", "http", /PORT .*0 to 65535.*"http"/],
+    ["PORT", "65536", /PORT/],
+    ["PORT", "-1", /PORT/],
+    ["PORT", "80.5", /PORT/],
+    ["HOST", " ", /HOST must not be empty/],
+    ["KV_SHM_NAME", "no-slash", /KV_SHM_NAME .*"no-slash"/],
+    ["KV_SHM_NAME", "/a/b", /KV_SHM_NAME/],
+    ["KV_SHM_NAME", "/", /KV_SHM_NAME/],
+    ["KV_SHM_NAME", `/${"n".repeat(255)}`, /KV_SHM_NAME/],
+    ["KV_MAX_ENTRIES", "0", /KV_MAX_ENTRIES .*1 to 16777216/],
+    ["KV_MAX_ENTRIES", "lots", /KV_MAX_ENTRIES/],
+    ["KV_KEY_MAX", "4097", /KV_KEY_MAX .*1 to 4096/],
+    ["KV_VALUE_MAX", "1048577", /KV_VALUE_MAX .*1 to 1048576/],
+    ["KV_SHM_MODE", "0800", /KV_SHM_MODE .*octal/],
+    ["KV_SHM_MODE", "0", /KV_SHM_MODE/],
+    ["KV_SHM_MODE", "rw-rw----", /KV_SHM_MODE/],
+    ["KV_MAX_BODY", "0", /KV_MAX_BODY/],
+    ["KV_LOG_REQUESTS", "maybe", /KV_LOG_REQUESTS must be 1 or 0/],
+  ])("refuses %s=%p with a message naming the setting", (variable, value, message) => {
+    expect(configError([], { [variable]: value })).toMatch(message);
+  });
+
+  it("refuses an unknown flag, a flag without its value, and an argument", () => {
+    expect(configError(["--bogus"], {})).toMatch(/bogus/);
+    expect(configError(["--port"], {})).toMatch(/port/);
+    expect(configError(["extra"], {})).toMatch(/extra/);
+  });
+});

@@ -1,0 +1,142 @@
+/** The OpenAPI document and the documentation page, served with no help from the internet. */
+import { afterEach, beforeEach, describe, expect, it } from "bun:test";
+import { join } from "node:path";
+import { createApp, type App } from "../../src/http/app.ts";
+import { get } from "../helpers/http.ts";
+import { ROOT } from "../helpers/server-process.ts";
+import { TempStore } from "../helpers/shm.ts";
+
+let temp: TempStore;
+let app: App;
+
+beforeEach(() => {
+  temp = new TempStore();
+  app = createApp(temp.store);
+});
+
+afterEach(() => {
+  temp[Symbol.dispose]();
+});
+
+interface Operation {
+  summary?: string;
+  parameters?: { name: string; in: string; required: boolean }[];
+  requestBody?: { content: Record<string, { schema: unknown }> };
+  responses: Record<string, { description: string; content: Record<string, { schema: unknown }> }>;
+}
+type Spec = { openapi: string; info: { title: string }; paths: Record<string, Record<string, Operation>> };
+
+async function spec(): Promise<Spec> {
+  return (await app.handle(get("/swagger/json"))).json() as Promise<Spec>;
+}
+
+const errorSchema = {
+  type: "object",
+  properties: { detail: { type: "string" }, code: expect.objectContaining({ type: "string" }) },
+  required: ["detail", "code"],
+};
+
+describe("GET /swagger/json", () => {
+  it("documents every route, with every status code it answers", async () => {
+    const { paths } = await spec();
+    const statuses = Object.fromEntries(
+      Object.entries(paths).flatMap(([path, item]) =>
+        Object.entries(item).map(([method, op]) => [`${method.toUpperCase()} ${path}`, Object.keys(op.responses).sort()]),
+      ),
+    );
+    expect(statuses).toEqual({
+      "GET /": ["200"],
+      "GET /get/{key}": ["200", "400", "404", "503"],
+      "POST /set": ["200", "400", "413", "503", "507"],
+      "DELETE /delete/{key}": ["200", "400", "404", "503"],
+      "GET /status": ["200", "503"],
+      "GET /health": ["200", "503"],
+    });
+  });
+
+  it("describes every body as JSON only, each response with a description", async () => {
+    const { paths } = await spec();
+    for (const op of Object.values(paths).flatMap((item) => Object.values(item))) {
+      for (const response of Object.values(op.responses)) {
+        expect(Object.keys(response.content)).toEqual(["application/json"]);
+        expect(response.description.length).toBeGreaterThan(0);
+      }
+    }
+    expect(Object.keys(paths["/set"]?.post?.requestBody?.content ?? {})).toEqual(["application/json"]);
+  });
+
+  it("gives the seed's shapes: the set body, the status answer, and {detail, code} for every error", async () => {
+    const { paths } = await spec();
+    const set = paths["/set"]?.post;
+    expect(set?.requestBody?.content["application/json"]?.schema).toMatchObject({
+      type: "object",
+      required: ["key", "value"],
+      properties: { key: { type: "string", minLength: 1 }, value: { type: "string" } },
+    });
+    expect(paths["/status"]?.get?.responses["200"]?.content["application/json"]?.schema).toMatchObject({
+      type: "object",
+      required: ["version", "entry_count", "max_entries", "entries"],
+      properties: {
+        version: { type: "integer" },
+        entry_count: { type: "integer" },
+        max_entries: { type: "integer" },
+        entries: {
+          type: "array",
+          items: {
+            required: ["key", "value", "timestamp"],
+            properties: { key: { type: "string" }, value: { type: "string" }, timestamp: { type: "integer" } },
+          },
+        },
+      },
+    });
+    for (const op of Object.values(paths).flatMap((item) => Object.values(item))) {
+      for (const [status, response] of Object.entries(op.responses)) {
+        if (status >= "400") expect(response.content["application/json"]?.schema).toMatchObject(errorSchema);
+      }
+    }
+  });
+
+  it("names the key as a required path parameter", async () => {
+    const { paths } = await spec();
+    expect(paths["/get/{key}"]?.get?.parameters).toEqual([expect.objectContaining({ name: "key", in: "path", required: true })]);
+  });
+
+  it("leaves out the documentation's own routes", async () => {
+    const { paths } = await spec();
+    expect(Object.keys(paths).filter((p) => p.startsWith("/swagger") || p === "/docs" || p === "/redoc")).toEqual([]);
+  });
+});
+
+describe("GET /swagger", () => {
+  it("serves the page, which loads its script from this server", async () => {
+    const r = await app.handle(get("/swagger"));
+    const html = await r.text();
+    expect({ status: r.status, type: r.headers.get("content-type") }).toEqual({ status: 200, type: "text/html; charset=utf8" });
+    const sources = [...html.matchAll(/<script[^>]*\ssrc="([^"]+)"/g)].map((m) => m[1]);
+    expect(sources).toEqual(["/swagger/scalar.js"]);
+    expect(html).not.toMatch(/(?:src|href)="(?:https?:)?\/\//);
+  });
+
+  it("serves the page again and again, from every app in the process", async () => {
+    const other = createApp(temp.store);
+    const statuses = [];
+    for (const a of [app, other, app, other]) statuses.push((await a.handle(get("/swagger"))).status);
+    expect(statuses).toEqual([200, 200, 200, 200]);
+  });
+
+  it("serves the script from the npm package @scalar/api-reference", async () => {
+    const r = await app.handle(get("/swagger/scalar.js"));
+    const bundled = Bun.file(join(ROOT, "node_modules/@scalar/api-reference/dist/browser/standalone.js"));
+    expect(r.status).toBe(200);
+    expect(r.headers.get("content-type")).toStartWith("text/javascript");
+    expect(Buffer.from(await r.arrayBuffer()).equals(Buffer.from(await bundled.arrayBuffer()))).toBe(true);
+  });
+
+  it.each(["/swagger/", "/docs", "/redoc"])("is where %s leads", async (path) => {
+    const r = await app.handle(get(path));
+    expect({ redirect: r.status >= 300 && r.status < 400, location: r.headers.get("location") }).toEqual({
+      redirect: true,
+      location: "/swagger",
+    });
+  });
+});

@@ -1,0 +1,145 @@
+/** startServer over a real socket (port 0): the API, its log, its limits and its graceful stop. */
+import { afterEach, beforeEach, describe, expect, it } from "bun:test";
+import { statSync } from "node:fs";
+import type { ServerConfig } from "../../src/config.ts";
+import { startServer, type Logger, type RunningServer } from "../../src/server.ts";
+import { KvStore } from "../../src/store.ts";
+import { uniqueName, unlinkQuietly } from "../helpers/shm.ts";
+import { waitFor } from "../helpers/wait.ts";
+
+class CapturingLogger implements Logger {
+  readonly lines: string[] = [];
+  readonly errors: string[] = [];
+  info = (line: string) => void this.lines.push(line);
+  error = (line: string) => void this.errors.push(line);
+}
+
+let name: string;
+let log: CapturingLogger;
+let servers: RunningServer[];
+
+function config(overrides: Partial<ServerConfig> = {}): ServerConfig {
+  return { host: "127.0.0.1", port: 0, name, create: {}, maxBodyBytes: 64 * 1024, logRequests: true, ...overrides };
+}
+
+function start(overrides: Partial<ServerConfig> = {}): RunningServer {
+  const server = startServer(config(overrides), log);
+  servers.push(server);
+  return server;
+}
+
+beforeEach(() => {
+  name = uniqueName();
+  log = new CapturingLogger();
+  servers = [];
+});
+
+afterEach(async () => {
+  await Promise.all(servers.map((s) => s.abort()));
+  unlinkQuietly(name);
+});
+
+/** A request body the test releases piece by piece: the request stays in flight until `end`. */
+function heldBody(first: string) {
+  const encoder = new TextEncoder();
+  let controller!: ReadableStreamDefaultController<Uint8Array>;
+  const stream = new ReadableStream<Uint8Array>({
+    start(c) {
+      controller = c;
+      c.enqueue(encoder.encode(first));
+    },
+  });
+  return {
+    stream,
+    end(rest: string) {
+      controller.enqueue(encoder.encode(rest));
+      controller.close();
+    },
+  };
+}
+
+describe("startServer", () => {
+  it("serves the API on a free port and logs where, and that it created the segment", async () => {
+    const server = start();
+    expect(server.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/);
+    const set = await fetch(`${server.url}set`, { method: "POST", body: JSON.stringify({ key: "a/b", value: "secret" }) });
+    const got = await fetch(`${server.url}get/a%2Fb`);
+    expect({ set: set.status, got: await got.json() }).toEqual({ set: 200, got: { key: "a/b", value: "secret" } });
+    expect(log.lines.slice(0, 2)).toEqual([
+      `created segment ${name}: 10 entries, keys up to 63 bytes, values up to 255 bytes`,
+      `listening on ${server.url} (API documentation: ${server.url}swagger)`,
+    ]);
+  });
+
+  it("logs one line per request, with method, path, status and duration, never a value", async () => {
+    const server = start();
+    await fetch(`${server.url}set`, { method: "POST", body: JSON.stringify({ key: "k", value: "secret-value" }) });
+    await fetch(`${server.url}get/missing?x=1`);
+    expect(log.lines.slice(2)).toEqual([
+      expect.stringMatching(/^POST \/set 200 \d+\.\dms$/),
+      expect.stringMatching(/^GET \/get\/missing 404 \d+\.\dms$/),
+    ]);
+    expect(log.lines.join("\n")).not.toContain("secret-value");
+  });
+
+  it("logs no request when told not to", async () => {
+    const server = start({ logRequests: false });
+    await fetch(`${server.url}status`);
+    expect(log.lines.length).toBe(2);
+  });
+
+  it("says when it opened an existing segment", async () => {
+    using existing = KvStore.open(name, { create: true, maxEntries: 3 });
+    start();
+    expect(log.lines[0]).toBe(`opened segment ${existing.name}: 3 entries, keys up to 63 bytes, values up to 255 bytes`);
+  });
+
+  it("creates the segment with the configured geometry and mode", async () => {
+    const server = start({ create: { maxEntries: 3, keyMax: 8, valueMax: 16, mode: 0o640 } });
+    const status = (await (await fetch(`${server.url}status`)).json()) as { max_entries: number };
+    expect({ max: status.max_entries, mode: statSync(`/dev/shm${name}`).mode & 0o777 }).toEqual({ max: 3, mode: 0o640 });
+  });
+
+  it("answers a body over the limit with 413 and a JSON detail, declared length or chunked", async () => {
+    const server = start({ maxBodyBytes: 1024 });
+    const big = JSON.stringify({ key: "k", value: "v".repeat(2048) });
+    const declared = await fetch(`${server.url}set`, { method: "POST", body: big });
+    const body = heldBody(big.slice(0, 1500));
+    const chunked = fetch(`${server.url}set`, { method: "POST", body: body.stream });
+    const answers = [await declared.json(), await (await chunked).json()];
+    expect([declared.status, (await chunked).status, ...answers]).toEqual([
+      413,
+      413,
+      { detail: "the request body is larger than 1024 bytes", code: "BODY_TOO_LARGE" },
+      { detail: "the request body is larger than 1024 bytes", code: "BODY_TOO_LARGE" },
+    ]);
+  });
+
+  it("on stop, refuses new connections, finishes the request in flight, then closes the store", async () => {
+    const server = start();
+    const body = heldBody('{"key": "late", ');
+    const inFlight = fetch(`${server.url}set`, { method: "POST", body: body.stream });
+    await waitFor(() => server.inFlight === 1, { what: "the request to reach the server" });
+    const stopped = server.stop();
+    const refused = await fetch(`${server.url}status`).then(
+      () => "answered",
+      () => "refused",
+    );
+    body.end('"value": "v"}');
+    const response = await inFlight;
+    await stopped;
+    expect({ refused, status: response.status, body: await response.json() }).toEqual({
+      refused: "refused",
+      status: 200,
+      body: { success: true, message: "Key 'late' set successfully" },
+    });
+    using reopened = KvStore.open(name);
+    expect(reopened.get("late")).toBe("v");
+  });
+
+  it("throws when its port is taken", async () => {
+    const first = start();
+    const port = Number(new URL(first.url).port);
+    expect(() => startServer(config({ port }), log)).toThrow();
+  });
+});

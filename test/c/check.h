@@ -35,7 +35,7 @@
 extern char **environ;
 
 #define CHECK_MAX_DEFER 64
-#define CHECK_MAX_NAMES 16
+#define CHECK_MAX_NAMES 64
 #define CHECK_NAME_PREFIX "/shmkv-ctest-"
 
 typedef struct check_deferred {
@@ -53,11 +53,6 @@ static struct {
     check_deferred defer[CHECK_MAX_DEFER];
     int ndefer;
 } check_state;
-
-/* Sanitizer findings are failures, not noise: stop at the first one (the binary then exits non-zero
- * and `make test-c` fails). */
-const char *__ubsan_default_options(void);
-const char *__ubsan_default_options(void) { return "halt_on_error=1:print_stacktrace=1"; }
 
 /* ---- checks ------------------------------------------------------------------------------------ */
 
@@ -118,17 +113,16 @@ static inline int check_mem(const void *got, size_t got_len, const void *want, s
 #define CHECK_RC(expr, w) check_rc((expr), (w), __FILE__, __LINE__, #expr)
 #define CHECK_MEM(got, got_len, want, want_len) \
     check_mem((got), (got_len), (want), (want_len), __FILE__, __LINE__, #got)
-#define CHECK_STR(got, got_len, want) CHECK_MEM(got, got_len, want, strlen(want))
 
-#define REQUIRE(cond)                                                                  \
-    do {                                                                               \
-        if (!CHECK(cond))                                                              \
-            return;                                                                    \
+#define REQUIRE(cond)                 \
+    do {                              \
+        if (!CHECK(cond))             \
+            return;                   \
     } while (0)
-#define REQUIRE_RC(expr, w)                                                            \
-    do {                                                                               \
-        if (!CHECK_RC(expr, w))                                                        \
-            return;                                                                    \
+#define REQUIRE_RC(expr, w)           \
+    do {                              \
+        if (!CHECK_RC(expr, w))       \
+            return;                   \
     } while (0)
 
 /* ---- cleanup ----------------------------------------------------------------------------------- */
@@ -159,6 +153,53 @@ static inline void check_undefer(void *arg)
 
 static inline void check_unlink_name(void *name) { shm_unlink((const char *)name); }
 
+/* Sanitizer findings are failures, not noise. UndefinedBehaviorSanitizer reports go on (the program
+ * stays usable) but fail the test that caused them, through the summary hook below. AddressSanitizer
+ * errors end the process: its death callback, and a SIGABRT handler for abort(), still unlink this
+ * test's segments, as a failed check would. */
+static void check_unlink_all(void)
+{
+    for (int i = 0; i < check_state.ndefer; i++)
+        if (check_state.defer[i].fn == check_unlink_name)
+            check_unlink_name(check_state.defer[i].arg);
+}
+
+static void check_on_abort(int sig)
+{
+    check_unlink_all();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+
+const char *__ubsan_default_options(void);
+const char *__ubsan_default_options(void)
+{
+    return "halt_on_error=0:print_stacktrace=1:print_summary=1";
+}
+
+/* Called by the sanitizers with "SUMMARY: ...: <kind> <file>:<line>:<col> in <function>". */
+void __sanitizer_report_error_summary(const char *summary)
+{
+    check_state.failures++;
+    printf("%s (in %s)\n", summary, check_state.test ? check_state.test : "(setup)");
+    fflush(stdout);
+}
+#endif
+
+static inline void check_arm_cleanup(void)
+{
+    static int armed;
+    if (armed++)
+        return;
+    signal(SIGABRT, check_on_abort);
+#if defined(__SANITIZE_ADDRESS__)
+    __sanitizer_set_death_callback(check_unlink_all);
+#endif
+}
+
 /* A fresh shm name for this test, unlinked after it whatever happens. */
 static inline const char *check_shm_name(void)
 {
@@ -185,13 +226,82 @@ static inline kv_store *check_open(const char *name, int flags, const kv_options
     return s;
 }
 
+/* A new store under a fresh name (*name_out, when not NULL); NULL, with a failed check, when it
+ * cannot be made. */
+#define check_new_store(...) check_new_store_at(__FILE__, __LINE__, __VA_ARGS__)
+static inline kv_store *check_new_store_at(const char *file, int line, const kv_options *opts,
+                                           const char **name_out)
+{
+    const char *name = check_shm_name();
+    int rc;
+    kv_store *s = check_open(name, KV_CREATE | KV_EXCL, opts, &rc);
+    check_rc(rc, 0, file, line, "kv_open(fresh name, KV_CREATE | KV_EXCL)");
+    if (name_out)
+        *name_out = name;
+    return s;
+}
+
+static inline int check_set_str(kv_store *s, const char *key, const char *value)
+{
+    return kv_set(s, key, strlen(key), value, strlen(value));
+}
+
+/* The store holds key = want exactly, or (want NULL) no such key. */
+static inline int check_get_at(kv_store *s, const char *key, const char *want, const char *file,
+                               int line)
+{
+    static char buf[KV_LIMIT_VALUE_MAX];
+    size_t len = 0;
+    int rc = kv_get(s, key, strlen(key), buf, sizeof buf, &len, NULL);
+    char expr[160];
+    snprintf(expr, sizeof expr, "kv_get(\"%.100s\")", key);
+    if (!want)
+        return check_rc(rc, KV_NOTFOUND, file, line, expr);
+    return check_rc(rc, 0, file, line, expr) && check_mem(buf, len, want, strlen(want), file, line, expr);
+}
+
+#define CHECK_GET(s, key, want) check_get_at((s), (key), (want), __FILE__, __LINE__)
+
+/* One change of the ring, as kv_change reports it. */
+typedef struct change {
+    int rc, op;
+    char key[64], value[256];
+    size_t key_len, value_len;
+    int64_t timestamp;
+} change;
+
+static inline change read_change(kv_store *s, uint64_t revision)
+{
+    change c = {.op = -1, .key_len = 999, .value_len = 999};
+    c.rc = kv_change(s, revision, &c.op, c.key, sizeof c.key, &c.key_len, c.value, sizeof c.value,
+                     &c.value_len, &c.timestamp);
+    return c;
+}
+
+/* The change that made `revision` was op on key (and value, for a set). */
+#define CHECK_CHANGE(s, revision, op_, key_, value_)                          \
+    do {                                                                      \
+        change c_ = read_change((s), (revision));                             \
+        if (CHECK_RC(c_.rc, 0)) {                                             \
+            CHECK_EQ(c_.op, op_);                                             \
+            CHECK_MEM(c_.key, c_.key_len, key_, strlen(key_));                \
+            CHECK_MEM(c_.value, c_.value_len, value_, strlen(value_));        \
+        }                                                                     \
+    } while (0)
+
 /* ---- running ----------------------------------------------------------------------------------- */
 
-static inline void check_run(void (*fn)(void), const char *name)
+/* A test is everything between check_begin and check_end; RUN(fn) wraps a whole function, a loop
+ * over cases calls the pair itself (name must stay valid until check_end). */
+static inline void check_begin(const char *name)
 {
+    check_arm_cleanup();
     check_state.test = name;
     check_state.failures = 0;
-    fn();
+}
+
+static inline void check_end(void)
+{
     while (check_state.ndefer > 0) {
         check_deferred d = check_state.defer[--check_state.ndefer];
         d.fn(d.arg);
@@ -204,7 +314,12 @@ static inline void check_run(void (*fn)(void), const char *name)
     check_state.test = NULL;
 }
 
-#define RUN(fn) check_run(fn, #fn)
+#define RUN(fn)             \
+    do {                    \
+        check_begin(#fn);   \
+        fn();               \
+        check_end();        \
+    } while (0)
 
 /* Every name this process handed out must be gone again. */
 static inline void check_dev_shm_clean(void)
@@ -218,13 +333,9 @@ static inline void check_dev_shm_clean(void)
             left += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
         closedir(d);
     }
-    check_state.test = "dev_shm_left_as_found";
-    check_state.failures = 0;
+    check_begin("dev_shm_left_as_found");
     CHECK_EQ(left, 0);
-    if (check_state.failures)
-        check_state.failed++;
-    else
-        check_state.passed++;
+    check_end();
 }
 
 /* The summary line; `file` is __FILE__, whose base name without ".c" names the binary. */

@@ -64,7 +64,7 @@ test-c: $(C_TESTS) tools
 test-bun: deps tools
 	$(BUN) test --timeout 60000
 
-test: test-c test-bun
+test: test-c test-bun fuzz-smoke
 
 typecheck: deps
 	$(BUN) x tsc --noEmit
@@ -92,3 +92,5 @@ bench: deps $(LIB) $(BUILD)/bench_c
 
 clean:
 	rm -rf $(BUILD)
+
+include test/fuzz/fuzz.mk

@@ -130,9 +130,12 @@ static kv_entry *undo_entry(const kv_store *s)
     return (kv_entry *)(s->base + KV_UNDO_ENTRY_OFF);
 }
 
+/* Bytes of an entry worth saving. Clamped: the lengths are segment bytes, which anyone who can
+ * write the segment can set to anything. */
 static size_t entry_used_bytes(const kv_store *s, const kv_entry *e)
 {
-    return e->key_len ? KV_ENTRY_HEAD + s->key_max + (size_t)e->value_len : KV_ENTRY_HEAD;
+    uint32_t value_len = e->value_len <= s->value_max ? e->value_len : s->value_max;
+    return e->key_len ? KV_ENTRY_HEAD + s->key_max + (size_t)value_len : KV_ENTRY_HEAD;
 }
 
 static int check_key(const kv_store *s, const char *key, size_t key_len)
@@ -145,7 +148,8 @@ static int check_key(const kv_store *s, const char *key, size_t key_len)
 /* ---- the index -------------------------------------------------------------------------------- */
 
 /* Where key lives, or would be inserted. Works on a torn view too: every slot is bounds-checked and
- * the probe is bounded. *slot is the entry's slot, or UINT32_MAX when absent. Returns the cell. */
+ * the probe is bounded. *slot is the entry's slot, or UINT32_MAX when absent. Returns the cell:
+ * the key's, else the empty cell that ends its probe run, else (a corrupt, full index) UINT32_MAX. */
 static uint32_t index_find(const kv_store *s, const char *key, uint32_t key_len, uint32_t hash,
                            uint32_t *slot)
 {
@@ -165,11 +169,28 @@ static uint32_t index_find(const kv_store *s, const char *key, uint32_t key_len,
         }
     }
     *slot = UINT32_MAX;
-    return pos;
+    return __atomic_load_n(&s->index[pos], __ATOMIC_RELAXED) == 0 ? pos : UINT32_MAX;
+}
+
+/* Whether the probe run after `hole` (up to its empty cell) holds only cells index_remove can
+ * follow. Checked before a delete arms its undo record, so a corrupt index fails the delete
+ * cleanly instead of sending it out of bounds or round the table forever. */
+static int index_run_sound(const kv_store *s, uint32_t hole)
+{
+    uint32_t pos = hole;
+    for (uint32_t n = 0; n < s->index_mask; n++) {
+        pos = (pos + 1) & s->index_mask;
+        uint32_t cell = s->index[pos];
+        if (cell == 0)
+            return 1;
+        if (cell - 1 >= s->max_entries)
+            return 0;
+    }
+    return 0;
 }
 
 /* Backward-shift deletion: pull later cells of the same probe run into the hole so lookups never
- * need tombstones. */
+ * need tombstones. The run was checked by index_run_sound. */
 static void index_remove(kv_store *s, uint32_t hole)
 {
     uint32_t pos = hole;
@@ -574,13 +595,22 @@ int kv_get(kv_store *s, const char *key, size_t key_len, char *buf, size_t buf_l
 
 /* ---- writes ----------------------------------------------------------------------------------- */
 
-/* A free slot, or UINT32_MAX. Freed slots first (LIFO), then never-used ones in order, so slots
- * fill in insertion order while nothing is deleted. */
+/* A free slot, UINT32_MAX when there is none, or KV_CORRUPT_SLOT when the free list or the high
+ * water mark point somewhere no free slot can be. Freed slots first (LIFO), then never-used ones
+ * in order, so slots fill in insertion order while nothing is deleted. */
+#define KV_CORRUPT_SLOT (UINT32_MAX - 1)
 static uint32_t peek_free_slot(const kv_store *s)
 {
     const kv_header *h = s->h;
-    if (h->free_head)
-        return h->free_head - 1;
+    if (h->high_water > s->max_entries)
+        return KV_CORRUPT_SLOT;
+    if (h->free_head) {
+        uint32_t slot = h->free_head - 1;
+        if (slot >= h->high_water)
+            return KV_CORRUPT_SLOT;
+        const kv_entry *e = entry_at(s, slot);
+        return e->key_len == 0 && e->next_free <= h->high_water ? slot : KV_CORRUPT_SLOT;
+    }
     return h->high_water < s->max_entries ? h->high_water : UINT32_MAX;
 }
 
@@ -616,8 +646,12 @@ static int set_locked(kv_store *s, const char *key, uint32_t key_len, const char
         *current_rev = found_rev;
     if (expected_rev != KV_ANY_REVISION && found_rev != expected_rev)
         return KV_ECONFLICT;
+    if (is_new && pos == UINT32_MAX)
+        return KV_ECORRUPT;
     if (is_new && (slot = peek_free_slot(s)) == UINT32_MAX)
         return KV_EFULL;
+    if (slot == KV_CORRUPT_SLOT)
+        return KV_ECORRUPT;
     KV_FAULT(1);
     undo_arm(s, slot);
     KV_FAULT(2);
@@ -685,6 +719,8 @@ static int delete_locked(kv_store *s, const char *key, uint32_t key_len, uint64_
         return KV_NOTFOUND;
     if (expected_rev != KV_ANY_REVISION && found_rev != expected_rev)
         return KV_ECONFLICT;
+    if (!index_run_sound(s, pos) || h->free_head > s->max_entries)
+        return KV_ECORRUPT;
     KV_FAULT(1);
     undo_arm(s, slot);
     KV_FAULT(2);

@@ -147,7 +147,8 @@ KV_API int kv_unlink(const char *name);
  * @param value,value_len the value (0..value_max bytes); not retained. value may be NULL when
  *                        value_len is 0.
  * @return 0; KV_EINVAL (NULL handle, empty key or NUL in key); KV_EKEYLEN; KV_EVALLEN;
- *         KV_EFULL (a new key and no free slot); a lock failure as -errno.
+ *         KV_EFULL (a new key and no free slot); KV_ECORRUPT (the index or free list it would
+ *         follow is damaged: nothing is written); a lock failure as -errno.
  */
 KV_API int kv_set(kv_store *s, const char *key, size_t key_len, const char *value, size_t value_len);
 
@@ -187,7 +188,8 @@ KV_API int kv_get_rev(kv_store *s, const char *key, size_t key_len, char *buf, s
 
 /**
  * Remove an entry. Takes the write lock; crash-atomic; version grows by one on success.
- * @return 0; KV_NOTFOUND (nothing changes, version included); KV_EINVAL; KV_EKEYLEN; lock -errno.
+ * @return 0; KV_NOTFOUND (nothing changes, version included); KV_EINVAL; KV_EKEYLEN; KV_ECORRUPT
+ *         (the index run it would shift is damaged: nothing is written); lock -errno.
  */
 KV_API int kv_delete(kv_store *s, const char *key, size_t key_len);
 

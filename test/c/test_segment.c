@@ -294,6 +294,50 @@ static void check_reports_damage(size_t which)
     CHECK(strlen(kv_check_detail(s)) > 0);
 }
 
+/* ---- writers on a damaged segment --------------------------------------------------------------- */
+
+/* A writer follows the free list, the high water mark and the index's probe runs. Where those are
+ * damaged it must refuse with KV_ECORRUPT and write nothing, not run out of the mapping or round
+ * the index forever (each case was a crash or a hang found by fuzz_open). */
+static const char *const writer_damages[] = {"free_head_past_capacity", "free_slot_next_past_capacity",
+                                             "high_water_past_capacity", "index_without_empty_cell",
+                                             "index_cell_past_capacity"};
+
+static void writers_refuse_damage(size_t which)
+{
+    kv_store *s = check_new_store(&(kv_options){4, 8, 8, 0}, NULL);
+    REQUIRE(s);
+    CHECK_RC(check_set_str(s, "a", "1"), 0);
+    CHECK_RC(check_set_str(s, "b", "2"), 0);
+    CHECK_RC(kv_delete(s, "b", 1), 0); /* slot 1 on the free list */
+    uint32_t hs = *field32(s, OFF_HEADER_SIZE), cells = *field32(s, OFF_INDEX_CELLS);
+    size_t eo = *(uint64_t *)((unsigned char *)kv_base(s) + OFF_ENTRIES);
+    size_t es = *field32(s, OFF_ENTRY_SIZE);
+    const char *op = "set";
+    switch (which) {
+    case 0: *field32(s, OFF_FREE_HEAD) = 1000; break;
+    case 1: *field32(s, eo + es + 12) = 1000; break; /* slot 1's next_free */
+    case 2: *field32(s, OFF_FREE_HEAD) = 0, *field32(s, OFF_HIGH_WATER) = 1000; break;
+    case 3: /* every cell taken: a lookup of a new key finds no empty cell to end on */
+        for (uint32_t pos = 0; pos < cells; pos++)
+            *field32(s, hs + 4 * pos) = 1;
+        break;
+    case 4: /* a cell after "a"'s, in its probe run, that points past the entries */
+        for (uint32_t pos = 0; pos < cells; pos++)
+            if (*field32(s, hs + 4 * pos) == 1) {
+                *field32(s, hs + 4 * ((pos + 1) % cells)) = 1000;
+                break;
+            }
+        op = "delete";
+        break;
+    }
+    uint64_t version = kv_version(s);
+    int rc = !strcmp(op, "set") ? check_set_str(s, "new", "v") : kv_delete(s, "a", 1);
+    CHECK_RC(rc, KV_ECORRUPT);
+    CHECK(kv_version(s) == version);
+    CHECK_RC(kv_check(s), KV_ECORRUPT);
+}
+
 /* A case of a table runs as a test of its own, named after the case. */
 static void begin_case(char *buf, size_t cap, const char *test, const char *what)
 {
@@ -320,6 +364,11 @@ int main(void)
     for (size_t i = 0; i < sizeof damages / sizeof damages[0]; i++) {
         begin_case(name, sizeof name, "check_reports_damage", damages[i]);
         check_reports_damage(i);
+        check_end();
+    }
+    for (size_t i = 0; i < sizeof writer_damages / sizeof writer_damages[0]; i++) {
+        begin_case(name, sizeof name, "writers_refuse_damage", writer_damages[i]);
+        writers_refuse_damage(i);
         check_end();
     }
     return CHECK_FINISH();

@@ -542,19 +542,33 @@ static int read_once(const kv_store *s, const char *key, uint32_t key_len, uint3
     return 0;
 }
 
+/* Begin a lock-free read: 1 with the (even) counter to validate against, or 0 while a write is in
+ * progress (the caller retries; after a few tries it yields the CPU to the writer). */
+static int seq_read_begin(const kv_header *h, int attempt, uint32_t *before)
+{
+    *before = __atomic_load_n(&h->seq, __ATOMIC_ACQUIRE);
+    if (!(*before & 1))
+        return 1;
+    if (attempt > 8)
+        sched_yield();
+    return 0;
+}
+
+/* End a lock-free read: whether no write overlapped it. */
+static int seq_read_valid(const kv_header *h, uint32_t before)
+{
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    return __atomic_load_n(&h->seq, __ATOMIC_RELAXED) == before;
+}
+
 static int read_entry(kv_store *s, const char *key, uint32_t key_len, kv_read *r)
 {
-    uint32_t hash = kv_hash(key, key_len);
+    uint32_t hash = kv_hash(key, key_len), before;
     for (int attempt = 0; attempt < KV_READ_SPINS; attempt++) {
-        uint32_t before = __atomic_load_n(&s->h->seq, __ATOMIC_ACQUIRE);
-        if (before & 1) {
-            if (attempt > 8)
-                sched_yield();
+        if (!seq_read_begin(s->h, attempt, &before))
             continue;
-        }
         int rc = read_once(s, key, key_len, hash, r);
-        __atomic_thread_fence(__ATOMIC_ACQUIRE);
-        if (__atomic_load_n(&s->h->seq, __ATOMIC_RELAXED) == before && rc != KV_RETRY)
+        if (seq_read_valid(s->h, before) && rc != KV_RETRY)
             return rc;
     }
     /* Writers kept overlapping: read under the lock, which always terminates. */
@@ -767,16 +781,12 @@ int kv_delete(kv_store *s, const char *key, size_t key_len)
  * moving, or a dead one left it odd, take the lock, which also repairs. */
 static int committed_version(kv_store *s, uint64_t *version)
 {
+    uint32_t before;
     for (int attempt = 0; attempt < KV_READ_SPINS; attempt++) {
-        uint32_t before = __atomic_load_n(&s->h->seq, __ATOMIC_ACQUIRE);
-        if (before & 1) {
-            if (attempt > 8)
-                sched_yield();
+        if (!seq_read_begin(s->h, attempt, &before))
             continue;
-        }
         *version = __atomic_load_n(&s->h->version, __ATOMIC_RELAXED);
-        __atomic_thread_fence(__ATOMIC_ACQUIRE);
-        if (__atomic_load_n(&s->h->seq, __ATOMIC_RELAXED) == before)
+        if (seq_read_valid(s->h, before))
             return 0;
     }
     int rc = lock_store(s);

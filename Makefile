@@ -87,7 +87,7 @@ $(BUILD)/bench_c: bench/bench_c.c $(LIB_DEPS)
 	@mkdir -p $(BUILD)
 	$(CC) -std=c11 -O2 -Wall -Wextra -Werror -Icsrc -o $@ bench/bench_c.c $(LIB_SRC)
 
-bench: deps $(LIB) $(BUILD)/bench_c
+bench: deps $(LIB) $(BUILD)/bench_c $(BUILD)/kvtool
 	$(BUN) bench/run.ts
 
 clean:

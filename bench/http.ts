@@ -13,7 +13,7 @@ type Table = (title: string, head: string[], rows: string[][]) => void;
 const ROOT = join(import.meta.dir, "..");
 const CONNECTIONS = 50;
 
-function ensureWrk(): void {
+export function ensureWrk(): void {
   if (Bun.which("wrk")) return;
   const install = () => Bun.spawnSync(["apt-get", "install", "-y", "wrk"], { stdout: "ignore", stderr: "inherit" }).exitCode;
   if (install() !== 0) {
@@ -29,7 +29,7 @@ interface Server {
 }
 
 /** Start `bun bench/serve.ts IMPL NAME` and wait for the URL it prints. */
-async function startServer(impl: string, name: string): Promise<Server> {
+export async function startServer(impl: string, name: string): Promise<Server> {
   const p = Bun.spawn([process.execPath, "bench/serve.ts", impl, name], { cwd: ROOT, stdout: "pipe", stderr: "inherit" });
   const reader = p.stdout.getReader();
   let text = "";
@@ -51,7 +51,7 @@ const UNIT: Record<string, number> = { us: 1e3, ms: 1e6, s: 1e9 };
 const nanos = (s: string) => Number.parseFloat(s) * UNIT[s.replace(/[\d.]/g, "")]!;
 
 /** wrk on one route; figures in requests/s and ns. */
-function wrk(url: string, seconds: number, script?: string): Figures {
+export function wrk(url: string, seconds: number, script?: string): Figures {
   const args = ["wrk", "-t2", `-c${CONNECTIONS}`, `-d${seconds}s`, "--latency", ...(script ? ["-s", script] : []), url];
   const r = Bun.spawnSync(args);
   const out = r.stdout.toString();

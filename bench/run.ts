@@ -6,6 +6,7 @@ import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { httpBench } from "./http.ts";
 import { median, type Figures } from "./measure.ts";
+import { watchersBench } from "./watchers.ts";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 1);
@@ -130,6 +131,7 @@ const machine = {
 console.log(`shmkv benchmarks: ${machine.cpu}, ${machine.cores} cores, bun ${machine.bun}, median of ${RUNS} runs of ${SECONDS} s`);
 const sections: Record<string, Json> = { inProcess: await inProcess(), crossProcess: await crossProcess() };
 sections.http = await httpBench({ runs: RUNS, seconds: SECONDS, table });
+sections.watchers = await watchersBench({ runs: RUNS, seconds: SECONDS, table });
 const targets: Record<string, number> = Object.assign({}, ...Object.values(sections).map((s) => s.targets));
 table("Targets (ratios from this run)", ["target", "measured", "holds"],
   Object.entries(targets).map(([k, v]) => [k, ratio(v), (k.includes(">=") ? v >= Number(k.split(">= ")[1]) : v <= Number(k.split("<= ")[1])) ? "yes" : "NO"]));

@@ -5,7 +5,9 @@
  */
 import embeddedLibrary from "../build/libshared_memory_kv.so" with { type: "file" };
 import { COMMANDS, EXIT, type Command, type Io } from "./cli/commands.ts";
+import { CONDITION_OPTIONS } from "./cli/conditions.ts";
 import { EmbeddedLibraryError, useEmbeddedLibrary } from "./cli/embedded-lib.ts";
+import { WATCH_OPTIONS } from "./cli/watch.ts";
 import { ConfigError, CREATE_OPTIONS, DEFAULT_STORE_NAME, parseFlags, type Env } from "./config.ts";
 import { runServer } from "./server.ts";
 
@@ -42,7 +44,7 @@ export async function main(argv: string[], env: Env, io: Io = consoleIo): Promis
     return EXIT.USAGE;
   }
   try {
-    return command ? run(name, command, rest, env, io) : await serve(rest, env);
+    return command ? await run(name, command, rest, env, io) : await serve(rest, env);
   } catch (error) {
     if (error instanceof ConfigError) {
       io.err(`shmkv: ${error.message}\n(shmkv ${name} --help tells how to use it)`);
@@ -61,9 +63,14 @@ async function serve(argv: string[], env: Env): Promise<number> {
   return runServer(argv, env);
 }
 
-function run(name: string, command: Command, argv: string[], env: Env, io: Io): number {
+function run(name: string, command: Command, argv: string[], env: Env, io: Io): number | Promise<number> {
   const options = command.creates ? { ...COMMON_OPTIONS, ...CREATE_OPTIONS } : COMMON_OPTIONS;
-  const { values: flags, positionals: args } = parseFlags(argv, options, true);
+  const { values: flags, positionals: args } = parseFlags(argv, { ...options, ...CONDITION_OPTIONS, ...WATCH_OPTIONS }, true);
+  const taken = (flag: string) => command.conditions?.some((condition) => condition === flag);
+  const notTaken = Object.keys(CONDITION_OPTIONS).find((flag) => flag in flags && !taken(flag));
+  if (notTaken) throw new ConfigError(`${name} takes no --${notTaken}`);
+  const notWatching = command === COMMANDS.watch ? undefined : Object.keys(WATCH_OPTIONS).find((flag) => flag in flags);
+  if (notWatching) throw new ConfigError(`${name} takes no --${notWatching}`);
   const usage = `Usage: shmkv ${name} ${command.args.join(" ")} [--name NAME] [--json]`.replace("  ", " ");
   if (flags.help) {
     io.out(`${usage}\n${command.summary}`);

@@ -2,6 +2,7 @@
  * Settings from the environment and the command line (a flag beats its variable; an empty variable
  * counts as unset). Every bad value is a ConfigError naming the setting; the callers exit with 2.
  */
+import { readFileSync } from "node:fs";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { DEFAULT_MAX_BODY_BYTES } from "./http/body.ts";
 import type { KvOptions } from "./store.ts";
@@ -13,6 +14,7 @@ export class ConfigError extends Error {
 }
 
 export const DEFAULT_STORE_NAME = "/shared_memory_kv";
+export const DEFAULT_IDLE_TIMEOUT_SECONDS = 10;
 
 export interface ServerConfig {
   host: string;
@@ -23,6 +25,10 @@ export interface ServerConfig {
   create: KvOptions;
   maxBodyBytes: number;
   logRequests: boolean;
+  /** When set, every route but /, /health and the docs needs `Authorization: Bearer <token>`. */
+  token?: string;
+  /** Seconds before an idle connection is closed. Default DEFAULT_IDLE_TIMEOUT_SECONDS. */
+  idleTimeoutSeconds?: number;
 }
 
 /** The flags of `serve` (and of `bun run server`), with the variable each one overrides. */
@@ -36,6 +42,9 @@ export const SERVER_HELP = `Options (each overrides its environment variable):
   --mode OCTAL         KV_SHM_MODE    file mode of a new segment, e.g. 0660 (default 0600)
   --max-body BYTES     KV_MAX_BODY    largest request body (default ${DEFAULT_MAX_BODY_BYTES})
   --quiet              KV_LOG_REQUESTS=0  no log line per request
+  --token-file FILE    KV_API_TOKEN   the API token (the flag names a file that holds it): every route
+                                      but /, /health and the docs then needs Authorization: Bearer <token>
+  --idle-timeout SECS  KV_IDLE_TIMEOUT  seconds before an idle connection is closed (default ${DEFAULT_IDLE_TIMEOUT_SECONDS})
   --help               this text`;
 
 /** Options that say how to create a segment: shared by `serve` and the CLI's `set`. */
@@ -53,6 +62,8 @@ const SERVER_OPTIONS = {
   port: { type: "string" },
   "max-body": { type: "string" },
   quiet: { type: "boolean" },
+  "token-file": { type: "string" },
+  "idle-timeout": { type: "string" },
   help: { type: "boolean" },
 } as const;
 
@@ -69,7 +80,34 @@ export function serverConfig(argv: string[], env: Env): ServerConfig | "help" {
     create: createOptions(flags, env),
     maxBodyBytes: integer("KV_MAX_BODY (--max-body)", flags["max-body"] ?? setting(env, "KV_MAX_BODY"), DEFAULT_MAX_BODY_BYTES, 1, 2 ** 30),
     logRequests: !flags.quiet && boolean("KV_LOG_REQUESTS", setting(env, "KV_LOG_REQUESTS"), true),
+    token: apiToken(flags["token-file"], env),
+    idleTimeoutSeconds: integer(
+      "KV_IDLE_TIMEOUT (--idle-timeout)",
+      flags["idle-timeout"] ?? setting(env, "KV_IDLE_TIMEOUT"),
+      DEFAULT_IDLE_TIMEOUT_SECONDS,
+      1,
+      255,
+    ),
   };
+}
+
+/**
+ * The API token: the content of --token-file (a flag on the command line would show the token to
+ * every user, in ps), else KV_API_TOKEN. No message ever shows it.
+ */
+function apiToken(file: string | undefined, env: Env): string | undefined {
+  let token = setting(env, "KV_API_TOKEN");
+  if (file !== undefined) {
+    try {
+      token = readFileSync(file, "utf8").trim();
+    } catch (error) {
+      throw new ConfigError(`--token-file: cannot read ${file}: ${(error as Error).message}`);
+    }
+  }
+  if (token !== undefined && !/^[\x21-\x7e]+$/.test(token)) {
+    throw new ConfigError("KV_API_TOKEN (--token-file) must be visible ASCII characters, with no spaces (the value is not shown)");
+  }
+  return token;
 }
 
 /** parseArgs, with its errors (unknown option, missing value, extra argument) as ConfigErrors. */

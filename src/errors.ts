@@ -55,3 +55,14 @@ export class KvError extends Error {
     super(message);
   }
 }
+
+/** A conditional write (setIf, deleteIf) found the entry at another revision; nothing was written. */
+export class KvConflictError extends KvError {
+  constructor(
+    message: string,
+    /** The entry's revision when the write was tried: 0 when it was absent. */
+    readonly revision: number,
+  ) {
+    super("CONFLICT", message, RC.CONFLICT);
+  }
+}

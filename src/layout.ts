@@ -59,6 +59,7 @@ const OP_SET = 1;
 const OP_DELETE = 2;
 
 const UNDO_ENTRY_OFF = 224;
+
 const TWO_32 = 4294967296;
 
 export interface Geometry {
@@ -120,31 +121,39 @@ export interface RawEntry {
 }
 
 export class SegmentView {
-  readonly u8: Uint8Array;
-  readonly #text: Buffer; // the same bytes, for decoding UTF-8 without a subarray per read
-  readonly u32: Uint32Array;
-  readonly #indexAt: number; // u32 index of the first index cell
+  // Views of the whole mapping (or of a snapshot of it). Note: JavaScriptCore counts an ArrayBuffer
+  // over external memory as heap, so a very large segment makes the process's garbage collection
+  // costlier (measured: allocation-heavy code 3-4x slower beside a 360 MB view); bun:ffi's `read`
+  // avoids that but costs ~8 ns a call, several times a typed array access. See README, Performance.
+  readonly #u8: Uint8Array;
+  readonly #u32s: Uint32Array;
+  // Strings are decoded from a copy in this small buffer.
+  readonly #scratch: Buffer;
+  readonly #indexAt: number; // byte offset of the first index cell
   readonly #mask: number;
 
   constructor(
     buffer: ArrayBuffer,
     readonly layout: Layout,
   ) {
-    this.u8 = new Uint8Array(buffer, 0, layout.totalSize);
-    this.u32 = new Uint32Array(buffer, 0, layout.totalSize / 4);
-    this.#text = Buffer.from(buffer, 0, layout.totalSize);
-    this.#indexAt = layout.headerSize / 4;
+    this.#u8 = new Uint8Array(buffer, 0, layout.totalSize);
+    this.#u32s = new Uint32Array(buffer, 0, layout.totalSize / 4);
+    this.#scratch = Buffer.allocUnsafe(Math.max(layout.keyMax, layout.valueMax));
+    this.#indexAt = layout.headerSize;
     this.#mask = layout.indexCells - 1;
   }
 
   /** The seqlock counter, read atomically so no JIT can hoist it out of a retry loop. */
   seq(): number {
-    return Atomics.load(this.u32, HEADER.seq / 4);
+    return Atomics.load(this.#u32s, HEADER.seq / 4);
+  }
+
+  #u32(byteOffset: number): number {
+    return this.#u32s[byteOffset >>> 2]!;
   }
 
   u64(byteOffset: number): number {
-    const i = byteOffset / 4;
-    return this.u32[i]! + this.u32[i + 1]! * TWO_32;
+    return this.#u32(byteOffset) + this.#u32(byteOffset + 4) * TWO_32;
   }
 
   /** Header fields as they stand (unvalidated). */
@@ -153,11 +162,11 @@ export class SegmentView {
   }
 
   entryCount(): number {
-    return this.u32[HEADER.entryCount / 4]!;
+    return this.#u32(HEADER.entryCount);
   }
 
   highWater(): number {
-    return Math.min(this.u32[HEADER.highWater / 4]!, this.layout.maxEntries);
+    return Math.min(this.#u32(HEADER.highWater), this.layout.maxEntries);
   }
 
   lockRecoveries(): number {
@@ -168,52 +177,105 @@ export class SegmentView {
     return this.layout.entriesOff + slot * this.layout.entrySize;
   }
 
+  /** Whether the `length` bytes at byte offset `at` equal the first `length` of `bytes`. */
+  #equals(at: number, bytes: Uint8Array, length: number): boolean {
+    const u8 = this.#u8;
+    for (let i = 0; i < length; i++) if (u8[at + i] !== bytes[i]) return false;
+    return true;
+  }
+
   /** The slot holding key (its first `length` bytes), or -1. Bounded, whatever the index holds. */
   find(key: Uint8Array, length: number, hash: number): number {
-    const { u8, u32 } = this;
     const maxEntries = this.layout.maxEntries;
     let pos = hash & this.#mask;
     for (let n = 0; n <= this.#mask; n++, pos = (pos + 1) & this.#mask) {
-      const cell = u32[this.#indexAt + pos]!;
+      const cell = this.#u32(this.#indexAt + 4 * pos);
       if (cell === 0) return -1;
       const slot = cell - 1;
       if (slot >= maxEntries) continue;
       const at = this.entryOffset(slot);
-      if (u32[(at + ENTRY.hash) / 4] !== hash || u32[at / 4] !== length) continue;
-      const keyAt = at + ENTRY.data;
-      let i = 0;
-      while (i < length && u8[keyAt + i] === key[i]) i++;
-      if (i === length) return slot;
+      if (this.#u32(at + ENTRY.hash) !== hash || this.#u32(at) !== length) continue;
+      if (this.#equals(at + ENTRY.data, key, length)) return slot;
     }
     return -1;
   }
 
   /** The value length of a slot, or -1 when it is out of range (a torn read). */
   valueLength(slot: number): number {
-    const len = this.u32[(this.entryOffset(slot) + ENTRY.valueLen) / 4]!;
+    const len = this.#u32(this.entryOffset(slot) + ENTRY.valueLen);
     return len <= this.layout.valueMax ? len : -1;
   }
 
   value(slot: number, length: number): string {
-    const at = this.entryOffset(slot) + ENTRY.data + this.layout.keyMax;
-    return this.#text.toString("utf8", at, at + length);
+    return this.#decode(this.entryOffset(slot) + ENTRY.data + this.layout.keyMax, length);
+  }
+
+  /** UTF-8 text of `length` bytes at byte offset `at` (length within the geometry's limits). */
+  #decode(at: number, length: number): string {
+    const scratch = this.#scratch;
+    if (length <= 64) {
+      const u8 = this.#u8;
+      for (let i = 0; i < length; i++) scratch[i] = u8[at + i]!;
+    } else {
+      scratch.set(this.#u8.subarray(at, at + length));
+    }
+    return scratch.toString("utf8", 0, length);
   }
 
   /** The entry in a slot, or undefined when the slot is free or holds out-of-range lengths. */
   entry(slot: number): RawEntry | undefined {
     const at = this.entryOffset(slot);
-    const keyLen = this.u32[at / 4]!;
+    const keyLen = this.#u32(at);
     const valueLen = this.valueLength(slot);
     if (keyLen === 0 || keyLen > this.layout.keyMax || valueLen < 0) return undefined;
-    const keyAt = at + ENTRY.data;
-    const tsLow = this.u32[(at + ENTRY.timestamp) / 4]!;
-    const tsHigh = this.u32[(at + ENTRY.timestamp) / 4 + 1]! | 0;
     return {
-      key: this.#text.toString("utf8", keyAt, keyAt + keyLen),
+      key: this.#decode(at + ENTRY.data, keyLen),
       value: this.value(slot, valueLen),
-      timestamp: tsLow + tsHigh * TWO_32,
+      timestamp: this.#i64(at + ENTRY.timestamp),
       revision: this.u64(at + ENTRY.revision),
     };
+  }
+
+  #i64(byteOffset: number): number {
+    return this.#u32(byteOffset) + (this.#u32(byteOffset + 4) | 0) * TWO_32;
+  }
+
+  /** The key in a slot, or undefined when the slot is free or its length is out of range. */
+  key(slot: number): string | undefined {
+    const at = this.entryOffset(slot);
+    const keyLen = this.#u32(at);
+    if (keyLen === 0 || keyLen > this.layout.keyMax) return undefined;
+    return this.#decode(at + ENTRY.data, keyLen);
+  }
+
+  /**
+   * The slots, from `from` on in slot order, of the first `limit` live entries whose key starts with
+   * the bytes `prefix`, and the slot of the next such entry after them (-1 when there is none).
+   */
+  scan(from: number, limit: number, prefix: Uint8Array): { slots: number[]; next: number } {
+    const high = this.highWater();
+    const slots: number[] = [];
+    for (let slot = Math.max(from, 0); slot < high; slot++) {
+      const at = this.entryOffset(slot);
+      const keyLen = this.#u32(at);
+      if (keyLen === 0 || keyLen > this.layout.keyMax || keyLen < prefix.length) continue;
+      if (!this.#equals(at + ENTRY.data, prefix, prefix.length)) continue;
+      if (slots.length === limit) return { slots, next: slot };
+      slots.push(slot);
+    }
+    return { slots, next: -1 };
+  }
+
+  /** UTF-8 bytes of the live keys and values together. */
+  dataBytes(): number {
+    const high = this.highWater();
+    let bytes = 0;
+    for (let slot = 0; slot < high; slot++) {
+      const at = this.entryOffset(slot);
+      const keyLen = this.#u32(at);
+      if (keyLen !== 0) bytes += Math.min(keyLen, this.layout.keyMax) + Math.min(this.#u32(at + 4), this.layout.valueMax);
+    }
+    return bytes;
   }
 
   /** Every live entry, in slot order. */
@@ -228,35 +290,30 @@ export class SegmentView {
   }
 
   /**
-   * The change that made version `revision`, or "expired" when its cell holds another (or a
-   * half-written) one. The caller must know revision <= the committed version; the cell's revision
-   * word, read before and after, validates the copy.
+   * The change that made version `revision`, or "expired" when its cell holds another one. The
+   * caller validates the read with the seqlock, and must know revision <= the committed version.
    */
   change(revision: number): RawChange | "expired" {
     const at = this.layout.ringOff + ((revision - 1) % RING_CELLS) * this.layout.entrySize;
-    const u32 = this.u32;
-    const word = (at + CHANGE.revision) / 4;
-    const matches = () => Atomics.load(u32, word) + Atomics.load(u32, word + 1) * TWO_32 === revision;
-    if (!matches()) return "expired";
-    const keyLen = u32[(at + CHANGE.keyLen) / 4]!;
-    const valueLen = u32[(at + CHANGE.valueLen) / 4]!;
-    const op = u32[(at + CHANGE.op) / 4]!;
+    if (this.u64(at + CHANGE.revision) !== revision) return "expired";
+    const keyLen = this.#u32(at + CHANGE.keyLen);
+    const valueLen = this.#u32(at + CHANGE.valueLen);
+    const op = this.#u32(at + CHANGE.op);
     if (keyLen > this.layout.keyMax || valueLen > this.layout.valueMax || (op !== OP_SET && op !== OP_DELETE)) return "expired";
     const keyAt = at + CHANGE.data;
-    const valueAt = keyAt + this.layout.keyMax;
     const change: RawChange = {
       revision,
       op: op === OP_SET ? "set" : "delete",
-      key: this.#text.toString("utf8", keyAt, keyAt + keyLen),
-      timestamp: this.u32[(at + CHANGE.timestamp) / 4]! + (this.u32[(at + CHANGE.timestamp) / 4 + 1]! | 0) * TWO_32,
+      key: this.#decode(keyAt, keyLen),
+      timestamp: this.#i64(at + CHANGE.timestamp),
     };
-    if (op === OP_SET) change.value = this.#text.toString("utf8", valueAt, valueAt + valueLen);
-    return matches() ? change : "expired";
+    if (op === OP_SET) change.value = this.#decode(keyAt + this.layout.keyMax, valueLen);
+    return change;
   }
 
   /** The header's own account of its geometry agrees with the one validated at open. */
   matches(layout: Layout): boolean {
-    const u32 = this.u32;
+    const u32 = this.#u32s;
     return (
       u32[HEADER.maxEntries / 4] === layout.maxEntries &&
       u32[HEADER.keyMax / 4] === layout.keyMax &&

@@ -3,10 +3,12 @@
  * stop accepting, finish the requests in flight, close the store (never unlink it) and exit 0.
  * `bun src/server.ts [options]` and `shmkv serve [options]` both run `runServer`.
  */
-import { ConfigError, SERVER_HELP, serverConfig, type Env, type ServerConfig } from "./config.ts";
+import { ConfigError, DEFAULT_IDLE_TIMEOUT_SECONDS, SERVER_HELP, serverConfig, type Env, type ServerConfig } from "./config.ts";
 import { createApp } from "./http/app.ts";
+import { exposureWarning } from "./http/auth.ts";
 import { withRequestLog } from "./http/request-log.ts";
 import { StoreSlot } from "./http/store-slot.ts";
+import { keepingStreamsOpen } from "./http/watch.ts";
 import { KvStore } from "./store.ts";
 
 export interface Logger {
@@ -31,8 +33,11 @@ export interface RunningServer {
   abort(): Promise<void>;
 }
 
-/** Bun answers a body beyond this by itself (an empty 413); the app's own limit, below, is JSON. */
-const BUN_BODY_MARGIN = 1024 * 1024;
+/**
+ * Bun's own body limit, off: Bun would refuse a larger body with an empty 413. The app refuses every
+ * body over its limit itself, with JSON: unread when it declares its length, as it is read when not.
+ */
+const NO_BUN_BODY_LIMIT = Number.MAX_SAFE_INTEGER;
 
 function describe(store: KvStore): string {
   return `${store.name}: ${store.maxEntries} entries, keys up to ${store.keyMax} bytes, values up to ${store.valueMax} bytes`;
@@ -42,9 +47,13 @@ export function startServer(config: ServerConfig, log: Logger = consoleLogger): 
   const slot = StoreSlot.opening(() => KvStore.open(config.name, { create: true, ...config.create }), {
     onOpen: (store) => log.info(`${store.created ? "created" : "opened"} segment ${describe(store)}`),
     onFailure: (reason) => log.error(`cannot open ${config.name}: ${reason} (answering 503; retrying every second)`),
+    onReplaced: (reason) => log.error(`${reason}: closing it and opening ${config.name} again`),
   });
+  const warning = exposureWarning(config.host, config.token);
+  if (warning) log.error(warning);
   const app = createApp(slot, {
     maxBodyBytes: config.maxBodyBytes,
+    token: config.token,
     onInternalError: (error) => log.error(`internal error: ${error instanceof Error ? error.stack : String(error)}`),
   });
   const handle = (request: Request) => app.handle(request);
@@ -56,8 +65,11 @@ export function startServer(config: ServerConfig, log: Logger = consoleLogger): 
       development: false,
       // Say so when the port is taken (Bun's production mode would otherwise share it silently).
       reusePort: false,
-      maxRequestBodySize: config.maxBodyBytes + BUN_BODY_MARGIN,
-      fetch: config.logRequests ? withRequestLog(handle, log.info) : handle,
+      maxRequestBodySize: NO_BUN_BODY_LIMIT,
+      // Seconds a connection may stay idle, or take over a request's body (Bun closes a connection
+      // still sending its headers after about 10 s, whatever this says).
+      idleTimeout: config.idleTimeoutSeconds ?? DEFAULT_IDLE_TIMEOUT_SECONDS,
+      fetch: keepingStreamsOpen(config.logRequests ? withRequestLog(handle, log.info) : handle),
     });
   } catch (error) {
     slot.close();
@@ -66,6 +78,7 @@ export function startServer(config: ServerConfig, log: Logger = consoleLogger): 
   const url = server.url.href;
   log.info(`listening on ${url} (API documentation: ${url}swagger)`);
   const finish = async (cut: boolean) => {
+    app.decorator.watchHub.close(); // the /watch streams would never finish by themselves
     await server.stop(cut);
     slot.close();
   };

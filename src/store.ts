@@ -4,9 +4,10 @@
  */
 import { toArrayBuffer } from "bun:ffi";
 import { constants } from "node:os";
-import { codeOf, KvError, RC } from "./errors.ts";
+import { codeOf, KvConflictError, KvError, RC } from "./errors.ts";
 import { kvLib, type KvLib, type Pointer } from "./ffi.ts";
 import { layoutOf, RING_CELLS, SegmentView, kvHash, type RawChange, type RawEntry } from "./layout.ts";
+import { mappedIdentity, type FileIdentity } from "./segment-identity.ts";
 
 /** Geometry and permissions of a segment this open creates. Ignored when it exists. */
 export interface KvOptions {
@@ -36,6 +37,27 @@ export interface KvChanges {
   changes: KvChange[];
   /** True when the ring no longer holds them all: reread the store (status) instead. */
   expired: boolean;
+}
+
+/** One page of a listing, read as one consistent state. */
+export interface KvPage<T> {
+  version: number;
+  entry_count: number;
+  items: T[];
+  /** The slot to go on from, where the next matching entry is; undefined when there is none. */
+  next: number | undefined;
+}
+
+/** The figures /metrics reports, read as one consistent state. */
+export interface KvStats {
+  version: number;
+  entry_count: number;
+  max_entries: number;
+  /** The size of the mapping, in bytes. */
+  segment_bytes: number;
+  /** UTF-8 bytes of the live keys and values. */
+  data_bytes: number;
+  lock_recoveries: number;
 }
 
 export interface KvStatus {
@@ -86,6 +108,7 @@ interface Open {
 export class KvStore implements Disposable {
   #open: Open | undefined;
   #retries = 0;
+  #identity: FileIdentity | undefined;
 
   private constructor(
     readonly name: string,
@@ -160,6 +183,13 @@ export class KvStore implements Disposable {
     return this.#open === undefined;
   }
 
+  /** Device and inode of the segment this handle maps, read from the mapping itself (Linux). */
+  get identity(): FileIdentity | undefined {
+    const { lib, handle } = this.#live();
+    this.#identity ??= mappedIdentity(Number(lib.kv_base(handle)));
+    return this.#identity;
+  }
+
   get maxEntries(): number {
     return this.#live().view.layout.maxEntries;
   }
@@ -190,38 +220,12 @@ export class KvStore implements Disposable {
 
   /** The value of `key`, or undefined. Never waits for the write lock. */
   get(key: string): string | undefined {
-    // The hot path: like getEntry, but decodes nothing except the value.
-    const open = this.#live();
-    const length = this.#encodeKey(open, key, true);
-    const hash = kvHash(open.key, length);
-    const view = open.view;
-    for (let attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
-      const before = view.seq();
-      if (before & 1 && ++this.#retries) continue;
-      const slot = view.find(open.key, length, hash);
-      const valueLength = slot < 0 ? 0 : view.valueLength(slot);
-      const value = slot < 0 || valueLength < 0 ? undefined : view.value(slot, valueLength);
-      if (view.seq() === before && valueLength >= 0) return value;
-      this.#retries++;
-    }
-    return this.#getLocked(open, key, length)?.value;
+    return this.#lookup(key, readValue, (entry) => entry.value);
   }
 
   /** The value of `key` with its timestamp and revision, or undefined. */
   getEntry(key: string): KvEntry | undefined {
-    const open = this.#live();
-    const length = this.#encodeKey(open, key, true);
-    const hash = kvHash(open.key, length);
-    const view = open.view;
-    for (let attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
-      const before = view.seq();
-      if (before & 1 && ++this.#retries) continue;
-      const slot = view.find(open.key, length, hash);
-      const entry = slot < 0 ? undefined : view.entry(slot);
-      if (view.seq() === before && (slot < 0 || entry)) return entry;
-      this.#retries++;
-    }
-    return this.#getLocked(open, key, length);
+    return this.#lookup(key, readEntry, (entry) => entry);
   }
 
   /** Insert or replace `key`. Returns the entry's new revision (the store's new version). */
@@ -231,7 +235,8 @@ export class KvStore implements Disposable {
 
   /**
    * Compare-and-set: write only when the entry is at `expectedRevision` (0: only when absent).
-   * Returns the new revision; throws CONFLICT (nothing written) otherwise.
+   * Returns the new revision; otherwise throws a KvConflictError (CONFLICT, with the revision found)
+   * and writes nothing.
    */
   setIf(key: string, value: string, expectedRevision: number): number {
     return this.#set(key, value, BigInt(expectedRevision));
@@ -242,7 +247,7 @@ export class KvStore implements Disposable {
     return this.#delete(key, ANY_REVISION);
   }
 
-  /** Remove `key` only when it is at `expectedRevision`; throws CONFLICT otherwise. */
+  /** Remove `key` only when it is at `expectedRevision`; throws a KvConflictError otherwise. */
   deleteIf(key: string, expectedRevision: number): boolean {
     return this.#delete(key, BigInt(expectedRevision));
   }
@@ -253,6 +258,32 @@ export class KvStore implements Disposable {
   }
 
   /**
+   * The keys from slot `from` on, in slot order: at most `limit` of them (only those starting with
+   * `prefix`), and where the next page starts. An entry that stays in the store keeps its slot, so
+   * paging by `next` neither skips nor repeats it, whatever is written between pages.
+   */
+  keysFrom(from: number, limit: number, prefix = ""): KvPage<string> {
+    return this.#page(from, limit, prefix, (view, slot) => view.key(slot));
+  }
+
+  /** Like keysFrom, with the whole entries. */
+  entriesFrom(from: number, limit: number, prefix = ""): KvPage<KvEntry> {
+    return this.#page(from, limit, prefix, (view, slot) => view.entry(slot));
+  }
+
+  /** Counts, sizes and lock recoveries (by every process), as /metrics reports them. */
+  stats(): KvStats {
+    return this.#read((view) => ({
+      version: view.version(),
+      entry_count: view.entryCount(),
+      max_entries: view.layout.maxEntries,
+      segment_bytes: view.layout.totalSize,
+      data_bytes: view.dataBytes(),
+      lock_recoveries: view.lockRecoveries(),
+    }));
+  }
+
+  /**
    * The changes made after revision `since`, by any process, as recorded in the change ring (the
    * last 256 writes). Lock-free. See src/feed.ts to follow them as they happen.
    */
@@ -260,10 +291,9 @@ export class KvStore implements Disposable {
     const version = this.version;
     if (since >= version) return { version, changes: [], expired: false };
     if (version - since > RING_CELLS || since < 0) return { version, changes: [], expired: true };
-    const { view } = this.#live();
     const changes: KvChange[] = [];
     for (let revision = since + 1; revision <= version; revision++) {
-      const change = view.change(revision);
+      const change = this.#read((view) => view.change(revision));
       if (change === "expired") return { version, changes, expired: true };
       changes.push(change);
     }
@@ -303,6 +333,28 @@ export class KvStore implements Disposable {
   }
 
   /**
+   * Find `key` and `read` its slot, lock-free, retrying while writes overlap; `read` gives
+   * undefined for what cannot be a consistent entry. After READ_ATTEMPTS, ask the library, which
+   * reads under the lock (and so also repairs after a dead writer); `fromLocked` shapes its answer.
+   */
+  #lookup<T>(key: string, read: (view: SegmentView, slot: number) => T | undefined, fromLocked: (entry: KvEntry) => T): T | undefined {
+    const open = this.#live();
+    const length = this.#encodeKey(open, key, true);
+    const hash = kvHash(open.key, length);
+    const view = open.view;
+    for (let attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
+      const before = view.seq();
+      if (before & 1 && ++this.#retries) continue;
+      const slot = view.find(open.key, length, hash);
+      const result = slot < 0 ? undefined : read(view, slot);
+      if (view.seq() === before && (slot < 0 || result !== undefined)) return result;
+      this.#retries++;
+    }
+    const entry = this.#getLocked(open, key, length);
+    return entry && fromLocked(entry);
+  }
+
+  /**
    * Run `read` over the mapping until no write overlapped it. When writers keep overtaking it (or
    * one died mid-write, leaving seq odd), run it over a copy taken under the lock instead: taking
    * the lock also repairs after a dead writer.
@@ -317,10 +369,26 @@ export class KvStore implements Disposable {
       if (view.seq() === before) return result;
       this.#retries++;
     }
-    const copy = new ArrayBuffer(view.layout.totalSize);
-    const rc = open.lib.kv_snapshot(open.handle, new Uint8Array(copy), copy.byteLength);
+    const copy = new Uint8Array(view.layout.totalSize);
+    const rc = open.lib.kv_snapshot(open.handle, copy, copy.byteLength);
     if (rc !== 0) fail(open.lib, rc, `cannot read ${this.name}`);
-    return read(new SegmentView(copy, view.layout));
+    return read(new SegmentView(copy.buffer, view.layout));
+  }
+
+  #page<T>(from: number, limit: number, prefix: string, read: (view: SegmentView, slot: number) => T | undefined): KvPage<T> {
+    if (!Number.isInteger(from) || from < 0 || !Number.isInteger(limit) || limit < 1 || typeof prefix !== "string") {
+      throw new KvError("INVALID_ARGUMENT", "from must be an integer >= 0, limit an integer >= 1, prefix a string");
+    }
+    const bytes = utf8.encode(prefix);
+    return this.#read((view) => {
+      const { slots, next } = view.scan(from, limit, bytes);
+      const items: T[] = [];
+      for (const slot of slots) {
+        const item = read(view, slot);
+        if (item !== undefined) items.push(item); // undefined only in a torn read, which #read retries
+      }
+      return { version: view.version(), entry_count: view.entryCount(), items, next: next < 0 ? undefined : next };
+    });
   }
 
   /** UTF-8 bytes of key into the scratch buffer; returns their count. */
@@ -351,6 +419,7 @@ export class KvStore implements Disposable {
     const keyLength = this.#encodeKey(open, key, false);
     const valueLength = this.#encodeValue(open, value);
     const rc = open.lib.kv_set_if(open.handle, open.key, keyLength, open.value, valueLength, expected, open.out);
+    if (rc === RC.CONFLICT) throw conflict("set", key, expected, open.out);
     if (rc !== 0) fail(open.lib, rc, `cannot set ${JSON.stringify(key)}`);
     return revisionOf(open.out);
   }
@@ -360,6 +429,7 @@ export class KvStore implements Disposable {
     const length = this.#encodeKey(open, key, false);
     const rc = open.lib.kv_delete_if(open.handle, open.key, length, expected, open.out);
     if (rc === RC.NOT_FOUND) return false;
+    if (rc === RC.CONFLICT) throw conflict("delete", key, expected, open.out);
     if (rc !== 0) fail(open.lib, rc, `cannot delete ${JSON.stringify(key)}`);
     return true;
   }
@@ -381,8 +451,26 @@ export class KvStore implements Disposable {
   }
 }
 
+/** The value in a slot: what get() reads (the only string it decodes). */
+function readValue(view: SegmentView, slot: number): string | undefined {
+  const length = view.valueLength(slot);
+  return length < 0 ? undefined : view.value(slot, length);
+}
+
+function readEntry(view: SegmentView, slot: number): KvEntry | undefined {
+  return view.entry(slot);
+}
+
 function revisionOf(out: Uint32Array): number {
   return out[0]! + out[1]! * 4294967296;
+}
+
+/** The CONFLICT of a conditional write, with the revision the library found (in `out`). */
+function conflict(action: string, key: string, expected: bigint, out: Uint32Array): KvConflictError {
+  const found = revisionOf(out);
+  const state = found === 0 ? "it does not exist" : expected === 0n ? `it exists (revision ${found})` : `it is at revision ${found}`;
+  const wanted = expected === 0n ? "" : ` (expected revision ${expected})`;
+  return new KvConflictError(`cannot ${action} ${JSON.stringify(key)}: ${state}${wanted}`, found);
 }
 
 function statusOf(view: SegmentView): KvStatus {

@@ -196,3 +196,60 @@ describe("the shmkv process", () => {
     ]);
   });
 });
+
+describe("shmkv set and delete with a condition", () => {
+  it("set --if-revision N writes only while KEY is at revision N", async () => {
+    const revision = temp.store.set("k", "one");
+    expect(await cli(["set", "k", "two", "--if-revision", String(revision)], env)).toEqual({
+      code: 0,
+      out: ["Key 'k' set successfully"],
+      err: [],
+    });
+    expect(await cli(["set", "k", "three", "--if-revision", String(revision)], env)).toEqual({
+      code: 1,
+      out: [],
+      err: ['shmkv: cannot set "k": it is at revision 2 (expected revision 1)'],
+    });
+    expect(temp.store.get("k")).toBe("two");
+  });
+
+  it("set --if-absent creates KEY only when it is missing, with the conflict as JSON under --json", async () => {
+    expect((await cli(["set", "k", "first", "--if-absent"], env)).code).toBe(0);
+    expect(await cli(["set", "k", "second", "--if-absent", "--json"], env)).toEqual({
+      code: 1,
+      out: [],
+      err: ['{"detail":"cannot set \\"k\\": it exists (revision 1)","code":"CONFLICT"}'],
+    });
+    expect(temp.store.get("k")).toBe("first");
+  });
+
+  it("delete --if-revision N removes KEY only while it is at revision N", async () => {
+    temp.store.set("k", "one");
+    temp.store.set("k", "two");
+    expect(await cli(["delete", "k", "--if-revision", "1"], env)).toEqual({
+      code: 1,
+      out: [],
+      err: ['shmkv: cannot delete "k": it is at revision 2 (expected revision 1)'],
+    });
+    expect(await cli(["delete", "k", "--if-revision", "2"], env)).toEqual({ code: 0, out: ["Key 'k' deleted successfully"], err: [] });
+  });
+
+  it("exits 2 for a bad revision, both conditions, or a condition a command does not take", async () => {
+    const usage = async (argv: string[]) => {
+      const run = await cli(argv, env);
+      return { code: run.code, err: run.err[0]?.split("\n")[0] };
+    };
+    expect([
+      await usage(["set", "k", "v", "--if-revision", "0"]),
+      await usage(["set", "k", "v", "--if-revision", "1", "--if-absent"]),
+      await usage(["delete", "k", "--if-absent"]),
+      await usage(["get", "k", "--if-revision", "1"]),
+    ]).toEqual([
+      { code: 2, err: expect.stringContaining("--if-revision must be a revision of 1 or more") },
+      { code: 2, err: "shmkv: give --if-revision or --if-absent, not both" },
+      { code: 2, err: "shmkv: delete takes no --if-absent" },
+      { code: 2, err: "shmkv: get takes no --if-revision" },
+    ]);
+    expect(temp.store.count).toBe(0);
+  });
+});

@@ -1,16 +1,9 @@
 import { describe, expect, it } from "bun:test";
-import { ChangeFeed, type FeedEvent } from "../src/feed.ts";
+import { BACKLOG_LIMIT, ChangeFeed, feedOf, watch, type FeedEvent } from "../src/feed.ts";
+import { KvStore } from "../src/store.ts";
 import { kvtool } from "./helpers/kvtool.ts";
 import { TempStore } from "./helpers/shm.ts";
-
-/** Resolve once `condition` holds, polling on the event loop; fail after `ms`. */
-async function until(condition: () => boolean, ms = 2000): Promise<void> {
-  const deadline = performance.now() + ms;
-  while (!condition()) {
-    if (performance.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 1));
-  }
-}
+import { waitFor } from "./helpers/wait.ts";
 
 describe("KvStore.changesSince", () => {
   it("lists every write after a revision, from any process, oldest first", () => {
@@ -59,7 +52,7 @@ describe("ChangeFeed", () => {
     const events: FeedEvent[] = [];
     const stop = feed.subscribe(0, (e) => events.push(e));
     expect(kvtool(t.name, ["set", "after", "2"]).exitCode).toBe(0);
-    await until(() => events.length === 2);
+    await waitFor(() => events.length === 2);
     stop();
     expect(events.map((e) => (e.type === "change" ? [e.change.revision, e.change.key] : e))).toEqual([[1, "before"], [2, "after"]]);
     expect(feed.subscribers).toBe(0);
@@ -85,5 +78,163 @@ describe("ChangeFeed", () => {
     feed.poll();
     stops.forEach((s) => s());
     expect(seen).toEqual([1, 1, 1]);
+  });
+});
+
+/** An event, short: [revision, op, key, value?] or ["resync", version]. */
+function brief(event: FeedEvent): unknown[] {
+  if (event.type === "resync") return ["resync", event.version];
+  const { revision, op, key, value } = event.change;
+  return value === undefined ? [revision, op, key] : [revision, op, key, value];
+}
+
+describe("ChangeFeed, idle", () => {
+  it("reads only the version word while nothing changes", () => {
+    using t = new TempStore();
+    const feed = new ChangeFeed(t.store);
+    let ringReads = 0;
+    const changesSince = t.store.changesSince.bind(t.store);
+    t.store.changesSince = (since) => (ringReads++, changesSince(since));
+    const stop = feed.subscribe(0, () => {});
+    for (let i = 0; i < 100; i++) feed.poll();
+    const idle = ringReads;
+    t.store.set("k", "v");
+    for (let i = 0; i < 100; i++) feed.poll();
+    stop();
+    expect({ idle, afterOneChange: ringReads }).toEqual({ idle: 0, afterOneChange: 1 });
+  });
+});
+
+describe("ChangeFeed, beyond the ring", () => {
+  it("tells a subscriber whose revision is beyond the store's (another segment's) to resync", () => {
+    using t = new TempStore();
+    t.store.set("k", "v");
+    const events: FeedEvent[] = [];
+    const stop = new ChangeFeed(t.store).subscribe(5, (e) => events.push(e));
+    stop();
+    expect(events).toEqual([{ type: "resync", version: 1 }]);
+  });
+
+  it("ends its subscribers when its store is closed", () => {
+    using t = new TempStore();
+    using other = KvStore.open(t.name);
+    const feed = new ChangeFeed(other);
+    let ended = 0;
+    feed.subscribe(0, () => {}, () => ended++);
+    other.close();
+    feed.poll();
+    expect({ ended, subscribers: feed.subscribers }).toEqual({ ended: 1, subscribers: 0 });
+    expect(() => feed.subscribe(0, () => {})).toThrow(expect.objectContaining({ code: "CLOSED" }));
+  });
+
+  it("follows a source to another store, telling its subscribers to resync, and waits while it has none", () => {
+    using a = new TempStore();
+    using b = new TempStore();
+    for (let i = 0; i < 3; i++) b.store.set(`b${i}`, "x");
+    let current: KvStore | undefined = a.store;
+    const feed = new ChangeFeed(() => current);
+    const events: FeedEvent[] = [];
+    const stop = feed.subscribe(0, (e) => events.push(e));
+    a.store.set("a", "1");
+    feed.poll();
+    current = b.store;
+    feed.poll();
+    b.store.set("b", "2");
+    feed.poll();
+    current = undefined;
+    feed.poll();
+    const subscribers = feed.subscribers;
+    stop();
+    expect({ events: events.map(brief), subscribers }).toEqual({
+      events: [[1, "set", "a", "1"], ["resync", 3], [4, "set", "b", "2"]],
+      subscribers: 1,
+    });
+  });
+});
+
+describe("watch", () => {
+  it("yields each change made from now on, by any process, and lets go of the feed when the loop breaks", async () => {
+    using t = new TempStore();
+    t.store.set("before", "0");
+    const seen: unknown[] = [];
+    const iterator = watch(t.store);
+    const writes = (async () => {
+      await waitFor(() => feedOf(t.store).subscribers === 1);
+      expect(kvtool(t.name, ["set", "c", "from C"]).exitCode).toBe(0);
+      expect(kvtool(t.name, ["del", "c"]).exitCode).toBe(0);
+    })();
+    for await (const event of iterator) {
+      seen.push(brief(event));
+      if (seen.length === 2) break;
+    }
+    await writes;
+    expect({ seen, subscribers: feedOf(t.store).subscribers }).toEqual({
+      seen: [[2, "set", "c", "from C"], [3, "delete", "c"]],
+      subscribers: 0,
+    });
+  });
+
+  it("starts after `since` with what the ring still holds, and keeps to the prefix", async () => {
+    using t = new TempStore();
+    for (const key of ["app/a", "other", "app/b", "app/c"]) t.store.set(key, key);
+    const iterator = watch(t.store, { since: 1, prefix: "app/" });
+    const seen = [(await iterator.next()).value, (await iterator.next()).value].map((e) => brief(e!));
+    await iterator.return();
+    expect(seen).toEqual([[3, "set", "app/b", "app/b"], [4, "set", "app/c", "app/c"]]);
+  });
+
+  it("shares one feed, and so one timer, among every iterator of a store", async () => {
+    using t = new TempStore();
+    const iterators = [watch(t.store), watch(t.store), watch(t.store)];
+    const firsts = iterators.map((it) => it.next());
+    const subscribers = feedOf(t.store).subscribers;
+    t.store.set("k", "v");
+    const events = (await Promise.all(firsts)).map((r) => brief(r.value!));
+    await Promise.all(iterators.map((it) => it.return()));
+    expect({ subscribers, events, after: feedOf(t.store).subscribers }).toEqual({
+      subscribers: 3,
+      events: [[1, "set", "k", "v"], [1, "set", "k", "v"], [1, "set", "k", "v"]],
+      after: 0,
+    });
+  });
+
+  it("ends when its signal aborts", async () => {
+    using t = new TempStore();
+    const controller = new AbortController();
+    const next = watch(t.store, { signal: controller.signal }).next();
+    await waitFor(() => feedOf(t.store).subscribers === 1);
+    controller.abort();
+    expect({ result: await next, subscribers: feedOf(t.store).subscribers }).toEqual({
+      result: { done: true, value: undefined },
+      subscribers: 0,
+    });
+  });
+
+  it("ends when the store is closed", async () => {
+    using t = new TempStore();
+    const other = KvStore.open(t.name);
+    const next = watch(other).next();
+    await waitFor(() => feedOf(other).subscribers === 1);
+    other.close();
+    expect(await next).toEqual({ done: true, value: undefined });
+  });
+
+  it("gives a consumer that leaves too many events unread one resync in their place", async () => {
+    using t = new TempStore();
+    const iterator = watch(t.store);
+    const first = iterator.next();
+    t.store.set("k", "0");
+    expect(brief((await first).value!)).toEqual([1, "set", "k", "0"]);
+    const feed = feedOf(t.store);
+    for (let batch = 0; batch < 11; batch++) {
+      for (let i = 0; i < 100; i++) t.store.set("k", `${batch}-${i}`);
+      feed.poll(); // 100 at a time: never more than the ring holds
+    }
+    const unread = BACKLOG_LIMIT + 1; // revisions 2..1026 overflow the backlog
+    const rest = 1101 - (unread + 1);
+    const drained: unknown[] = [];
+    for (let i = 0; i <= rest; i++) drained.push(brief((await iterator.next()).value!));
+    await iterator.return();
+    expect(drained).toEqual([["resync", 1026], ...Array.from({ length: rest }, (_, i) => [1027 + i, "set", "k", expect.any(String)])]);
   });
 });

@@ -2,6 +2,8 @@
 import { createOptions, storeName, type Env } from "../config.ts";
 import { KvError } from "../errors.ts";
 import { KvStore } from "../store.ts";
+import { expectedRevision, type ConditionFlags } from "./conditions.ts";
+import { printChanges, sinceOf, type WatchFlags } from "./watch.ts";
 
 export const EXIT = { OK: 0, FAILED: 1, USAGE: 2 } as const;
 
@@ -12,7 +14,9 @@ export interface Io {
 
 export interface Invocation {
   args: string[];
-  flags: { name?: string; json?: boolean; "max-entries"?: string; "key-max"?: string; "value-max"?: string; mode?: string };
+  flags: { name?: string; json?: boolean; "max-entries"?: string; "key-max"?: string; "value-max"?: string; mode?: string } &
+    ConditionFlags &
+    WatchFlags;
   env: Env;
   io: Io;
 }
@@ -23,7 +27,9 @@ export interface Command {
   summary: string;
   /** Takes the options that shape a new segment (it creates the store when missing). */
   creates?: boolean;
-  run(inv: Invocation): number;
+  /** The compare-and-set flags it takes (src/cli/conditions.ts). */
+  conditions?: (keyof ConditionFlags)[];
+  run(inv: Invocation): number | Promise<number>;
 }
 
 export const COMMANDS: Record<string, Command> = {
@@ -41,28 +47,38 @@ export const COMMANDS: Record<string, Command> = {
   },
   set: {
     args: ["KEY", "VALUE"],
-    summary: "insert or replace KEY (creates the store when missing)",
+    summary:
+      "insert or replace KEY (creates the store when missing); only if KEY is at revision N with --if-revision N, " +
+      "only if it is missing with --if-absent (exit 1 otherwise)",
     creates: true,
-    run: (inv) =>
-      withStore(inv, (store) => {
+    conditions: ["if-revision", "if-absent"],
+    run: (inv) => {
+      const expected = expectedRevision(inv.flags);
+      return withStore(inv, (store) => {
         const [key = "", value = ""] = inv.args;
-        const revision = store.set(key, value);
+        const revision = expected === undefined ? store.set(key, value) : store.setIf(key, value, expected);
         const message = `Key '${key}' set successfully`;
         inv.io.out(inv.flags.json ? JSON.stringify({ success: true, message, revision }) : message);
         return EXIT.OK;
-      }, true),
+      }, true);
+    },
   },
   delete: {
     args: ["KEY"],
-    summary: "remove KEY (exit 1 when it is missing)",
-    run: (inv) =>
-      withStore(inv, (store) => {
+    summary: "remove KEY (exit 1 when it is missing); only if it is at revision N with --if-revision N",
+    conditions: ["if-revision"],
+    run: (inv) => {
+      const expected = expectedRevision(inv.flags);
+      return withStore(inv, (store) => {
         const [key = ""] = inv.args;
-        if (!store.delete(key)) return fail(inv, "NOT_FOUND", `Key '${key}' not found`);
+        if (!(expected === undefined ? store.delete(key) : store.deleteIf(key, expected))) {
+          return fail(inv, "NOT_FOUND", `Key '${key}' not found`);
+        }
         const message = `Key '${key}' deleted successfully`;
         inv.io.out(inv.flags.json ? JSON.stringify({ success: true, message }) : message);
         return EXIT.OK;
-      }),
+      });
+    },
   },
   status: {
     args: [],
@@ -94,6 +110,20 @@ export const COMMANDS: Record<string, Command> = {
         return EXIT.OK;
       }),
   },
+  watch: {
+    args: [],
+    summary: "print each change, by any process, as it happens, until interrupted (--since N, --prefix P)",
+    run: async (inv) => {
+      const since = sinceOf(inv.flags);
+      try {
+        using store = KvStore.open(storeName(inv.flags, inv.env));
+        await printChanges(store, { since, prefix: inv.flags.prefix, json: inv.flags.json === true }, inv.io.out);
+        return EXIT.OK;
+      } catch (error) {
+        return failed(inv, error);
+      }
+    },
+  },
   unlink: {
     args: [],
     summary: "remove the store's name (processes that have it open keep using it)",
@@ -121,12 +151,17 @@ function guarded(inv: Invocation, run: () => number): number {
   try {
     return run();
   } catch (error) {
-    if (!(error instanceof KvError)) throw error;
-    if (error.code === "ENOENT") {
-      return fail(inv, error.code, `no store named ${storeName(inv.flags, inv.env)} (shmkv set or shmkv serve creates it)`);
-    }
-    return fail(inv, error.code, error.message);
+    return failed(inv, error);
   }
+}
+
+/** A store's error as a message and exit status 1; any other error is thrown on. */
+function failed(inv: Invocation, error: unknown): number {
+  if (!(error instanceof KvError)) throw error;
+  if (error.code === "ENOENT") {
+    return fail(inv, error.code, `no store named ${storeName(inv.flags, inv.env)} (shmkv set or shmkv serve creates it)`);
+  }
+  return fail(inv, error.code, error.message);
 }
 
 function fail(inv: Invocation, code: string, detail: string): number {

@@ -5,27 +5,47 @@
 import { Elysia } from "elysia";
 import pkg from "../../package.json";
 import { KvStore } from "../store.ts";
-import { DEFAULT_MAX_BODY_BYTES, limitBody } from "./body.ts";
+import { requireToken } from "./auth.ts";
+import { DEFAULT_MAX_BODY_BYTES, jsonBody, refuseLargeBodies } from "./body.ts";
 import { docs } from "./docs.ts";
+import { conditionOf, etag } from "./conditions.ts";
 import { toHttpFailure } from "./errors.ts";
+import { HttpMetrics, measure, METRICS_CONTENT_TYPE } from "./metrics.ts";
 import {
+  ConditionHeaders,
   errorResponse,
   GetResponse,
   HealthResponse,
   IndexResponse,
   KeyParams,
+  KeysQuery,
+  KeysResponse,
+  MetricsResponse,
+  PreconditionFailedResponse,
   SetBody,
+  SetResponse,
+  StatusQuery,
   StatusResponse,
   SuccessResponse,
+  UiPage,
+  WatchEvent,
+  WatchHeaders,
+  WatchQuery,
 } from "./models.ts";
 import { KvService } from "./service.ts";
 import { StoreSlot } from "./store-slot.ts";
+import { uiPage } from "./ui.ts";
+import { WatchHub, type WatchHubOptions } from "./watch.ts";
 
 export interface AppOptions {
   /** Largest accepted request body, in bytes (413 above). Default 64 KiB. */
   maxBodyBytes?: number;
   /** Told about failures that became a 500, with their cause. Default: console.error. */
   onInternalError?: (error: unknown) => void;
+  /** GET /watch: its heartbeat, its polling and how much a stream may hold unsent. */
+  watch?: WatchHubOptions;
+  /** When set, every path but the public ones (src/http/auth.ts) needs `Authorization: Bearer <token>`. */
+  token?: string;
 }
 
 const ENDPOINTS: Record<string, string> = {
@@ -35,6 +55,10 @@ const ENDPOINTS: Record<string, string> = {
   "DELETE /delete/{key}": "remove an entry",
   "GET /status": "version, entry count, capacity and every entry",
   "GET /health": "200 when the store is open, 503 with the reason when not",
+  "GET /keys": "the keys (or entries, with values=1) in pages, optionally those with a prefix",
+  "GET /metrics": "request and store metrics in the Prometheus text format",
+  "GET /watch": "Server-Sent Events, one per change by any process (?since=, Last-Event-ID, ?prefix=)",
+  "GET /ui": "a live page of the store: its entries, updated as they change, and forms to set and delete",
   "GET /swagger": "interactive API documentation (OpenAPI document at /swagger/json)",
 };
 
@@ -42,9 +66,14 @@ const SLASH = "/".charCodeAt(0);
 const unavailable = errorResponse("The store is not available; detail says why.");
 
 export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) {
-  const service = new KvService(store instanceof KvStore ? StoreSlot.of(store) : store);
+  const slot = store instanceof KvStore ? StoreSlot.of(store) : store;
+  const service = new KvService(slot);
+  const watchHub = new WatchHub(slot, options.watch);
   const onInternalError = options.onInternalError ?? ((error: unknown) => console.error(error));
+  const metrics = new HttpMetrics();
+  const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   return new Elysia()
+    .use(measure(metrics))
     .onRequest(({ request, redirect }) => {
       // Send every "/path/" to "/path" ("/swagger/" too, so the page has one address). A cheap look
       // at the raw URL first: this runs for every request.
@@ -53,10 +82,13 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
       const url = new URL(request.url);
       if (url.pathname.length > 1) return redirect(`${url.pathname.replace(/\/+$/, "") || "/"}${url.search}`, 308);
     })
+    .onRequest(refuseLargeBodies(maxBodyBytes))
+    .onRequest(requireToken(options.token))
     .onError(({ code, error, set }) => {
       const failure = toHttpFailure(code, error);
       if (failure.internal) onInternalError(error);
       set.status = failure.status;
+      Object.assign(set.headers, failure.headers);
       return failure.body;
     })
     .use(docs())
@@ -64,7 +96,11 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
       response: { 200: IndexResponse },
       detail: { summary: "What this server is and its endpoints" },
     })
-    .get("/get/:key", ({ params }) => service.get(params.key), {
+    .get("/get/:key", ({ params, set }) => {
+      const { body, revision } = service.get(params.key);
+      set.headers.etag = etag(revision);
+      return body;
+    }, {
       params: KeyParams,
       response: {
         200: GetResponse,
@@ -74,36 +110,83 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
       },
       detail: { summary: "Get the value of a key" },
     })
-    .post("/set", ({ body }) => service.set(body.key, body.value), {
-      parse: [limitBody(options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES), "json"],
+    .post("/set", ({ body, headers, set }) => {
+      const written = service.set(body.key, body.value, conditionOf(headers));
+      set.headers.etag = etag(written.revision);
+      return written.body;
+    }, {
+      parse: jsonBody(maxBodyBytes),
       body: SetBody,
+      headers: ConditionHeaders,
       response: {
-        200: SuccessResponse,
-        400: errorResponse("Malformed: not JSON, not an object, a missing or non-string field, an empty key or a NUL in it."),
+        200: SetResponse,
+        400: errorResponse(
+          "Malformed: not JSON or not UTF-8, nested too deep, not an object, a missing or non-string field, an empty key or a NUL in it.",
+        ),
+        412: PreconditionFailedResponse,
         413: errorResponse("The key or the value is longer than the store allows (UTF-8 bytes), or the body is too large."),
+        415: errorResponse("The body is not sent as JSON (Content-Type: application/json)."),
         503: unavailable,
         507: errorResponse("The table is full: every slot is in use."),
       },
       detail: { summary: "Insert or replace an entry" },
     })
-    .delete("/delete/:key", ({ params }) => service.delete(params.key), {
+    .delete("/delete/:key", ({ params, headers }) => service.delete(params.key, conditionOf(headers)), {
       params: KeyParams,
+      headers: ConditionHeaders,
       response: {
         200: SuccessResponse,
         400: errorResponse("The key holds a NUL byte or does not decode."),
         404: errorResponse("No entry has that key."),
+        412: PreconditionFailedResponse,
         503: unavailable,
       },
       detail: { summary: "Remove an entry" },
     })
-    .get("/status", () => service.status(), {
-      response: { 200: StatusResponse, 503: unavailable },
+    .get("/status", ({ query }) => service.status(query), {
+      query: StatusQuery,
+      response: {
+        200: StatusResponse,
+        400: errorResponse("A limit out of 1..1000, or a cursor this server did not give."),
+        503: unavailable,
+      },
       detail: { summary: "The whole store: version, counts and every entry" },
     })
     .get("/health", () => service.health(), {
       response: { 200: HealthResponse, 503: unavailable },
       detail: { summary: "Whether the store is open" },
-    });
+    })
+    .get("/keys", ({ query }) => service.keys(query), {
+      query: KeysQuery,
+      response: {
+        200: KeysResponse,
+        400: errorResponse("A limit out of 1..1000, a values other than 1 or 0, or a cursor this server did not give."),
+        503: unavailable,
+      },
+      detail: { summary: "Page through the keys (or entries), in slot order" },
+    })
+    .get("/metrics", ({ set }) => {
+      set.headers["content-type"] = METRICS_CONTENT_TYPE;
+      return metrics.render(service.figures());
+    }, {
+      response: { 200: MetricsResponse },
+      detail: { summary: "Request and store metrics, in the Prometheus text format" },
+    })
+    .get("/watch", ({ query, headers }) => watchHub.open(headers["last-event-id"] ?? query.since, query.prefix ?? ""), {
+      query: WatchQuery,
+      headers: WatchHeaders,
+      response: {
+        200: WatchEvent,
+        400: errorResponse("since or Last-Event-ID is not a whole number of zero or more."),
+        503: unavailable,
+      },
+      detail: { summary: "Follow the changes, by any process, as Server-Sent Events" },
+    })
+    .get("/ui", () => uiPage(), {
+      response: { 200: UiPage },
+      detail: { summary: "A live page of the store, with forms to set and delete" },
+    })
+    .decorate("watchHub", watchHub);
 }
 
 export type App = ReturnType<typeof createApp>;

@@ -3,3 +3,13 @@ declare module "*/standalone.js" {
   const path: string;
   export default path;
 }
+
+// Files imported `with { type: "text" }`: the import is the file's content.
+declare module "*/ui/page.js" {
+  const text: string;
+  export default text;
+}
+declare module "*/ui/page.css" {
+  const text: string;
+  export default text;
+}

@@ -1,32 +1,60 @@
-/** The request-body size limit, enforced before a body is parsed, with a JSON answer (413). */
+/**
+ * Request bodies: the size limit, enforced before a body is read, and the one way a body is read
+ * (JSON, in UTF-8). Every refusal is an ApiError, so a JSON answer.
+ */
 import { ApiError } from "./errors.ts";
 
 export const DEFAULT_MAX_BODY_BYTES = 64 * 1024;
+/** The deepest a body may nest arrays and objects: the API's bodies are flat objects. */
+export const MAX_JSON_DEPTH = 32;
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+const [QUOTE, BACKSLASH, OPEN_ARRAY, CLOSE_ARRAY, OPEN_OBJECT, CLOSE_OBJECT] = [..."\"\\[]{}"].map((c) => c.charCodeAt(0));
 
 function tooLarge(limit: number): ApiError {
   return new ApiError("BODY_TOO_LARGE", `the request body is larger than ${limit} bytes`);
 }
 
 /**
- * A parse hook to run before Elysia's JSON parser. A body that declares its length is refused
- * unread when over `limit`, else left to the JSON parser (undefined). A body without a length
- * (chunked) is counted while it is read, refused as soon as it passes `limit`, and parsed here,
- * since its stream is then consumed.
+ * An onRequest hook, so for every route: a body that declares a length over `limit` is refused
+ * before routing, unread (and its connection closed: see errors.ts).
  */
-export function limitBody(limit: number) {
-  return async ({ request }: { request: Request }): Promise<unknown> => {
+export function refuseLargeBodies(limit: number) {
+  return ({ request }: { request: Request }): void => {
     const declared = request.headers.get("content-length");
-    if (declared !== null) {
-      if (Number(declared) > limit) throw tooLarge(limit);
-      return undefined;
-    }
-    // Elysia reports a throw here as a parse failure: invalid JSON is a 400 like any other.
-    return JSON.parse(await readAtMost(request, limit));
+    if (declared !== null && Number(declared) > limit) throw tooLarge(limit);
   };
 }
 
-async function readAtMost(request: Request, limit: number): Promise<string> {
-  if (!request.body) return "";
+/**
+ * The parse hook of a route that takes JSON. The body must say it is JSON (application/json or a
+ * +json type: any other type, or none, is 415, for a browser sends those cross-site without asking
+ * first); be at most `limit` bytes, counted as it is read (a chunked body declares no length); be
+ * valid UTF-8; nest at most MAX_JSON_DEPTH deep; and parse. Of duplicate keys, the last wins.
+ */
+export function jsonBody(limit: number) {
+  return async ({ request }: { request: Request }): Promise<unknown> => {
+    const type = request.headers.get("content-type");
+    if (!isJson(type)) {
+      const sent = type === null ? "none" : JSON.stringify(type);
+      throw new ApiError("UNSUPPORTED_MEDIA_TYPE", `the body must be JSON, sent with Content-Type: application/json (got ${sent})`);
+    }
+    const text = decode(await readAtMost(request, limit));
+    if (nestsDeeper(text, MAX_JSON_DEPTH)) {
+      throw new ApiError("BAD_REQUEST", `the body nests arrays and objects more than ${MAX_JSON_DEPTH} deep`);
+    }
+    // Elysia reports a throw here as a parse failure: invalid JSON is a 400 like any other.
+    return JSON.parse(text);
+  };
+}
+
+function isJson(type: string | null): boolean {
+  const essence = type?.split(";", 1)[0]!.trim().toLowerCase() ?? "";
+  return essence === "application/json" || (essence.startsWith("application/") && essence.endsWith("+json"));
+}
+
+async function readAtMost(request: Request, limit: number): Promise<Uint8Array> {
+  if (!request.body) return new Uint8Array(0);
   const chunks: Uint8Array[] = [];
   let total = 0;
   for await (const chunk of request.body) {
@@ -34,5 +62,34 @@ async function readAtMost(request: Request, limit: number): Promise<string> {
     if (total > limit) throw tooLarge(limit);
     chunks.push(chunk);
   }
-  return Buffer.concat(chunks).toString("utf8");
+  return Buffer.concat(chunks);
+}
+
+function decode(bytes: Uint8Array): string {
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    throw new ApiError("BAD_REQUEST", "the body is not valid UTF-8");
+  }
+}
+
+/**
+ * Whether JSON text nests arrays and objects deeper than `max` (exact for valid JSON; whatever it
+ * says of invalid text, JSON.parse refuses it next). Checked before parsing: a deep enough value
+ * parses, but then exhausts the stack of whatever walks it.
+ */
+function nestsDeeper(text: string, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === BACKSLASH) i++;
+      else if (c === QUOTE) inString = false;
+    } else if (c === QUOTE) inString = true;
+    else if (c === OPEN_ARRAY || c === OPEN_OBJECT) {
+      if (++depth > max) return true;
+    } else if (c === CLOSE_ARRAY || c === CLOSE_OBJECT) depth--;
+  }
+  return false;
 }

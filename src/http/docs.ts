@@ -11,10 +11,14 @@ import pkg from "../../package.json";
 const DOCS_PATH = "/swagger";
 const SPEC_PATH = `${DOCS_PATH}/json`;
 const SCRIPT_PATH = `${DOCS_PATH}/scalar.js`;
+/** Every path of the documentation (public when the API needs a token). */
+export const DOCS_PATHS = [DOCS_PATH, SPEC_PATH, SCRIPT_PATH, "/docs", "/redoc"];
 const hidden = { detail: { hide: true } };
 
 interface Content {
   content?: Record<string, unknown>;
+  /** Set from a model's options: the body's media type when it is not JSON. */
+  "x-media-type"?: string;
 }
 interface Operation {
   requestBody?: Content;
@@ -24,11 +28,14 @@ type Spec = { paths: Record<string, Record<string, Operation>> };
 
 /**
  * The plugin lists, for every body (responses included), the content types of the route's parsers,
- * or form-data, text and JSON when it names none. Every body of this API is JSON: say only that.
+ * or form-data, text and JSON when it names none. Every body of this API is JSON, but those whose
+ * model names its own type in `x-media-type` (the event stream of /watch, the page of /ui): say only that.
  */
 function jsonOnly(spec: Spec): Spec {
   const keepJson = (body: Content | undefined) => {
-    if (body?.content) body.content = { "application/json": body.content["application/json"] };
+    if (!body?.content) return;
+    const type = body["x-media-type"] ?? "application/json";
+    body.content = { [type]: body.content[type] ?? body.content["application/json"] };
   };
   for (const operation of Object.values(spec.paths).flatMap((item) => Object.values(item))) {
     keepJson(operation.requestBody);

@@ -4,7 +4,13 @@ import { KvError, type KvErrorCode } from "../errors.ts";
 import type { ErrorResponse } from "./models.ts";
 
 /** Codes the HTTP layer raises itself, next to the store's own KvErrorCodes. */
-export type ApiErrorCode = "BODY_TOO_LARGE" | "STORE_UNAVAILABLE";
+export type ApiErrorCode =
+  | "BAD_REQUEST"
+  | "BODY_TOO_LARGE"
+  | "PRECONDITION_FAILED"
+  | "STORE_UNAVAILABLE"
+  | "UNAUTHORIZED"
+  | "UNSUPPORTED_MEDIA_TYPE";
 
 /** A failure the service or a hook raises on purpose; never seen by clients as anything but JSON. */
 export class ApiError extends Error {
@@ -13,6 +19,8 @@ export class ApiError extends Error {
   constructor(
     readonly code: ApiErrorCode | KvErrorCode,
     message: string,
+    /** More fields for the body, after detail and code (a 412's current revision). */
+    readonly fields?: Record<string, number>,
   ) {
     super(message);
   }
@@ -21,20 +29,34 @@ export class ApiError extends Error {
 /** The status of each code a request can meet (failures to open the store become STORE_UNAVAILABLE). */
 const statusByCode: Partial<Record<ApiErrorCode | KvErrorCode, number>> = {
   INVALID_ARGUMENT: 400,
+  BAD_REQUEST: 400,
+  UNAUTHORIZED: 401,
   NOT_FOUND: 404,
+  PRECONDITION_FAILED: 412,
   BODY_TOO_LARGE: 413,
   KEY_TOO_LONG: 413,
   VALUE_TOO_LONG: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
   TABLE_FULL: 507,
   STORE_UNAVAILABLE: 503,
   CLOSED: 503, // a request that raced the server's shutdown
 };
 
+/**
+ * Headers that go with some codes: how to authenticate; and, after a body refused unread, that the
+ * connection closes (else Bun would read the rest of the body before the next request).
+ */
+const headersByCode: Partial<Record<ApiErrorCode | KvErrorCode, Record<string, string>>> = {
+  UNAUTHORIZED: { "www-authenticate": "Bearer" },
+  BODY_TOO_LARGE: { connection: "close" },
+};
+
 interface HttpFailure {
   status: number;
-  body: ErrorResponse;
+  body: ErrorResponse & Record<string, unknown>;
   /** True for a 500: the cause is not told to the client, so the caller should log it. */
   internal: boolean;
+  headers?: Record<string, string>;
 }
 
 /**
@@ -47,7 +69,11 @@ export function toHttpFailure(code: string | number, error: unknown): HttpFailur
   if (code === "PARSE" && error instanceof Error && error.cause instanceof ApiError) error = error.cause;
   if (error instanceof ApiError || error instanceof KvError) {
     const status = statusByCode[error.code];
-    if (status) return { status, body: { detail: error.message, code: error.code }, internal: false };
+    const fields = error instanceof ApiError ? error.fields : undefined;
+    if (status) {
+      const body = { detail: error.message, code: error.code, ...fields };
+      return { status, body, internal: false, headers: headersByCode[error.code] };
+    }
   }
   if (error instanceof ValidationError && error.type !== "response") {
     return { status: 400, body: { detail: describeValidation(error), code: "BAD_REQUEST" }, internal: false };
@@ -64,6 +90,7 @@ export function toHttpFailure(code: string | number, error: unknown): HttpFailur
 function describeValidation(error: ValidationError): string {
   // The router always yields a non-empty key; the only way it fails is a key that does not decode.
   if (error.type === "params") return "the key in the URL is not valid percent-encoded UTF-8";
+  if (typeof error.customError === "string") return error.customError; // a schema's own `error` message
   const where = error.valueError?.path.replace(/^\//, "").replaceAll("/", ".");
   const what = error.valueError?.message ?? "invalid value";
   return where ? `invalid ${error.type}: ${where}: ${what}` : `invalid ${error.type}: ${what}`;

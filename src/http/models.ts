@@ -22,7 +22,18 @@ export const SetBody = t.Object(
 );
 export type SetBody = typeof SetBody.static;
 
-export const GetResponse = t.Object({ key: t.String(), value: t.String() }, { description: "The entry." });
+/** The response header that carries an entry's revision (OpenAPI, in a response's options). */
+const etagHeader = {
+  ETag: {
+    description: 'The entry\'s revision, quoted: "7". Send it back in If-Match to write only if nothing changed it.',
+    schema: { type: "string" },
+  },
+};
+
+export const GetResponse = t.Object(
+  { key: t.String(), value: t.String() },
+  { description: "The entry.", headers: etagHeader },
+);
 export type GetResponse = typeof GetResponse.static;
 
 export const SuccessResponse = t.Object(
@@ -35,6 +46,11 @@ export const StatusEntry = t.Object({
   key: t.String(),
   value: t.String(),
   timestamp: Integer({ description: "Unix time of the entry's last write, in seconds." }),
+  revision: Integer({ description: "The store's version after the entry's last write (its ETag)." }),
+});
+
+const NextCursor = t.Union([t.String(), t.Null()], {
+  description: "Where the next page starts (pass it as cursor); null when this page is the last.",
 });
 
 export const StatusResponse = t.Object(
@@ -43,6 +59,7 @@ export const StatusResponse = t.Object(
     entry_count: Integer(),
     max_entries: Integer(),
     entries: t.Array(StatusEntry, { description: "In slot order: insertion order while nothing was deleted." }),
+    next_cursor: t.Optional(NextCursor),
   },
   { description: "The whole store, read as one consistent state." },
 );
@@ -54,6 +71,12 @@ export const HealthResponse = t.Object(
     name: t.String({ description: "The shared-memory segment's name." }),
     entry_count: Integer(),
     max_entries: Integer(),
+    reattached: t.Optional(
+      t.Object(
+        { at: t.String({ description: "ISO 8601 time." }), reason: t.String() },
+        { description: "The last time the segment was unlinked or replaced under the server, which then opened the name again." },
+      ),
+    ),
   },
   { description: "The store is open." },
 );
@@ -69,6 +92,57 @@ export const IndexResponse = t.Object(
 );
 export type IndexResponse = typeof IndexResponse.static;
 
+/** The conditions of POST /set and DELETE /delete/{key} (header names are matched in lower case). */
+export const ConditionHeaders = t.Object({
+  "if-match": t.Optional(
+    t.String({ description: 'Write only if the entry is at this revision, its ETag ("7"); * : only if it exists.' }),
+  ),
+  "if-none-match": t.Optional(t.String({ description: "* : write only if the entry does not exist (create only)." })),
+});
+export type ConditionHeaders = typeof ConditionHeaders.static;
+
+/** A set's answer: the seed's body, and the entry's new revision in the ETag header. */
+export const SetResponse = t.Object(SuccessResponse.properties, {
+  description: "The write was done.",
+  headers: etagHeader,
+});
+
+const pageLimit = (options: { default?: number } = {}) =>
+  t.Integer({
+    minimum: 1,
+    maximum: 1000,
+    description: "Entries per page, 1 to 1000.",
+    error: "invalid query: limit must be an integer from 1 to 1000",
+    ...options,
+  });
+const Cursor = t.String({ description: "The next_cursor of the previous page." });
+
+/** Paging through /status: no limit and no cursor means every entry, as the seed did. */
+export const StatusQuery = t.Object({ limit: t.Optional(pageLimit()), cursor: t.Optional(Cursor) });
+export type StatusQuery = typeof StatusQuery.static;
+
+export const KeysQuery = t.Object({
+  prefix: t.Optional(t.String({ description: "Only keys that start with it." })),
+  limit: t.Optional(pageLimit({ default: 100 })),
+  cursor: t.Optional(Cursor),
+  values: t.Optional(t.Union([t.Literal("1"), t.Literal("0")], { description: "1: the whole entries, not just the keys." })),
+});
+export type KeysQuery = typeof KeysQuery.static;
+
+export const KeysResponse = t.Union(
+  [
+    t.Object({ keys: t.Array(t.String()), next_cursor: NextCursor }),
+    t.Object({ entries: t.Array(StatusEntry), next_cursor: NextCursor }),
+  ],
+  { description: "One page of keys (or, with values=1, of entries), in slot order." },
+);
+export type KeysResponse = typeof KeysResponse.static;
+
+export const MetricsResponse = t.String({
+  description: "The Prometheus text exposition format, version 0.0.4.",
+  "x-media-type": "text/plain; version=0.0.4",
+});
+
 /** Every error: `detail` for people (the seed's clients read it), `code` for programs. */
 export const ErrorResponse = t.Object({
   detail: t.String(),
@@ -76,7 +150,65 @@ export const ErrorResponse = t.Object({
 });
 export type ErrorResponse = typeof ErrorResponse.static;
 
+/** A 412: the condition did not hold, and nothing was written. */
+export const PreconditionFailedResponse = t.Object(
+  {
+    ...ErrorResponse.properties,
+    code: t.Literal("PRECONDITION_FAILED"),
+    revision: Integer({ description: "The entry's revision now: 0 when it does not exist." }),
+  },
+  { description: "The If-Match or If-None-Match condition does not hold; nothing was written." },
+);
+
 /** An ErrorResponse documented for one status code. */
 export function errorResponse(description: string) {
   return t.Object(ErrorResponse.properties, { description });
 }
+
+/** GET /watch: where to start. Without either, the stream starts from now. */
+export const WatchQuery = t.Object({
+  since: t.Optional(t.Integer({ minimum: 0, description: "Send the changes after this revision (Last-Event-ID wins over it)." })),
+  prefix: t.Optional(t.String({ description: "Only changes to keys that start with it (resync events always)." })),
+});
+export type WatchQuery = typeof WatchQuery.static;
+
+export const WatchHeaders = t.Object({
+  "last-event-id": t.Optional(
+    t.Integer({ minimum: 0, description: "The id of the last event received: EventSource sends it when it reconnects." }),
+  ),
+});
+export type WatchHeaders = typeof WatchHeaders.static;
+
+/** The data of a set or delete event. */
+export const WatchChange = t.Object({
+  key: t.String(),
+  value: t.Optional(t.String({ description: "The value set; absent for a delete." })),
+  revision: Integer({ description: "The store's version after this write; also the event's id." }),
+  timestamp: Integer({ description: "Unix time of the write, in seconds." }),
+});
+export type WatchChange = typeof WatchChange.static;
+
+/** The data of a resync event. */
+export const WatchResync = t.Object({
+  version: Integer({ description: "Reread /status; the stream goes on with the changes after this version." }),
+});
+export type WatchResync = typeof WatchResync.static;
+
+/** One event of the stream; `x-media-type` makes the documentation list it as text/event-stream. */
+export const WatchEvent = t.Object(
+  {
+    id: t.Optional(t.String({ description: "The change's revision (set and delete events)." })),
+    event: t.UnionEnum(["set", "delete", "resync"]),
+    data: t.Union([WatchChange, WatchResync], { description: "One line of JSON." }),
+  },
+  {
+    description:
+      "Server-Sent Events, one per change: `id: <revision>`, `event: set|delete`, `data: {key, value?, revision, timestamp}`. " +
+      "A client that fell behind the ring of recent changes (or whose revisions belong to a replaced store) gets " +
+      "`event: resync`, `data: {version}`: reread /status. A comment line (`: heartbeat`) comes every 15 s.",
+    "x-media-type": "text/event-stream",
+  },
+);
+
+/** GET /ui: the live page (HTML with its script and style inside). */
+export const UiPage = t.String({ description: "An HTML page that shows the store and follows /watch.", "x-media-type": "text/html" });

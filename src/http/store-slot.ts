@@ -1,24 +1,41 @@
 /**
  * StoreSlot: the server's store, which may be absent. When the segment cannot be opened (no
  * permission, an incompatible layout, ...), the slot remembers why, so requests can answer 503 with
- * that reason, and keeps trying in the background until it succeeds.
+ * that reason, and keeps trying in the background until it succeeds. Once open, it checks that the
+ * name still leads to the segment it mapped; when the segment was unlinked or replaced, it opens the
+ * name again (the timers run between requests: no request is reading the old mapping when it goes).
  */
+import { replacement } from "../segment-identity.ts";
 import { KvStore } from "../store.ts";
 import { ApiError } from "./errors.ts";
 
 export interface OpeningOptions {
   /** Milliseconds between attempts while the store cannot be opened. Default 1000. */
   retryMs?: number;
-  /** Told once the store is open. */
+  /** Milliseconds between checks that the name still leads to the open segment. Default 500. */
+  watchMs?: number;
+  /** Told once the store is open (again, after a reattachment). */
   onOpen?: (store: KvStore) => void;
   /** Told why an attempt failed, when the reason differs from the previous attempt's. */
   onFailure?: (reason: string) => void;
+  /** Told that the open segment was unlinked or replaced, before the slot opens the name again. */
+  onReplaced?: (reason: string) => void;
+}
+
+/** The last time the slot let go of a segment that was unlinked or replaced, and why. */
+export interface Reattachment {
+  /** ISO 8601 time. */
+  at: string;
+  reason: string;
 }
 
 export class StoreSlot implements Disposable {
   #store: KvStore | undefined;
   #reason = "the store is not open yet";
-  #timer: ReturnType<typeof setInterval> | undefined;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #open: (() => KvStore) | undefined;
+  #options: OpeningOptions = {};
+  #reattached: Reattachment | undefined;
 
   private constructor() {}
 
@@ -29,28 +46,26 @@ export class StoreSlot implements Disposable {
     return slot;
   }
 
-  /** Try `open` now and, while it fails, again every `retryMs`. */
+  /**
+   * Try `open` now and, while it fails, again every `retryMs`. Once open, check every `watchMs` that
+   * the name still leads to the segment the store mapped; when not, close the store and open again.
+   */
   static opening(open: () => KvStore, options: OpeningOptions = {}): StoreSlot {
     const slot = new StoreSlot();
-    const attempt = (): boolean => {
-      try {
-        slot.#store = open();
-      } catch (error) {
-        const reason = error instanceof Error ? error.message : String(error);
-        if (reason !== slot.#reason) options.onFailure?.(reason);
-        slot.#reason = reason;
-        return false;
-      }
-      options.onOpen?.(slot.#store);
-      return true;
-    };
-    if (!attempt()) {
-      slot.#timer = setInterval(() => {
-        if (attempt()) slot.#stopRetrying();
-      }, options.retryMs ?? 1000);
-      slot.#timer.unref();
-    }
+    slot.#open = open;
+    slot.#options = options;
+    slot.#attempt();
     return slot;
+  }
+
+  /** When and why the slot last let go of an unlinked or replaced segment; undefined if never. */
+  get reattached(): Reattachment | undefined {
+    return this.#reattached;
+  }
+
+  /** The open store, or undefined while there is none. */
+  get current(): KvStore | undefined {
+    return this.#store && !this.#store.closed ? this.#store : undefined;
   }
 
   /** The open store; throws STORE_UNAVAILABLE, with the reason, when there is none. */
@@ -59,9 +74,9 @@ export class StoreSlot implements Disposable {
     throw new ApiError("STORE_UNAVAILABLE", `the store is not available: ${this.#reason}`);
   }
 
-  /** Stop retrying and close the store (never unlinks it). Idempotent. */
+  /** Stop retrying (or watching) and close the store (never unlinks it). Idempotent. */
   close(): void {
-    this.#stopRetrying();
+    this.#stopTimer();
     this.#reason = "the server is shutting down";
     this.#store?.close();
   }
@@ -70,8 +85,40 @@ export class StoreSlot implements Disposable {
     this.close();
   }
 
-  #stopRetrying(): void {
-    clearInterval(this.#timer);
+  #stopTimer(): void {
+    clearTimeout(this.#timer);
     this.#timer = undefined;
+  }
+
+  /** Open the store, then watch it; or, while it cannot be opened, try again later. */
+  #attempt(): void {
+    try {
+      this.#store = this.#open!();
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      if (reason !== this.#reason) this.#options.onFailure?.(reason);
+      this.#reason = reason;
+      return this.#later(this.#options.retryMs ?? 1000, () => this.#attempt());
+    }
+    this.#options.onOpen?.(this.#store);
+    this.#later(this.#options.watchMs ?? 500, () => this.#check());
+  }
+
+  /** Reattach when the name no longer leads to the open segment; else check again later. */
+  #check(): void {
+    const store = this.#store!;
+    const reason = replacement(store.name, store.identity);
+    if (!reason) return this.#later(this.#options.watchMs ?? 500, () => this.#check());
+    this.#reattached = { at: new Date().toISOString(), reason };
+    this.#reason = reason;
+    this.#options.onReplaced?.(reason);
+    this.#store = undefined;
+    store.close();
+    this.#attempt();
+  }
+
+  #later(ms: number, then: () => void): void {
+    this.#timer = setTimeout(then, ms);
+    this.#timer.unref();
   }
 }

@@ -13,6 +13,8 @@
  *   kvtool NAME counter KEY                               sets KEY to checksummed "KEY-1", "KEY-2", ...
  *                                                         until killed: the last number in the store
  *                                                         is how many of its writes were applied
+ *   kvtool NAME stamp KEY COUNT GAP_MS                    COUNT sets of KEY, GAP_MS apart, each value the
+ *                                                         Unix time in microseconds just before the set
  *
  * Checksummed values are BODY "#" HEX8 where HEX8 is kv_hash(BODY) in lower-case hex; the Bun tests
  * verify the same format. Built with -DKV_FAULT_INJECTION it dies where KV_FAULT_POINT says. */
@@ -22,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static int fail(const char *what, int rc)
 {
@@ -87,6 +90,28 @@ static int run_counter(kv_store *s, const char *key)
     }
 }
 
+static long long now_us(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (long long)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
+
+static int run_stamp(kv_store *s, const char *key, long count, long gap_ms)
+{
+    char value[32];
+    struct timespec gap = {gap_ms / 1000, (gap_ms % 1000) * 1000000L};
+    for (long i = 0; i < count; i++) {
+        if (i)
+            nanosleep(&gap, NULL);
+        int len = snprintf(value, sizeof value, "%lld", now_us());
+        int rc = kv_set(s, key, strlen(key), value, (size_t)len);
+        if (rc)
+            return fail("stamp", rc);
+    }
+    return 0;
+}
+
 static int run(kv_store *s, int argc, char **argv)
 {
     const char *cmd = argv[2];
@@ -119,6 +144,8 @@ static int run(kv_store *s, int argc, char **argv)
         return run_writer(s, atol(argv[3]), atol(argv[4]), atol(argv[5]));
     if (!strcmp(cmd, "counter") && argc == 4)
         return run_counter(s, argv[3]);
+    if (!strcmp(cmd, "stamp") && argc == 6)
+        return run_stamp(s, argv[3], atol(argv[4]), atol(argv[5]));
     if (!strcmp(cmd, "reader") && argc == 5)
         return run_reader(s, atol(argv[3]), atol(argv[4]));
     fprintf(stderr, "kvtool: bad command\n");

@@ -59,14 +59,16 @@ describe("the compiled shmkv", () => {
   it("serves the API and its documentation, then stops on SIGTERM", async () => {
     await using server = new ServerProcess([binary, "serve", "--port", "0"], { cwd: folder, env: env() });
     const url = await server.url();
-    await fetch(`${url}set`, { method: "POST", body: JSON.stringify({ key: "k", value: "served" }) });
+    const body = JSON.stringify({ key: "k", value: "served" });
+    await fetch(`${url}set`, { method: "POST", headers: { "content-type": "application/json" }, body });
     const script = await fetch(`${url}swagger/scalar.js`);
     const spec = (await (await fetch(`${url}swagger/json`)).json()) as { paths: Record<string, unknown> };
     expect({
       value: await (await fetch(`${url}get/k`)).json(),
       script: { status: script.status, large: (await script.arrayBuffer()).byteLength > 1_000_000 },
       routes: Object.keys(spec.paths).length,
-    }).toEqual({ value: { key: "k", value: "served" }, script: { status: 200, large: true }, routes: 6 });
+      page: (await (await fetch(`${url}ui`)).text()).includes("/watch?since="),
+    }).toEqual({ value: { key: "k", value: "served" }, script: { status: 200, large: true }, routes: 10, page: true });
     expect(await server.stop()).toBe(0);
     expect(run(["get", "k"]).out).toBe("served\n");
   });

@@ -27,7 +27,11 @@ describe("bun run server", () => {
   it("shares the store with C programs, and keeps it across a SIGTERM and a restart", async () => {
     await using first = server();
     const url = await first.url();
-    const set = await fetch(`${url}set`, { method: "POST", body: JSON.stringify({ key: "from http", value: "héllo" }) });
+    const set = await fetch(`${url}set`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ key: "from http", value: "héllo" }),
+    });
     expect(set.status).toBe(200);
     expect(kvtool(name, ["get", "from http"])).toMatchObject({ exitCode: 0, stdout: "héllo" });
 

@@ -1,5 +1,5 @@
 /** A server (or any command that prints "listening on URL") run as a child process. */
-import { waitFor } from "./wait.ts";
+import { waitFor, type WaitOptions } from "./wait.ts";
 
 import { dirname, join } from "node:path";
 
@@ -52,8 +52,8 @@ export class ServerProcess implements AsyncDisposable {
   }
 
   /** Wait until its output holds `pattern`. */
-  async printed(pattern: RegExp): Promise<void> {
-    await waitFor(() => pattern.test(this.#stdout + this.#stderr), { what: `output matching ${pattern}` });
+  async printed(pattern: RegExp, options: WaitOptions = {}): Promise<void> {
+    await waitFor(() => pattern.test(this.#stdout + this.#stderr), { what: `output matching ${pattern}`, ...options });
   }
 
   /** Send `signal`, and resolve with the exit code once it exited and its output is read. */

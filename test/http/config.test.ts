@@ -1,5 +1,8 @@
 /** The server's settings: defaults, environment, flags over environment, and a clear error for each bad value. */
 import { describe, expect, it } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { ConfigError, serverConfig } from "../../src/config.ts";
 
 function configError(argv: string[], env: Record<string, string>): string {
@@ -21,6 +24,8 @@ describe("serverConfig", () => {
       create: { maxEntries: undefined, keyMax: undefined, valueMax: undefined, mode: undefined },
       maxBodyBytes: 65536,
       logRequests: true,
+      token: undefined,
+      idleTimeoutSeconds: 10,
     });
   });
 
@@ -35,6 +40,8 @@ describe("serverConfig", () => {
       KV_SHM_MODE: "0660",
       KV_MAX_BODY: "4096",
       KV_LOG_REQUESTS: "0",
+      KV_API_TOKEN: "s3cr3t-t0ken",
+      KV_IDLE_TIMEOUT: "30",
     };
     expect(serverConfig([], env)).toEqual({
       host: "0.0.0.0",
@@ -43,21 +50,30 @@ describe("serverConfig", () => {
       create: { maxEntries: 100, keyMax: 32, valueMax: 1024, mode: 0o660 },
       maxBodyBytes: 4096,
       logRequests: false,
+      token: "s3cr3t-t0ken",
+      idleTimeoutSeconds: 30,
     });
   });
 
   it("lets each flag beat its variable", () => {
     const argv = ["--host", "::1", "--port", "9000", "--name", "/flag", "--max-entries", "5", "--key-max", "8"];
+    const folder = mkdtempSync(join(tmpdir(), "shmkv-config-"));
+    const tokenFile = join(folder, "token");
+    writeFileSync(tokenFile, "from-the-file\n");
     const more = ["--value-max", "16", "--mode", "640", "--max-body", "100", "--quiet"];
-    const env = { HOST: "0.0.0.0", PORT: "1", KV_SHM_NAME: "/env", KV_MAX_ENTRIES: "50", KV_LOG_REQUESTS: "1" };
-    expect(serverConfig([...argv, ...more], env)).toEqual({
+    const access = ["--token-file", tokenFile, "--idle-timeout", "5"];
+    const env = { HOST: "0.0.0.0", PORT: "1", KV_SHM_NAME: "/env", KV_MAX_ENTRIES: "50", KV_LOG_REQUESTS: "1", KV_API_TOKEN: "env" };
+    expect(serverConfig([...argv, ...more, ...access], env)).toEqual({
       host: "::1",
       port: 9000,
       name: "/flag",
       create: { maxEntries: 5, keyMax: 8, valueMax: 16, mode: 0o640 },
       maxBodyBytes: 100,
       logRequests: false,
+      token: "from-the-file",
+      idleTimeoutSeconds: 5,
     });
+    rmSync(folder, { recursive: true });
   });
 
   it("treats an empty variable as unset", () => {
@@ -87,8 +103,24 @@ describe("serverConfig", () => {
     ["KV_SHM_MODE", "rw-rw----", /KV_SHM_MODE/],
     ["KV_MAX_BODY", "0", /KV_MAX_BODY/],
     ["KV_LOG_REQUESTS", "maybe", /KV_LOG_REQUESTS must be 1 or 0/],
+    ["KV_IDLE_TIMEOUT", "0", /KV_IDLE_TIMEOUT .*1 to 255/],
+    ["KV_IDLE_TIMEOUT", "256", /KV_IDLE_TIMEOUT/],
   ])("refuses %s=%p with a message naming the setting", (variable, value, message) => {
     expect(configError([], { [variable]: value })).toMatch(message);
+  });
+
+  it("refuses a token with a space or a control character, without showing it", () => {
+    for (const token of ["two words", "tab\there"]) {
+      const message = configError([], { KV_API_TOKEN: token });
+      expect({ message, shown: message.includes(token) }).toEqual({
+        message: "KV_API_TOKEN (--token-file) must be visible ASCII characters, with no spaces (the value is not shown)",
+        shown: false,
+      });
+    }
+  });
+
+  it("names a token file it cannot read", () => {
+    expect(configError(["--token-file", "/nonexistent/token"], {})).toMatch(/^--token-file: cannot read \/nonexistent\/token: /);
   });
 
   it("refuses an unknown flag, a flag without its value, and an argument", () => {

@@ -30,10 +30,17 @@ async function spec(): Promise<Spec> {
   return (await app.handle(get("/swagger/json"))).json() as Promise<Spec>;
 }
 
+/** The bodies that are not JSON, by "METHOD /path status". */
+const NOT_JSON: Record<string, string> = {
+  "GET /watch 200": "text/event-stream",
+  "GET /ui 200": "text/html",
+  "GET /metrics 200": "text/plain; version=0.0.4",
+};
+
 const errorSchema = {
   type: "object",
   properties: { detail: { type: "string" }, code: expect.objectContaining({ type: "string" }) },
-  required: ["detail", "code"],
+  required: expect.arrayContaining(["detail", "code"]), // a 412 adds the revision
 };
 
 describe("GET /swagger/json", () => {
@@ -47,19 +54,25 @@ describe("GET /swagger/json", () => {
     expect(statuses).toEqual({
       "GET /": ["200"],
       "GET /get/{key}": ["200", "400", "404", "503"],
-      "POST /set": ["200", "400", "413", "503", "507"],
-      "DELETE /delete/{key}": ["200", "400", "404", "503"],
-      "GET /status": ["200", "503"],
+      "POST /set": ["200", "400", "412", "413", "415", "503", "507"],
+      "DELETE /delete/{key}": ["200", "400", "404", "412", "503"],
+      "GET /status": ["200", "400", "503"],
       "GET /health": ["200", "503"],
+      "GET /watch": ["200", "400", "503"],
+      "GET /ui": ["200"],
+      "GET /keys": ["200", "400", "503"],
+      "GET /metrics": ["200"],
     });
   });
 
-  it("describes every body as JSON only, each response with a description", async () => {
+  it("describes every body as JSON only (but those that are not), each response with a description", async () => {
     const { paths } = await spec();
-    for (const op of Object.values(paths).flatMap((item) => Object.values(item))) {
-      for (const response of Object.values(op.responses)) {
-        expect(Object.keys(response.content)).toEqual(["application/json"]);
-        expect(response.description.length).toBeGreaterThan(0);
+    for (const [path, item] of Object.entries(paths)) {
+      for (const [method, op] of Object.entries(item)) {
+        for (const [status, response] of Object.entries(op.responses)) {
+          expect(Object.keys(response.content)).toEqual([NOT_JSON[`${method.toUpperCase()} ${path} ${status}`] ?? "application/json"]);
+          expect(response.description.length).toBeGreaterThan(0);
+        }
       }
     }
     expect(Object.keys(paths["/set"]?.post?.requestBody?.content ?? {})).toEqual(["application/json"]);
@@ -83,8 +96,13 @@ describe("GET /swagger/json", () => {
         entries: {
           type: "array",
           items: {
-            required: ["key", "value", "timestamp"],
-            properties: { key: { type: "string" }, value: { type: "string" }, timestamp: { type: "integer" } },
+            required: ["key", "value", "timestamp", "revision"],
+            properties: {
+              key: { type: "string" },
+              value: { type: "string" },
+              timestamp: { type: "integer" },
+              revision: { type: "integer" },
+            },
           },
         },
       },

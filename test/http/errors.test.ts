@@ -29,7 +29,29 @@ describe("toHttpFailure", () => {
 
   it("unwraps an error thrown while parsing the body", () => {
     const parse = new Error("Bad Request", { cause: new ApiError("BODY_TOO_LARGE", "too big") });
-    expect(toHttpFailure("PARSE", parse)).toEqual({ status: 413, body: { detail: "too big", code: "BODY_TOO_LARGE" }, internal: false });
+    expect(toHttpFailure("PARSE", parse)).toEqual({
+      status: 413,
+      body: { detail: "too big", code: "BODY_TOO_LARGE" },
+      internal: false,
+      headers: { connection: "close" },
+    });
+  });
+
+  it("asks for a bearer token with a 401", () => {
+    expect(toHttpFailure("UNKNOWN", new ApiError("UNAUTHORIZED", "no token"))).toEqual({
+      status: 401,
+      body: { detail: "no token", code: "UNAUTHORIZED" },
+      internal: false,
+      headers: { "www-authenticate": "Bearer" },
+    });
+  });
+
+  it("maps a body that is not JSON to 415", () => {
+    expect(toHttpFailure("UNKNOWN", new ApiError("UNSUPPORTED_MEDIA_TYPE", "not JSON"))).toEqual({
+      status: 415,
+      body: { detail: "not JSON", code: "UNSUPPORTED_MEDIA_TYPE" },
+      internal: false,
+    });
   });
 
   it.each([

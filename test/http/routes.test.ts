@@ -47,6 +47,10 @@ describe("GET /", () => {
           "DELETE /delete/{key}": expect.any(String),
           "GET /status": expect.any(String),
           "GET /health": expect.any(String),
+          "GET /watch": expect.any(String),
+          "GET /ui": expect.any(String),
+          "GET /keys": expect.any(String),
+          "GET /metrics": expect.any(String),
           "GET /swagger": expect.any(String),
         },
       },
@@ -107,10 +111,23 @@ describe("POST /set", () => {
     expect(temp.store.get("k")).toBe("");
   });
 
-  it("reads the body as JSON whatever its content type (curl -d sends form-urlencoded)", async () => {
-    const r = await app.handle(postSet({ key: "k", value: "v" }, { "content-type": "application/x-www-form-urlencoded" }));
-    expect(r.status).toBe(200);
-    expect(temp.store.get("k")).toBe("v");
+  it("accepts JSON with a charset or as a +json type", async () => {
+    for (const type of ["application/json; charset=utf-8", "application/merge-patch+json"]) {
+      expect((await app.handle(postSet({ key: type, value: "v" }, { "content-type": type }))).status).toBe(200);
+    }
+  });
+
+  it.each([
+    ["form-urlencoded (curl -d without -H)", { "content-type": "application/x-www-form-urlencoded" }, '"application/x-www-form-urlencoded"'],
+    ["text/plain", { "content-type": "text/plain;charset=UTF-8" }, '"text/plain;charset=UTF-8"'],
+    ["no content type", {}, "none"],
+  ])("answers 415 for a JSON body sent as %s, which a browser may send cross-site", async (_, headers, got) => {
+    const detail = `the body must be JSON, sent with Content-Type: application/json (got ${got})`;
+    expect(await answer(app.handle(postSet({ key: "k", value: "v" }, headers)))).toEqual({
+      status: 415,
+      body: { detail, code: "UNSUPPORTED_MEDIA_TYPE" },
+    });
+    expect(temp.store.count).toBe(0);
   });
 
   it("ignores fields other than key and value", async () => {
@@ -202,7 +219,7 @@ describe("POST /set", () => {
         controller.close();
       },
     });
-    const request = new Request(`${BASE}/set`, { method: "POST", body });
+    const request = new Request(`${BASE}/set`, { method: "POST", body, headers: { "content-type": "application/json" } });
     await expectError(app.handle(request), 400, "BAD_REQUEST", /not valid JSON/);
   });
 
@@ -210,7 +227,7 @@ describe("POST /set", () => {
     const limited = createApp(temp.store, { maxBodyBytes: 100 });
     const body = JSON.stringify({ key: "k", value: "v".repeat(100) });
     await expectError(
-      limited.handle(postSet(body, { "content-length": String(body.length) })),
+      limited.handle(postSet(body, { "content-type": "application/json", "content-length": String(body.length) })),
       413,
       "BODY_TOO_LARGE",
       /larger than 100 bytes/,
@@ -270,8 +287,8 @@ describe("GET /status", () => {
         entry_count: 2,
         max_entries: 10,
         entries: [
-          { key: "key1", value: "value1b", timestamp },
-          { key: "key2", value: "value2", timestamp },
+          { key: "key1", value: "value1b", timestamp, revision: 3 },
+          { key: "key2", value: "value2", timestamp, revision: 2 },
         ],
       },
     });

@@ -14,6 +14,8 @@ class CapturingLogger implements Logger {
   error = (line: string) => void this.errors.push(line);
 }
 
+const JSON_TYPE = { "content-type": "application/json" };
+
 let name: string;
 let log: CapturingLogger;
 let servers: RunningServer[];
@@ -62,7 +64,7 @@ describe("startServer", () => {
   it("serves the API on a free port and logs where, and that it created the segment", async () => {
     const server = start();
     expect(server.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/);
-    const set = await fetch(`${server.url}set`, { method: "POST", body: JSON.stringify({ key: "a/b", value: "secret" }) });
+    const set = await fetch(`${server.url}set`, { method: "POST", headers: JSON_TYPE, body: JSON.stringify({ key: "a/b", value: "secret" }) });
     const got = await fetch(`${server.url}get/a%2Fb`);
     expect({ set: set.status, got: await got.json() }).toEqual({ set: 200, got: { key: "a/b", value: "secret" } });
     expect(log.lines.slice(0, 2)).toEqual([
@@ -73,7 +75,7 @@ describe("startServer", () => {
 
   it("logs one line per request, with method, path, status and duration, never a value", async () => {
     const server = start();
-    await fetch(`${server.url}set`, { method: "POST", body: JSON.stringify({ key: "k", value: "secret-value" }) });
+    await fetch(`${server.url}set`, { method: "POST", headers: JSON_TYPE, body: JSON.stringify({ key: "k", value: "secret-value" }) });
     await fetch(`${server.url}get/missing?x=1`);
     expect(log.lines.slice(2)).toEqual([
       expect.stringMatching(/^POST \/set 200 \d+\.\dms$/),
@@ -103,9 +105,9 @@ describe("startServer", () => {
   it("answers a body over the limit with 413 and a JSON detail, declared length or chunked", async () => {
     const server = start({ maxBodyBytes: 1024 });
     const big = JSON.stringify({ key: "k", value: "v".repeat(2048) });
-    const declared = await fetch(`${server.url}set`, { method: "POST", body: big });
+    const declared = await fetch(`${server.url}set`, { method: "POST", headers: JSON_TYPE, body: big });
     const body = heldBody(big.slice(0, 1500));
-    const chunked = fetch(`${server.url}set`, { method: "POST", body: body.stream });
+    const chunked = fetch(`${server.url}set`, { method: "POST", headers: JSON_TYPE, body: body.stream });
     const answers = [await declared.json(), await (await chunked).json()];
     expect([declared.status, (await chunked).status, ...answers]).toEqual([
       413,
@@ -118,7 +120,7 @@ describe("startServer", () => {
   it("on stop, refuses new connections, finishes the request in flight, then closes the store", async () => {
     const server = start();
     const body = heldBody('{"key": "late", ');
-    const inFlight = fetch(`${server.url}set`, { method: "POST", body: body.stream });
+    const inFlight = fetch(`${server.url}set`, { method: "POST", headers: JSON_TYPE, body: body.stream });
     await waitFor(() => server.inFlight === 1, { what: "the request to reach the server" });
     const stopped = server.stop();
     const refused = await fetch(`${server.url}status`).then(

@@ -1,0 +1,80 @@
+/**
+ * Revisions over HTTP: an entry's revision is its ETag ("7"); If-Match and If-None-Match make a set
+ * or a delete conditional on it (compare-and-set), and a condition that does not hold is a 412.
+ */
+import { KvConflictError } from "../errors.ts";
+import type { KvStore } from "../store.ts";
+import { ApiError } from "./errors.ts";
+import type { ConditionHeaders } from "./models.ts";
+
+/**
+ * What a write requires of the entry: a revision (0: that it does not exist), "exists", or nothing
+ * (undefined).
+ */
+export type Condition = number | "exists" | undefined;
+
+export function etag(revision: number): string {
+  return `"${revision}"`;
+}
+
+const ENTITY_TAG = /^"(\d{1,15})"$/;
+
+/** The condition the request's headers state; BAD_REQUEST for a malformed or unsupported one. */
+export function conditionOf(headers: ConditionHeaders): Condition {
+  const ifMatch = headers["if-match"]?.trim();
+  const ifNoneMatch = headers["if-none-match"]?.trim();
+  if (ifMatch !== undefined && ifNoneMatch !== undefined) {
+    throw new ApiError("BAD_REQUEST", "send If-Match or If-None-Match, not both");
+  }
+  if (ifNoneMatch !== undefined) {
+    if (ifNoneMatch !== "*") throw new ApiError("BAD_REQUEST", 'If-None-Match on a write must be * (create only)');
+    return 0;
+  }
+  if (ifMatch === undefined) return undefined;
+  if (ifMatch === "*") return "exists";
+  const revision = Number(ENTITY_TAG.exec(ifMatch)?.[1] ?? 0);
+  if (revision < 1) throw new ApiError("BAD_REQUEST", 'If-Match must be * or one revision as its ETag gives it, such as "7"');
+  return revision;
+}
+
+/** Set `key` when `condition` holds; returns the new revision, or throws PRECONDITION_FAILED. */
+export function setIf(store: KvStore, key: string, value: string, condition: Condition): number {
+  if (condition !== "exists") {
+    try {
+      return condition === undefined ? store.set(key, value) : store.setIf(key, value, condition);
+    } catch (error) {
+      throw error instanceof KvConflictError ? failed(key, error.revision) : error;
+    }
+  }
+  // Compare-and-set on the revision it has; again when another write came in between.
+  let revision = store.getEntry(key)?.revision ?? 0;
+  for (;;) {
+    if (revision === 0) throw failed(key, 0);
+    try {
+      return store.setIf(key, value, revision);
+    } catch (error) {
+      if (!(error instanceof KvConflictError)) throw error;
+      revision = error.revision;
+    }
+  }
+}
+
+/**
+ * Delete `key` when `condition` holds. Returns false when there was nothing to delete and nothing
+ * was required of it (no condition, or If-None-Match); throws PRECONDITION_FAILED when it fails.
+ */
+export function deleteIf(store: KvStore, key: string, condition: Condition): boolean {
+  try {
+    if (condition === undefined) return store.delete(key);
+    if (condition === 0) return store.deleteIf(key, 0);
+    if (condition === "exists" ? store.delete(key) : store.deleteIf(key, condition)) return true;
+    throw failed(key, 0);
+  } catch (error) {
+    throw error instanceof KvConflictError ? failed(key, error.revision) : error;
+  }
+}
+
+function failed(key: string, revision: number): ApiError {
+  const now = revision === 0 ? "does not exist" : `is at revision ${revision}`;
+  return new ApiError("PRECONDITION_FAILED", `Key '${key}' ${now}: the condition does not hold`, { revision });
+}

@@ -1,0 +1,83 @@
+/** KvStore's pages (keysFrom, entriesFrom), its stats, and the revision a conflict reports. */
+import { describe, expect, it } from "bun:test";
+import { KvConflictError, KvError } from "../src/errors.ts";
+import { layoutOf } from "../src/layout.ts";
+import { TempStore } from "./helpers/shm.ts";
+
+/** The error a call throws (fails the test when it throws nothing). */
+function thrown(fn: () => unknown): unknown {
+  try {
+    fn();
+  } catch (e) {
+    return e;
+  }
+  throw new Error("expected an error, nothing was thrown");
+}
+
+describe("KvStore.keysFrom and entriesFrom", () => {
+  it("give a page of live keys in slot order, and the slot of the next one", () => {
+    using t = new TempStore();
+    for (const key of ["a", "b", "c", "d"]) t.store.set(key, key.toUpperCase());
+    t.store.delete("b");
+    expect(t.store.keysFrom(0, 2)).toEqual({ version: 5, entry_count: 3, items: ["a", "c"], next: 3 });
+    expect(t.store.keysFrom(3, 2)).toEqual({ version: 5, entry_count: 3, items: ["d"], next: undefined });
+  });
+
+  it("keep only the keys with the prefix, and give whole entries", () => {
+    using t = new TempStore();
+    for (const key of ["x1", "y1", "x2"]) t.store.set(key, "v");
+    expect(t.store.entriesFrom(0, 10, "x")).toEqual({
+      version: 3,
+      entry_count: 3,
+      items: [
+        { key: "x1", value: "v", timestamp: expect.any(Number), revision: 1 },
+        { key: "x2", value: "v", timestamp: expect.any(Number), revision: 3 },
+      ],
+      next: undefined,
+    });
+  });
+
+  it("refuse a negative slot or a limit below 1", () => {
+    using t = new TempStore();
+    for (const [from, limit] of [[-1, 1], [0, 0], [0.5, 1]] as const) {
+      expect((thrown(() => t.store.keysFrom(from, limit)) as KvError).code).toBe("INVALID_ARGUMENT");
+    }
+  });
+});
+
+describe("KvStore.stats", () => {
+  it("gives counts, the segment's size and the bytes of the live keys and values", () => {
+    using t = new TempStore({ maxEntries: 4 });
+    t.store.set("key", "value");
+    t.store.set("é", "");
+    expect(t.store.stats()).toEqual({
+      version: 2,
+      entry_count: 2,
+      max_entries: 4,
+      segment_bytes: layoutOf({ maxEntries: 4, keyMax: 63, valueMax: 255 }).totalSize,
+      data_bytes: 3 + 5 + 2,
+      lock_recoveries: 0,
+    });
+  });
+});
+
+describe("KvStore.setIf and deleteIf", () => {
+  it("report the revision they found in a KvConflictError", () => {
+    using t = new TempStore();
+    t.store.set("k", "one");
+    t.store.set("k", "two");
+    const errors = [
+      thrown(() => t.store.setIf("k", "x", 1)),
+      thrown(() => t.store.setIf("k", "x", 0)),
+      thrown(() => t.store.deleteIf("k", 1)),
+      thrown(() => t.store.setIf("absent", "x", 5)),
+    ] as KvConflictError[];
+    expect(errors.every((e) => e instanceof KvConflictError && e.code === "CONFLICT")).toBe(true);
+    expect(errors.map((e) => [e.revision, e.message])).toEqual([
+      [2, 'cannot set "k": it is at revision 2 (expected revision 1)'],
+      [2, 'cannot set "k": it exists (revision 2)'],
+      [2, 'cannot delete "k": it is at revision 2 (expected revision 1)'],
+      [0, 'cannot set "absent": it does not exist (expected revision 5)'],
+    ]);
+  });
+});

@@ -24,17 +24,23 @@ async function json<T = Json>(cmd: string[]): Promise<T> {
   return JSON.parse(out.trim().split("\n").at(-1)!) as T;
 }
 
-/** The median, field by field, of RUNS results of `run`. */
-async function medianOf(run: () => Promise<Record<string, Figures>>): Promise<Record<string, Figures>> {
-  const results: Array<Record<string, Figures>> = [];
-  for (let i = 0; i < RUNS; i++) results.push(await run());
-  const out: Record<string, Figures> = {};
-  for (const op of Object.keys(results[0]!)) {
-    out[op] = {
-      ops: median(results.map((r) => r[op]!.ops)),
-      p50: median(results.map((r) => r[op]!.p50)),
-      p99: median(results.map((r) => r[op]!.p99)),
-    };
+/**
+ * RUNS runs of each of `runs`, taken in turn (a, b, c, a, b, c, ...) so a slow spell of this shared
+ * machine falls on all of them alike; the median of each, field by field.
+ */
+async function interleaved(runs: Record<string, () => Promise<Record<string, Figures>>>): Promise<Record<string, Record<string, Figures>>> {
+  const all: Record<string, Array<Record<string, Figures>>> = {};
+  for (let i = 0; i < RUNS; i++) for (const [k, run] of Object.entries(runs)) (all[k] ??= []).push(await run());
+  const out: Record<string, Record<string, Figures>> = {};
+  for (const [k, results] of Object.entries(all)) {
+    out[k] = {};
+    for (const op of Object.keys(results[0]!)) {
+      out[k][op] = {
+        ops: median(results.map((r) => r[op]!.ops)),
+        p50: median(results.map((r) => r[op]!.p50)),
+        p99: median(results.map((r) => r[op]!.p99)),
+      };
+    }
   }
   return out;
 }
@@ -53,11 +59,13 @@ function table(title: string, head: string[], rows: string[][]): void {
 async function inProcess(): Promise<Json> {
   const results: Record<string, Record<string, Record<string, Figures>>> = {};
   for (const entries of [10, 10_000, 1_000_000]) {
-    const row: Record<string, Record<string, Figures>> = {};
-    for (const impl of ["shmkv", "map", "lmdb"]) {
-      row[impl] = await medianOf(() => json([bun, "bench/inprocess.ts", impl, `${entries}`, `${SECONDS}`]));
-    }
-    row.c = await medianOf(() => json([BENCH_C, `/shmkv-bench-c-${process.pid}`, `${entries}`, `${SECONDS}`]));
+    const run = (impl: string) => () => json<Record<string, Figures>>([bun, "bench/inprocess.ts", impl, `${entries}`, `${SECONDS}`]);
+    const row = await interleaved({
+      shmkv: run("shmkv"),
+      map: run("map"),
+      lmdb: run("lmdb"),
+      c: () => json([BENCH_C, `/shmkv-bench-c-${process.pid}`, `${entries}`, `${SECONDS}`]),
+    });
     results[entries] = row;
   }
   const rows: string[][] = [];

@@ -222,14 +222,17 @@ export class SegmentView {
     return scratch.toString("utf8", 0, length);
   }
 
-  /** The entry in a slot, or undefined when the slot is free or holds out-of-range lengths. */
-  entry(slot: number): RawEntry | undefined {
+  /**
+   * The entry in a slot, or undefined when the slot is free or holds out-of-range lengths. `key`:
+   * the key when the caller knows it already (it found the slot by it), saving its decoding.
+   */
+  entry(slot: number, key?: string): RawEntry | undefined {
     const at = this.entryOffset(slot);
     const keyLen = this.#u32(at);
     const valueLen = this.valueLength(slot);
     if (keyLen === 0 || keyLen > this.layout.keyMax || valueLen < 0) return undefined;
     return {
-      key: this.#decode(at + ENTRY.data, keyLen),
+      key: key ?? this.#decode(at + ENTRY.data, keyLen),
       value: this.value(slot, valueLen),
       timestamp: this.#i64(at + ENTRY.timestamp),
       revision: this.u64(at + ENTRY.revision),

@@ -337,7 +337,11 @@ export class KvStore implements Disposable {
    * undefined for what cannot be a consistent entry. After READ_ATTEMPTS, ask the library, which
    * reads under the lock (and so also repairs after a dead writer); `fromLocked` shapes its answer.
    */
-  #lookup<T>(key: string, read: (view: SegmentView, slot: number) => T | undefined, fromLocked: (entry: KvEntry) => T): T | undefined {
+  #lookup<T>(
+    key: string,
+    read: (view: SegmentView, slot: number, key: string) => T | undefined,
+    fromLocked: (entry: KvEntry) => T,
+  ): T | undefined {
     const open = this.#live();
     const length = this.#encodeKey(open, key, true);
     const hash = kvHash(open.key, length);
@@ -346,7 +350,7 @@ export class KvStore implements Disposable {
       const before = view.seq();
       if (before & 1 && ++this.#retries) continue;
       const slot = view.find(open.key, length, hash);
-      const result = slot < 0 ? undefined : read(view, slot);
+      const result = slot < 0 ? undefined : read(view, slot, key);
       if (view.seq() === before && (slot < 0 || result !== undefined)) return result;
       this.#retries++;
     }
@@ -457,8 +461,8 @@ function readValue(view: SegmentView, slot: number): string | undefined {
   return length < 0 ? undefined : view.value(slot, length);
 }
 
-function readEntry(view: SegmentView, slot: number): KvEntry | undefined {
-  return view.entry(slot);
+function readEntry(view: SegmentView, slot: number, key: string): KvEntry | undefined {
+  return view.entry(slot, key);
 }
 
 function revisionOf(out: Uint32Array): number {

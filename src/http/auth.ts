@@ -48,7 +48,7 @@ export function isLoopback(host: string): boolean {
  * The path as Elysia's router reads it (from the first "/" after "http://" and the host, to the
  * query), so that what is public here is exactly what the router serves as public.
  */
-function routedPath(url: string): string {
+export function routedPath(url: string): string {
   const start = url.indexOf("/", 11);
   const query = url.indexOf("?", start + 1);
   return query < 0 ? url.substring(start) : url.substring(start, query);

@@ -55,6 +55,9 @@ function isJson(type: string | null): boolean {
 
 async function readAtMost(request: Request, limit: number): Promise<Uint8Array> {
   if (!request.body) return new Uint8Array(0);
+  // A declared length was held to the limit before routing (refuseLargeBodies), and the body cannot
+  // run past it: read it whole. Only a chunked body needs counting as it arrives.
+  if (request.headers.get("content-length") !== null) return new Uint8Array(await request.arrayBuffer());
   const chunks: Uint8Array[] = [];
   let total = 0;
   for await (const chunk of request.body) {

@@ -18,7 +18,10 @@ typedef struct kv_entry {
     uint32_t key_len;   /* 0 = free */
     uint32_t value_len;
     uint32_t hash;
-    uint32_t next_free; /* slot + 1, free slots only */
+    union {
+        uint32_t next_free; /* free slots: slot + 1 of the next free slot, 0 = end */
+        uint32_t seq;       /* live slots: the entry's seqlock, odd while its value is rewritten */
+    };
     int64_t  timestamp;
     uint64_t revision;
     unsigned char data[]; /* key_max bytes of key, then value_max bytes of value */
@@ -70,7 +73,8 @@ typedef struct kv_header {
     int64_t  created;
     uint64_t ring_off;
     uint32_t ring_cells;
-    uint32_t reserved0;
+    uint32_t index_seq; /* seqlock of the index and the slots' keys: odd while an insert, a delete
+                         * or a repair moves them */
     unsigned char pad0[128 - 112];
     union {
         pthread_mutex_t mutex;
@@ -85,6 +89,8 @@ typedef struct kv_header {
 _Static_assert(sizeof(kv_entry) == KV_ENTRY_HEAD, "entry head");
 _Static_assert(sizeof(kv_change_rec) == KV_ENTRY_HEAD, "change head");
 _Static_assert(offsetof(kv_header, ring_off) == 96, "ring offset");
+_Static_assert(offsetof(kv_header, index_seq) == 108, "index seq offset");
+_Static_assert(offsetof(kv_entry, seq) == 12, "entry seq offset");
 _Static_assert(offsetof(kv_header, seq) == 56, "seq offset");
 _Static_assert(offsetof(kv_header, version) == 64, "version offset");
 _Static_assert(offsetof(kv_header, created) == 88, "created offset");

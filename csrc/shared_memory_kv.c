@@ -226,16 +226,20 @@ static void index_rebuild(kv_store *s)
 
 /* ---- the write lock and crash recovery -------------------------------------------------------- */
 
-static void seq_begin(kv_header *h)
+/* A seqlock counter (the store's, the index's or an entry's): odd from begin to end of a write. */
+static void counter_begin(uint32_t *counter)
 {
-    __atomic_store_n(&h->seq, h->seq + 1, __ATOMIC_RELAXED);
+    __atomic_store_n(counter, *counter + 1, __ATOMIC_RELAXED);
     __atomic_thread_fence(__ATOMIC_RELEASE);
 }
 
-static void seq_end(kv_header *h)
+static void counter_end(uint32_t *counter)
 {
-    __atomic_store_n(&h->seq, h->seq + 1, __ATOMIC_RELEASE);
+    __atomic_store_n(counter, *counter + 1, __ATOMIC_RELEASE);
 }
+
+static void seq_begin(kv_header *h) { counter_begin(&h->seq); }
+static void seq_end(kv_header *h) { counter_end(&h->seq); }
 
 /* Save everything the coming write may change, then arm the record. */
 static void undo_arm(kv_store *s, uint32_t slot)
@@ -287,6 +291,10 @@ static void recover(kv_store *s)
     kv_header *h = s->h;
     if (!(h->seq & 1))
         seq_begin(h);
+    /* Always a step of the index counter: a reader that read the entry being rolled back must see
+     * a change even where the restored entry counter equals the one it saw before the write. */
+    if (!(h->index_seq & 1))
+        counter_begin(&h->index_seq);
     if (h->undo.state == KV_UNDO_ARMED && h->undo.slot < s->max_entries) {
         const kv_entry *saved = undo_entry(s);
         size_t used = saved->key_len && saved->key_len <= s->key_max &&
@@ -299,8 +307,14 @@ static void recover(kv_store *s)
         h->high_water = h->undo.high_water;
         h->version = h->undo.version;
     }
+    if (h->undo.slot < s->max_entries) {
+        kv_entry *e = entry_at(s, h->undo.slot);
+        if (e->key_len && (e->seq & 1))
+            e->seq++;
+    }
     index_rebuild(s);
     h->lock_recoveries++;
+    counter_end(&h->index_seq);
     seq_end(h);
     undo_disarm(s);
 }
@@ -521,32 +535,11 @@ typedef struct kv_read {
     uint64_t revision;
 } kv_read;
 
-/* One attempt at a read; returns KV_RETRY when what it saw cannot be a consistent state. */
-static int read_once(const kv_store *s, const char *key, uint32_t key_len, uint32_t hash, kv_read *r)
+/* Begin a lock-free read under `counter`: 1 with the (even) value to validate against, or 0 while a
+ * write is in progress (the caller retries; after a few tries it yields the CPU to the writer). */
+static int counter_read_begin(const uint32_t *counter, int attempt, uint32_t *before)
 {
-    uint32_t slot;
-    index_find(s, key, key_len, hash, &slot);
-    if (slot == UINT32_MAX)
-        return KV_NOTFOUND;
-    const kv_entry *e = entry_at(s, slot);
-    uint32_t len = __atomic_load_n(&e->value_len, __ATOMIC_RELAXED);
-    if (len > s->value_max)
-        return KV_RETRY;
-    r->value_len = len;
-    r->timestamp = __atomic_load_n(&e->timestamp, __ATOMIC_RELAXED);
-    r->revision = __atomic_load_n(&e->revision, __ATOMIC_RELAXED);
-    if (len > r->buf_len)
-        return KV_EBUFSIZE;
-    if (len)
-        memcpy(r->buf, e->data + s->key_max, len);
-    return 0;
-}
-
-/* Begin a lock-free read: 1 with the (even) counter to validate against, or 0 while a write is in
- * progress (the caller retries; after a few tries it yields the CPU to the writer). */
-static int seq_read_begin(const kv_header *h, int attempt, uint32_t *before)
-{
-    *before = __atomic_load_n(&h->seq, __ATOMIC_ACQUIRE);
+    *before = __atomic_load_n(counter, __ATOMIC_ACQUIRE);
     if (!(*before & 1))
         return 1;
     if (attempt > 8)
@@ -554,21 +547,47 @@ static int seq_read_begin(const kv_header *h, int attempt, uint32_t *before)
     return 0;
 }
 
-/* End a lock-free read: whether no write overlapped it. */
-static int seq_read_valid(const kv_header *h, uint32_t before)
+/* End a lock-free read: whether no write under `counter` overlapped it. */
+static int counter_read_valid(const uint32_t *counter, uint32_t before)
 {
     __atomic_thread_fence(__ATOMIC_ACQUIRE);
-    return __atomic_load_n(&h->seq, __ATOMIC_RELAXED) == before;
+    return __atomic_load_n(counter, __ATOMIC_RELAXED) == before;
 }
 
+/* One attempt at a read, with the index counter held even by the caller; the entry's own counter
+ * validates the copy. KV_RETRY when what it saw cannot be a consistent state. */
+static int read_once(const kv_store *s, const char *key, uint32_t key_len, uint32_t hash, kv_read *r)
+{
+    uint32_t slot;
+    index_find(s, key, key_len, hash, &slot);
+    if (slot == UINT32_MAX)
+        return KV_NOTFOUND;
+    const kv_entry *e = entry_at(s, slot);
+    uint32_t before;
+    if (!counter_read_begin(&e->seq, 0, &before))
+        return KV_RETRY;
+    uint32_t len = __atomic_load_n(&e->value_len, __ATOMIC_RELAXED);
+    if (len > s->value_max)
+        return KV_RETRY;
+    r->value_len = len;
+    r->timestamp = __atomic_load_n(&e->timestamp, __ATOMIC_RELAXED);
+    r->revision = __atomic_load_n(&e->revision, __ATOMIC_RELAXED);
+    int rc = len > r->buf_len ? KV_EBUFSIZE : 0;
+    if (!rc && len)
+        memcpy(r->buf, e->data + s->key_max, len);
+    return counter_read_valid(&e->seq, before) ? rc : KV_RETRY;
+}
+
+/* Lock-free reads of one entry validate with the index counter and the entry's own: a write to
+ * another key does not make them retry (the store-wide counter would). */
 static int read_entry(kv_store *s, const char *key, uint32_t key_len, kv_read *r)
 {
     uint32_t hash = kv_hash(key, key_len), before;
     for (int attempt = 0; attempt < KV_READ_SPINS; attempt++) {
-        if (!seq_read_begin(s->h, attempt, &before))
+        if (!counter_read_begin(&s->h->index_seq, attempt, &before))
             continue;
         int rc = read_once(s, key, key_len, hash, r);
-        if (seq_read_valid(s->h, before) && rc != KV_RETRY)
+        if (counter_read_valid(&s->h->index_seq, before) && rc != KV_RETRY)
             return rc;
     }
     /* Writers kept overlapping: read under the lock, which always terminates. */
@@ -672,13 +691,16 @@ static int set_locked(kv_store *s, const char *key, uint32_t key_len, const char
     seq_begin(h);
     KV_FAULT(3);
     kv_entry *e = entry_at(s, slot);
+    /* A new key moves the index (its counter guards it); a new value only the entry (its own). */
+    uint32_t *guard = is_new ? &h->index_seq : &e->seq;
+    counter_begin(guard);
     if (is_new) {
         take_free_slot(s, slot);
         e->value_len = 0; /* a reader must never pair this key with a stale value length */
         e->hash = hash;
         memcpy(e->data, key, key_len);
         e->key_len = key_len;
-        e->next_free = 0;
+        e->seq = 0;
         s->index[pos] = slot + 1;
         h->entry_count++;
         KV_FAULT(5);
@@ -687,6 +709,7 @@ static int set_locked(kv_store *s, const char *key, uint32_t key_len, const char
     e->timestamp = now_seconds();
     e->revision = ++h->version;
     ring_append(s, e->revision, KV_CHANGE_SET, key, key_len, value, value_len, e->timestamp);
+    counter_end(guard);
     KV_FAULT(6);
     /* Disarm before seq_end: from here on the write is complete, and a recoverer keeps it. */
     undo_disarm(s);
@@ -739,6 +762,7 @@ static int delete_locked(kv_store *s, const char *key, uint32_t key_len, uint64_
     undo_arm(s, slot);
     KV_FAULT(2);
     seq_begin(h);
+    counter_begin(&h->index_seq);
     KV_FAULT(3);
     index_remove(s, pos);
     KV_FAULT(5);
@@ -749,6 +773,7 @@ static int delete_locked(kv_store *s, const char *key, uint32_t key_len, uint64_
     h->entry_count--;
     h->version++;
     ring_append(s, h->version, KV_CHANGE_DELETE, key, key_len, NULL, 0, now_seconds());
+    counter_end(&h->index_seq);
     KV_FAULT(6);
     /* Disarm before seq_end: from here on the write is complete, and a recoverer keeps it. */
     undo_disarm(s);
@@ -783,10 +808,10 @@ static int committed_version(kv_store *s, uint64_t *version)
 {
     uint32_t before;
     for (int attempt = 0; attempt < KV_READ_SPINS; attempt++) {
-        if (!seq_read_begin(s->h, attempt, &before))
+        if (!counter_read_begin(&s->h->seq, attempt, &before))
             continue;
         *version = __atomic_load_n(&s->h->version, __ATOMIC_RELAXED);
-        if (seq_read_valid(s->h, before))
+        if (counter_read_valid(&s->h->seq, before))
             return 0;
     }
     int rc = lock_store(s);
@@ -870,8 +895,8 @@ static const char *check_header(const kv_store *s)
         h->value_max != s->value_max || h->entry_size != s->entry_size ||
         h->index_cells != s->index_mask + 1)
         return "header: geometry changed since open";
-    if (h->seq & 1)
-        return "header: sequence counter is odd with no writer";
+    if ((h->seq & 1) || (h->index_seq & 1))
+        return "header: a sequence counter is odd with no writer";
     if (h->undo.state)
         return "header: undo record armed with no writer";
     if (h->high_water > s->max_entries || h->entry_count > h->high_water)
@@ -897,6 +922,8 @@ static const char *check_entries(const kv_store *s)
             return "entry: stored hash does not match the key";
         if (e->revision == 0 || e->revision > h->version)
             return "entry: revision out of range";
+        if (e->seq & 1)
+            return "entry: its sequence counter is odd with no writer";
         uint32_t found;
         index_find(s, (const char *)e->data, e->key_len, e->hash, &found);
         if (found != slot)

@@ -292,6 +292,8 @@ KV_API uint32_t kv_hash(const char *key, size_t key_len);
  * |  88 | i64  | creation time, Unix seconds |
  * |  96 | u64  | ring offset: entries offset + max_entries * entry size (a multiple of 8) |
  * | 104 | u32  | ring cells: KV_RING_CELLS |
+ * | 108 | u32  | index seq: the seqlock of the index and the slots' keys; odd while an insert, a
+ *               delete or a repair is in progress |
  * | 128 | ...  | the pthread mutex (process-shared, robust) |
  * | 192 | ...  | undo record: u32 state (1 = armed), u32 slot, u32 entry_count, u32 free head,
  *               u32 high water, u32 reserved, u64 version; then at 224 a copy of the slot's entry |
@@ -306,7 +308,8 @@ KV_API uint32_t kv_hash(const char *key, size_t key_len);
  * |   0 | u32  | key length; 0 = free slot |
  * |   4 | u32  | value length |
  * |   8 | u32  | kv_hash(key) |
- * |  12 | u32  | next free: slot + 1 of the next free slot (free slots only), 0 = end |
+ * |  12 | u32  | free slots: slot + 1 of the next free slot, 0 = end; live slots: the entry's
+ *               seqlock, odd while its value is rewritten in place |
  * |  16 | i64  | timestamp of the last write, Unix seconds |
  * |  24 | u64  | revision: the store's version after the entry's last write |
  * |  32 | u8[key_max]   | key bytes |
@@ -329,9 +332,14 @@ KV_API uint32_t kv_hash(const char *key, size_t key_len);
  * Hash (kv_hash): 32-bit FNV-1a over the key bytes (offset basis 2166136261, prime 16777619), then
  * the murmur3 finaliser: h ^= h >> 16; h *= 0x85ebca6b; h ^= h >> 13; h *= 0xc2b2ae35; h ^= h >> 16.
  *
- * Reading without the lock: load seq (acquire); if odd, retry; copy the data; fence; load seq again;
- * if it changed, discard the copy and retry. Every offset and length read from the segment must be
- * bounds-checked against the geometry before it is followed: the copy may be torn until validated.
+ * Reading without the lock: load a counter (acquire); if odd, retry; copy the data; fence; load the
+ * counter again; if it changed, discard the copy and retry. Every write makes `seq` odd for its
+ * duration: a reader of several entries (a whole-store status) validates with it. A reader of one
+ * key validates with two narrower counters, so writes to other keys do not make it retry: `index
+ * seq` around its lookup (inserts and deletes move index cells), and the entry's own counter around
+ * its copy of the value (updates rewrite it in place). Every offset and length read from the
+ * segment must be bounds-checked against the geometry before it is followed: the copy may be torn
+ * until validated.
  */
 
 #ifdef __cplusplus

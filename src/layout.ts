@@ -30,6 +30,7 @@ export const HEADER = {
   created: 88,
   ringOff: 96,
   ringCells: 104,
+  indexSeq: 108,
 } as const;
 
 /** Byte offsets of an entry's fields, from the start of its slot. */
@@ -37,7 +38,9 @@ export const ENTRY = {
   keyLen: 0,
   valueLen: 4,
   hash: 8,
+  /** Free slots: the next free slot + 1. Live ones: the entry's own seqlock counter. */
   nextFree: 12,
+  seq: 12,
   timestamp: 16,
   revision: 24,
   data: 32,
@@ -143,9 +146,19 @@ export class SegmentView {
     this.#mask = layout.indexCells - 1;
   }
 
-  /** The seqlock counter, read atomically so no JIT can hoist it out of a retry loop. */
+  /** The store's seqlock counter, read atomically so no JIT can hoist it out of a retry loop. */
   seq(): number {
     return Atomics.load(this.#u32s, HEADER.seq / 4);
+  }
+
+  /** The counter of the index and the slots' keys (inserts, deletes, repairs). */
+  indexSeq(): number {
+    return Atomics.load(this.#u32s, HEADER.indexSeq / 4);
+  }
+
+  /** A live entry's own counter (rewrites of its value). */
+  entrySeq(slot: number): number {
+    return Atomics.load(this.#u32s, (this.entryOffset(slot) + ENTRY.seq) / 4);
   }
 
   #u32(byteOffset: number): number {

@@ -346,12 +346,19 @@ export class KvStore implements Disposable {
     const length = this.#encodeKey(open, key, true);
     const hash = kvHash(open.key, length);
     const view = open.view;
+    // Validated by the index's counter and the entry's own, not the store's: a write to another
+    // key does not make this read retry.
     for (let attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
-      const before = view.seq();
+      const before = view.indexSeq();
       if (before & 1 && ++this.#retries) continue;
       const slot = view.find(open.key, length, hash);
-      const result = slot < 0 ? undefined : read(view, slot, key);
-      if (view.seq() === before && (slot < 0 || result !== undefined)) return result;
+      if (slot < 0) {
+        if (view.indexSeq() === before) return undefined;
+      } else {
+        const entryBefore = view.entrySeq(slot);
+        const result = entryBefore & 1 ? undefined : read(view, slot, key);
+        if (result !== undefined && view.entrySeq(slot) === entryBefore && view.indexSeq() === before) return result;
+      }
       this.#retries++;
     }
     const entry = this.#getLocked(open, key, length);

@@ -307,6 +307,8 @@ static void recover(kv_store *s)
         h->high_water = h->undo.high_water;
         h->version = h->undo.version;
     }
+    /* A writer that died after its disarm, before ending its entry's counter, left it odd: the write
+     * stays, and the counter must be even again. */
     if (h->undo.slot < s->max_entries) {
         kv_entry *e = entry_at(s, h->undo.slot);
         if (e->key_len && (e->seq & 1))
@@ -709,11 +711,12 @@ static int set_locked(kv_store *s, const char *key, uint32_t key_len, const char
     e->timestamp = now_seconds();
     e->revision = ++h->version;
     ring_append(s, e->revision, KV_CHANGE_SET, key, key_len, value, value_len, e->timestamp);
-    counter_end(guard);
     KV_FAULT(6);
-    /* Disarm before seq_end: from here on the write is complete, and a recoverer keeps it. */
+    /* Disarm, then end the counters: from the disarm on the write is complete and a recoverer keeps
+     * it; ending a counter before it would let a reader see a write that a repair then undoes. */
     undo_disarm(s);
     KV_FAULT(7);
+    counter_end(guard);
     seq_end(h);
     KV_FAULT(8);
     if (current_rev)
@@ -773,11 +776,11 @@ static int delete_locked(kv_store *s, const char *key, uint32_t key_len, uint64_
     h->entry_count--;
     h->version++;
     ring_append(s, h->version, KV_CHANGE_DELETE, key, key_len, NULL, 0, now_seconds());
-    counter_end(&h->index_seq);
     KV_FAULT(6);
-    /* Disarm before seq_end: from here on the write is complete, and a recoverer keeps it. */
+    /* Disarm, then end the counters (see set_locked). */
     undo_disarm(s);
     KV_FAULT(7);
+    counter_end(&h->index_seq);
     seq_end(h);
     KV_FAULT(8);
     return 0;

@@ -113,12 +113,14 @@ describe("a writer killed while it holds the lock", () => {
     expect([verifyChecksummed(t.store.get("k0")!, kvHash), t.store.lockRecoveries]).toEqual([true, 1]);
   });
 
-  it("does not stop lock-free readers while the store waits for repair", () => {
-    using t = new TempStore();
-    t.store.set("old", "original");
-    expect(kvtool(t.name, ["set", "old", "new-value"], 4).signalCode).toBe("SIGKILL");
-    // The dead writer left seq odd and the value half-copied: a reader must not return it.
-    expect(t.store.get("old")).toBe("original");
-    expect(t.store.status().entries.map((e) => e.value)).toEqual(["original"]);
-  });
+  // A dead writer's undone write must never be seen, even before the repair; its completed one must.
+  for (const [point, seen] of [[4, "original"], [6, "original"], [7, "new-value"]] as const) {
+    it(`shows readers only what the repair will keep, before it runs (fault point ${point})`, () => {
+      using t = new TempStore();
+      t.store.set("old", "original");
+      expect(kvtool(t.name, ["set", "old", "new-value"], point).signalCode).toBe("SIGKILL");
+      expect(t.store.get("old")).toBe(seen);
+      expect(t.store.status().entries.map((e) => e.value)).toEqual([seen]);
+    });
+  }
 });

@@ -64,6 +64,10 @@ const ENDPOINTS: Record<string, string> = {
 
 const SLASH = "/".charCodeAt(0);
 const unavailable = errorResponse("The store is not available; detail says why.");
+/** What every route but the public ones (src/http/auth.ts) may answer when the server has a token. */
+const unauthorized = errorResponse("The server has an API token (KV_API_TOKEN) and the request did not send it.");
+/** The OpenAPI security requirement of those routes. */
+const bearer = [{ bearer: [] }];
 
 export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) {
   const slot = store instanceof KvStore ? StoreSlot.of(store) : store;
@@ -104,11 +108,12 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
       params: KeyParams,
       response: {
         200: GetResponse,
+        401: unauthorized,
         400: errorResponse("The key holds a NUL byte or does not decode."),
         404: errorResponse("No entry has that key."),
         503: unavailable,
       },
-      detail: { summary: "Get the value of a key" },
+      detail: { summary: "Get the value of a key", security: bearer },
     })
     .post("/set", ({ body, headers, set }) => {
       const written = service.set(body.key, body.value, conditionOf(headers));
@@ -120,6 +125,7 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
       headers: ConditionHeaders,
       response: {
         200: SetResponse,
+        401: unauthorized,
         400: errorResponse(
           "Malformed: not JSON or not UTF-8, nested too deep, not an object, a missing or non-string field, an empty key or a NUL in it.",
         ),
@@ -129,28 +135,30 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
         503: unavailable,
         507: errorResponse("The table is full: every slot is in use."),
       },
-      detail: { summary: "Insert or replace an entry" },
+      detail: { summary: "Insert or replace an entry", security: bearer },
     })
     .delete("/delete/:key", ({ params, headers }) => service.delete(params.key, conditionOf(headers)), {
       params: KeyParams,
       headers: ConditionHeaders,
       response: {
         200: SuccessResponse,
+        401: unauthorized,
         400: errorResponse("The key holds a NUL byte or does not decode."),
         404: errorResponse("No entry has that key."),
         412: PreconditionFailedResponse,
         503: unavailable,
       },
-      detail: { summary: "Remove an entry" },
+      detail: { summary: "Remove an entry", security: bearer },
     })
     .get("/status", ({ query }) => service.status(query), {
       query: StatusQuery,
       response: {
         200: StatusResponse,
+        401: unauthorized,
         400: errorResponse("A limit out of 1..1000, or a cursor this server did not give."),
         503: unavailable,
       },
-      detail: { summary: "The whole store: version, counts and every entry" },
+      detail: { summary: "The whole store: version, counts and every entry", security: bearer },
     })
     .get("/health", () => service.health(), {
       response: { 200: HealthResponse, 503: unavailable },
@@ -160,27 +168,29 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
       query: KeysQuery,
       response: {
         200: KeysResponse,
+        401: unauthorized,
         400: errorResponse("A limit out of 1..1000, a values other than 1 or 0, or a cursor this server did not give."),
         503: unavailable,
       },
-      detail: { summary: "Page through the keys (or entries), in slot order" },
+      detail: { summary: "Page through the keys (or entries), in slot order", security: bearer },
     })
     .get("/metrics", ({ set }) => {
       set.headers["content-type"] = METRICS_CONTENT_TYPE;
       return metrics.render(service.figures());
     }, {
-      response: { 200: MetricsResponse },
-      detail: { summary: "Request and store metrics, in the Prometheus text format" },
+      response: { 200: MetricsResponse, 401: unauthorized },
+      detail: { summary: "Request and store metrics, in the Prometheus text format", security: bearer },
     })
     .get("/watch", ({ query, headers }) => watchHub.open(headers["last-event-id"] ?? query.since, query.prefix ?? ""), {
       query: WatchQuery,
       headers: WatchHeaders,
       response: {
         200: WatchEvent,
+        401: unauthorized,
         400: errorResponse("since or Last-Event-ID is not a whole number of zero or more."),
         503: unavailable,
       },
-      detail: { summary: "Follow the changes, by any process, as Server-Sent Events" },
+      detail: { summary: "Follow the changes, by any process, as Server-Sent Events", security: bearer },
     })
     .get("/ui", () => uiPage(), {
       response: { 200: UiPage },

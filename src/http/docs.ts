@@ -63,6 +63,8 @@ export const docs = () =>
             version: pkg.version,
             description: "A key-value store in POSIX shared memory, over HTTP. Every error body is {detail, code}.",
           },
+          // Routes that list it need the token when the server has one (KV_API_TOKEN).
+          components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
         },
       }),
     )

@@ -53,15 +53,40 @@ describe("GET /swagger/json", () => {
     );
     expect(statuses).toEqual({
       "GET /": ["200"],
-      "GET /get/{key}": ["200", "400", "404", "503"],
-      "POST /set": ["200", "400", "412", "413", "415", "503", "507"],
-      "DELETE /delete/{key}": ["200", "400", "404", "412", "503"],
-      "GET /status": ["200", "400", "503"],
+      "GET /get/{key}": ["200", "400", "401", "404", "503"],
+      "POST /set": ["200", "400", "401", "412", "413", "415", "503", "507"],
+      "DELETE /delete/{key}": ["200", "400", "401", "404", "412", "503"],
+      "GET /status": ["200", "400", "401", "503"],
       "GET /health": ["200", "503"],
-      "GET /watch": ["200", "400", "503"],
+      "GET /watch": ["200", "400", "401", "503"],
       "GET /ui": ["200"],
-      "GET /keys": ["200", "400", "503"],
-      "GET /metrics": ["200"],
+      "GET /keys": ["200", "400", "401", "503"],
+      "GET /metrics": ["200", "401"],
+    });
+  });
+
+  it("declares the bearer token, on exactly the routes that are not public", async () => {
+    const document = (await spec()) as unknown as {
+      components: { securitySchemes: Record<string, unknown> };
+      paths: Record<string, Record<string, { security?: unknown }>>;
+    };
+    const secured = Object.entries(document.paths).flatMap(([path, item]) =>
+      Object.entries(item).map(([method, op]) => [`${method.toUpperCase()} ${path}`, op.security !== undefined]),
+    );
+    expect({ scheme: document.components.securitySchemes.bearer, secured: Object.fromEntries(secured) }).toEqual({
+      scheme: { type: "http", scheme: "bearer" },
+      secured: {
+        "GET /": false,
+        "GET /get/{key}": true,
+        "POST /set": true,
+        "DELETE /delete/{key}": true,
+        "GET /status": true,
+        "GET /health": false,
+        "GET /watch": true,
+        "GET /ui": false,
+        "GET /keys": true,
+        "GET /metrics": true,
+      },
     });
   });
 

@@ -34,16 +34,16 @@ $(FAULT_LIB): $(LIB_DEPS)
 	$(CC) $(CFLAGS) -DKV_FAULT_INJECTION -shared -o $@ $(LIB_SRC)
 
 # kvtool: a small C client of the library, used by the tests as "another process written in C".
-$(BUILD)/kvtool: test/c/kvtool.c $(LIB_DEPS)
+$(BUILD)/kvtool: test/c/kvtool.c test/c/checksum.h $(LIB_DEPS)
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS) -Icsrc -o $@ test/c/kvtool.c $(LIB_SRC)
 
-$(BUILD)/kvtool_fault: test/c/kvtool.c $(LIB_DEPS)
+$(BUILD)/kvtool_fault: test/c/kvtool.c test/c/checksum.h $(LIB_DEPS)
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS) -DKV_FAULT_INJECTION -Icsrc -o $@ test/c/kvtool.c $(LIB_SRC)
 
 # C unit tests: the library compiled in, under AddressSanitizer and UndefinedBehaviorSanitizer.
-$(BUILD)/test/%: test/c/%.c test/c/check.h $(LIB_DEPS)
+$(BUILD)/test/%: test/c/%.c test/c/check.h test/c/checksum.h $(LIB_DEPS)
 	@mkdir -p $(BUILD)/test
 	$(CC) $(SAN_FLAGS) -Icsrc -o $@ $< $(LIB_SRC)
 

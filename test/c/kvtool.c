@@ -20,6 +20,7 @@
  * verify the same format. Built with -DKV_FAULT_INJECTION it dies where KV_FAULT_POINT says. */
 #define _GNU_SOURCE
 #include "shared_memory_kv.h"
+#include "checksum.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,19 +33,6 @@ static int fail(const char *what, int rc)
     return rc == KV_NOTFOUND ? 1 : 2;
 }
 
-static size_t checksummed(char *out, size_t cap, const char *body)
-{
-    return (size_t)snprintf(out, cap, "%s#%08x", body, kv_hash(body, strlen(body)));
-}
-
-static int verify_checksummed(const char *v, size_t len)
-{
-    if (len < 9 || v[len - 9] != '#')
-        return 0;
-    char want[9];
-    snprintf(want, sizeof want, "%08x", kv_hash(v, len - 9));
-    return memcmp(want, v + len - 8, 8) == 0;
-}
 
 static int run_writer(kv_store *s, long id, long nkeys, long count)
 {
@@ -72,7 +60,7 @@ static int run_reader(kv_store *s, long nkeys, long count)
         if (kv_get(s, key, strlen(key), value, sizeof value, &len, NULL) != 0)
             continue;
         reads++;
-        torn += !verify_checksummed(value, len);
+        torn += !checksum_ok(value, len);
     }
     printf("%ld %ld\n", reads, torn);
     return torn ? 1 : 0;

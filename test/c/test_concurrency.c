@@ -5,6 +5,7 @@
  * The counts are ten times those first planned (20,000 writes, 200,000 reads each): at the lower
  * counts the processes barely overlap, and a library whose readers ignore the seqlock passed. */
 #include "check.h"
+#include "checksum.h"
 
 #define TOOL     "build/kvtool"
 #define NKEYS    8
@@ -13,20 +14,6 @@
 #define WRITES   200000
 #define READS    2000000
 
-/* kvtool's value format: BODY "#" HEX8, HEX8 = kv_hash(BODY) in lower-case hex. */
-static size_t checksummed(char *out, size_t cap, const char *body)
-{
-    return (size_t)snprintf(out, cap, "%s#%08x", body, kv_hash(body, strlen(body)));
-}
-
-static int checksum_ok(const char *v, size_t len)
-{
-    if (len < 9 || v[len - 9] != '#')
-        return 0;
-    char want[9];
-    snprintf(want, sizeof want, "%08x", kv_hash(v, len - 9));
-    return memcmp(want, v + len - 8, 8) == 0;
-}
 
 /* Every key starts with a valid value, so every read finds one: a reader's count of successful reads
  * must then equal its count of attempts (kvtool skips failed gets silently). */

@@ -3,7 +3,7 @@ import { closeSync, openSync, readFileSync, writeFileSync, writeSync, ftruncateS
 import { KvError } from "../src/errors.ts";
 import { HEADER, layoutOf } from "../src/layout.ts";
 import { KvStore } from "../src/store.ts";
-import { TempStore, uniqueName, unlinkQuietly } from "./helpers/shm.ts";
+import { foreignOwner, TempStore, uniqueName, unlinkQuietly, WITHOUT_CAPABILITIES } from "./helpers/shm.ts";
 
 /** A segment file made by hand under /dev/shm, removed when disposed. */
 function handMade(bytes: Uint8Array): { name: string } & Disposable {
@@ -66,10 +66,11 @@ describe("opening a segment that is not a sound store", () => {
   });
 
   it("names the segment and the fix when permission is denied", () => {
-    // As root the mode is not enforced: the child drops to nobody (uid 65534) to be refused.
+    // Root skips the mode check: the segment goes to another owner, and the child runs without
+    // the capabilities that let root read it anyway.
     using t = new TempStore();
-    const child = Bun.spawnSync(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", process.execPath,
-      `${import.meta.dir}/fixtures/open.ts`, t.name]);
+    foreignOwner(t.name);
+    const child = Bun.spawnSync([...WITHOUT_CAPABILITIES, process.execPath, `${import.meta.dir}/fixtures/open.ts`, t.name]);
     expect(child.stdout.toString().trim()).toBe(
       `EACCES: permission denied opening /dev/shm${t.name}: run as its owner, or have its owner widen its mode ` +
         `(e.g. chmod 0660 /dev/shm${t.name} and share its group)`,

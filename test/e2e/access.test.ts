@@ -4,7 +4,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from "bun:test";
 import { BUN, ServerProcess } from "../helpers/server-process.ts";
-import { TempStore, uniqueName, unlinkQuietly } from "../helpers/shm.ts";
+import { foreignOwner, TempStore, uniqueName, unlinkQuietly, WITHOUT_CAPABILITIES } from "../helpers/shm.ts";
 
 let name: string;
 
@@ -44,9 +44,11 @@ describe("a server with KV_API_TOKEN", () => {
 
 describe("a server that may not open the segment", () => {
   it("answers 503, naming the segment and the fix", async () => {
-    // As root the mode is not enforced: the server drops to nobody (uid 65534) to be refused.
-    using temp = new TempStore(); // root's, mode 0600
-    const cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", BUN, "src/server.ts"];
+    // Root skips the mode check: the segment goes to another owner (mode 0600), and the server runs
+    // without the capabilities that let root open it anyway.
+    using temp = new TempStore();
+    foreignOwner(temp.name);
+    const cmd = [...WITHOUT_CAPABILITIES, BUN, "src/server.ts"];
     await using proc = new ServerProcess(cmd, { env: { PORT: "0", KV_SHM_NAME: temp.name } });
     const health = await fetch(`${await proc.url()}health`);
     const segment = `/dev/shm${temp.name}`;

@@ -1,5 +1,5 @@
 /** Test fixtures for stores: a unique shm name per use, and a store that cleans up after itself. */
-import { existsSync, readdirSync } from "node:fs";
+import { chownSync, existsSync, readdirSync } from "node:fs";
 import { KvStore, type OpenOptions } from "../../src/store.ts";
 
 /** Every name a test makes starts with this, so the suite can check it left none behind. */
@@ -9,6 +9,18 @@ let counter = 0;
 /** A shm name no other test (or test run) uses. */
 export function uniqueName(): string {
   return `/${TEST_PREFIX}${++counter}-${Math.random().toString(36).slice(2, 8)}`;
+}
+
+/**
+ * A command prefix that runs a program without the permission checks root skips: as uid 0 still
+ * (so it can read the project wherever it lies, /root included) but with no capabilities. A segment
+ * given to another owner (see `foreignOwner`) with mode 0600 is then refused to it.
+ */
+export const WITHOUT_CAPABILITIES = ["setpriv", "--bounding-set=-all", "--inh-caps=-all"];
+
+/** Give a segment to nobody (uid 65534), so that a process without capabilities may not open it. */
+export function foreignOwner(name: string): void {
+  chownSync(`/dev/shm${name}`, 65534, 65534);
 }
 
 /** Remove a segment if it exists. */

@@ -228,15 +228,22 @@ static void null_handle_rejected(void)
     kv_close(NULL); /* documented no-op */
 }
 
-static void full_store_refuses_new_key_but_updates(void)
+/* A default store (10 entries) holding key0..key9, all set to "v"; NULL when that fails. */
+static kv_store *full_default_store(void)
 {
     kv_store *s = check_new_store(NULL, NULL);
-    REQUIRE(s);
     char key[16];
-    for (int i = 0; i < 10; i++) {
+    for (int i = 0; s && i < 10; i++) {
         snprintf(key, sizeof key, "key%d", i);
         CHECK_RC(check_set_str(s, key, "v"), 0);
     }
+    return s;
+}
+
+static void full_store_refuses_new_key_but_updates(void)
+{
+    kv_store *s = full_default_store();
+    REQUIRE(s);
     CHECK_RC(check_set_str(s, "key10", "v"), KV_EFULL);
     CHECK_GET(s, "key10", NULL);
     CHECK_RC(check_set_str(s, "key3", "updated while full"), 0);
@@ -319,13 +326,8 @@ static void delete_of_missing_key_is_notfound(void)
  * documented layout says where to look for it. */
 static void delete_then_insert_reuses_the_slot(void)
 {
-    kv_store *s = check_new_store(NULL, NULL);
+    kv_store *s = full_default_store();
     REQUIRE(s);
-    char key[16];
-    for (int i = 0; i < 10; i++) {
-        snprintf(key, sizeof key, "key%d", i);
-        CHECK_RC(check_set_str(s, key, "v"), 0);
-    }
     uint32_t es = rd32(s, 32);
     uint64_t eo = rd64(s, 40);
     uint32_t slot = find_slot(s, "key3");

@@ -1,4 +1,5 @@
 /** KvService: what each route does, in terms of the store. Knows nothing of HTTP requests. */
+import { KvError } from "../errors.ts";
 import { deleteIf, setIf, type Condition } from "./conditions.ts";
 import { ApiError } from "./errors.ts";
 import { keysPage, statusEntry, statusPage } from "./listing.ts";
@@ -25,8 +26,7 @@ export class KvService {
 
   get(key: string): Revisioned<GetResponse> {
     const store = this.slot.require();
-    // A key longer than the store's limit cannot be in it: that is "not found", not a bad request.
-    const entry = fits(key, store.keyMax) ? store.getEntry(key) : undefined;
+    const entry = unlessTooLong(() => store.getEntry(key));
     if (entry === undefined) throw notFound(key);
     return { body: { key, value: entry.value }, revision: entry.revision };
   }
@@ -40,7 +40,7 @@ export class KvService {
   /** Delete `key`, when `condition` holds (PRECONDITION_FAILED otherwise). */
   delete(key: string, condition?: Condition): SuccessResponse {
     const store = this.slot.require();
-    if (!fits(key, store.keyMax) || !deleteIf(store, key, condition)) throw notFound(key);
+    if (!unlessTooLong(() => deleteIf(store, key, condition))) throw notFound(key);
     return { success: true, message: `Key '${key}' deleted successfully` };
   }
 
@@ -75,9 +75,17 @@ export class KvService {
   }
 }
 
-/** Whether `key` is short enough to be in a store whose keys hold at most `keyMax` UTF-8 bytes. */
-function fits(key: string, keyMax: number): boolean {
-  return Buffer.byteLength(key, "utf8") <= keyMax;
+/**
+ * What `read` gives, or undefined when the store refuses the key as too long: such a key cannot be
+ * in it, which is "not found", not a bad request. (The store measures the key's UTF-8 bytes itself.)
+ */
+function unlessTooLong<T>(read: () => T): T | undefined {
+  try {
+    return read();
+  } catch (error) {
+    if (error instanceof KvError && error.code === "KEY_TOO_LONG") return undefined;
+    throw error;
+  }
 }
 
 function notFound(key: string): ApiError {

@@ -887,6 +887,18 @@ int kv_snapshot(kv_store *s, void *buf, size_t buf_len)
     return 0;
 }
 
+uint32_t kv_copy_cell(const kv_store *s, uint32_t cell, void *buf)
+{
+    if (!s || !buf || cell >= s->max_entries + KV_RING_CELLS)
+        return 1;
+    /* The ring follows the entries, cell for cell, so one address computation serves both. */
+    const unsigned char *at = s->entries + (size_t)cell * s->entry_size;
+    const uint32_t *counter = &((const kv_entry *)at)->seq;
+    uint32_t before = __atomic_load_n(counter, __ATOMIC_ACQUIRE);
+    memcpy(buf, at, s->entry_size);
+    return counter_read_valid(counter, before) ? before : 1;
+}
+
 /* ---- kv_check --------------------------------------------------------------------------------- */
 
 static const char *check_header(const kv_store *s)

@@ -245,6 +245,21 @@ KV_API const char *kv_check_detail(const kv_store *s);
  */
 KV_API int kv_snapshot(kv_store *s, void *buf, size_t buf_len);
 
+/**
+ * Copy one cell of the segment without the lock: entry slot `cell` when cell < max_entries, else
+ * change-ring cell `cell - max_entries` (the ring follows the entries). For bindings that read the
+ * segment lock-free but must not view all of it at once (src/mapping.ts says why Bun must not).
+ * The copy is taken as kv_get takes one, so validate it the same way (see layout): an entry's by
+ * the index counter and by the counter this returns; a ring cell's by the store's seq.
+ *
+ * @param cell a slot (< max_entries), or max_entries + a ring cell (< KV_RING_CELLS).
+ * @param buf  destination owned by the caller, at least the layout's entry size.
+ * @return the entry's own counter as it was during the copy, even; or an odd number when a write
+ *         to the slot overlapped the copy, or when `cell` does not exist (nothing is copied then).
+ *         For a ring cell the number means nothing. Safe across processes: writers never wait.
+ */
+KV_API uint32_t kv_copy_cell(const kv_store *s, uint32_t cell, void *buf);
+
 /** A static, human-readable description of any return code of this library (or of -errno). */
 KV_API const char *kv_strerror(int rc);
 

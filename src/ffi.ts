@@ -19,6 +19,7 @@ const symbols = {
   kv_check: { args: [ptr], returns: i32 },
   kv_check_detail: { args: [ptr], returns: cstring },
   kv_snapshot: { args: [ptr, ptr, usize], returns: i32 },
+  kv_copy_cell: { args: [ptr, u32, ptr], returns: u32 },
   kv_strerror: { args: [i32], returns: cstring },
   kv_base: { args: [ptr], returns: ptr },
   kv_map_size: { args: [ptr], returns: usize },

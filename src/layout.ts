@@ -1,11 +1,13 @@
 /**
  * The segment's layout as csrc/shared_memory_kv.h documents it, and a bounds-checked reader over it.
  *
- * A SegmentView reads either the live mapping (lock-free, so what it reads may be torn until the
- * caller validates it with the seqlock) or a snapshot copied under the lock. Every offset it follows
+ * A SegmentView reads either the live segment (lock-free, so what it reads may be torn until the
+ * caller validates it with the seqlock) or a snapshot copied under the lock, through a SegmentMemory
+ * (views of it all, or copies of one entry at a time: see src/segment-memory.ts). Every offset it follows
  * is derived from the geometry validated at open, never from bytes in the segment, so a torn or
  * hostile segment can yield wrong data (caught by validation) but never a read out of bounds.
  */
+import type { SegmentMemory } from "./segment-memory.ts";
 
 /** Byte offsets of the header's fields. */
 export const HEADER = {
@@ -124,73 +126,76 @@ export interface RawEntry {
 }
 
 export class SegmentView {
-  // Views of the whole mapping (or of a snapshot of it). Note: JavaScriptCore counts an ArrayBuffer
-  // over external memory as heap, so a very large segment makes the process's garbage collection
-  // costlier (measured: allocation-heavy code 3-4x slower beside a 360 MB view); bun:ffi's `read`
-  // avoids that but costs ~8 ns a call, several times a typed array access. See README, Performance.
+  readonly #head: Uint32Array; // the header's words
+  // Where memory.open() makes a cell readable.
   readonly #u8: Uint8Array;
   readonly #u32s: Uint32Array;
   // Strings are decoded from a copy in this small buffer.
   readonly #scratch: Buffer;
-  readonly #indexAt: number; // byte offset of the first index cell
   readonly #mask: number;
 
   constructor(
-    buffer: ArrayBuffer,
+    /** The live segment, or a snapshot of it. */
+    readonly memory: SegmentMemory,
     readonly layout: Layout,
   ) {
-    this.#u8 = new Uint8Array(buffer, 0, layout.totalSize);
-    this.#u32s = new Uint32Array(buffer, 0, layout.totalSize / 4);
+    this.#head = memory.head;
+    this.#u8 = memory.u8;
+    this.#u32s = memory.u32;
     this.#scratch = Buffer.allocUnsafe(Math.max(layout.keyMax, layout.valueMax));
-    this.#indexAt = layout.headerSize;
     this.#mask = layout.indexCells - 1;
   }
 
-  /** The store's seqlock counter, read atomically so no JIT can hoist it out of a retry loop. */
+  /**
+   * The store's seqlock counter, read atomically so no JIT can hoist it out of a retry loop. Reading
+   * a counter begins or ends a read, so entries read before it are read afresh after it.
+   */
   seq(): number {
-    return Atomics.load(this.#u32s, HEADER.seq / 4);
+    this.memory.renew();
+    return Atomics.load(this.#head, HEADER.seq / 4);
   }
 
-  /** The counter of the index and the slots' keys (inserts, deletes, repairs). */
+  /** The counter of the index and the slots' keys (inserts, deletes, repairs); see seq(). */
   indexSeq(): number {
-    return Atomics.load(this.#u32s, HEADER.indexSeq / 4);
+    this.memory.renew();
+    return Atomics.load(this.#head, HEADER.indexSeq / 4);
   }
 
   /** A live entry's own counter (rewrites of its value). */
   entrySeq(slot: number): number {
-    return Atomics.load(this.#u32s, (this.entryOffset(slot) + ENTRY.seq) / 4);
+    return this.memory.counter(slot);
   }
 
-  #u32(byteOffset: number): number {
-    return this.#u32s[byteOffset >>> 2]!;
+  #u32(at: number): number {
+    return this.#u32s[at >>> 2]!;
   }
 
-  u64(byteOffset: number): number {
-    return this.#u32(byteOffset) + this.#u32(byteOffset + 4) * TWO_32;
+  #u64(at: number): number {
+    return this.#u32(at) + this.#u32(at + 4) * TWO_32;
+  }
+
+  #headU64(byteOffset: number): number {
+    return this.#head[byteOffset / 4]! + this.#head[byteOffset / 4 + 1]! * TWO_32;
   }
 
   /** Header fields as they stand (unvalidated). */
   version(): number {
-    return this.u64(HEADER.version);
+    return this.#headU64(HEADER.version);
   }
 
   entryCount(): number {
-    return this.#u32(HEADER.entryCount);
+    return this.#head[HEADER.entryCount / 4]!;
   }
 
   highWater(): number {
-    return Math.min(this.#u32(HEADER.highWater), this.layout.maxEntries);
+    return Math.min(this.#head[HEADER.highWater / 4]!, this.layout.maxEntries);
   }
 
   lockRecoveries(): number {
-    return this.u64(HEADER.lockRecoveries);
+    return this.#headU64(HEADER.lockRecoveries);
   }
 
-  entryOffset(slot: number): number {
-    return this.layout.entriesOff + slot * this.layout.entrySize;
-  }
-
-  /** Whether the `length` bytes at byte offset `at` equal the first `length` of `bytes`. */
+  /** Whether the `length` bytes at `at` equal the first `length` of `bytes`. */
   #equals(at: number, bytes: Uint8Array, length: number): boolean {
     const u8 = this.#u8;
     for (let i = 0; i < length; i++) if (u8[at + i] !== bytes[i]) return false;
@@ -202,11 +207,11 @@ export class SegmentView {
     const maxEntries = this.layout.maxEntries;
     let pos = hash & this.#mask;
     for (let n = 0; n <= this.#mask; n++, pos = (pos + 1) & this.#mask) {
-      const cell = this.#u32(this.#indexAt + 4 * pos);
+      const cell = this.memory.indexCell(pos);
       if (cell === 0) return -1;
       const slot = cell - 1;
       if (slot >= maxEntries) continue;
-      const at = this.entryOffset(slot);
+      const at = this.memory.open(slot);
       if (this.#u32(at + ENTRY.hash) !== hash || this.#u32(at) !== length) continue;
       if (this.#equals(at + ENTRY.data, key, length)) return slot;
     }
@@ -215,18 +220,19 @@ export class SegmentView {
 
   /** The value length of a slot, or -1 when it is out of range (a torn read). */
   valueLength(slot: number): number {
-    const len = this.#u32(this.entryOffset(slot) + ENTRY.valueLen);
+    const len = this.#u32(this.memory.open(slot) + ENTRY.valueLen);
     return len <= this.layout.valueMax ? len : -1;
   }
 
   value(slot: number, length: number): string {
-    return this.#decode(this.entryOffset(slot) + ENTRY.data + this.layout.keyMax, length);
+    return this.#decode(this.memory.open(slot) + ENTRY.data + this.layout.keyMax, length);
   }
 
   /** UTF-8 text of `length` bytes at byte offset `at` (length within the geometry's limits). */
   #decode(at: number, length: number): string {
     const scratch = this.#scratch;
     if (length <= 64) {
+      // A loop beats set() for the short strings most keys and values are.
       const u8 = this.#u8;
       for (let i = 0; i < length; i++) scratch[i] = u8[at + i]!;
     } else {
@@ -240,7 +246,7 @@ export class SegmentView {
    * the key when the caller knows it already (it found the slot by it), saving its decoding.
    */
   entry(slot: number, key?: string): RawEntry | undefined {
-    const at = this.entryOffset(slot);
+    const at = this.memory.open(slot);
     const keyLen = this.#u32(at);
     const valueLen = this.valueLength(slot);
     if (keyLen === 0 || keyLen > this.layout.keyMax || valueLen < 0) return undefined;
@@ -248,7 +254,7 @@ export class SegmentView {
       key: key ?? this.#decode(at + ENTRY.data, keyLen),
       value: this.value(slot, valueLen),
       timestamp: this.#i64(at + ENTRY.timestamp),
-      revision: this.u64(at + ENTRY.revision),
+      revision: this.#u64(at + ENTRY.revision),
     };
   }
 
@@ -258,7 +264,7 @@ export class SegmentView {
 
   /** The key in a slot, or undefined when the slot is free or its length is out of range. */
   key(slot: number): string | undefined {
-    const at = this.entryOffset(slot);
+    const at = this.memory.open(slot);
     const keyLen = this.#u32(at);
     if (keyLen === 0 || keyLen > this.layout.keyMax) return undefined;
     return this.#decode(at + ENTRY.data, keyLen);
@@ -272,7 +278,7 @@ export class SegmentView {
     const high = this.highWater();
     const slots: number[] = [];
     for (let slot = Math.max(from, 0); slot < high; slot++) {
-      const at = this.entryOffset(slot);
+      const at = this.memory.open(slot);
       const keyLen = this.#u32(at);
       if (keyLen === 0 || keyLen > this.layout.keyMax || keyLen < prefix.length) continue;
       if (!this.#equals(at + ENTRY.data, prefix, prefix.length)) continue;
@@ -287,7 +293,7 @@ export class SegmentView {
     const high = this.highWater();
     let bytes = 0;
     for (let slot = 0; slot < high; slot++) {
-      const at = this.entryOffset(slot);
+      const at = this.memory.open(slot);
       const keyLen = this.#u32(at);
       if (keyLen !== 0) bytes += Math.min(keyLen, this.layout.keyMax) + Math.min(this.#u32(at + 4), this.layout.valueMax);
     }
@@ -310,8 +316,8 @@ export class SegmentView {
    * caller validates the read with the seqlock, and must know revision <= the committed version.
    */
   change(revision: number): RawChange | "expired" {
-    const at = this.layout.ringOff + ((revision - 1) % RING_CELLS) * this.layout.entrySize;
-    if (this.u64(at + CHANGE.revision) !== revision) return "expired";
+    const at = this.memory.open(this.layout.maxEntries + ((revision - 1) % RING_CELLS));
+    if (this.#u64(at + CHANGE.revision) !== revision) return "expired";
     const keyLen = this.#u32(at + CHANGE.keyLen);
     const valueLen = this.#u32(at + CHANGE.valueLen);
     const op = this.#u32(at + CHANGE.op);
@@ -329,7 +335,7 @@ export class SegmentView {
 
   /** The header's own account of its geometry agrees with the one validated at open. */
   matches(layout: Layout): boolean {
-    const u32 = this.#u32s;
+    const u32 = this.#head;
     return (
       u32[HEADER.maxEntries / 4] === layout.maxEntries &&
       u32[HEADER.keyMax / 4] === layout.keyMax &&
@@ -337,10 +343,10 @@ export class SegmentView {
       u32[HEADER.headerSize / 4] === layout.headerSize &&
       u32[HEADER.entrySize / 4] === layout.entrySize &&
       u32[HEADER.indexCells / 4] === layout.indexCells &&
-      this.u64(HEADER.entriesOff) === layout.entriesOff &&
-      this.u64(HEADER.ringOff) === layout.ringOff &&
+      this.#headU64(HEADER.entriesOff) === layout.entriesOff &&
+      this.#headU64(HEADER.ringOff) === layout.ringOff &&
       u32[HEADER.ringCells / 4] === RING_CELLS &&
-      this.u64(HEADER.totalSize) === layout.totalSize
+      this.#headU64(HEADER.totalSize) === layout.totalSize
     );
   }
 }

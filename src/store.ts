@@ -2,11 +2,11 @@
  * KvStore: a typed handle on one shmkv segment. Reads go straight to the mapping (lock-free,
  * validated by the seqlock); writes call the C library, which takes the lock.
  */
-import { toArrayBuffer } from "bun:ffi";
 import { constants } from "node:os";
 import { codeOf, KvConflictError, KvError, RC } from "./errors.ts";
 import { kvLib, type KvLib, type Pointer } from "./ffi.ts";
 import { layoutOf, RING_CELLS, SegmentView, kvHash, type RawChange, type RawEntry } from "./layout.ts";
+import { memoryOf, ViewedMemory } from "./segment-memory.ts";
 import { mappedIdentity, type FileIdentity } from "./segment-identity.ts";
 
 /** Geometry and permissions of a segment this open creates. Ignored when it exists. */
@@ -155,9 +155,8 @@ export class KvStore implements Disposable {
       keyMax: lib.kv_key_max(handle),
       valueMax: lib.kv_value_max(handle),
     });
-    const base = lib.kv_base(handle);
-    const size = Number(lib.kv_map_size(handle));
-    const view = base && size === layout.totalSize ? new SegmentView(toArrayBuffer(base, 0, size), layout) : undefined;
+    const memory = memoryOf(lib, handle, layout);
+    const view = memory && new SegmentView(memory, layout);
     if (!view || !view.matches(layout)) {
       lib.kv_close(handle);
       throw new KvError("INCOMPATIBLE", `cannot open ${name}: the mapping disagrees with its geometry`, RC.INCOMPATIBLE);
@@ -383,7 +382,7 @@ export class KvStore implements Disposable {
     const copy = new Uint8Array(view.layout.totalSize);
     const rc = open.lib.kv_snapshot(open.handle, copy, copy.byteLength);
     if (rc !== 0) fail(open.lib, rc, `cannot read ${this.name}`);
-    return read(new SegmentView(copy.buffer, view.layout));
+    return read(new SegmentView(new ViewedMemory(copy.buffer, view.layout), view.layout));
   }
 
   #page<T>(from: number, limit: number, prefix: string, read: (view: SegmentView, slot: number) => T | undefined): KvPage<T> {

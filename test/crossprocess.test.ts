@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { kvHash } from "../src/layout.ts";
 import { KvStore } from "../src/store.ts";
 import { BUILD, checksummed, kvtool, kvtoolAsync, verifyChecksummed, type Ran } from "./helpers/kvtool.ts";
-import { TempStore } from "./helpers/shm.ts";
+import { READ_PATHS, TempStore } from "./helpers/shm.ts";
 
 /** Run test/fixtures/writer.ts in a child bun process. */
 async function bunWriter(name: string, id: number, nkeys: number, count: number, env: Record<string, string> = {}): Promise<Ran> {
@@ -38,9 +38,9 @@ describe("one segment, C and Bun", () => {
   });
 });
 
-describe("concurrent processes", () => {
+describe.each(READ_PATHS)("concurrent processes, a segment %s", (_, geometry) => {
   it("never shows a torn value, and version counts every successful write", async () => {
-    using t = new TempStore({ maxEntries: 16 });
+    using t = new TempStore(geometry);
     const writers = [
       kvtoolAsync(t.name, ["writer", "1", "8", "20000"]),
       kvtoolAsync(t.name, ["writer", "2", "8", "20000"]),
@@ -115,8 +115,8 @@ describe("a writer killed while it holds the lock", () => {
 
   // A dead writer's undone write must never be seen, even before the repair; its completed one must.
   for (const [point, seen] of [[4, "original"], [6, "original"], [7, "new-value"]] as const) {
-    it(`shows readers only what the repair will keep, before it runs (fault point ${point})`, () => {
-      using t = new TempStore();
+    it.each(READ_PATHS)(`shows readers only what the repair will keep, before it runs (fault point ${point}, a segment %s)`, (_, geometry) => {
+      using t = new TempStore(geometry);
       t.store.set("old", "original");
       expect(kvtool(t.name, ["set", "old", "new-value"], point).signalCode).toBe("SIGKILL");
       expect(t.store.get("old")).toBe(seen);

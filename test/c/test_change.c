@@ -1,4 +1,5 @@
-/* test_change: the change ring (kv_change) and whole-segment snapshots (kv_snapshot). */
+/* test_change: the change ring (kv_change), whole-segment snapshots (kv_snapshot) and copies of
+ * single cells (kv_copy_cell). */
 #include "check.h"
 
 static void every_write_is_recorded(void)
@@ -116,6 +117,39 @@ static void snapshot_copies_the_segment(void)
     free(buf);
 }
 
+static void copy_cell_copies_slots_and_ring_cells(void)
+{
+    kv_store *s = check_new_store(NULL, NULL);
+    REQUIRE(s);
+    CHECK_RC(check_set_str(s, "k", "v"), 0);
+    unsigned char *base = kv_base(s);
+    uint32_t entry_size, max = kv_max_entries(s);
+    uint64_t entries_off;
+    memcpy(&entry_size, base + 32, 4);
+    memcpy(&entries_off, base + 40, 8);
+    unsigned char buf[1024];
+    REQUIRE(entry_size <= sizeof buf);
+    /* A live slot: its bytes, and its counter, even. */
+    uint32_t counter = kv_copy_cell(s, 0, buf);
+    CHECK_EQ(counter & 1, 0);
+    CHECK(memcmp(buf, base + entries_off, entry_size) == 0);
+    /* The ring's cells follow the slots: cell max holds the record of revision 1. */
+    kv_copy_cell(s, max, buf);
+    CHECK(memcmp(buf, base + entries_off + (uint64_t)max * entry_size, entry_size) == 0);
+    /* A slot whose counter is odd is being written: the copy is not a state to trust. */
+    uint32_t *seq = (uint32_t *)(base + entries_off + 12);
+    *seq += 1;
+    CHECK_EQ(kv_copy_cell(s, 0, buf) & 1, 1);
+    *seq -= 1;
+    /* No such cell, no handle, no buffer: odd, and nothing copied. */
+    memset(buf, 0xAA, sizeof buf);
+    CHECK_EQ(kv_copy_cell(s, max + KV_RING_CELLS, buf) & 1, 1);
+    CHECK_EQ(kv_copy_cell(NULL, 0, buf) & 1, 1);
+    CHECK_EQ(kv_copy_cell(s, 0, NULL) & 1, 1);
+    CHECK_EQ(buf[0], 0xAA);
+    CHECK_EQ(buf[entry_size - 1], 0xAA);
+}
+
 int main(void)
 {
     RUN(every_write_is_recorded);
@@ -124,5 +158,6 @@ int main(void)
     RUN(small_buffers_report_lengths);
     RUN(changes_by_another_handle_are_seen);
     RUN(snapshot_copies_the_segment);
+    RUN(copy_cell_copies_slots_and_ring_cells);
     return CHECK_FINISH();
 }

@@ -1,5 +1,7 @@
 /** Test fixtures for stores: a unique shm name per use, and a store that cleans up after itself. */
 import { chownSync, existsSync, readdirSync } from "node:fs";
+import { layoutOf } from "../../src/layout.ts";
+import { VIEW_BUDGET } from "../../src/segment-memory.ts";
 import { KvStore, type OpenOptions } from "../../src/store.ts";
 
 /** Every name a test makes starts with this, so the suite can check it left none behind. */
@@ -47,3 +49,17 @@ export class TempStore implements Disposable {
     unlinkQuietly(this.name);
   }
 }
+
+/** Seed-sized entries, enough of them that the segment is larger than VIEW_BUDGET. */
+export const BEYOND_VIEW_BUDGET = {
+  maxEntries: Math.ceil(VIEW_BUDGET / layoutOf({ maxEntries: 1, keyMax: 63, valueMax: 255 }).entrySize) + 1,
+};
+
+/**
+ * The two ways the binding reads a segment (src/segment-memory.ts), with a geometry for each:
+ * through views of all of it, and, beyond VIEW_BUDGET, entry by entry through copies.
+ */
+export const READ_PATHS = [
+  ["viewed whole", { maxEntries: 16 }],
+  ["copied entry by entry", BEYOND_VIEW_BUDGET],
+] as const;

@@ -1,0 +1,128 @@
+/**
+ * How a SegmentView reaches a segment's bytes: through views of all of it (a segment within
+ * VIEW_BUDGET, or a snapshot), or through views of its header and index with each entry copied out
+ * as it is read.
+ *
+ * Why not always views: JavaScriptCore counts an ArrayBuffer over external memory as heap. Beside a
+ * view of a 360 MB segment the collector lets hundreds of MB be allocated between collections, so
+ * every allocation in the process lands in cold memory, and allocation-heavy code runs 3-4x slower
+ * (measured; see README, Performance). Views of at most VIEW_BUDGET bytes leave the collector
+ * alone, and copying an entry out (one FFI call) costs about what reading it through a view does.
+ */
+import { ptr, read, toArrayBuffer, type Pointer } from "bun:ffi";
+import type { KvLib } from "./ffi.ts";
+import { ENTRY, type Layout } from "./layout.ts";
+
+/** The most bytes of a segment a process views at once (measured: 16 MB of views cost nothing). */
+export const VIEW_BUDGET = 16 << 20;
+
+export interface SegmentMemory {
+  /** The header's words. */
+  readonly head: Uint32Array;
+  /** What `open` makes a cell readable in. */
+  readonly u8: Uint8Array;
+  readonly u32: Uint32Array;
+  /** Index cell `pos`: 0 when empty, else slot + 1. */
+  indexCell(pos: number): number;
+  /**
+   * Make a cell readable: slot `cell` when below maxEntries, else ring cell `cell - maxEntries`.
+   * Returns the byte offset in u8/u32 where the cell starts.
+   */
+  open(cell: number): number;
+  /** The own counter of the entry in slot `cell` (odd while it is written), as `open` reads it. */
+  counter(cell: number): number;
+  /** A new read begins (or ends): nothing read before may be reused. */
+  renew(): void;
+}
+
+/** The memory of an open store; undefined when its mapping is not the size its layout says. */
+export function memoryOf(lib: KvLib, handle: Pointer, layout: Layout): SegmentMemory | undefined {
+  const base = lib.kv_base(handle);
+  if (!base || Number(lib.kv_map_size(handle)) !== layout.totalSize) return undefined;
+  if (layout.totalSize <= VIEW_BUDGET) return new ViewedMemory(toArrayBuffer(base, 0, layout.totalSize), layout);
+  return new CopiedMemory(Number(base), layout, lib, handle);
+}
+
+/** Views of the whole segment: the live mapping, or a copy of it. */
+export class ViewedMemory implements SegmentMemory {
+  readonly head: Uint32Array;
+  readonly u8: Uint8Array;
+  readonly u32: Uint32Array;
+  readonly #indexWord: number;
+  readonly #cellsAt: number;
+  readonly #cellSize: number;
+
+  constructor(buffer: ArrayBuffer, layout: Layout) {
+    this.u8 = new Uint8Array(buffer, 0, layout.totalSize);
+    this.head = this.u32 = new Uint32Array(buffer, 0, layout.totalSize / 4);
+    this.#indexWord = layout.headerSize / 4;
+    this.#cellsAt = layout.entriesOff;
+    this.#cellSize = layout.entrySize;
+  }
+
+  indexCell(pos: number): number {
+    return this.u32[this.#indexWord + pos]!;
+  }
+
+  open(cell: number): number {
+    return this.#cellsAt + cell * this.#cellSize;
+  }
+
+  counter(cell: number): number {
+    // Atomic, so that no JIT hoists it out of a retry loop.
+    return Atomics.load(this.u32, (this.open(cell) + ENTRY.seq) / 4);
+  }
+
+  renew(): void {}
+}
+
+/**
+ * A segment beyond VIEW_BUDGET: views of its header and (when within budget) its index; each cell
+ * copied by kv_copy_cell, which validates an entry's copy by the entry's counter as kv_get does.
+ */
+export class CopiedMemory implements SegmentMemory {
+  readonly head: Uint32Array;
+  readonly u8: Uint8Array;
+  readonly u32: Uint32Array;
+  readonly #index: Uint32Array | undefined;
+  readonly #indexAt: number; // its address, for when it is read cell by cell
+  readonly #copyAt: number; // the address of u8
+  #copied = -1; // the cell u8 holds, -1 when none
+  #counter = 1;
+
+  constructor(
+    base: number,
+    layout: Layout,
+    readonly lib: KvLib,
+    readonly handle: Pointer,
+  ) {
+    this.head = new Uint32Array(toArrayBuffer(base as Pointer, 0, layout.headerSize));
+    const indexBytes = layout.entriesOff - layout.headerSize;
+    this.#indexAt = base + layout.headerSize;
+    this.#index = indexBytes <= VIEW_BUDGET ? new Uint32Array(toArrayBuffer(base as Pointer, layout.headerSize, indexBytes)) : undefined;
+    this.u8 = new Uint8Array(layout.entrySize);
+    this.u32 = new Uint32Array(this.u8.buffer);
+    this.#copyAt = ptr(this.u8);
+  }
+
+  indexCell(pos: number): number {
+    return this.#index ? this.#index[pos]! : read.u32(this.#indexAt as Pointer, pos * 4);
+  }
+
+  open(cell: number): number {
+    if (cell !== this.#copied) {
+      this.#counter = this.lib.kv_copy_cell(this.handle, cell, this.#copyAt as Pointer);
+      this.#copied = cell;
+    }
+    return 0;
+  }
+
+  counter(cell: number): number {
+    this.open(cell);
+    return this.#counter;
+  }
+
+  renew(): void {
+    this.#copied = -1;
+  }
+}

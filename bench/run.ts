@@ -1,6 +1,8 @@
 /**
  * `make bench`: every benchmark, each figure the median of RUNS runs in fresh processes; a table on
  * stdout and bench/results.json. BENCH_SECONDS (default 1) is the time per measured loop.
+ * BENCH_ONLY=inProcess,http (any of inProcess, crossProcess, http, watchers) runs just those, and
+ * leaves bench/results.json as it is.
  */
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
@@ -57,16 +59,19 @@ function table(title: string, head: string[], rows: string[][]): void {
 }
 
 async function inProcess(): Promise<Json> {
-  const results: Record<string, Record<string, Record<string, Figures>>> = {};
-  for (const entries of [10, 10_000, 1_000_000]) {
+  const SIZES = [10, 10_000, 1_000_000];
+  // One round runs every size: the 1,000,000 vs 10 ratio compares runs minutes apart otherwise.
+  const runs: Record<string, () => Promise<Record<string, Figures>>> = {};
+  for (const entries of SIZES) {
     const run = (impl: string) => () => json<Record<string, Figures>>([bun, "bench/inprocess.ts", impl, `${entries}`, `${SECONDS}`]);
-    const row = await interleaved({
-      shmkv: run("shmkv"),
-      map: run("map"),
-      lmdb: run("lmdb"),
-      c: () => json([BENCH_C, `/shmkv-bench-c-${process.pid}`, `${entries}`, `${SECONDS}`]),
-    });
-    results[entries] = row;
+    for (const impl of ["shmkv", "map", "lmdb"]) runs[`${entries} ${impl}`] = run(impl);
+    runs[`${entries} c`] = () => json([BENCH_C, `/shmkv-bench-c-${process.pid}`, `${entries}`, `${SECONDS}`]);
+  }
+  const all = await interleaved(runs);
+  const results: Record<string, Record<string, Record<string, Figures>>> = {};
+  for (const [run, figures] of Object.entries(all)) {
+    const [entries, impl] = run.split(" ") as [string, string];
+    (results[entries] ??= {})[impl] = figures;
   }
   const rows: string[][] = [];
   for (const [entries, row] of Object.entries(results)) {
@@ -137,11 +142,21 @@ const machine = {
   seconds: SECONDS,
 };
 console.log(`shmkv benchmarks: ${machine.cpu}, ${machine.cores} cores, bun ${machine.bun}, median of ${RUNS} runs of ${SECONDS} s`);
-const sections: Record<string, Json> = { inProcess: await inProcess(), crossProcess: await crossProcess() };
-sections.http = await httpBench({ runs: RUNS, seconds: SECONDS, table });
-sections.watchers = await watchersBench({ runs: RUNS, seconds: SECONDS, table });
+const SECTIONS: Record<string, () => Promise<Json>> = {
+  inProcess,
+  crossProcess,
+  http: () => httpBench({ runs: RUNS, seconds: SECONDS, table }),
+  watchers: () => watchersBench({ runs: RUNS, seconds: SECONDS, table }),
+};
+const only = process.env.BENCH_ONLY?.split(",");
+const unknown = only?.filter((name) => !(name in SECTIONS));
+if (unknown?.length) throw new Error(`BENCH_ONLY: no section ${unknown.join(", ")} (there are ${Object.keys(SECTIONS).join(", ")})`);
+const sections: Record<string, Json> = {};
+for (const [name, run] of Object.entries(SECTIONS)) if (!only || only.includes(name)) sections[name] = await run();
 const targets: Record<string, number> = Object.assign({}, ...Object.values(sections).map((s) => s.targets));
 table("Targets (ratios from this run)", ["target", "measured", "holds"],
   Object.entries(targets).map(([k, v]) => [k, ratio(v), (k.includes(">=") ? v >= Number(k.split(">= ")[1]) : v <= Number(k.split("<= ")[1])) ? "yes" : "NO"]));
-await Bun.write(join(import.meta.dir, "results.json"), `${JSON.stringify({ machine, ...sections }, null, 2)}\n`);
-console.log("\nwritten: bench/results.json");
+if (!only) {
+  await Bun.write(join(import.meta.dir, "results.json"), `${JSON.stringify({ machine, ...sections }, null, 2)}\n`);
+  console.log("\nwritten: bench/results.json");
+}

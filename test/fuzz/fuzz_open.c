@@ -2,9 +2,10 @@
  *
  * The header's threat model: anyone who can write the segment can corrupt it, and the store must
  * answer with errors or wrong data, never a crash. This target builds such a segment, opens it, and
- * requires that kv_open returns an error or a usable store; on a store that opens, kv_get, kv_change,
- * kv_check, kv_set and kv_delete must not crash or hang, and must return documented codes. When kv_check calls
- * the store sound, it must also behave like one (a set reads back, counts and version move by one).
+ * requires that kv_open returns an error or a usable store; on a store that opens, kv_get,
+ * kv_change, kv_copy_cell, kv_check, kv_set and kv_delete must not crash or hang, and must return
+ * documented codes. When kv_check calls the store sound, it must also behave like one (a set
+ * reads back, counts and version move by one).
  *
  * Input: byte 0 is the mode: bit 0 raw, bit 1 dead owner, bit 2 resize.
  *   raw (bit 0)      the rest of the input is the segment, byte for byte.
@@ -262,6 +263,23 @@ static void probe_changes(kv_store *s)
     free(value);
 }
 
+/* Copies of the first and last slots and ring cells, and of one past them: each into an exact-size
+ * heap buffer (an over-long copy is an ASan report); the one past copies nothing and says odd. */
+static void probe_cells(kv_store *s)
+{
+    uint32_t max = kv_max_entries(s);
+    size_t entry_size = (32 + (size_t)kv_key_max(s) + kv_value_max(s) + 7) & ~(size_t)7;
+    uint32_t cells[] = {0, max - 1, max, max + KV_RING_CELLS - 1};
+    unsigned char *buf = malloc(entry_size);
+    FZ_REQUIRE(buf, "out of memory");
+    for (size_t i = 0; i < sizeof cells / sizeof cells[0]; i++)
+        kv_copy_cell(s, cells[i], buf);
+    memset(buf, 0xA5, entry_size);
+    FZ_REQUIRE(kv_copy_cell(s, max + KV_RING_CELLS, buf) & 1, "kv_copy_cell: a cell past the ring");
+    FZ_REQUIRE(buf[0] == 0xA5 && buf[entry_size - 1] == 0xA5, "kv_copy_cell: copied a cell past the ring");
+    free(buf);
+}
+
 static int check_rc(kv_store *s)
 {
     int rc = kv_check(s);
@@ -316,6 +334,7 @@ static void exercise(kv_store *s)
 {
     for_each_probe(s, probe_get);
     probe_changes(s);
+    probe_cells(s);
     if (check_rc(s) == 0)
         require_behaves(s);
     for_each_probe(s, probe_write);

@@ -4,7 +4,8 @@
  * - fz_in: a cursor over the fuzzer's input; reading past the end yields zeros, so every input decodes.
  * - FZ_REQUIRE: a failed expectation prints why and aborts, which libFuzzer records as a crash.
  * - Segment names: one per process ("/shmkv-fuzz-TAG-PID"), so parallel fuzzers (-jobs, -fork) never
- *   share a segment; names left behind by processes that died are removed at start-up.
+ *   share a segment; names left behind by processes that died are removed at start-up (this header
+ *   defines LLVMFuzzerInitialize to do so).
  * - kv_fuzz_mmap / kv_fuzz_munmap: fuzz.mk compiles the library with -Dmmap=kv_fuzz_mmap
  *   -Dmunmap=kv_fuzz_munmap, so the store's mapping sits between two PROT_NONE zones and the tail of its
  *   last page is poisoned for ASan. A read or write past the mapping then faults or is reported at once,
@@ -107,6 +108,16 @@ static inline void fz_remove_stale_names(void)
         }
     }
     closedir(d);
+}
+
+/* libFuzzer calls it once per process, before the first input. */
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    fz_remove_stale_names();
+    return 0;
 }
 
 /* ---- the library's guarded mapping ------------------------------------------------------------- */

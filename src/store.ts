@@ -73,6 +73,11 @@ const KV_CREATE = 1;
 const KV_EXCL = 2;
 /** Lock-free attempts before a read falls back to the library's locked path. */
 const READ_ATTEMPTS = 64;
+/**
+ * Bytes a scratch buffer has beyond the limit: room for one more character of UTF-8 (up to 4
+ * bytes), so that text over the limit always writes more bytes than the limit.
+ */
+const OVERFLOW_ROOM = 4;
 /** KV_ANY_REVISION: no condition on the write. */
 const ANY_REVISION = 0xffff_ffff_ffff_ffffn;
 
@@ -100,8 +105,8 @@ interface Open {
   lib: KvLib;
   handle: Pointer;
   view: SegmentView;
-  key: Uint8Array; // scratch: the current key's UTF-8 bytes (keyMax + 1, to detect overflow)
-  value: Uint8Array; // scratch: the current value's UTF-8 bytes (valueMax + 1)
+  key: Buffer; // scratch: the current key's UTF-8 bytes (see OVERFLOW_ROOM)
+  value: Buffer; // scratch: the current value's UTF-8 bytes
   out: Uint32Array; // a u64 out-parameter of the C calls, read as two words (no BigInt)
 }
 
@@ -165,8 +170,8 @@ export class KvStore implements Disposable {
       lib,
       handle,
       view,
-      key: new Uint8Array(layout.keyMax + 1),
-      value: new Uint8Array(layout.valueMax + 1),
+      key: Buffer.alloc(layout.keyMax + OVERFLOW_ROOM),
+      value: Buffer.alloc(layout.valueMax + OVERFLOW_ROOM),
       out: new Uint32Array(2),
     });
   }
@@ -401,11 +406,14 @@ export class KvStore implements Disposable {
     });
   }
 
-  /** UTF-8 bytes of key into the scratch buffer; returns their count. */
+  /**
+   * UTF-8 bytes of key into the scratch buffer; returns their count. Buffer#write, unlike
+   * TextEncoder#encodeInto, allocates nothing: a get allocates only the string it returns.
+   */
   #encodeKey(open: Open, key: string, validate: boolean): number {
     if (typeof key !== "string") throw new KvError("INVALID_ARGUMENT", "the key must be a string");
-    const { read, written } = utf8.encodeInto(key, open.key);
-    if (read < key.length || written > open.view.layout.keyMax) {
+    const written = open.key.write(key);
+    if (written > open.view.layout.keyMax) {
       throw new KvError("KEY_TOO_LONG", `key longer than ${open.view.layout.keyMax} bytes`, RC.KEY_TOO_LONG);
     }
     // The C library checks these on writes; reads never reach it.
@@ -417,8 +425,8 @@ export class KvStore implements Disposable {
 
   #encodeValue(open: Open, value: string): number {
     if (typeof value !== "string") throw new KvError("INVALID_ARGUMENT", "the value must be a string");
-    const { read, written } = utf8.encodeInto(value, open.value);
-    if (read < value.length || written > open.view.layout.valueMax) {
+    const written = open.value.write(value);
+    if (written > open.view.layout.valueMax) {
       throw new KvError("VALUE_TOO_LONG", `value longer than ${open.view.layout.valueMax} bytes`, RC.VALUE_TOO_LONG);
     }
     return written;

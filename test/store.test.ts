@@ -101,6 +101,24 @@ describe("KvStore reads and writes", () => {
     expect(s.version).toBe(1);
   });
 
+  it("refuses text whose last character crosses the limit, whatever its width", () => {
+    using t = new TempStore();
+    const s = t.store;
+    const fits = { key: `${"k".repeat(60)}€`, value: `${"v".repeat(251)}😀` }; // 63 and 255 bytes
+    s.set(fits.key, fits.value);
+    expect(s.get(fits.key)).toBe(fits.value);
+    for (const key of [`${"k".repeat(61)}€`, `${"k".repeat(62)}😀`, `${"k".repeat(63)}é`]) {
+      expect([errorOf(() => s.set(key, "v")).code, errorOf(() => s.get(key)).code]).toEqual(["KEY_TOO_LONG", "KEY_TOO_LONG"]);
+    }
+    for (const value of [`${"v".repeat(252)}😀`, `${"v".repeat(253)}€`, `${"v".repeat(254)}é`]) {
+      expect(errorOf(() => s.set("k", value)).code).toBe("VALUE_TOO_LONG");
+    }
+    // A lone surrogate is stored as U+FFFD (3 bytes), as TextEncoder would encode it.
+    s.set(`${"k".repeat(60)}\ud800`, "lone");
+    expect(s.get(`${"k".repeat(60)}\ufffd`)).toBe("lone");
+    expect(s.version).toBe(2);
+  });
+
   it("rejects empty keys and keys holding NUL, on reads and writes alike", () => {
     using t = new TempStore();
     for (const key of ["", "a\0b"]) {

@@ -76,18 +76,29 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
   const onInternalError = options.onInternalError ?? ((error: unknown) => console.error(error));
   const metrics = new HttpMetrics();
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  const refuseLarge = refuseLargeBodies(maxBodyBytes);
+  const checkToken = requireToken(options.token);
   return new Elysia()
     .use(measure(metrics))
+    // The gates every request passes before routing, in one hook. Elysia reads a hook's source to
+    // decide whether to await it, and takes a `return f(...)` for async; an awaited hook makes the
+    // handling of every request asynchronous from its first step. Hence the redirect is assigned,
+    // then returned (test/http/routes.test.ts checks that the hook stays synchronous).
     .onRequest(({ request, redirect }) => {
+      let early: Response | undefined;
       // Send every "/path/" to "/path" ("/swagger/" too, so the page has one address). A cheap look
       // at the raw URL first: this runs for every request.
       const query = request.url.indexOf("?");
-      if (request.url.charCodeAt((query < 0 ? request.url.length : query) - 1) !== SLASH) return;
-      const url = new URL(request.url);
-      if (url.pathname.length > 1) return redirect(`${url.pathname.replace(/\/+$/, "") || "/"}${url.search}`, 308);
+      if (request.url.charCodeAt((query < 0 ? request.url.length : query) - 1) === SLASH) {
+        const url = new URL(request.url);
+        if (url.pathname.length > 1) early = redirect(`${url.pathname.replace(/\/+$/, "") || "/"}${url.search}`, 308);
+      }
+      if (early === undefined) {
+        refuseLarge(request);
+        checkToken(request);
+      }
+      return early;
     })
-    .onRequest(refuseLargeBodies(maxBodyBytes))
-    .onRequest(requireToken(options.token))
     .onError(({ code, error, set }) => {
       const failure = toHttpFailure(code, error);
       if (failure.internal) onInternalError(error);

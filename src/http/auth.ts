@@ -16,10 +16,10 @@ export const PUBLIC_PATHS: ReadonlySet<string> = new Set(["/", "/health", "/ui",
 
 const sha256 = (text: string) => createHash("sha256").update(text).digest();
 
-/** An onRequest hook: a request for a path that is not public, without the token, gets 401. */
+/** A gate of createApp's request hook: a request for a path that is not public, without the token, gets 401. */
 export function requireToken(token: string | undefined) {
   const expected = token === undefined ? undefined : sha256(token);
-  return ({ request }: { request: Request }): void => {
+  return (request: Request): void => {
     if (!expected || PUBLIC_PATHS.has(routedPath(request.url))) return;
     const presented = bearerToken(request.headers.get("authorization"));
     if (presented === undefined) {

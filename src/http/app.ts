@@ -13,6 +13,7 @@ import { toHttpFailure } from "./errors.ts";
 import { HttpMetrics, measure, METRICS_CONTENT_TYPE } from "./metrics.ts";
 import {
   ConditionHeaders,
+  conditionParameters,
   errorResponse,
   GetResponse,
   HealthResponse,
@@ -126,14 +127,17 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
       },
       detail: { summary: "Get the value of a key", security: bearer },
     })
-    .post("/set", ({ body, headers, set }) => {
-      const written = service.set(body.key, body.value, conditionOf(headers));
+    // The hot write path reads its condition headers from the request. Declared as its `headers`
+    // schema, they cost every set a copy of all the request's headers into an object, a second copy
+    // keeping only these two, and a check of it (2-5% of the route's requests/s under wrk); so the
+    // documentation lists them as parameters instead, and Eden types them as any string headers.
+    .post("/set", ({ body, request, set }) => {
+      const written = service.set(body.key, body.value, conditionOf(request.headers));
       set.headers.etag = etag(written.revision);
       return written.body;
     }, {
       parse: jsonBody(maxBodyBytes),
       body: SetBody,
-      headers: ConditionHeaders,
       response: {
         200: SetResponse,
         401: unauthorized,
@@ -146,9 +150,10 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
         503: unavailable,
         507: errorResponse("The table is full: every slot is in use."),
       },
-      detail: { summary: "Insert or replace an entry", security: bearer },
+      detail: { summary: "Insert or replace an entry", security: bearer, parameters: conditionParameters },
     })
-    .delete("/delete/:key", ({ params, headers }) => service.delete(params.key, conditionOf(headers)), {
+    // Its `headers` schema documents and types the condition; it is read from the request, as for /set.
+    .delete("/delete/:key", ({ params, request }) => service.delete(params.key, conditionOf(request.headers)), {
       params: KeyParams,
       headers: ConditionHeaders,
       response: {

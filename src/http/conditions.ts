@@ -5,7 +5,6 @@
 import { KvConflictError } from "../errors.ts";
 import type { KvStore } from "../store.ts";
 import { ApiError } from "./errors.ts";
-import type { ConditionHeaders } from "./models.ts";
 
 /**
  * What a write requires of the entry: a revision (0: that it does not exist), "exists", or nothing
@@ -19,10 +18,10 @@ export function etag(revision: number): string {
 
 const ENTITY_TAG = /^"(\d{1,15})"$/;
 
-/** The condition the request's headers state; BAD_REQUEST for a malformed or unsupported one. */
-export function conditionOf(headers: ConditionHeaders): Condition {
-  const ifMatch = headers["if-match"]?.trim();
-  const ifNoneMatch = headers["if-none-match"]?.trim();
+/** The condition a request's If-Match or If-None-Match states; BAD_REQUEST for a malformed or unsupported one. */
+export function conditionOf(headers: Headers): Condition {
+  const ifMatch = headers.get("if-match")?.trim();
+  const ifNoneMatch = headers.get("if-none-match")?.trim();
   if (ifMatch !== undefined && ifNoneMatch !== undefined) {
     throw new ApiError("BAD_REQUEST", "send If-Match or If-None-Match, not both");
   }

@@ -101,6 +101,18 @@ export const ConditionHeaders = t.Object({
 });
 export type ConditionHeaders = typeof ConditionHeaders.static;
 
+/**
+ * ConditionHeaders as the OpenAPI parameters of a route that reads them itself rather than declaring
+ * them as its `headers` schema (POST /set: see app.ts); the same entries the schema would give.
+ */
+export const conditionParameters = Object.entries(ConditionHeaders.properties).map(([name, schema]) => ({
+  description: schema.description,
+  schema: { type: "string" as const },
+  in: "header",
+  name,
+  required: false,
+}));
+
 /** A set's answer: the seed's body, and the entry's new revision in the ETag header. */
 export const SetResponse = t.Object(SuccessResponse.properties, {
   description: "The write was done.",

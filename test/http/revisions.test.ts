@@ -185,6 +185,11 @@ describe("the OpenAPI document", () => {
     }
   });
 
+  it("documents the condition headers of POST /set, which it lists itself, as DELETE's schema does", async () => {
+    const headers = async (path: string, method: string) => (await operation(path, method))?.parameters?.filter((p) => p.in === "header");
+    expect(await headers("/set", "post")).toEqual(await headers("/delete/{key}", "delete"));
+  });
+
   it("declares the ETag header of GET /get/{key} and POST /set", async () => {
     const etags = [];
     for (const [path, method] of [["/get/{key}", "get"], ["/set", "post"]] as const) {

@@ -1,6 +1,7 @@
 /**
- * HTTP and resource figures for `make bench`: wrk against our server and against a Map-backed
- * Elysia app (bench/map-app.ts), in the same run; RSS idle and under load; time to first answer,
+ * HTTP and resource figures for `make bench`: wrk against our server and, in the same run, against
+ * two Map-backed Elysia apps (bench/map-app.ts): the bare one the targets compare with, and one with
+ * our HTTP features, which tells the features' cost from the store's; RSS idle and under load; time to first answer,
  * for `bun src/server.ts` and for the compiled binary (build/shmkv, when `make compile` made it).
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -10,6 +11,10 @@ import { KvStore } from "../src/store.ts";
 import { median, valueOf, type Figures } from "./measure.ts";
 
 type Table = (title: string, head: string[], rows: string[][]) => void;
+/** Our server; the Map app with our HTTP features (bench/map-app.ts); the Map app, the ceiling. */
+const IMPLS = ["shmkv", "featured", "map"] as const;
+type Impl = (typeof IMPLS)[number];
+const LABEL: Record<Impl, string> = { shmkv: "shmkv", featured: "Map app + our HTTP features", map: "Map app" };
 const ROOT = join(import.meta.dir, "..");
 const CONNECTIONS = 50;
 
@@ -88,33 +93,41 @@ export async function httpBench(o: { runs: number; seconds: number; table: Table
     "POST /set": ["set", post],
     "GET /status": ["status", undefined],
   };
-  const seconds = Math.max(3, o.seconds * 3);
+  const seconds = Math.max(2, o.seconds * 2);
+  const rounds = Math.max(5, o.runs);
   const name = `/shmkv-bench-http-${process.pid}`;
   const results: Record<string, Record<string, Figures>> = {};
   const rss: Record<string, { idle: number; load: number }> = {};
-  const ratios: Record<string, number> = {};
+  const ratios: Record<string, Record<string, number>> = {};
   try {
-    // Both servers run at once and their wrk runs alternate, so a slow spell on this (shared)
-    // machine hits both sides of a ratio alike; each ratio is the median of the per-run ratios.
-    const servers = { shmkv: await startServer("shmkv", name), map: await startServer("map", name) };
+    // The servers run at once and their wrk runs alternate, in an order reversed on every round
+    // (a b c, c b a, ...), so a slow spell on this shared machine, or a drift, hits every side of a
+    // ratio alike; each ratio is the median of the per-round ratios. Short runs, many rounds: the
+    // spread of single runs here is wide (0.5-1.1 for one ratio), of the median far narrower.
+    const servers: Record<Impl, Server> = {
+      shmkv: await startServer("shmkv", name),
+      featured: await startServer("featured", name),
+      map: await startServer("map", name),
+    };
     try {
-      for (const [impl, server] of Object.entries(servers)) {
-        for (let i = 0; i < 100; i++) await fetch(`${server.url}status`);
-        rss[impl] = { idle: rssKiB(server.pid), load: 0 };
+      for (const impl of IMPLS) {
+        for (let i = 0; i < 100; i++) await fetch(`${servers[impl].url}status`);
+        rss[impl] = { idle: rssKiB(servers[impl].pid), load: 0 };
         results[impl] = {};
       }
       for (const [route, [path, script]] of Object.entries(routes)) {
-        const runs: Record<string, Figures[]> = { shmkv: [], map: [] };
-        for (let r = 0; r < o.runs; r++) {
-          for (const [impl, server] of Object.entries(servers)) runs[impl]!.push(wrk(`${server.url}${path}`, seconds, script));
+        const runs = { shmkv: [], featured: [], map: [] } as Record<Impl, Figures[]>;
+        for (let r = 0; r < rounds; r++) {
+          for (const impl of r % 2 ? [...IMPLS].reverse() : IMPLS) runs[impl].push(wrk(`${servers[impl].url}${path}`, seconds, script));
         }
-        for (const impl of ["shmkv", "map"]) {
-          const f = runs[impl]!;
+        for (const impl of IMPLS) {
+          const f = runs[impl];
           results[impl]![route] = { ops: median(f.map((x) => x.ops)), p50: median(f.map((x) => x.p50)), p99: median(f.map((x) => x.p99)) };
         }
-        ratios[route] = median(runs.shmkv!.map((f, i) => f.ops / runs.map![i]!.ops));
+        const ratio = (a: Impl, b: Impl) => median(runs[a].map((f, i) => f.ops / runs[b][i]!.ops));
+        ratios[route] = { "shmkv/map": ratio("shmkv", "map"), "featured/map": ratio("featured", "map"), "shmkv/featured": ratio("shmkv", "featured") };
       }
-      for (const [impl, server] of Object.entries(servers)) rss[impl]!.load = rssKiB(server.pid, "VmHWM");
+      for (const impl of IMPLS) rss[impl]!.load = rssKiB(servers[impl].pid, "VmHWM");
     } finally {
       await Promise.all(Object.values(servers).map((server) => server.stop()));
     }
@@ -141,10 +154,14 @@ export async function httpBench(o: { runs: number; seconds: number; table: Table
   const binarySize = existsSync(join(ROOT, "build", "shmkv")) ? statSync(join(ROOT, "build", "shmkv")).size : undefined;
 
   const fmt = (n: number) => (n >= 1e6 ? `${(n / 1e6).toFixed(2)} ms` : `${(n / 1e3).toFixed(0)} µs`);
-  o.table(`HTTP (wrk, 2 threads, ${CONNECTIONS} connections, ${seconds} s; 10 entries)`, ["route", "server", "req/s", "p50", "p99", "vs Map app"],
-    Object.keys(routes).flatMap((route) => ["shmkv", "map"].map((impl) => {
+  const times = (x: number) => `${x.toFixed(2)}×`;
+  o.table(`HTTP (wrk, 2 threads, ${CONNECTIONS} connections, ${rounds} rounds of ${seconds} s; 10 entries)`,
+    ["route", "server", "req/s", "p50", "p99", "vs Map app", "vs Map app + features"],
+    Object.keys(routes).flatMap((route) => IMPLS.map((impl) => {
       const f = results[impl]![route]!;
-      return [route, impl, f.ops.toFixed(0), fmt(f.p50), fmt(f.p99), impl === "shmkv" ? `${ratios[route]!.toFixed(2)}×` : "-"];
+      const r = ratios[route]!;
+      const vsMap = impl === "shmkv" ? r["shmkv/map"]! : impl === "featured" ? r["featured/map"]! : undefined;
+      return [route, LABEL[impl], f.ops.toFixed(0), fmt(f.p50), fmt(f.p99), vsMap ? times(vsMap) : "-", impl === "shmkv" ? times(r["shmkv/featured"]!) : "-"];
     })));
   o.table("Resources", ["figure", "shmkv", "Map app"], [
     ["RSS idle", `${(rss.shmkv!.idle / 1024).toFixed(1)} MiB`, `${(rss.map!.idle / 1024).toFixed(1)} MiB`],
@@ -152,9 +169,10 @@ export async function httpBench(o: { runs: number; seconds: number; table: Table
     ...Object.entries(startup).map(([k, v]) => [`start to first answer: ${k}`, `${v.toFixed(0)} ms`, "-"]),
     ...(binarySize ? [["compiled binary size", `${(binarySize / 2 ** 20).toFixed(1)} MiB`, "-"]] : []),
   ]);
-  const ratio = (route: string) => ratios[route]!;
+  const ratio = (route: string) => ratios[route]!["shmkv/map"]!;
   return {
     results,
+    ratios,
     rss_kib: rss,
     startup_ms: startup,
     binary_bytes: binarySize,

@@ -1,10 +1,10 @@
 /**
- * A server for the HTTP benchmark, in its own process: `bun bench/serve.ts shmkv|map NAME`.
+ * A server for the HTTP benchmark, in its own process: `bun bench/serve.ts shmkv|featured|map NAME`.
  * Fills 10 entries (key-0..key-9), listens on a free loopback port, and prints {"url": ...}.
  */
 import { KvStore } from "../src/store.ts";
 import { startServer } from "../src/server.ts";
-import { createMapApp } from "./map-app.ts";
+import { createFeaturedMapApp, createMapApp } from "./map-app.ts";
 import { keyOf, valueOf } from "./measure.ts";
 
 const [impl, name] = process.argv.slice(2);
@@ -20,7 +20,7 @@ if (impl === "shmkv") {
   console.log(JSON.stringify({ url: running.url }));
   process.once("SIGTERM", () => void running.stop().then(() => process.exit(0)));
 } else {
-  const app = createMapApp();
+  const app = impl === "featured" ? createFeaturedMapApp() : createMapApp();
   for (let i = 0; i < 10; i++) {
     await app.handle(new Request("http://localhost/set", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ key: keyOf(i), value: valueOf(i) }) }));
   }

@@ -66,32 +66,45 @@ export function createMapApp(maxEntries = 10) {
     .get("/status", () => table.status());
 }
 
-export function createFeaturedMapApp(maxEntries = 10) {
+/** What createFeaturedMapApp adds to the Map app; BENCH_WITHOUT=etag,parse,... leaves some out. */
+export const FEATURES = ["etag", "metrics", "gate", "parse", "schemas"] as const;
+export type Feature = (typeof FEATURES)[number];
+
+/** The features BENCH_WITHOUT names (comma-separated); an error for a name that is none of them. */
+export function featuresLeftOut(env = process.env): Set<Feature> {
+  const names = (env.BENCH_WITHOUT ?? "").split(",").filter(Boolean);
+  const unknown = names.filter((name) => !(FEATURES as readonly string[]).includes(name));
+  if (unknown.length) throw new Error(`BENCH_WITHOUT: no feature ${unknown.join(", ")} (there are ${FEATURES.join(", ")})`);
+  return new Set(names as Feature[]);
+}
+
+export function createFeaturedMapApp(maxEntries = 10, without: ReadonlySet<Feature> = new Set()) {
   const table = new MapTable(maxEntries);
   const refuseLarge = refuseLargeBodies(MAX_BODY_BYTES);
+  const has = (feature: Feature) => !without.has(feature);
   return new Elysia()
-    .use(measure(new HttpMetrics()))
+    .use(has("metrics") ? measure(new HttpMetrics()) : new Elysia())
     .onRequest(({ request }) => {
-      refuseLarge(request);
+      if (has("gate")) refuseLarge(request);
     })
     .get("/get/:key", ({ params, set, status }) => {
       const e = table.entries.get(params.key);
       if (!e) return status(404, notFound(params.key));
-      set.headers.etag = etag(e.revision);
+      if (has("etag")) set.headers.etag = etag(e.revision);
       return { key: params.key, value: e.value };
     }, {
       params: t.Object({ key: t.String() }),
-      response: { 200: GetResponse, 404: errorResponse("No entry has that key.") },
+      response: has("schemas") ? { 200: GetResponse, 404: errorResponse("No entry has that key.") } : undefined,
     })
     .post("/set", ({ body, set, status }) => {
       const revision = table.set(body.key, body.value);
       if (revision === undefined) return status(507, full);
-      set.headers.etag = etag(revision);
+      if (has("etag")) set.headers.etag = etag(revision);
       return setMessage(body.key);
     }, {
-      parse: jsonBody(MAX_BODY_BYTES),
+      parse: has("parse") ? jsonBody(MAX_BODY_BYTES) : undefined,
       body: setBody,
-      response: { 200: SetResponse, 507: errorResponse("The table is full.") },
+      response: has("schemas") ? { 200: SetResponse, 507: errorResponse("The table is full.") } : undefined,
     })
-    .get("/status", () => table.statusWithRevisions(), { response: { 200: StatusResponse } });
+    .get("/status", () => table.statusWithRevisions(), { response: has("schemas") ? { 200: StatusResponse } : undefined });
 }

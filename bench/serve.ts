@@ -1,10 +1,11 @@
 /**
  * A server for the HTTP benchmark, in its own process: `bun bench/serve.ts shmkv|featured|map NAME`.
+ * The featured app leaves out the features BENCH_WITHOUT names (bench/map-app.ts).
  * Fills 10 entries (key-0..key-9), listens on a free loopback port, and prints {"url": ...}.
  */
 import { KvStore } from "../src/store.ts";
 import { startServer } from "../src/server.ts";
-import { createFeaturedMapApp, createMapApp } from "./map-app.ts";
+import { createFeaturedMapApp, createMapApp, featuresLeftOut } from "./map-app.ts";
 import { keyOf, valueOf } from "./measure.ts";
 
 const [impl, name] = process.argv.slice(2);
@@ -20,7 +21,7 @@ if (impl === "shmkv") {
   console.log(JSON.stringify({ url: running.url }));
   process.once("SIGTERM", () => void running.stop().then(() => process.exit(0)));
 } else {
-  const app = impl === "featured" ? createFeaturedMapApp() : createMapApp();
+  const app = impl === "featured" ? createFeaturedMapApp(10, featuresLeftOut()) : createMapApp();
   for (let i = 0; i < 10; i++) {
     await app.handle(new Request("http://localhost/set", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ key: keyOf(i), value: valueOf(i) }) }));
   }

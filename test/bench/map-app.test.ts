@@ -1,0 +1,76 @@
+/**
+ * The HTTP benchmark's baselines (bench/map-app.ts). Its claim that the featured Map app prices our
+ * HTTP features holds only if that app answers the benchmarked requests as our server does: same
+ * status, body and ETag. The bare Map app answers with the seed's bodies and no ETag.
+ */
+import { afterEach, beforeEach, describe, expect, it } from "bun:test";
+import { createFeaturedMapApp, createMapApp, featuresLeftOut } from "../../bench/map-app.ts";
+import { createApp } from "../../src/http/app.ts";
+import { get, postSet } from "../helpers/http.ts";
+import { TempStore } from "../helpers/shm.ts";
+
+interface Handler {
+  handle(request: Request): Promise<Response>;
+}
+
+/** What an app answers to the benchmark's requests, in order, from empty: status, ETag, body. */
+async function answers(app: Handler): Promise<unknown[]> {
+  const requests = [
+    postSet({ key: "key-1", value: "one" }),
+    postSet({ key: "key-1", value: "uno", extra: true }),
+    get("/get/key-1"),
+    get("/get/absent"),
+    get("/status"),
+  ];
+  const out = [];
+  for (const request of requests) {
+    const r = await app.handle(request);
+    const body = (await r.json()) as { entries?: { timestamp: number }[] };
+    for (const entry of body.entries ?? []) entry.timestamp = 0; // the second may differ
+    out.push({ status: r.status, etag: r.headers.get("etag"), body });
+  }
+  return out;
+}
+
+describe("createFeaturedMapApp", () => {
+  let temp: TempStore;
+
+  beforeEach(() => {
+    temp = new TempStore({ maxEntries: 10 });
+  });
+
+  afterEach(() => {
+    temp[Symbol.dispose]();
+  });
+
+  it("answers the benchmarked requests exactly as our server does", async () => {
+    const ours = await answers(createApp(temp.store));
+    expect(await answers(createFeaturedMapApp())).toEqual(ours);
+    expect(ours[0]).toEqual({ status: 200, etag: '"1"', body: { success: true, message: "Key 'key-1' set successfully" } });
+  });
+
+  it("leaves out the ETag when told to", async () => {
+    const etags = (await answers(createFeaturedMapApp(10, new Set(["etag"])))).map((a) => (a as { etag: unknown }).etag);
+    expect(etags).toEqual([null, null, null, null, null]);
+  });
+});
+
+describe("createMapApp", () => {
+  it("answers with the seed's bodies, without revisions or ETags", async () => {
+    const [, , found, , status] = await answers(createMapApp());
+    expect(found).toEqual({ status: 200, etag: null, body: { key: "key-1", value: "uno" } });
+    expect(status).toEqual({
+      status: 200,
+      etag: null,
+      body: { version: 2, entry_count: 1, max_entries: 10, entries: [{ key: "key-1", value: "uno", timestamp: 0 }] },
+    });
+  });
+});
+
+describe("featuresLeftOut", () => {
+  it("reads BENCH_WITHOUT, and refuses a name that is no feature", () => {
+    expect(featuresLeftOut({ BENCH_WITHOUT: "etag,parse" })).toEqual(new Set(["etag", "parse"]));
+    expect(featuresLeftOut({})).toEqual(new Set());
+    expect(() => featuresLeftOut({ BENCH_WITHOUT: "etag,speed" })).toThrow("BENCH_WITHOUT: no feature speed");
+  });
+});

@@ -3,7 +3,6 @@
  *   bun bench/inprocess.ts IMPL ENTRIES SECONDS  ->  one JSON line {get, set[, status]}
  * IMPL: shmkv (the binding), map (a JS Map), lmdb (lmdb-js, noSync: neither side touches a disk).
  */
-import { open as openLmdb } from "lmdb";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -36,7 +35,8 @@ function map(): Subject {
   return { get: (k) => m.get(k), set: (k, v) => m.set(k, v), close: () => m.clear() };
 }
 
-function lmdb(): Subject {
+async function lmdb(): Promise<Subject> {
+  const { open: openLmdb } = await import("lmdb"); // only here: the other runs do not load it
   const dir = mkdtempSync(join(tmpdir(), "shmkv-bench-lmdb-"));
   const db = openLmdb<string, string>({ path: dir, noSync: true, compression: false });
   return {
@@ -54,7 +54,7 @@ function lmdb(): Subject {
   };
 }
 
-const subject = { shmkv, map, lmdb }[impl as "shmkv" | "map" | "lmdb"]();
+const subject = await { shmkv, map, lmdb }[impl as "shmkv" | "map" | "lmdb"]();
 if (subject.load) subject.load(entries);
 else for (let i = 0; i < entries; i++) subject.set(keyOf(i), valueOf(i));
 // "get-hot": the same 10 keys, spread over the store, so the figure shows the index's cost rather

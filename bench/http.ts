@@ -1,8 +1,9 @@
 /**
  * HTTP and resource figures for `make bench`: wrk against our server and, in the same run, against
  * two Map-backed Elysia apps (bench/map-app.ts): the bare one the targets compare with, and one with
- * our HTTP features, which tells the features' cost from the store's; RSS idle and under load; time to first answer,
- * for `bun src/server.ts` and for the compiled binary (build/shmkv, when `make compile` made it).
+ * our HTTP features, which tells the features' cost from the store's. Also RSS idle and under load,
+ * and time to first answer for `bun src/server.ts` and for the compiled binary (build/shmkv, when
+ * `make compile` made it).
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";

@@ -36,7 +36,8 @@ function map(): Subject {
 }
 
 async function lmdb(): Promise<Subject> {
-  const { open: openLmdb } = await import("lmdb"); // only here: the other runs do not load it
+  // Loaded only here: with lmdb-js's native addon in the process, the binding's gets ran slower.
+  const { open: openLmdb } = await import("lmdb");
   const dir = mkdtempSync(join(tmpdir(), "shmkv-bench-lmdb-"));
   const db = openLmdb<string, string>({ path: dir, noSync: true, compression: false });
   return {

@@ -35,15 +35,9 @@ class MapTable {
     return this.version;
   }
 
-  /** The seed's status body. */
-  status() {
-    const entries = [...this.entries].map(([key, e]) => ({ key, value: e.value, timestamp: e.timestamp }));
-    return { version: this.version, entry_count: this.entries.size, max_entries: this.maxEntries, entries };
-  }
-
-  /** The status body as our server answers it: each entry with its revision. */
-  statusWithRevisions() {
-    const entries = [...this.entries].map(([key, e]) => ({ key, value: e.value, timestamp: e.timestamp, revision: e.revision }));
+  /** The status body, each entry as `shown` gives it: the seed's fields, or ours with the revision. */
+  status<T>(shown: (key: string, entry: Entry) => T) {
+    const entries = [...this.entries].map(([key, e]) => shown(key, e));
     return { version: this.version, entry_count: this.entries.size, max_entries: this.maxEntries, entries };
   }
 }
@@ -63,7 +57,7 @@ export function createMapApp(maxEntries = 10) {
     .post("/set", ({ body, status }) => {
       return table.set(body.key, body.value) === undefined ? status(507, full) : setMessage(body.key);
     }, { body: setBody })
-    .get("/status", () => table.status());
+    .get("/status", () => table.status((key, e) => ({ key, value: e.value, timestamp: e.timestamp })));
 }
 
 /** What createFeaturedMapApp adds to the Map app; BENCH_WITHOUT=etag,parse,... leaves some out. */
@@ -84,9 +78,9 @@ export function createFeaturedMapApp(maxEntries = 10, without: ReadonlySet<Featu
   const has = (feature: Feature) => !without.has(feature);
   return new Elysia()
     .use(has("metrics") ? measure(new HttpMetrics()) : new Elysia())
-    .onRequest(({ request }) => {
-      if (has("gate")) refuseLarge(request);
-    })
+    .use(has("gate") ? new Elysia().onRequest(({ request }) => {
+      refuseLarge(request);
+    }) : new Elysia())
     .get("/get/:key", ({ params, set, status }) => {
       const e = table.entries.get(params.key);
       if (!e) return status(404, notFound(params.key));
@@ -106,5 +100,7 @@ export function createFeaturedMapApp(maxEntries = 10, without: ReadonlySet<Featu
       body: setBody,
       response: has("schemas") ? { 200: SetResponse, 507: errorResponse("The table is full.") } : undefined,
     })
-    .get("/status", () => table.statusWithRevisions(), { response: has("schemas") ? { 200: StatusResponse } : undefined });
+    .get("/status", () => table.status((key, e) => ({ key, value: e.value, timestamp: e.timestamp, revision: e.revision })), {
+      response: has("schemas") ? { 200: StatusResponse } : undefined,
+    });
 }

@@ -49,6 +49,12 @@ describe("createFeaturedMapApp", () => {
     expect(ours[0]).toEqual({ status: 200, etag: '"1"', body: { success: true, message: "Key 'key-1' set successfully" } });
   });
 
+  it("runs the body-size gate before routing, unless told to leave it out", async () => {
+    const oversized = () => postSet("{}", { "content-type": "application/json", "content-length": "100000" });
+    const refused = async (app: Handler) => (await (await app.handle(oversized())).text()).includes("larger than 65536 bytes");
+    expect([await refused(createFeaturedMapApp()), await refused(createFeaturedMapApp(10, new Set(["gate"])))]).toEqual([true, false]);
+  });
+
   it("leaves out the ETag when told to", async () => {
     const etags = (await answers(createFeaturedMapApp(10, new Set(["etag"])))).map((a) => (a as { etag: unknown }).etag);
     expect(etags).toEqual([null, null, null, null, null]);

@@ -185,6 +185,15 @@ describe("POST /set", () => {
     expect(request.bodyUsed).toBe(false);
   });
 
+  it("answers 413 before routing for a body over the limit on any path, but lets a bodiless GET through", async () => {
+    const headers = { "content-type": "application/json", "content-length": String(64 * 1024 + 1) };
+    const put = new Request(`${BASE}/nowhere`, { method: "PUT", headers, body: "x".repeat(64 * 1024 + 1) });
+    await expectError(app.handle(put), 413, "BODY_TOO_LARGE", /larger than 65536 bytes/);
+    // Bun hands a GET no body, whatever its headers declare: there is nothing to refuse.
+    const status = await app.handle(new Request(`${BASE}/status`, { headers }));
+    expect(status.status).toBe(200);
+  });
+
   it("answers 413 for a chunked body as soon as it passes the limit", async () => {
     let sent = 0;
     const body = new ReadableStream<Uint8Array>({

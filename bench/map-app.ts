@@ -9,7 +9,7 @@
  */
 import { Elysia, t } from "elysia";
 import { jsonBody, refuseLargeBodies } from "../src/http/body.ts";
-import { etag } from "../src/http/conditions.ts";
+import { withEtag } from "../src/http/conditions.ts";
 import { HttpMetrics, measure } from "../src/http/metrics.ts";
 import { errorResponse, GetResponse, SetResponse, StatusResponse } from "../src/http/models.ts";
 
@@ -81,20 +81,19 @@ export function createFeaturedMapApp(maxEntries = 10, without: ReadonlySet<Featu
     .use(has("gate") ? new Elysia().onRequest(({ request }) => {
       refuseLarge(request);
     }) : new Elysia())
-    .get("/get/:key", ({ params, set, status }) => {
+    .get("/get/:key", ({ params, status }) => {
       const e = table.entries.get(params.key);
       if (!e) return status(404, notFound(params.key));
-      if (has("etag")) set.headers.etag = etag(e.revision);
-      return { key: params.key, value: e.value };
+      const body = { key: params.key, value: e.value };
+      return has("etag") ? withEtag(body, e.revision) : body;
     }, {
       params: t.Object({ key: t.String() }),
       response: has("schemas") ? { 200: GetResponse, 404: errorResponse("No entry has that key.") } : undefined,
     })
-    .post("/set", ({ body, set, status }) => {
+    .post("/set", ({ body, status }) => {
       const revision = table.set(body.key, body.value);
       if (revision === undefined) return status(507, full);
-      if (has("etag")) set.headers.etag = etag(revision);
-      return setMessage(body.key);
+      return has("etag") ? withEtag(setMessage(body.key), revision) : setMessage(body.key);
     }, {
       parse: has("parse") ? jsonBody(MAX_BODY_BYTES) : undefined,
       body: setBody,

@@ -9,6 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync 
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { KvStore } from "../src/store.ts";
+import { FLOOR_PATHS, type FloorPath } from "./bun-floor.ts";
 import { featuresLeftOut } from "./map-app.ts";
 import { median, valueOf, type Figures } from "./measure.ts";
 
@@ -97,6 +98,30 @@ async function timeToFirstAnswer(cmd: string[], port: number, env: Record<string
   }
 }
 
+/**
+ * Each path of bench/bun-floor.ts in paired rounds, as the servers above; a path with a baseline
+ * gets the median of its per-round ratios to it.
+ */
+async function floorBench(rounds: number, seconds: number, post: string) {
+  const server = await startServer("floor", "-");
+  const paths = Object.keys(FLOOR_PATHS) as FloorPath[];
+  const runs = Object.fromEntries(paths.map((p) => [p, [] as Figures[]])) as Record<FloorPath, Figures[]>;
+  try {
+    for (let r = 0; r < rounds; r++) {
+      for (const path of r % 2 ? [...paths].reverse() : paths) {
+        runs[path].push(wrk(`${server.url}${path}`, seconds, path.startsWith("set/") ? post : undefined));
+      }
+    }
+  } finally {
+    await server.stop();
+  }
+  return Object.fromEntries(paths.map((path) => {
+    const versus = FLOOR_PATHS[path].versus;
+    const ratio = versus && median(runs[path].map((f, i) => f.ops / runs[versus][i]!.ops));
+    return [path, { ops: median(runs[path].map((f) => f.ops)), ratio }];
+  })) as Record<FloorPath, { ops: number; ratio?: number }>;
+}
+
 export async function httpBench(o: { runs: number; seconds: number; table: Table }) {
   ensureWrk();
   const scratch = mkdtempSync(join(tmpdir(), "shmkv-bench-http-"));
@@ -113,6 +138,7 @@ export async function httpBench(o: { runs: number; seconds: number; table: Table
   const results: Record<string, Record<string, Figures>> = {};
   const rss: Record<string, { idle: number; load: number }> = {};
   const ratios: Record<string, Record<string, number>> = {};
+  let floor: Record<FloorPath, { ops: number; ratio?: number }>;
   try {
     // The servers run at once and their wrk runs alternate, in an order reversed on every round
     // (a b c, c b a, ...), so a slow spell on this shared machine, or a drift, hits every side of a
@@ -145,6 +171,7 @@ export async function httpBench(o: { runs: number; seconds: number; table: Table
     } finally {
       await Promise.all(Object.values(servers).map((server) => server.stop()));
     }
+    floor = await floorBench(rounds, seconds, post);
   } finally {
     if (existsSync(`/dev/shm${name}`)) KvStore.unlink(name);
     rmSync(scratch, { recursive: true, force: true });
@@ -177,6 +204,12 @@ export async function httpBench(o: { runs: number; seconds: number; table: Table
       const vsMap = impl === "shmkv" ? r["shmkv/map"]! : impl === "featured" ? r["featured/map"]! : undefined;
       return [route, LABEL[impl], f.ops.toFixed(0), fmt(f.p50), fmt(f.p99), vsMap ? times(vsMap) : "-", impl === "shmkv" ? times(r["shmkv/featured"]!) : "-"];
     })));
+  o.table(`What Bun alone charges for the ETag header and the strict body read (bench/bun-floor.ts: plain Bun.serve, no Elysia, no store; ${rounds} rounds)`,
+    ["answer", "req/s", "vs without"],
+    Object.entries(FLOOR_PATHS).map(([path, { label }]) => {
+      const f = floor[path as FloorPath];
+      return [label, f.ops.toFixed(0), f.ratio === undefined ? "-" : times(f.ratio)];
+    }));
   o.table("Resources", ["figure", "shmkv", "Map app"], [
     ["RSS idle", `${(rss.shmkv!.idle / 1024).toFixed(1)} MiB`, `${(rss.map!.idle / 1024).toFixed(1)} MiB`],
     ["RSS peak, after the load (VmHWM)", `${(rss.shmkv!.load / 1024).toFixed(1)} MiB`, `${(rss.map!.load / 1024).toFixed(1)} MiB`],
@@ -187,6 +220,7 @@ export async function httpBench(o: { runs: number; seconds: number; table: Table
   return {
     results,
     ratios,
+    bun_floor: floor,
     rss_kib: rss,
     startup_ms: startup,
     binary_bytes: binarySize,

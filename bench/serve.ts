@@ -1,10 +1,12 @@
 /**
- * A server for the HTTP benchmark, in its own process: `bun bench/serve.ts shmkv|featured|map NAME`.
- * The featured app leaves out the features BENCH_WITHOUT names (bench/map-app.ts).
- * Fills 10 entries (key-0..key-9), listens on a free loopback port, and prints {"url": ...}.
+ * A server for the HTTP benchmark, in its own process: `bun bench/serve.ts shmkv|featured|map|floor NAME`.
+ * The featured app leaves out the features BENCH_WITHOUT names (bench/map-app.ts); floor is the
+ * plain Bun.serve handler of bench/bun-floor.ts. Fills 10 entries (key-0..key-9) but in floor,
+ * listens on a free loopback port, and prints {"url": ...}.
  */
 import { KvStore } from "../src/store.ts";
 import { startServer } from "../src/server.ts";
+import { floorHandler } from "./bun-floor.ts";
 import { createFeaturedMapApp, createMapApp, featuresLeftOut } from "./map-app.ts";
 import { keyOf, valueOf } from "./measure.ts";
 
@@ -20,6 +22,10 @@ if (impl === "shmkv") {
   for (let i = 0; i < 10; i++) store.set(keyOf(i), valueOf(i));
   console.log(JSON.stringify({ url: running.url }));
   process.once("SIGTERM", () => void running.stop().then(() => process.exit(0)));
+} else if (impl === "floor") {
+  const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: floorHandler, development: false });
+  console.log(JSON.stringify({ url: server.url.href }));
+  process.once("SIGTERM", () => void server.stop().then(() => process.exit(0)));
 } else {
   const app = impl === "featured" ? createFeaturedMapApp(10, featuresLeftOut()) : createMapApp();
   for (let i = 0; i < 10; i++) {

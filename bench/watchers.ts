@@ -28,13 +28,15 @@ async function openWatchers(url: string): Promise<SseClient[]> {
 export async function watchersBench(o: { runs: number; seconds: number; table: Table }) {
   ensureWrk();
   const seconds = Math.max(3, o.seconds * 3);
+  // At least 5 runs: their paired ratios spread over 0.86-1.03 here, and the bar is near their middle.
+  const rounds = Math.max(5, o.runs);
   const name = `/shmkv-bench-watch-${process.pid}`;
   const runs: Record<string, Figures[]> = { none: [], idle: [], busy: [] };
   const server = await startServer("shmkv", name);
   const get = `${server.url}get/key-1`;
   try {
     wrk(get, 1); // warm up
-    for (let r = 0; r < o.runs; r++) {
+    for (let r = 0; r < rounds; r++) {
       // Every other run measures "none" last, so that neither side always has the warmer server.
       if (r % 2 === 0) runs.none!.push(wrk(get, seconds));
       const clients = await openWatchers(server.url);
@@ -54,7 +56,7 @@ export async function watchersBench(o: { runs: number; seconds: number; table: T
     Object.entries(runs).map(([k, f]) => [k, { ops: median(f.map((x) => x.ops)), p50: median(f.map((x) => x.p50)), p99: median(f.map((x) => x.p99)) }]),
   ) as Record<"none" | "idle" | "busy", Figures>;
   const labels = { none: "no watchers", idle: `${WATCHERS} idle watchers`, busy: `${WATCHERS} watchers, a C write every 100 ms` };
-  o.table(`GET /get/{key} while /watch streams are open (wrk, ${seconds} s, median of ${o.runs})`, ["watchers", "req/s", "p50", "p99", "vs none"],
+  o.table(`GET /get/{key} while /watch streams are open (wrk, ${seconds} s, median of ${rounds})`, ["watchers", "req/s", "p50", "p99", "vs none"],
     (Object.keys(labels) as (keyof typeof labels)[]).map((k) => [
       labels[k],
       results[k].ops.toFixed(0),

@@ -64,6 +64,11 @@ describe("GET /get/{key}", () => {
     expect(await answer(app.handle(get("/get/mykey")))).toEqual({ status: 200, body: { key: "mykey", value: "myvalue" } });
   });
 
+  it("answers at once, not with a promise (Elysia awaits a handler whose source looks asynchronous)", () => {
+    temp.store.set("mykey", "myvalue");
+    expect([app.fetch(get("/get/mykey")), app.fetch(get("/status"))].map((r) => r instanceof Response)).toEqual([true, true]);
+  });
+
   it.each(["a/b", "with space", "ключ", "😀+emoji", "100%", "?#&="])("round-trips the key %p, percent-encoded", async (key) => {
     temp.store.set(key, `value of ${key}`);
     expect(await answer(app.handle(get(keyPath("get", key))))).toEqual({ status: 200, body: { key, value: `value of ${key}` } });

@@ -81,11 +81,14 @@ export function createFeaturedMapApp(maxEntries = 10, without: ReadonlySet<Featu
     .use(has("gate") ? new Elysia().onRequest(({ request }) => {
       refuseLarge(request);
     }) : new Elysia())
+    // Written so that Elysia runs it without awaiting it, as our GET /get (see src/http/app.ts).
     .get("/get/:key", ({ params, status }) => {
       const e = table.entries.get(params.key);
-      if (!e) return status(404, notFound(params.key));
-      const body = { key: params.key, value: e.value };
-      return has("etag") ? withEtag(body, e.revision) : body;
+      let answer;
+      if (!e) answer = status(404, notFound(params.key));
+      else if (has("etag")) answer = withEtag({ key: params.key, value: e.value }, e.revision);
+      else answer = { key: params.key, value: e.value };
+      return answer;
     }, {
       params: t.Object({ key: t.String() }),
       response: has("schemas") ? { 200: GetResponse, 404: errorResponse("No entry has that key.") } : undefined,

@@ -49,6 +49,11 @@ describe("createFeaturedMapApp", () => {
     expect(ours[0]).toEqual({ status: 200, etag: '"1"', body: { success: true, message: "Key 'key-1' set successfully" } });
   });
 
+  it("answers GET /get/{key} at once, not with a promise, as our server does", () => {
+    const answers = [createFeaturedMapApp(), createApp(temp.store)].map((app) => app.fetch(get("/get/absent")));
+    expect(answers.map((r) => r instanceof Response)).toEqual([true, true]);
+  });
+
   it("runs the body-size gate before routing, unless told to leave it out", async () => {
     const oversized = () => postSet("{}", { "content-type": "application/json", "content-length": "100000" });
     const refused = async (app: Handler) => (await (await app.handle(oversized())).text()).includes("larger than 65536 bytes");

@@ -88,11 +88,13 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
     .onRequest(({ request, redirect }) => {
       let early: Response | undefined;
       // Send every "/path/" to "/path" ("/swagger/" too, so the page has one address). A cheap look
-      // at the raw URL first: this runs for every request.
-      const query = request.url.indexOf("?");
-      if (request.url.charCodeAt((query < 0 ? request.url.length : query) - 1) === SLASH) {
-        const url = new URL(request.url);
-        if (url.pathname.length > 1) early = redirect(`${url.pathname.replace(/\/+$/, "") || "/"}${url.search}`, 308);
+      // at the raw URL first: this runs for every request. (Bun makes a new string on every read of
+      // request.url, about 50 ns: it is read once.)
+      const { url } = request;
+      const query = url.indexOf("?");
+      if (url.charCodeAt((query < 0 ? url.length : query) - 1) === SLASH) {
+        const { pathname, search } = new URL(url);
+        if (pathname.length > 1) early = redirect(`${pathname.replace(/\/+$/, "") || "/"}${search}`, 308);
       }
       if (early === undefined) {
         refuseLarge(request);

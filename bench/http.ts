@@ -71,14 +71,37 @@ function rssKiB(pid: number, field: "VmRSS" | "VmHWM" = "VmRSS"): number {
 const UNIT: Record<string, number> = { us: 1e3, ms: 1e6, s: 1e9 };
 const nanos = (s: string) => Number.parseFloat(s) * UNIT[s.replace(/[\d.]/g, "")]!;
 
-/** wrk on one route; figures in requests/s and ns. */
-export function wrk(url: string, seconds: number, script?: string): Figures {
+/** Microseconds of CPU (user and system) the process has used so far (Linux counts in 10 ms ticks). */
+function cpuMicros(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10_000; // utime and stime: fields 14 and 15
+}
+
+/**
+ * wrk on one route of `server`: figures in requests/s and ns, and the server's CPU time per
+ * request, in µs. The CPU time tells the server's own cost where wrk, near its core's limit,
+ * caps the requests/s of the fastest server.
+ */
+function load(server: Server, path: string, seconds: number, script?: string): Served {
+  const before = cpuMicros(server.pid);
+  const figures = wrk(`${server.url}${path}`, seconds, script);
+  return { ...figures, cpu: (cpuMicros(server.pid) - before) / figures.requests };
+}
+
+interface Served extends Figures {
+  /** Server CPU time per request, µs. */
+  cpu: number;
+}
+
+/** wrk on one route; figures in requests/s and ns, and the requests it completed. */
+export function wrk(url: string, seconds: number, script?: string): Figures & { requests: number } {
   const args = onCore(1, ["wrk", PINNED ? "-t1" : "-t2", `-c${CONNECTIONS}`, `-d${seconds}s`, "--latency", ...(script ? ["-s", script] : []), url]);
   const r = Bun.spawnSync(args);
   const out = r.stdout.toString();
   if (r.exitCode !== 0 || /Non-2xx/.test(out)) throw new Error(`${args.join(" ")} failed:\n${out}${r.stderr}`);
   const pct = (p: string) => nanos(out.match(new RegExp(`^\\s+${p}%\\s+(\\S+)`, "m"))![1]!);
-  return { ops: Number(out.match(/Requests\/sec:\s+([\d.]+)/)![1]), p50: pct("50"), p99: pct("99") };
+  const requests = Number(out.match(/(\d+) requests in/)![1]);
+  return { ops: Number(out.match(/Requests\/sec:\s+([\d.]+)/)![1]), p50: pct("50"), p99: pct("99"), requests };
 }
 
 /** Milliseconds from spawning `cmd` to the first 200 from `probe` (a path). */
@@ -132,18 +155,19 @@ export async function httpBench(o: { runs: number; seconds: number; table: Table
     "POST /set": ["set", post],
     "GET /status": ["status", undefined],
   };
-  const seconds = Math.max(2, o.seconds * 2);
-  const rounds = Math.max(5, o.runs);
+  // Many short rounds rather than a few long ones: one ratio's rounds spread over 0.66-1.20 here
+  // (GET /get/{key}, 15 rounds of 1 s), and the median of 15 moves less than that of 5.
+  const seconds = Math.max(1, o.seconds);
+  const rounds = Math.max(15, o.runs);
   const name = `/shmkv-bench-http-${process.pid}`;
-  const results: Record<string, Record<string, Figures>> = {};
+  const results: Record<string, Record<string, Served>> = {};
   const rss: Record<string, { idle: number; load: number }> = {};
   const ratios: Record<string, Record<string, number>> = {};
   let floor: Record<FloorPath, { ops: number; ratio?: number }>;
   try {
     // The servers run at once and their wrk runs alternate, in an order reversed on every round
     // (a b c, c b a, ...), so a slow spell on this shared machine, or a drift, hits every side of a
-    // ratio alike; each ratio is the median of the per-round ratios. Short runs, many rounds: the
-    // spread of single runs here is wide (0.5-1.1 for one ratio), of the median far narrower.
+    // ratio alike; each ratio is the median of the per-round ratios.
     const servers: Record<Impl, Server> = {
       shmkv: await startServer("shmkv", name),
       featured: await startServer("featured", name),
@@ -156,16 +180,25 @@ export async function httpBench(o: { runs: number; seconds: number; table: Table
         results[impl] = {};
       }
       for (const [route, [path, script]] of Object.entries(routes)) {
-        const runs = { shmkv: [], featured: [], map: [] } as Record<Impl, Figures[]>;
+        const runs = { shmkv: [], featured: [], map: [] } as Record<Impl, Served[]>;
         for (let r = 0; r < rounds; r++) {
-          for (const impl of r % 2 ? [...IMPLS].reverse() : IMPLS) runs[impl].push(wrk(`${servers[impl].url}${path}`, seconds, script));
+          for (const impl of r % 2 ? [...IMPLS].reverse() : IMPLS) runs[impl].push(load(servers[impl], path, seconds, script));
         }
         for (const impl of IMPLS) {
           const f = runs[impl];
-          results[impl]![route] = { ops: median(f.map((x) => x.ops)), p50: median(f.map((x) => x.p50)), p99: median(f.map((x) => x.p99)) };
+          const of = (field: keyof Served) => median(f.map((x) => x[field]));
+          results[impl]![route] = { ops: of("ops"), p50: of("p50"), p99: of("p99"), cpu: of("cpu") };
         }
         const ratio = (a: Impl, b: Impl) => median(runs[a].map((f, i) => f.ops / runs[b][i]!.ops));
-        ratios[route] = { "shmkv/map": ratio("shmkv", "map"), "featured/map": ratio("featured", "map"), "shmkv/featured": ratio("shmkv", "featured") };
+        // CPU per request the other way round (b's over a's), so that above 1 is better for both.
+        const cpuRatio = (a: Impl, b: Impl) => median(runs[a].map((f, i) => runs[b][i]!.cpu / f.cpu));
+        ratios[route] = {
+          "shmkv/map": ratio("shmkv", "map"),
+          "featured/map": ratio("featured", "map"),
+          "shmkv/featured": ratio("shmkv", "featured"),
+          "shmkv/map, CPU per request": cpuRatio("shmkv", "map"),
+          "featured/map, CPU per request": cpuRatio("featured", "map"),
+        };
       }
       for (const impl of IMPLS) rss[impl]!.load = rssKiB(servers[impl].pid, "VmHWM");
     } finally {
@@ -196,13 +229,14 @@ export async function httpBench(o: { runs: number; seconds: number; table: Table
 
   const fmt = (n: number) => (n >= 1e6 ? `${(n / 1e6).toFixed(2)} ms` : `${(n / 1e3).toFixed(0)} µs`);
   const times = (x: number) => `${x.toFixed(2)}×`;
-  o.table(`HTTP (wrk, ${PINNED ? "1 thread on core 1, servers on core 0" : "2 threads"}, ${CONNECTIONS} connections, ${rounds} rounds of ${seconds} s; 10 entries)`,
-    ["route", "server", "req/s", "p50", "p99", "vs Map app", "vs Map app + features"],
+  o.table(`HTTP (wrk, ${PINNED ? "1 thread on core 1, servers on core 0" : "2 threads"}, ${CONNECTIONS} connections, ${rounds} rounds of ${seconds} s; 10 entries; CPU/req: the server's CPU time per request, compared as the Map app's over it)`,
+    ["route", "server", "req/s", "p50", "p99", "CPU/req", "vs Map app", "vs Map app, CPU", "vs Map app + features"],
     Object.keys(routes).flatMap((route) => IMPLS.map((impl) => {
       const f = results[impl]![route]!;
       const r = ratios[route]!;
-      const vsMap = impl === "shmkv" ? r["shmkv/map"]! : impl === "featured" ? r["featured/map"]! : undefined;
-      return [route, LABEL[impl], f.ops.toFixed(0), fmt(f.p50), fmt(f.p99), vsMap ? times(vsMap) : "-", impl === "shmkv" ? times(r["shmkv/featured"]!) : "-"];
+      const vs = (suffix: string) => (impl === "map" ? "-" : times(r[`${impl}/map${suffix}`]!));
+      return [route, LABEL[impl], f.ops.toFixed(0), fmt(f.p50), fmt(f.p99), `${f.cpu.toFixed(1)} µs`, vs(""), vs(", CPU per request"),
+        impl === "shmkv" ? times(r["shmkv/featured"]!) : "-"];
     })));
   o.table(`What Bun alone charges for the ETag header and the strict body read (bench/bun-floor.ts: plain Bun.serve, no Elysia, no store; ${rounds} rounds)`,
     ["answer", "req/s", "vs without"],

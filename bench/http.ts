@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { KvStore } from "../src/store.ts";
 import { FLOOR_PATHS, type FloorPath } from "./bun-floor.ts";
 import { featuresLeftOut } from "./map-app.ts";
-import { median, valueOf, type Figures } from "./measure.ts";
+import { median, pairedRatio, valueOf, type Figures } from "./measure.ts";
 
 type Table = (title: string, head: string[], rows: string[][]) => void;
 /** Our server; the Map app with our HTTP features (bench/map-app.ts); the Map app, the ceiling. */
@@ -128,21 +128,29 @@ async function timeToFirstAnswer(cmd: string[], port: number, env: Record<string
 async function floorBench(rounds: number, seconds: number, post: string) {
   const server = await startServer("floor", "-");
   const paths = Object.keys(FLOOR_PATHS) as FloorPath[];
-  const runs = Object.fromEntries(paths.map((p) => [p, [] as Figures[]])) as Record<FloorPath, Figures[]>;
+  let runs: Record<FloorPath, Figures[]>;
   try {
-    for (let r = 0; r < rounds; r++) {
-      for (const path of r % 2 ? [...paths].reverse() : paths) {
-        runs[path].push(wrk(`${server.url}${path}`, seconds, path.startsWith("set/") ? post : undefined));
-      }
-    }
+    runs = inRounds(rounds, paths, (path) => wrk(`${server.url}${path}`, seconds, path.startsWith("set/") ? post : undefined));
   } finally {
     await server.stop();
   }
   return Object.fromEntries(paths.map((path) => {
     const versus = FLOOR_PATHS[path].versus;
-    const ratio = versus && median(runs[path].map((f, i) => f.ops / runs[versus][i]!.ops));
+    const ratio = versus && pairedRatio(runs[path], runs[versus], (f) => f.ops);
     return [path, { ops: median(runs[path].map((f) => f.ops)), ratio }];
   })) as Record<FloorPath, { ops: number; ratio?: number }>;
+}
+
+/**
+ * `rounds` rounds of `run` on every key, in an order reversed on every round (a b c, c b a, ...),
+ * so a slow spell on this shared machine, or a drift, hits every side of a ratio alike.
+ */
+function inRounds<K extends string, T>(rounds: number, keys: readonly K[], run: (key: K) => T): Record<K, T[]> {
+  const runs = Object.fromEntries(keys.map((key) => [key, [] as T[]])) as Record<K, T[]>;
+  for (let r = 0; r < rounds; r++) {
+    for (const key of r % 2 ? [...keys].reverse() : keys) runs[key].push(run(key));
+  }
+  return runs;
 }
 
 export async function httpBench(o: { runs: number; seconds: number; table: Table }) {
@@ -165,9 +173,8 @@ export async function httpBench(o: { runs: number; seconds: number; table: Table
   const ratios: Record<string, Record<string, number>> = {};
   let floor: Record<FloorPath, { ops: number; ratio?: number }>;
   try {
-    // The servers run at once and their wrk runs alternate, in an order reversed on every round
-    // (a b c, c b a, ...), so a slow spell on this shared machine, or a drift, hits every side of a
-    // ratio alike; each ratio is the median of the per-round ratios.
+    // The servers run at once and their wrk runs alternate (inRounds); each ratio is the median of
+    // the per-round ratios.
     const servers: Record<Impl, Server> = {
       shmkv: await startServer("shmkv", name),
       featured: await startServer("featured", name),
@@ -180,18 +187,15 @@ export async function httpBench(o: { runs: number; seconds: number; table: Table
         results[impl] = {};
       }
       for (const [route, [path, script]] of Object.entries(routes)) {
-        const runs = { shmkv: [], featured: [], map: [] } as Record<Impl, Served[]>;
-        for (let r = 0; r < rounds; r++) {
-          for (const impl of r % 2 ? [...IMPLS].reverse() : IMPLS) runs[impl].push(load(servers[impl], path, seconds, script));
-        }
+        const runs = inRounds(rounds, IMPLS, (impl) => load(servers[impl], path, seconds, script));
         for (const impl of IMPLS) {
           const f = runs[impl];
           const of = (field: keyof Served) => median(f.map((x) => x[field]));
           results[impl]![route] = { ops: of("ops"), p50: of("p50"), p99: of("p99"), cpu: of("cpu") };
         }
-        const ratio = (a: Impl, b: Impl) => median(runs[a].map((f, i) => f.ops / runs[b][i]!.ops));
+        const ratio = (a: Impl, b: Impl) => pairedRatio(runs[a], runs[b], (f) => f.ops);
         // CPU per request the other way round (b's over a's), so that above 1 is better for both.
-        const cpuRatio = (a: Impl, b: Impl) => median(runs[a].map((f, i) => runs[b][i]!.cpu / f.cpu));
+        const cpuRatio = (a: Impl, b: Impl) => pairedRatio(runs[b], runs[a], (f) => f.cpu);
         ratios[route] = {
           "shmkv/map": ratio("shmkv", "map"),
           "featured/map": ratio("featured", "map"),

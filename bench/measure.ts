@@ -41,6 +41,14 @@ export function median(values: number[]): number {
   return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
+/**
+ * The median of per-run ratios of `of(a[i])` to `of(b[i])`, run i of a paired with run i of b
+ * (taken next to each other): a slow spell of the machine falls on both sides of each ratio.
+ */
+export function pairedRatio<T>(a: T[], b: T[], of: (run: T) => number): number {
+  return median(a.map((run, i) => of(run) / of(b[i]!)));
+}
+
 /** The key and the 64-byte value every implementation stores for index i (as bench_c.c). */
 export const keyOf = (i: number) => `key-${i}`;
 export const valueOf = (i: number) => `value-${i}-${".".repeat(64)}`.slice(0, 64);

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { KvStore } from "../src/store.ts";
 import { SseClient } from "../test/helpers/sse.ts";
 import { ensureWrk, startServer, wrk } from "./http.ts";
-import { median, type Figures } from "./measure.ts";
+import { median, pairedRatio, type Figures } from "./measure.ts";
 
 type Table = (title: string, head: string[], rows: string[][]) => void;
 const WATCHERS = 1000;
@@ -66,7 +66,7 @@ export async function watchersBench(o: { runs: number; seconds: number; table: T
     ]));
   // The bar's ratio pairs each run's idle figure with its own "none" (measured next to it), so a slow
   // spell of this shared machine between runs falls on both sides of a ratio alike.
-  const paired = median(runs.idle!.map((f, r) => f.ops / runs.none![r]!.ops));
+  const paired = pairedRatio(runs.idle!, runs.none!, (f) => f.ops);
   return { results, targets: { [BAR]: paired } };
 }
 

@@ -8,7 +8,7 @@
  *   cost of those features and the cost of the shared-memory store.
  */
 import { Elysia, t } from "elysia";
-import { jsonBody, refuseLargeBodies } from "../src/http/body.ts";
+import { bodyReader, refuseLargeBodies } from "../src/http/body.ts";
 import { withEtag } from "../src/http/conditions.ts";
 import { HttpMetrics, measure } from "../src/http/metrics.ts";
 import { errorResponse, GetResponse, SetResponse, StatusResponse } from "../src/http/models.ts";
@@ -76,6 +76,7 @@ export function createFeaturedMapApp(maxEntries = 10, without: ReadonlySet<Featu
   const table = new MapTable(maxEntries);
   const refuseLarge = refuseLargeBodies(MAX_BODY_BYTES);
   const has = (feature: Feature) => !without.has(feature);
+  const readSetBody = has("parse") ? bodyReader(setBody, MAX_BODY_BYTES) : undefined;
   return new Elysia()
     .use(has("metrics") ? measure(new HttpMetrics()) : new Elysia())
     .use(has("gate") ? new Elysia().onRequest(({ request }) => {
@@ -93,12 +94,14 @@ export function createFeaturedMapApp(maxEntries = 10, without: ReadonlySet<Featu
       params: t.Object({ key: t.String() }),
       response: has("schemas") ? { 200: GetResponse, 404: errorResponse("No entry has that key.") } : undefined,
     })
-    .post("/set", ({ body, status }) => {
-      const revision = table.set(body.key, body.value);
+    // With "parse", read as our POST /set reads its body (src/http/app.ts); else by Elysia.
+    .post("/set", async ({ body, request, status }) => {
+      const { key, value } = readSetBody ? await readSetBody(request) : body;
+      const revision = table.set(key, value);
       if (revision === undefined) return status(507, full);
-      return has("etag") ? withEtag(setMessage(body.key), revision) : setMessage(body.key);
+      return has("etag") ? withEtag(setMessage(key), revision) : setMessage(key);
     }, {
-      parse: has("parse") ? jsonBody(MAX_BODY_BYTES) : undefined,
+      parse: readSetBody ? "none" : undefined,
       body: setBody,
       response: has("schemas") ? { 200: SetResponse, 507: errorResponse("The table is full.") } : undefined,
     })

@@ -61,12 +61,10 @@ interface HttpFailure {
 
 /**
  * What the client is told about `error`, given Elysia's `code` for it. Store errors keep their code;
- * Elysia's own failures (unparsable JSON, schema violations, unknown routes) become 400 and 404;
+ * Elysia's own failures (schema violations, unknown routes) become 400 and 404;
  * anything else is a 500.
  */
 export function toHttpFailure(code: string | number, error: unknown): HttpFailure {
-  // Elysia wraps whatever a parse hook throws (the body limit's 413 among them) in a ParseError.
-  if (code === "PARSE" && error instanceof Error && error.cause instanceof ApiError) error = error.cause;
   if (error instanceof ApiError || error instanceof KvError) {
     const status = statusByCode[error.code];
     const fields = error instanceof ApiError ? error.fields : undefined;
@@ -77,9 +75,6 @@ export function toHttpFailure(code: string | number, error: unknown): HttpFailur
   }
   if (error instanceof ValidationError && error.type !== "response") {
     return { status: 400, body: { detail: describeValidation(error), code: "BAD_REQUEST" }, internal: false };
-  }
-  if (code === "PARSE") {
-    return { status: 400, body: { detail: "the body is not valid JSON", code: "BAD_REQUEST" }, internal: false };
   }
   if (code === "NOT_FOUND") {
     return { status: 404, body: { detail: "no such route", code: "ROUTE_NOT_FOUND" }, internal: false };

@@ -1,21 +1,20 @@
 /**
- * The JSON body parser of src/http/body.ts, called as Elysia calls it: its depth bound (a quick count
- * of brackets, then the exact walk) and its UTF-8 check, which must refuse what a fatal decoder does.
+ * The JSON body reader of src/http/body.ts: its depth bound (a quick count of brackets, then the
+ * exact walk), its UTF-8 check, which must refuse what a fatal decoder does, and its schema check.
  */
 import { describe, expect, it } from "bun:test";
-import { jsonBody, MAX_JSON_DEPTH, nestsDeeper } from "../../src/http/body.ts";
+import { t, ValidationError } from "elysia";
+import { bodyReader, MAX_JSON_DEPTH, nestsDeeper, readJson } from "../../src/http/body.ts";
 import { ApiError } from "../../src/http/errors.ts";
 
-const parse = jsonBody(1024 * 1024);
-
-function post(body: string | Uint8Array): { request: Request } {
-  return { request: new Request("http://localhost/set", { method: "POST", headers: { "content-type": "application/json" }, body }) };
+function post(body: string | Uint8Array): Request {
+  return new Request("http://localhost/set", { method: "POST", headers: { "content-type": "application/json" }, body });
 }
 
-/** What parsing `body` gives: the value, or the ApiError's code and detail. */
+/** What reading `body` gives: the value, or the ApiError's code and detail. */
 async function outcome(body: string | Uint8Array): Promise<unknown> {
   try {
-    return { value: await parse(post(body)) };
+    return { value: await readJson(post(body), 1024 * 1024) };
   } catch (error) {
     if (error instanceof ApiError) return { code: error.code, detail: error.message };
     throw error;
@@ -42,7 +41,7 @@ describe("nestsDeeper", () => {
   });
 });
 
-describe("jsonBody", () => {
+describe("readJson", () => {
   it("parses a body at the depth limit and refuses one beyond it", async () => {
     expect(await outcome(nested(MAX_JSON_DEPTH))).toEqual({ value: JSON.parse(nested(MAX_JSON_DEPTH)) });
     expect(await outcome(nested(MAX_JSON_DEPTH + 1))).toEqual({
@@ -72,5 +71,33 @@ describe("jsonBody", () => {
   it("keeps every valid character, U+FFFD among them, as it was sent", async () => {
     const value = "\uFFFD é 中 😀 \u0000";
     expect(await outcome(new TextEncoder().encode(JSON.stringify({ key: "k", value })))).toEqual({ value: { key: "k", value } });
+  });
+});
+
+describe("bodyReader", () => {
+  const read = bodyReader(t.Object({ key: t.String({ minLength: 1 }) }), 1024);
+
+  it("gives a body that matches the schema as it was sent", async () => {
+    const sent = { key: "k", more: [1] };
+    expect(await read(post(JSON.stringify(sent)))).toEqual(sent);
+  });
+
+  it("refuses one that does not as Elysia's own body check does, naming the field", async () => {
+    const error = await read(post(JSON.stringify({ key: "" }))).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ValidationError);
+    expect({ type: (error as ValidationError).type, path: (error as ValidationError).valueError?.path }).toEqual({ type: "body", path: "/key" });
+  });
+
+  it("refuses what is not JSON with a 400's ApiError, and a body over the limit while it is read", async () => {
+    const chunked = new Request("http://localhost/set", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: new Blob([`{"key": "${"k".repeat(2000)}"}`]).stream(),
+    });
+    const failures = await Promise.all([read(post("{key")), read(chunked)].map((p) => p.catch((e: ApiError) => [e.code, e.message])));
+    expect(failures).toEqual([
+      ["BAD_REQUEST", "the body is not valid JSON"],
+      ["BODY_TOO_LARGE", "the request body is larger than 1024 bytes"],
+    ]);
   });
 });

@@ -27,16 +27,6 @@ describe("toHttpFailure", () => {
     });
   });
 
-  it("unwraps an error thrown while parsing the body", () => {
-    const parse = new Error("Bad Request", { cause: new ApiError("BODY_TOO_LARGE", "too big") });
-    expect(toHttpFailure("PARSE", parse)).toEqual({
-      status: 413,
-      body: { detail: "too big", code: "BODY_TOO_LARGE" },
-      internal: false,
-      headers: { connection: "close" },
-    });
-  });
-
   it("asks for a bearer token with a 401", () => {
     expect(toHttpFailure("UNKNOWN", new ApiError("UNAUTHORIZED", "no token"))).toEqual({
       status: 401,

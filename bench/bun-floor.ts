@@ -5,16 +5,18 @@
  *   src/http/conditions.ts withEtag sets it.
  * - POST: a JSON body read as the Map app's Elysia reads it (request.json(), after a look at
  *   request.body, which Elysia takes before it parses any body), and as ours reads it: by our
- *   strict reader (src/http/body.ts readJson: UTF-8 checked, nesting bounded), with no such look.
+ *   strict reader (src/http/body.ts bodyReader: UTF-8 checked, nesting bounded), with no such look.
  * Each pair's ratio is a ceiling on what our server can reach against the Map app on that route.
  */
 import { routedPath } from "../src/http/auth.ts";
-import { readJson } from "../src/http/body.ts";
+import { bodyReader } from "../src/http/body.ts";
+import { SetBody } from "../src/http/models.ts";
 import { withEtag } from "../src/http/conditions.ts";
 import { valueOf } from "./measure.ts";
 
 const entry = { key: "key-1", value: valueOf(1) };
 const written = { success: true, message: "Key 'key-1' set successfully" };
+const strict = bodyReader(SetBody, 64 * 1024);
 
 /** Each path, the answer it gives, and the path it is compared with (none for a baseline). */
 export const FLOOR_PATHS = {
@@ -33,7 +35,7 @@ export function floorHandler(request: Request): Response | Promise<Response> {
   if (path === "/get/etag") return withEtag(entry, ++revision);
   if (path !== "/set/json" && path !== "/set/strict") return new Response("not found", { status: 404 });
   if (path === "/set/json" && !request.body) return refused();
-  const read = path === "/set/json" ? request.json() : readJson(request, 64 * 1024);
+  const read = path === "/set/json" ? request.json() : strict(request);
   return read.then(() => Response.json(written), refused);
 }
 

@@ -37,40 +37,38 @@ export function refuseLargeBodies(limit: number) {
 }
 
 /**
- * A reader of a route's JSON body, held to `schema`: what readJson reads, or Elysia's
- * ValidationError (a 400, as Elysia's own body check gives) when the value does not match.
+ * A reader of a route's JSON body, held to `schema`. The body must say it is JSON (application/json
+ * or a +json type: any other type, or none, is 415, for a browser sends those cross-site without
+ * asking first); be at most `limit` bytes, counted as it is read (a chunked body declares no
+ * length); be valid UTF-8; nest at most MAX_JSON_DEPTH deep; and parse. Of duplicate keys, the last
+ * wins. Each refusal is an ApiError, but a value that does not match `schema`: that is Elysia's
+ * ValidationError, a 400 as Elysia's own body check gives.
  *
  * Routes read their body with it in the handler and tell Elysia `parse: "none"`. Elysia's own parse
  * step looks at `request.body` before any parser, and that makes Bun build a ReadableStream for a
- * body it already holds whole, which cost POST /set about 6% of its requests/s (bench/bun-floor.ts).
- * The route's `body` schema is still declared, for its OpenAPI document and Eden's types.
+ * body it already holds whole (bench/bun-floor.ts prices it). The route's `body` schema is still
+ * declared, for its OpenAPI document and Eden's types.
  */
 export function bodyReader<T extends TSchema>(schema: T, limit: number): (request: Request) => Promise<Static<T>> {
   const check = TypeCompiler.Compile(schema);
-  return (request) => readJson(request, limit).then((value) => {
+  const checked = (bytes: Uint8Array): Static<T> => {
+    const value = parse(bytes);
     if (!check.Check(value)) throw new ValidationError("body", check, value);
     return value;
-  });
-}
-
-/**
- * A request's JSON body. It must say it is JSON (application/json or a +json type: any other type,
- * or none, is 415, for a browser sends those cross-site without asking first); be at most `limit`
- * bytes, counted as it is read (a chunked body declares no length); be valid UTF-8; nest at most
- * MAX_JSON_DEPTH deep; and parse. Of duplicate keys, the last wins. Each refusal is an ApiError.
- */
-export function readJson(request: Request, limit: number): Promise<unknown> {
+  };
   // Not async: a body costs one promise (its read) and one callback. As async functions awaiting
   // each other, this took a few promises and microtask turns more on every request.
-  const type = request.headers.get("content-type");
-  if (!isJson(type)) {
-    const sent = type === null ? "none" : JSON.stringify(type);
-    return Promise.reject(new ApiError("UNSUPPORTED_MEDIA_TYPE", `the body must be JSON, sent with Content-Type: application/json (got ${sent})`));
-  }
-  // A declared length was held to the limit before routing (refuseLargeBodies), and the body cannot
-  // run past it: read it whole. Only a chunked body needs counting as it arrives.
-  const bytes = request.headers.get("content-length") !== null ? request.bytes() : readChunked(request, limit);
-  return bytes.then(parse);
+  return (request) => {
+    const type = request.headers.get("content-type");
+    if (!isJson(type)) {
+      const sent = type === null ? "none" : JSON.stringify(type);
+      return Promise.reject(new ApiError("UNSUPPORTED_MEDIA_TYPE", `the body must be JSON, sent with Content-Type: application/json (got ${sent})`));
+    }
+    // A declared length was held to the limit before routing (refuseLargeBodies), and the body
+    // cannot run past it: read it whole. Only a chunked body needs counting as it arrives.
+    const bytes = request.headers.get("content-length") !== null ? request.bytes() : readChunked(request, limit);
+    return bytes.then(checked);
+  };
 }
 
 function isJson(type: string | null): boolean {

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { KvStore } from "../src/store.ts";
 import { FLOOR_PATHS, type FloorPath } from "./bun-floor.ts";
 import { featuresLeftOut } from "./map-app.ts";
-import { median, pairedRatio, valueOf, type Figures } from "./measure.ts";
+import { median, pairedRatio, roundOrder, valueOf, type Figures } from "./measure.ts";
 
 type Table = (title: string, head: string[], rows: string[][]) => void;
 /** Our server; the Map app with our HTTP features (bench/map-app.ts); the Map app, the ceiling. */
@@ -141,14 +141,11 @@ async function floorBench(rounds: number, seconds: number, post: string) {
   })) as Record<FloorPath, { ops: number; ratio?: number }>;
 }
 
-/**
- * `rounds` rounds of `run` on every key, in an order reversed on every round (a b c, c b a, ...),
- * so a slow spell on this shared machine, or a drift, hits every side of a ratio alike.
- */
+/** `rounds` rounds of `run` on every key, each in its roundOrder. */
 function inRounds<K extends string, T>(rounds: number, keys: readonly K[], run: (key: K) => T): Record<K, T[]> {
   const runs = Object.fromEntries(keys.map((key) => [key, [] as T[]])) as Record<K, T[]>;
   for (let r = 0; r < rounds; r++) {
-    for (const key of r % 2 ? [...keys].reverse() : keys) runs[key].push(run(key));
+    for (const key of roundOrder(keys, r)) runs[key].push(run(key));
   }
   return runs;
 }

@@ -42,6 +42,14 @@ export function median(values: number[]): number {
 }
 
 /**
+ * The order of round `round` over `keys`: as given, then reversed on every other round (a b c,
+ * c b a, ...), so a slow spell on this shared machine, or a drift, hits every side of a ratio alike.
+ */
+export function roundOrder<K>(keys: readonly K[], round: number): readonly K[] {
+  return round % 2 ? [...keys].reverse() : keys;
+}
+
+/**
  * The median of per-run ratios of `of(a[i])` to `of(b[i])`, run i of a paired with run i of b
  * (taken next to each other): a slow spell of the machine falls on both sides of each ratio.
  */

@@ -1,16 +1,21 @@
 /**
- * `make bench`: every benchmark, each figure the median of RUNS runs in fresh processes; a table on
- * stdout and bench/results.json. BENCH_SECONDS (default 1) is the time per measured loop.
+ * `make bench`: every benchmark, each figure the median of at least RUNS runs in fresh processes; a
+ * table on stdout and bench/results.json. BENCH_SECONDS (default 1) is the time per measured loop.
  * BENCH_ONLY=inProcess,http (any of inProcess, crossProcess, http, watchers) runs just those, and
  * leaves bench/results.json as it is.
  */
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { httpBench } from "./http.ts";
-import { median, type Figures } from "./measure.ts";
+import { median, pairedRatio, roundOrder, type Figures } from "./measure.ts";
 import { watchersBench } from "./watchers.ts";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+/**
+ * Rounds of the in-process runs. The rate of one run moved by up to 1.5x between rounds minutes
+ * apart here (the binding's get at 10,000 entries: 2.4-3.7 M/s), and the C loop's with it.
+ */
+const IN_PROCESS_ROUNDS = Math.max(5, RUNS);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 1);
 const ROOT = join(import.meta.dir, "..");
 const BENCH_C = join(ROOT, "build", "bench_c");
@@ -26,25 +31,29 @@ async function json<T = Json>(cmd: string[]): Promise<T> {
   return JSON.parse(out.trim().split("\n").at(-1)!) as T;
 }
 
+type Run = Record<string, Figures>;
+
 /**
- * RUNS runs of each of `runs`, taken in turn (a, b, c, a, b, c, ...) so a slow spell of this shared
- * machine falls on all of them alike; the median of each, field by field.
+ * `rounds` runs of each of `runs`, each round taking them all in its roundOrder; every run's
+ * figures, and the median of each, field by field.
  */
-async function interleaved(runs: Record<string, () => Promise<Record<string, Figures>>>): Promise<Record<string, Record<string, Figures>>> {
-  const all: Record<string, Array<Record<string, Figures>>> = {};
-  for (let i = 0; i < RUNS; i++) for (const [k, run] of Object.entries(runs)) (all[k] ??= []).push(await run());
-  const out: Record<string, Record<string, Figures>> = {};
+async function interleaved(rounds: number, runs: Record<string, () => Promise<Run>>) {
+  const all: Record<string, Run[]> = {};
+  for (let i = 0; i < rounds; i++) {
+    for (const k of roundOrder(Object.keys(runs), i)) (all[k] ??= []).push(await runs[k]!());
+  }
+  const medians: Record<string, Run> = {};
   for (const [k, results] of Object.entries(all)) {
-    out[k] = {};
+    medians[k] = {};
     for (const op of Object.keys(results[0]!)) {
-      out[k][op] = {
+      medians[k][op] = {
         ops: median(results.map((r) => r[op]!.ops)),
         p50: median(results.map((r) => r[op]!.p50)),
         p99: median(results.map((r) => r[op]!.p99)),
       };
     }
   }
-  return out;
+  return { all, medians };
 }
 
 const fmtOps = (n: number) => (n >= 1e6 ? `${(n / 1e6).toFixed(2)} M/s` : `${(n / 1e3).toFixed(1)} k/s`);
@@ -61,15 +70,15 @@ function table(title: string, head: string[], rows: string[][]): void {
 async function inProcess(): Promise<Json> {
   const SIZES = [10, 10_000, 1_000_000];
   // One round runs every size: the 1,000,000 vs 10 ratio compares runs minutes apart otherwise.
-  const runs: Record<string, () => Promise<Record<string, Figures>>> = {};
+  const runs: Record<string, () => Promise<Run>> = {};
   for (const entries of SIZES) {
-    const run = (impl: string) => () => json<Record<string, Figures>>([bun, "bench/inprocess.ts", impl, `${entries}`, `${SECONDS}`]);
+    const run = (impl: string) => () => json<Run>([bun, "bench/inprocess.ts", impl, `${entries}`, `${SECONDS}`]);
     for (const impl of ["shmkv", "map", "lmdb"]) runs[`${entries} ${impl}`] = run(impl);
     runs[`${entries} c`] = () => json([BENCH_C, `/shmkv-bench-c-${process.pid}`, `${entries}`, `${SECONDS}`]);
   }
-  const all = await interleaved(runs);
-  const results: Record<string, Record<string, Record<string, Figures>>> = {};
-  for (const [run, figures] of Object.entries(all)) {
+  const { all, medians } = await interleaved(IN_PROCESS_ROUNDS, runs);
+  const results: Record<string, Record<string, Run>> = {};
+  for (const [run, figures] of Object.entries(medians)) {
     const [entries, impl] = run.split(" ") as [string, string];
     (results[entries] ??= {})[impl] = figures;
   }
@@ -82,12 +91,14 @@ async function inProcess(): Promise<Json> {
       }
     }
   }
-  table("In process (Bun; c = the library from a C loop)", ["entries", "op", "impl", "ops/s", "p50", "p99"], rows);
-  const r = (n: number, impl: string, op: string) => results[n]![impl]![op]!.ops;
+  table(`In process (Bun; c = the library from a C loop; medians of ${IN_PROCESS_ROUNDS} rounds)`, ["entries", "op", "impl", "ops/s", "p50", "p99"], rows);
+  // Each target is the median of its per-round ratios, as the HTTP ones: two runs of one round are
+  // seconds apart, where their medians may come from rounds a minute apart.
+  const paired = (a: string, b: string, op: string) => pairedRatio(all[a]!, all[b]!, (run) => run[op]!.ops);
   const targets = {
-    "get vs lmdb-js get (10,000 entries), target >= 2": r(10_000, "shmkv", "get") / r(10_000, "lmdb", "get"),
-    "set vs lmdb-js putSync, noSync (10,000 entries), target >= 1": r(10_000, "shmkv", "set") / r(10_000, "lmdb", "set"),
-    "get time (10 hot keys) at 1,000,000 / at 10 entries, target <= 1.5": r(10, "shmkv", "get-hot") / r(1_000_000, "shmkv", "get-hot"),
+    "get vs lmdb-js get (10,000 entries), target >= 2": paired("10000 shmkv", "10000 lmdb", "get"),
+    "set vs lmdb-js putSync, noSync (10,000 entries), target >= 1": paired("10000 shmkv", "10000 lmdb", "set"),
+    "get time (10 hot keys) at 1,000,000 / at 10 entries, target <= 1.5": paired("10 shmkv", "1000000 shmkv", "get-hot"),
   };
   return { results, targets };
 }

@@ -10,8 +10,8 @@
  */
 import { routedPath } from "../src/http/auth.ts";
 import { bodyReader } from "../src/http/body.ts";
-import { SetBody } from "../src/http/models.ts";
 import { withEtag } from "../src/http/conditions.ts";
+import { SetBody } from "../src/http/models.ts";
 import { valueOf } from "./measure.ts";
 
 const entry = { key: "key-1", value: valueOf(1) };

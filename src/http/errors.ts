@@ -61,8 +61,8 @@ interface HttpFailure {
 
 /**
  * What the client is told about `error`, given Elysia's `code` for it. Store errors keep their code;
- * Elysia's own failures (schema violations, unknown routes) become 400 and 404;
- * anything else is a 500.
+ * Elysia's own failures (schema violations, unknown routes) become 400 and 404; anything else is a
+ * 500.
  */
 export function toHttpFailure(code: string | number, error: unknown): HttpFailure {
   if (error instanceof ApiError || error instanceof KvError) {

@@ -14,14 +14,19 @@ import { featuresLeftOut } from "./map-app.ts";
 import { median, pairedRatio, roundOrder, valueOf, type Figures } from "./measure.ts";
 
 type Table = (title: string, head: string[], rows: string[][]) => void;
-/** Our server; the Map app with our HTTP features (bench/map-app.ts); the Map app, the ceiling. */
-const IMPLS = ["shmkv", "featured", "map"] as const;
+/**
+ * Our server; the Map app with our HTTP features (bench/map-app.ts); the Map app, the ceiling, served
+ * as ours is (Bun.serve handing each request to the app); and the Map app served by Elysia's own
+ * listen, which routes in Bun's native router: a higher ceiling, for an app without request hooks.
+ */
+const IMPLS = ["shmkv", "featured", "map", "listen"] as const;
 type Impl = (typeof IMPLS)[number];
 const leftOut = [...featuresLeftOut()];
 const LABEL: Record<Impl, string> = {
   shmkv: "shmkv",
   featured: `Map app + our HTTP features${leftOut.length ? ` but ${leftOut.join(", ")}` : ""}`,
   map: "Map app",
+  listen: "Map app, by Elysia's listen",
 };
 const ROOT = join(import.meta.dir, "..");
 const CONNECTIONS = 50;
@@ -176,6 +181,7 @@ export async function httpBench(o: { runs: number; seconds: number; table: Table
       shmkv: await startServer("shmkv", name),
       featured: await startServer("featured", name),
       map: await startServer("map", name),
+      listen: await startServer("listen", name),
     };
     try {
       for (const impl of IMPLS) {
@@ -197,8 +203,11 @@ export async function httpBench(o: { runs: number; seconds: number; table: Table
           "shmkv/map": ratio("shmkv", "map"),
           "featured/map": ratio("featured", "map"),
           "shmkv/featured": ratio("shmkv", "featured"),
+          "listen/map": ratio("listen", "map"),
+          "shmkv/listen": ratio("shmkv", "listen"),
           "shmkv/map, CPU per request": cpuRatio("shmkv", "map"),
           "featured/map, CPU per request": cpuRatio("featured", "map"),
+          "listen/map, CPU per request": cpuRatio("listen", "map"),
         };
       }
       for (const impl of IMPLS) rss[impl]!.load = rssKiB(servers[impl].pid, "VmHWM");
@@ -231,13 +240,13 @@ export async function httpBench(o: { runs: number; seconds: number; table: Table
   const fmt = (n: number) => (n >= 1e6 ? `${(n / 1e6).toFixed(2)} ms` : `${(n / 1e3).toFixed(0)} µs`);
   const times = (x: number) => `${x.toFixed(2)}×`;
   o.table(`HTTP (wrk, ${PINNED ? "1 thread on core 1, servers on core 0" : "2 threads"}, ${CONNECTIONS} connections, ${rounds} rounds of ${seconds} s; 10 entries; CPU/req: the server's CPU time per request, compared as the Map app's over it)`,
-    ["route", "server", "req/s", "p50", "p99", "CPU/req", "vs Map app", "vs Map app, CPU", "vs Map app + features"],
+    ["route", "server", "req/s", "p50", "p99", "CPU/req", "vs Map app", "vs Map app, CPU", "vs Map app + features", "vs Map app by listen"],
     Object.keys(routes).flatMap((route) => IMPLS.map((impl) => {
       const f = results[impl]![route]!;
       const r = ratios[route]!;
       const vs = (suffix: string) => (impl === "map" ? "-" : times(r[`${impl}/map${suffix}`]!));
       return [route, LABEL[impl], f.ops.toFixed(0), fmt(f.p50), fmt(f.p99), `${f.cpu.toFixed(1)} µs`, vs(""), vs(", CPU per request"),
-        impl === "shmkv" ? times(r["shmkv/featured"]!) : "-"];
+        impl === "shmkv" ? times(r["shmkv/featured"]!) : "-", impl === "shmkv" ? times(r["shmkv/listen"]!) : "-"];
     })));
   o.table(`What Bun alone charges for the ETag header and the strict body read (bench/bun-floor.ts: plain Bun.serve, no Elysia, no store; ${rounds} rounds)`,
     ["answer", "req/s", "vs without"],

@@ -1,8 +1,10 @@
 /**
- * A server for the HTTP benchmark, in its own process: `bun bench/serve.ts shmkv|featured|map|floor NAME`.
- * The featured app leaves out the features BENCH_WITHOUT names (bench/map-app.ts); floor is the
- * plain Bun.serve handler of bench/bun-floor.ts. Fills 10 entries (key-0..key-9) but in floor,
- * listens on a free loopback port, and prints {"url": ...}.
+ * A server for the HTTP benchmark, in its own process:
+ * `bun bench/serve.ts shmkv|featured|map|listen|floor NAME`. The featured app leaves out the
+ * features BENCH_WITHOUT names (bench/map-app.ts); listen is the Map app served by Elysia's own
+ * listen rather than by Bun.serve; floor is the plain Bun.serve handler of bench/bun-floor.ts.
+ * Fills 10 entries (key-0..key-9) but in floor, listens on a free loopback port, and prints
+ * {"url": ...}.
  */
 import { KvStore } from "../src/store.ts";
 import { startServer } from "../src/server.ts";
@@ -31,7 +33,13 @@ if (impl === "shmkv") {
   for (let i = 0; i < 10; i++) {
     await app.handle(new Request("http://localhost/set", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ key: keyOf(i), value: valueOf(i) }) }));
   }
-  const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: (r) => app.handle(r), development: false });
-  console.log(JSON.stringify({ url: server.url.href }));
-  process.once("SIGTERM", () => void server.stop().then(() => process.exit(0)));
+  if (impl === "listen") {
+    app.listen({ hostname: "127.0.0.1", port: 0, development: false });
+    console.log(JSON.stringify({ url: app.server!.url.href }));
+    process.once("SIGTERM", () => void app.stop().then(() => process.exit(0)));
+  } else {
+    const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: (r) => app.handle(r), development: false });
+    console.log(JSON.stringify({ url: server.url.href }));
+    process.once("SIGTERM", () => void server.stop().then(() => process.exit(0)));
+  }
 }

@@ -1,7 +1,8 @@
 /**
  * HTTP and resource figures for `make bench`: wrk against our server and, in the same run, against
- * two Map-backed Elysia apps (bench/map-app.ts): the bare one the targets compare with, and one with
- * our HTTP features, which tells the features' cost from the store's. Also RSS idle and under load,
+ * Map-backed Elysia apps (bench/map-app.ts): the bare one the targets compare with, served as ours
+ * is and by Elysia's own listen, and one with our HTTP features, which tells the features' cost
+ * from the store's. Also RSS idle and under load,
  * and time to first answer for `bun src/server.ts` and for the compiled binary (build/shmkv, when
  * `make compile` made it).
  */

@@ -33,9 +33,12 @@ export function floorHandler(request: Request): Response | Promise<Response> {
   const path = routedPath(request.url);
   if (path === "/get/plain") return Response.json(entry);
   if (path === "/get/etag") return withEtag(entry, ++revision);
-  if (path !== "/set/json" && path !== "/set/strict") return new Response("not found", { status: 404 });
-  if (path === "/set/json" && !request.body) return refused();
-  const read = path === "/set/json" ? request.json() : strict(request);
+  if (path === "/set/json") return request.body ? answered(request.json()) : refused();
+  if (path === "/set/strict") return answered(strict(request));
+  return new Response("not found", { status: 404 });
+}
+
+function answered(read: Promise<unknown>): Promise<Response> {
   return read.then(() => Response.json(written), refused);
 }
 

@@ -2,9 +2,8 @@
  * HTTP and resource figures for `make bench`: wrk against our server and, in the same run, against
  * Map-backed Elysia apps (bench/map-app.ts): the bare one the targets compare with, served as ours
  * is and by Elysia's own listen, and one with our HTTP features, which tells the features' cost
- * from the store's. Also RSS idle and under load,
- * and time to first answer for `bun src/server.ts` and for the compiled binary (build/shmkv, when
- * `make compile` made it).
+ * from the store's. Also RSS idle and under load, and time to first answer for `bun src/server.ts`
+ * and for the compiled binary (build/shmkv, when `make compile` made it).
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
@@ -12,7 +11,7 @@ import { join } from "node:path";
 import { KvStore } from "../src/store.ts";
 import { FLOOR_PATHS, type FloorPath } from "./bun-floor.ts";
 import { featuresLeftOut } from "./map-app.ts";
-import { median, pairedRatio, roundOrder, valueOf, type Figures } from "./measure.ts";
+import { median, medianFigures, pairedRatio, roundOrder, valueOf, type Figures } from "./measure.ts";
 
 type Table = (title: string, head: string[], rows: string[][]) => void;
 /**
@@ -193,9 +192,7 @@ export async function httpBench(o: { runs: number; seconds: number; table: Table
       for (const [route, [path, script]] of Object.entries(routes)) {
         const runs = inRounds(rounds, IMPLS, (impl) => load(servers[impl], path, seconds, script));
         for (const impl of IMPLS) {
-          const f = runs[impl];
-          const of = (field: keyof Served) => median(f.map((x) => x[field]));
-          results[impl]![route] = { ops: of("ops"), p50: of("p50"), p99: of("p99"), cpu: of("cpu") };
+          results[impl]![route] = { ...medianFigures(runs[impl]), cpu: median(runs[impl].map((x) => x.cpu)) };
         }
         const ratio = (a: Impl, b: Impl) => pairedRatio(runs[a], runs[b], (f) => f.ops);
         // CPU per request the other way round (b's over a's), so that above 1 is better for both.

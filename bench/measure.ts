@@ -41,6 +41,11 @@ export function median(values: number[]): number {
   return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
+/** The median of each figure of `runs`, field by field. */
+export function medianFigures(runs: Figures[]): Figures {
+  return { ops: median(runs.map((f) => f.ops)), p50: median(runs.map((f) => f.p50)), p99: median(runs.map((f) => f.p99)) };
+}
+
 /**
  * The order of round `round` over `keys`: as given, then reversed on every other round (a b c,
  * c b a, ...), so a slow spell on this shared machine, or a drift, hits every side of a ratio alike.

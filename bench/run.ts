@@ -7,7 +7,7 @@
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { httpBench } from "./http.ts";
-import { median, pairedRatio, roundOrder, type Figures } from "./measure.ts";
+import { median, medianFigures, pairedRatio, roundOrder, type Figures } from "./measure.ts";
 import { watchersBench } from "./watchers.ts";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
@@ -45,13 +45,7 @@ async function interleaved(rounds: number, runs: Record<string, () => Promise<Ru
   const medians: Record<string, Run> = {};
   for (const [k, results] of Object.entries(all)) {
     medians[k] = {};
-    for (const op of Object.keys(results[0]!)) {
-      medians[k][op] = {
-        ops: median(results.map((r) => r[op]!.ops)),
-        p50: median(results.map((r) => r[op]!.p50)),
-        p99: median(results.map((r) => r[op]!.p99)),
-      };
-    }
+    for (const op of Object.keys(results[0]!)) medians[k][op] = medianFigures(results.map((r) => r[op]!));
   }
   return { all, medians };
 }

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { KvStore } from "../src/store.ts";
 import { SseClient } from "../test/helpers/sse.ts";
 import { ensureWrk, startServer, wrk } from "./http.ts";
-import { median, pairedRatio, type Figures } from "./measure.ts";
+import { medianFigures, pairedRatio, type Figures } from "./measure.ts";
 
 type Table = (title: string, head: string[], rows: string[][]) => void;
 const WATCHERS = 1000;
@@ -53,7 +53,7 @@ export async function watchersBench(o: { runs: number; seconds: number; table: T
     KvStore.unlink(name);
   }
   const results = Object.fromEntries(
-    Object.entries(runs).map(([k, f]) => [k, { ops: median(f.map((x) => x.ops)), p50: median(f.map((x) => x.p50)), p99: median(f.map((x) => x.p99)) }]),
+    Object.entries(runs).map(([k, f]) => [k, medianFigures(f)]),
   ) as Record<"none" | "idle" | "busy", Figures>;
   const labels = { none: "no watchers", idle: `${WATCHERS} idle watchers`, busy: `${WATCHERS} watchers, a C write every 100 ms` };
   o.table(`GET /get/{key} while /watch streams are open (wrk, ${seconds} s, median of ${rounds})`, ["watchers", "req/s", "p50", "p99", "vs none"],

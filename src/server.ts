@@ -8,7 +8,7 @@ import { createApp } from "./http/app.ts";
 import { exposureWarning } from "./http/auth.ts";
 import { withRequestLog } from "./http/request-log.ts";
 import { StoreSlot } from "./http/store-slot.ts";
-import { keepingStreamsOpen } from "./http/watch.ts";
+import { watchRoute } from "./http/watch.ts";
 import { KvStore } from "./store.ts";
 
 export interface Logger {
@@ -56,7 +56,8 @@ export function startServer(config: ServerConfig, log: Logger = consoleLogger): 
     token: config.token,
     onInternalError: (error) => log.error(`internal error: ${error instanceof Error ? error.stack : String(error)}`),
   });
-  const handle = (request: Request) => app.handle(request);
+  const plain = (request: Request) => app.handle(request);
+  const handle = config.logRequests ? withRequestLog(plain, log.info) : plain;
   let server: Bun.Server<undefined>;
   try {
     server = Bun.serve({
@@ -69,7 +70,8 @@ export function startServer(config: ServerConfig, log: Logger = consoleLogger): 
       // Seconds a connection may stay idle, or take over a request's body (Bun closes a connection
       // still sending its headers after about 10 s, whatever this says).
       idleTimeout: config.idleTimeoutSeconds ?? DEFAULT_IDLE_TIMEOUT_SECONDS,
-      fetch: keepingStreamsOpen(config.logRequests ? withRequestLog(handle, log.info) : handle),
+      routes: watchRoute(handle),
+      fetch: handle,
     });
   } catch (error) {
     slot.close();

@@ -5,7 +5,6 @@
  * requests: the route hands over the revision to start after and the prefix.
  */
 import { ChangeFeed, concerns, type FeedEvent } from "../feed.ts";
-import { routedPath } from "./auth.ts";
 import { ApiError } from "./errors.ts";
 import type { WatchChange, WatchResync } from "./models.ts";
 import type { StoreSlot } from "./store-slot.ts";
@@ -34,20 +33,19 @@ const WATCH_PATH = "/watch";
 const HEADERS = { "content-type": EVENT_STREAM, "cache-control": "no-cache", "x-accel-buffering": "no" };
 
 /**
- * A fetch handler for Bun.serve that lifts the server's idle timeout for the responses that are event
- * streams: a quiet stream (heartbeats aside) is not an idle connection. Only GET /watch can answer
- * one, so every other request goes straight through (awaiting each response to look at it measured
- * costing a sixth of the server's time under load). The timeout is lifted once the response exists:
- * lifted before, Bun puts it back.
+ * Bun.serve's `routes` for GET /watch, in front of its `fetch` (which serves the rest with the same
+ * `handle`): the answer is handed over as is, but an event stream gets the server's idle timeout
+ * lifted, for a quiet stream (heartbeats aside) is not an idle connection. The timeout is lifted
+ * once the response exists: lifted before, Bun puts it back. Bun's router picks the path, so no
+ * other request pays for a look at its URL here.
  */
-export function keepingStreamsOpen(handle: (request: Request) => Response | Promise<Response>) {
-  return (request: Request, server: Bun.Server<undefined>): Response | Promise<Response> => {
-    if (request.method !== "GET" || routedPath(request.url) !== WATCH_PATH) return handle(request);
-    return Promise.resolve(handle(request)).then((response) => {
+export function watchRoute(handle: (request: Request) => Response | Promise<Response>) {
+  const keepingOpen = (request: Request, server: Bun.Server<undefined>) =>
+    Promise.resolve(handle(request)).then((response) => {
       if (response.headers.get("content-type") === EVENT_STREAM) server.timeout(request, 0);
       return response;
     });
-  };
+  return { [WATCH_PATH]: { GET: keepingOpen } };
 }
 
 /** One event in the text/event-stream format: a change with its revision as id, or a resync. */

@@ -2,7 +2,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "bun:test";
 import { createApp, type App } from "../../src/http/app.ts";
 import { StoreSlot } from "../../src/http/store-slot.ts";
-import { keepingStreamsOpen } from "../../src/http/watch.ts";
+import { watchRoute } from "../../src/http/watch.ts";
 import { startServer } from "../../src/server.ts";
 import { KvStore } from "../../src/store.ts";
 import { expectError, get } from "../helpers/http.ts";
@@ -178,7 +178,8 @@ describe("GET /watch, when the segment is replaced", () => {
 describe("GET /watch, behind the server's idle timeout", () => {
   it("stays open longer than the timeout, with nothing to send", async () => {
     const quiet = createApp(temp.store, { watch: { heartbeatMs: 5000 } });
-    const local = Bun.serve({ hostname: "127.0.0.1", port: 0, idleTimeout: 1, fetch: keepingStreamsOpen((r) => quiet.handle(r)) });
+    const handle = (r: Request) => quiet.handle(r);
+    const local = Bun.serve({ hostname: "127.0.0.1", port: 0, idleTimeout: 1, routes: watchRoute(handle), fetch: handle });
     try {
       const client = await SseClient.open(local.url.href, "/watch");
       clients.push(client);

@@ -133,7 +133,7 @@ async function timeToFirstAnswer(cmd: string[], port: number, env: Record<string
 async function floorBench(rounds: number, seconds: number, post: string) {
   const server = await startServer("floor", "-");
   const paths = Object.keys(FLOOR_PATHS) as FloorPath[];
-  let runs: Record<FloorPath, Figures[]>;
+  let runs: Map<FloorPath, Figures[]>;
   try {
     runs = inRounds(rounds, paths, (path) => wrk(`${server.url}${path}`, seconds, path.startsWith("set/") ? post : undefined));
   } finally {
@@ -141,16 +141,16 @@ async function floorBench(rounds: number, seconds: number, post: string) {
   }
   return Object.fromEntries(paths.map((path) => {
     const versus = FLOOR_PATHS[path].versus;
-    const ratio = versus && pairedRatio(runs[path], runs[versus], (f) => f.ops);
-    return [path, { ops: median(runs[path].map((f) => f.ops)), ratio }];
+    const ratio = versus && pairedRatio(runs.get(path)!, runs.get(versus)!, (f) => f.ops);
+    return [path, { ops: median(runs.get(path)!.map((f) => f.ops)), ratio }];
   })) as Record<FloorPath, { ops: number; ratio?: number }>;
 }
 
-/** `rounds` rounds of `run` on every key, each in its roundOrder. */
-function inRounds<K extends string, T>(rounds: number, keys: readonly K[], run: (key: K) => T): Record<K, T[]> {
-  const runs = Object.fromEntries(keys.map((key) => [key, [] as T[]])) as Record<K, T[]>;
+/** `rounds` rounds of `run` on every key, each in its roundOrder; the runs of each key. */
+function inRounds<K, T>(rounds: number, keys: readonly K[], run: (key: K) => T): Map<K, T[]> {
+  const runs = new Map(keys.map((key) => [key, [] as T[]]));
   for (let r = 0; r < rounds; r++) {
-    for (const key of roundOrder(keys, r)) runs[key].push(run(key));
+    for (const key of roundOrder(keys, r)) runs.get(key)!.push(run(key));
   }
   return runs;
 }
@@ -189,8 +189,14 @@ export async function httpBench(o: { runs: number; seconds: number; table: Table
         rss[impl] = { idle: rssKiB(servers[impl].pid), load: 0 };
         results[impl] = {};
       }
-      for (const [route, [path, script]] of Object.entries(routes)) {
-        const runs = inRounds(rounds, IMPLS, (impl) => load(servers[impl], path, seconds, script));
+      // Every round takes every route, each on every server in turn: the rounds of one route spread
+      // over the whole section, so that a slow spell of the machine lasting a minute or two does not
+      // fall on all of them (a route's 15 rounds took one minute before, and its ratio moved with the
+      // spell it fell in). The runs of one route on the servers stay next to each other, paired.
+      const cases = Object.entries(routes).flatMap(([route, [path, script]]) => IMPLS.map((impl) => ({ route, impl, path, script })));
+      const all = inRounds(rounds, cases, (c) => load(servers[c.impl], c.path, seconds, c.script));
+      for (const route of Object.keys(routes)) {
+        const runs = Object.fromEntries(cases.filter((c) => c.route === route).map((c) => [c.impl, all.get(c)!])) as Record<Impl, Served[]>;
         for (const impl of IMPLS) {
           results[impl]![route] = { ...medianFigures(runs[impl]), cpu: median(runs[impl].map((x) => x.cpu)) };
         }

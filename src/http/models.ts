@@ -113,10 +113,15 @@ export const conditionParameters = Object.entries(ConditionHeaders.properties).m
   required: false,
 }));
 
-/** A set's answer: the seed's body, and the entry's new revision in the ETag header. */
+/** A set's answer: the seed's body; for a conditional set, the entry's new revision in the ETag header. */
 export const SetResponse = t.Object(SuccessResponse.properties, {
   description: "The write was done.",
-  headers: etagHeader,
+  headers: {
+    ETag: {
+      ...etagHeader.ETag,
+      description: `${etagHeader.ETag.description} Sent when the set was conditional (If-Match or If-None-Match).`,
+    },
+  },
 });
 
 const pageLimit = (options: { default?: number } = {}) =>

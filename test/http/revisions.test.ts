@@ -49,10 +49,19 @@ describe("GET /get/{key}", () => {
 });
 
 describe("POST /set", () => {
-  it("gives the new revision as its ETag, with the seed's body", async () => {
+  it("answers a set without a condition as the seed did: its body, and no ETag", async () => {
     expect(await tagged(app.handle(postSet({ key: "k", value: "v" })))).toEqual({
       status: 200,
-      etag: '"1"',
+      etag: null,
+      body: { success: true, message: "Key 'k' set successfully" },
+    });
+  });
+
+  it("gives a conditional set's new revision as its ETag, with the seed's body", async () => {
+    temp.store.set("other", "x");
+    expect(await tagged(app.handle(setIf("k", "v", { "if-none-match": "*" })))).toEqual({
+      status: 200,
+      etag: '"2"',
       body: { success: true, message: "Key 'k' set successfully" },
     });
   });

@@ -227,6 +227,12 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
       },
       detail: { summary: "Follow the changes, by any process, as Server-Sent Events", security: bearer },
     })
+    // HEAD of the stream: its status and headers, the query and headers checked as for GET.
+    .head("/watch", () => watchHub.head(), {
+      query: WatchQuery,
+      headers: WatchHeaders,
+      detail: { hide: true },
+    })
     .get("/ui", () => uiPage(), {
       response: { 200: UiPage },
       detail: { summary: "A live page of the store, with forms to set and delete" },

@@ -116,6 +116,16 @@ export class WatchHub {
     return new Response(body, { headers: HEADERS });
   }
 
+  /**
+   * What open() would answer, without a stream: the answer to HEAD, which has no body. (Elysia's
+   * own HEAD of a GET route reads the whole GET body for its length, and a stream never ends.)
+   */
+  head(): Response {
+    if (this.#closed) throw new ApiError("STORE_UNAVAILABLE", "the server is shutting down");
+    this.#slot.require();
+    return new Response(null, { headers: HEADERS });
+  }
+
   /** End every stream (their clients see the end) and refuse new ones: the server is stopping. */
   close(): void {
     this.#closed = true;

@@ -140,6 +140,17 @@ describe("GET /watch", () => {
     await expectError(app.handle(new Request(`http://localhost${path}`, { headers })), 400, "BAD_REQUEST", /^invalid (query|headers|property)/);
   });
 
+  it("answers HEAD with the stream's status and headers, no body, and no watcher left", async () => {
+    const r = await app.handle(new Request("http://localhost/watch?since=0", { method: "HEAD" }));
+    expect({ status: r.status, type: r.headers.get("content-type"), body: await r.text(), watchers: hub().watchers }).toEqual({
+      status: 200,
+      type: "text/event-stream",
+      body: "",
+      watchers: 0,
+    });
+    await expectError(app.handle(new Request("http://localhost/watch?since=x", { method: "HEAD" })), 400, "BAD_REQUEST", /^invalid query/);
+  });
+
   it.each(["/watch", "/watch?since=0"])("answers 503 to %s while there is no store", async (path) => {
     using garbage = new GarbageSegment();
     using slot = StoreSlot.opening(() => KvStore.open(garbage.name));

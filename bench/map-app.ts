@@ -3,9 +3,9 @@
  * - createMapApp: the framework's own ceiling. The same routes and bodies as our API, typed the same
  *   way, and nothing more. The targets compare with it.
  * - createFeaturedMapApp: the same, plus what our server does on these routes beyond the store: the
- *   ETag header of GET /get/{key}, request metrics, the request gate, the strict JSON body parser and the response
- *   schemas, with our own modules. Compared with both, it splits our gap to the ceiling into the
- *   cost of those features and the cost of the shared-memory store.
+ *   ETag header of GET /get/{key}, request metrics, the request gate, the strict JSON body reader
+ *   and the response schemas, with our own modules. Compared with both, it splits our gap to the
+ *   ceiling into the cost of those features and the cost of the shared-memory store.
  */
 import { Elysia, t } from "elysia";
 import { bodyReader, refuseLargeBodies } from "../src/http/body.ts";

@@ -99,8 +99,7 @@ export class WatchHub {
    * with `prefix`. Throws STORE_UNAVAILABLE when there is no store, or the server is stopping.
    */
   open(since: number | undefined, prefix: string): Response {
-    if (this.#closed) throw new ApiError("STORE_UNAVAILABLE", "the server is shutting down");
-    const store = this.#slot.require(); // 503 without a store, whatever `since` is
+    const store = this.#store(); // 503 without a store, whatever `since` is
     const from = since ?? store.version;
     let controller!: ReadableStreamDefaultController<Uint8Array>;
     const body = new ReadableStream<Uint8Array>({
@@ -121,9 +120,14 @@ export class WatchHub {
    * own HEAD of a GET route reads the whole GET body for its length, and a stream never ends.)
    */
   head(): Response {
-    if (this.#closed) throw new ApiError("STORE_UNAVAILABLE", "the server is shutting down");
-    this.#slot.require();
+    this.#store();
     return new Response(null, { headers: HEADERS });
+  }
+
+  /** The store to follow; STORE_UNAVAILABLE while there is none, or once the server is stopping. */
+  #store() {
+    if (this.#closed) throw new ApiError("STORE_UNAVAILABLE", "the server is shutting down");
+    return this.#slot.require();
   }
 
   /** End every stream (their clients see the end) and refuse new ones: the server is stopping. */

@@ -10,6 +10,7 @@ import { bodyReader, DEFAULT_MAX_BODY_BYTES, refuseLargeBodies } from "./body.ts
 import { docs } from "./docs.ts";
 import { conditionOf, withEtag } from "./conditions.ts";
 import { toHttpFailure } from "./errors.ts";
+import { GetAnswers } from "./get-answers.ts";
 import { HttpMetrics, measure, METRICS_CONTENT_TYPE } from "./metrics.ts";
 import {
   ConditionHeaders,
@@ -80,6 +81,7 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
   const refuseLarge = refuseLargeBodies(maxBodyBytes);
   const checkToken = requireToken(options.token);
   const readSetBody = bodyReader(SetBody, maxBodyBytes);
+  const getAnswers = new GetAnswers();
   return new Elysia()
     .use(measure(metrics))
     // The gates every request passes before routing, in one hook. Elysia reads a hook's source to
@@ -120,10 +122,11 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
     // may return a promise, which it then awaits: a promise and a microtask turn more per request
     // (about 10% of GET /get/{key} in-process). Bun's transpiler turns `const x = f(); return x`
     // into `return f()`, hence the `let`. test/http/routes.test.ts checks both answer at once.
+    // A key read again and again gets a copy of its kept answer while it is unchanged (get-answers.ts).
     .get("/get/:key", ({ params }) => {
       const { body, revision } = service.get(params.key);
       let answer;
-      answer = withEtag(body, revision);
+      answer = getAnswers.answer(body, revision);
       return answer;
     }, {
       params: KeyParams,

@@ -1,6 +1,7 @@
 /** Revisions over HTTP: the ETag of GET /get and POST /set, If-Match and If-None-Match, the 412. */
 import { afterEach, beforeEach, describe, expect, it } from "bun:test";
 import { createApp, type App } from "../../src/http/app.ts";
+import { KvStore } from "../../src/store.ts";
 import { answer, BASE, expectError, get, postSet } from "../helpers/http.ts";
 import { TempStore } from "../helpers/shm.ts";
 
@@ -45,6 +46,22 @@ describe("GET /get/{key}", () => {
     temp.store.set("other", "x");
     temp.store.set("k", "v");
     expect(await tagged(app.handle(get("/get/k")))).toEqual({ status: 200, etag: '"2"', body: { key: "k", value: "v" } });
+  });
+
+  it("answers a write by another handle made between reads, however often the key was read", async () => {
+    using other = KvStore.open(temp.name); // its own mapping, as another process's
+    other.set("k", "one");
+    const before = [];
+    for (let i = 0; i < 3; i++) before.push(await tagged(app.handle(get("/get/k"))));
+    other.set("k", "two");
+    const afterSet = await tagged(app.handle(get("/get/k")));
+    other.delete("k");
+    const afterDelete = (await app.handle(get("/get/k"))).status;
+    expect({ before, afterSet, afterDelete }).toEqual({
+      before: Array(3).fill({ status: 200, etag: '"1"', body: { key: "k", value: "one" } }),
+      afterSet: { status: 200, etag: '"2"', body: { key: "k", value: "two" } },
+      afterDelete: 404,
+    });
   });
 });
 

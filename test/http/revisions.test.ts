@@ -63,6 +63,24 @@ describe("GET /get/{key}", () => {
       afterDelete: 404,
     });
   });
+
+  it("answers a GET after a HEAD of the same kept answer as before it", async () => {
+    temp.store.set("k", "v");
+    const read = async (method: string) => {
+      const r = await app.handle(new Request(`${BASE}/get/k`, { method }));
+      return { status: r.status, headers: Object.fromEntries(r.headers), body: await r.text() };
+    };
+    const before = [await read("GET"), await read("GET")];
+    const heads = [await read("HEAD"), await read("HEAD")];
+    const after = [await read("GET"), await read("GET")];
+    const headers = { "content-type": "application/json;charset=utf-8", etag: '"1"' };
+    const got = { status: 200, headers, body: '{"key":"k","value":"v"}' };
+    expect({ before, heads, after }).toEqual({
+      before: [got, got],
+      heads: Array(2).fill({ status: 200, headers: { ...headers, "content-length": "23" }, body: "" }),
+      after: [got, got],
+    });
+  });
 });
 
 describe("POST /set", () => {

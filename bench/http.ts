@@ -2,8 +2,9 @@
  * HTTP and resource figures for `make bench`: wrk against our server and, in the same run, against
  * Map-backed Elysia apps (bench/map-app.ts): the bare one the targets compare with, served as ours
  * is and by Elysia's own listen, and one with our HTTP features, which tells the features' cost
- * from the store's. Also RSS idle and under load, and time to first answer for `bun src/server.ts`
- * and for the compiled binary (build/shmkv, when `make compile` made it).
+ * from the store's. Also GET /get/{key} over 1,000 keys at random (ours and the Map app); RSS idle
+ * and under load; and time to first answer for `bun src/server.ts` and for the compiled binary
+ * (build/shmkv, when `make compile` made it).
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
@@ -54,8 +55,8 @@ interface Server {
 }
 
 /** Start `bun bench/serve.ts IMPL NAME` and wait for the URL it prints. */
-export async function startServer(impl: string, name: string): Promise<Server> {
-  const p = Bun.spawn(onCore(0, [process.execPath, "bench/serve.ts", impl, name]), { cwd: ROOT, stdout: "pipe", stderr: "inherit" });
+export async function startServer(impl: string, name: string, entries = 10): Promise<Server> {
+  const p = Bun.spawn(onCore(0, [process.execPath, "bench/serve.ts", impl, name, `${entries}`]), { cwd: ROOT, stdout: "pipe", stderr: "inherit" });
   const reader = p.stdout.getReader();
   let text = "";
   while (!text.includes("\n")) {
@@ -146,6 +147,32 @@ async function floorBench(rounds: number, seconds: number, post: string) {
   })) as Record<FloorPath, { ops: number; ratio?: number }>;
 }
 
+/** Entries of the servers of spreadBench, and keys its GETs pick from at random. */
+const SPREAD_KEYS = 1000;
+
+/**
+ * GET /get/{key} over SPREAD_KEYS keys at random, against ours and the Map app, each holding that
+ * many entries: reads that seldom find the same key twice in a row, where the route's kept answers
+ * (src/http/get-answers.ts) help little. No target; in paired rounds as the servers above.
+ */
+async function spreadBench(rounds: number, seconds: number, name: string, scratch: string) {
+  const script = join(scratch, "spread.lua");
+  writeFileSync(script, `request = function() return wrk.format(nil, "/get/key-" .. math.random(0, ${SPREAD_KEYS - 1})) end\n`);
+  const servers = { shmkv: await startServer("shmkv", name, SPREAD_KEYS), map: await startServer("map", name, SPREAD_KEYS) };
+  let runs: Map<"shmkv" | "map", Served[]>;
+  try {
+    runs = inRounds(rounds, ["shmkv", "map"] as const, (impl) => load(servers[impl], "", seconds, script));
+  } finally {
+    await Promise.all(Object.values(servers).map((server) => server.stop()));
+  }
+  const figures = (impl: "shmkv" | "map") => ({ ...medianFigures(runs.get(impl)!), cpu: median(runs.get(impl)!.map((x) => x.cpu)) });
+  return {
+    results: { shmkv: figures("shmkv"), map: figures("map") },
+    ratio: pairedRatio(runs.get("shmkv")!, runs.get("map")!, (f) => f.ops),
+    cpuRatio: pairedRatio(runs.get("map")!, runs.get("shmkv")!, (f) => f.cpu),
+  };
+}
+
 /** `rounds` rounds of `run` on every key, each in its roundOrder; the runs of each key. */
 function inRounds<K, T>(rounds: number, keys: readonly K[], run: (key: K) => T): Map<K, T[]> {
   const runs = new Map(keys.map((key) => [key, [] as T[]]));
@@ -174,6 +201,7 @@ export async function httpBench(o: { runs: number; seconds: number; table: Table
   const rss: Record<string, { idle: number; load: number }> = {};
   const ratios: Record<string, Record<string, number>> = {};
   let floor: Record<FloorPath, { ops: number; ratio?: number }>;
+  let spread: Awaited<ReturnType<typeof spreadBench>>;
   try {
     // The servers run at once and their wrk runs alternate (inRounds); each ratio is the median of
     // the per-round ratios.
@@ -219,8 +247,9 @@ export async function httpBench(o: { runs: number; seconds: number; table: Table
       await Promise.all(Object.values(servers).map((server) => server.stop()));
     }
     floor = await floorBench(rounds, seconds, post);
+    spread = await spreadBench(rounds, seconds, `${name}-spread`, scratch);
   } finally {
-    if (existsSync(`/dev/shm${name}`)) KvStore.unlink(name);
+    for (const segment of [name, `${name}-spread`]) if (existsSync(`/dev/shm${segment}`)) KvStore.unlink(segment);
     rmSync(scratch, { recursive: true, force: true });
   }
 
@@ -252,6 +281,13 @@ export async function httpBench(o: { runs: number; seconds: number; table: Table
       return [route, LABEL[impl], f.ops.toFixed(0), fmt(f.p50), fmt(f.p99), `${f.cpu.toFixed(1)} µs`, vs(""), vs(", CPU per request"),
         impl === "shmkv" ? times(r["shmkv/featured"]!) : "-", impl === "shmkv" ? times(r["shmkv/listen"]!) : "-"];
     })));
+  o.table(`GET /get/{key} over ${SPREAD_KEYS} keys at random, each server holding them (no target; ${rounds} rounds)`,
+    ["server", "req/s", "p50", "p99", "CPU/req", "vs Map app", "vs Map app, CPU"],
+    (["shmkv", "map"] as const).map((impl) => {
+      const f = spread.results[impl];
+      const vs = (x: number) => (impl === "map" ? "-" : times(x));
+      return [LABEL[impl], f.ops.toFixed(0), fmt(f.p50), fmt(f.p99), `${f.cpu.toFixed(1)} µs`, vs(spread.ratio), vs(spread.cpuRatio)];
+    }));
   o.table(`What Bun alone charges for the ETag header and the strict body read (bench/bun-floor.ts: plain Bun.serve, no Elysia, no store; ${rounds} rounds)`,
     ["answer", "req/s", "vs without"],
     Object.entries(FLOOR_PATHS).map(([path, { label }]) => {
@@ -269,6 +305,7 @@ export async function httpBench(o: { runs: number; seconds: number; table: Table
     results,
     ratios,
     bun_floor: floor,
+    spread,
     rss_kib: rss,
     startup_ms: startup,
     binary_bytes: binarySize,

@@ -54,7 +54,7 @@ interface Server {
   stop(): Promise<void>;
 }
 
-/** Start `bun bench/serve.ts IMPL NAME` and wait for the URL it prints. */
+/** Start `bun bench/serve.ts IMPL NAME ENTRIES` and wait for the URL it prints. */
 export async function startServer(impl: string, name: string, entries = 10): Promise<Server> {
   const p = Bun.spawn(onCore(0, [process.execPath, "bench/serve.ts", impl, name, `${entries}`]), { cwd: ROOT, stdout: "pipe", stderr: "inherit" });
   const reader = p.stdout.getReader();

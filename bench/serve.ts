@@ -1,10 +1,10 @@
 /**
  * A server for the HTTP benchmark, in its own process:
- * `bun bench/serve.ts shmkv|featured|map|listen|floor NAME [ENTRIES]`. The featured app leaves out the
- * features BENCH_WITHOUT names (bench/map-app.ts); listen is the Map app served by Elysia's own
+ * `bun bench/serve.ts shmkv|featured|map|listen|floor NAME [ENTRIES]`. The featured app leaves out
+ * the features BENCH_WITHOUT names (bench/map-app.ts); listen is the Map app served by Elysia's own
  * listen rather than by Bun.serve; floor is the plain Bun.serve handler of bench/bun-floor.ts.
- * Fills ENTRIES entries (default 10: key-0..key-9), in a table of that many, but in floor; listens
- * on a free loopback port, and prints {"url": ...}.
+ * Fills a table of ENTRIES entries (default 10: key-0..key-9), but in floor; listens on a free
+ * loopback port, and prints {"url": ...}.
  */
 import { KvStore } from "../src/store.ts";
 import { startServer } from "../src/server.ts";

@@ -146,7 +146,7 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
     // Elysia neither reads nor checks the body (parse: "none"): the handler does, as body.ts
     // bodyReader tells why. The `body` schema documents and types it. A conditional write answers
     // its new revision in ETag, for the next compare-and-set; a plain one answers as the seed did,
-    // for Bun charges 5-8% of the route's requests/s for one header (bench/bun-floor.ts). Either
+    // for Bun charges 1-12% of the route's requests/s for one header (bench/bun-floor.ts). Either
     // answer is built here, a Response: Elysia checks no response schema against it.
     .post("/set", async ({ request }) => {
       const { key, value } = await readSetBody(request);

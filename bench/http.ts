@@ -99,6 +99,19 @@ interface Served extends Figures {
   cpu: number;
 }
 
+/** The median of each figure of `runs`, the server's CPU time per request included. */
+function medianServed(runs: Served[]): Served {
+  return { ...medianFigures(runs), cpu: median(runs.map((x) => x.cpu)) };
+}
+
+/**
+ * a's runs against b's, paired: requests/s a over b, and CPU time per request b over a, so that
+ * above 1 is better for a in both.
+ */
+function servedRatios(a: Served[], b: Served[]): { ops: number; cpu: number } {
+  return { ops: pairedRatio(a, b, (f) => f.ops), cpu: pairedRatio(b, a, (f) => f.cpu) };
+}
+
 /** wrk on one route; figures in requests/s and ns, and the requests it completed. */
 export function wrk(url: string, seconds: number, script?: string): Figures & { requests: number } {
   const args = onCore(1, ["wrk", PINNED ? "-t1" : "-t2", `-c${CONNECTIONS}`, `-d${seconds}s`, "--latency", ...(script ? ["-s", script] : []), url]);
@@ -165,12 +178,8 @@ async function spreadBench(rounds: number, seconds: number, name: string, scratc
   } finally {
     await Promise.all(Object.values(servers).map((server) => server.stop()));
   }
-  const figures = (impl: "shmkv" | "map") => ({ ...medianFigures(runs.get(impl)!), cpu: median(runs.get(impl)!.map((x) => x.cpu)) });
-  return {
-    results: { shmkv: figures("shmkv"), map: figures("map") },
-    ratio: pairedRatio(runs.get("shmkv")!, runs.get("map")!, (f) => f.ops),
-    cpuRatio: pairedRatio(runs.get("map")!, runs.get("shmkv")!, (f) => f.cpu),
-  };
+  const { ops: ratio, cpu: cpuRatio } = servedRatios(runs.get("shmkv")!, runs.get("map")!);
+  return { results: { shmkv: medianServed(runs.get("shmkv")!), map: medianServed(runs.get("map")!) }, ratio, cpuRatio };
 }
 
 /** `rounds` rounds of `run` on every key, each in its roundOrder; the runs of each key. */
@@ -225,12 +234,9 @@ export async function httpBench(o: { runs: number; seconds: number; table: Table
       const all = inRounds(rounds, cases, (c) => load(servers[c.impl], c.path, seconds, c.script));
       for (const route of Object.keys(routes)) {
         const runs = Object.fromEntries(cases.filter((c) => c.route === route).map((c) => [c.impl, all.get(c)!])) as Record<Impl, Served[]>;
-        for (const impl of IMPLS) {
-          results[impl]![route] = { ...medianFigures(runs[impl]), cpu: median(runs[impl].map((x) => x.cpu)) };
-        }
-        const ratio = (a: Impl, b: Impl) => pairedRatio(runs[a], runs[b], (f) => f.ops);
-        // CPU per request the other way round (b's over a's), so that above 1 is better for both.
-        const cpuRatio = (a: Impl, b: Impl) => pairedRatio(runs[b], runs[a], (f) => f.cpu);
+        for (const impl of IMPLS) results[impl]![route] = medianServed(runs[impl]);
+        const ratio = (a: Impl, b: Impl) => servedRatios(runs[a], runs[b]).ops;
+        const cpuRatio = (a: Impl, b: Impl) => servedRatios(runs[a], runs[b]).cpu;
         ratios[route] = {
           "shmkv/map": ratio("shmkv", "map"),
           "featured/map": ratio("featured", "map"),

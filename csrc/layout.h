@@ -75,7 +75,8 @@ typedef struct kv_header {
     uint32_t ring_cells;
     uint32_t index_seq; /* seqlock of the index and the slots' keys: odd while an insert, a delete
                          * or a repair moves them */
-    unsigned char pad0[128 - 112];
+    uint64_t lock_since_ms; /* CLOCK_MONOTONIC ms (| 1) when the lock holder took it; 0 when free */
+    unsigned char pad0[128 - 120];
     union {
         pthread_mutex_t mutex;
         unsigned char   space[64];
@@ -94,6 +95,7 @@ _Static_assert(offsetof(kv_entry, seq) == 12, "entry seq offset");
 _Static_assert(offsetof(kv_header, seq) == 56, "seq offset");
 _Static_assert(offsetof(kv_header, version) == 64, "version offset");
 _Static_assert(offsetof(kv_header, created) == 88, "created offset");
+_Static_assert(offsetof(kv_header, lock_since_ms) == 112, "lock since offset");
 _Static_assert(offsetof(kv_header, lock) == 128, "mutex offset");
 _Static_assert(sizeof(pthread_mutex_t) <= 64, "mutex fits its room");
 _Static_assert(offsetof(kv_header, undo) == 192, "undo offset");

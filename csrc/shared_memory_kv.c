@@ -37,6 +37,7 @@ struct kv_store {
     /* Geometry as validated at open. Never re-read from the segment: another process could change
      * those bytes, and every bound below must hold whatever the segment says. */
     uint32_t       max_entries, key_max, value_max, entry_size, index_mask;
+    int32_t        lock_timeout_ms; /* how long this handle waits for the lock; < 0: for ever */
     const char    *check_detail;
 };
 
@@ -50,16 +51,19 @@ typedef struct kv_geometry {
 /* ---- fault injection (test builds only) ------------------------------------------------------ */
 
 #ifdef KV_FAULT_INJECTION
-/* KV_FAULT_POINT=n in the environment makes a writer SIGKILL itself at point n, lock held. */
+/* KV_FAULT_POINT=n in the environment makes a writer SIGKILL itself at point n, lock held;
+ * KV_FAULT_POINT=n:stop makes it stop (SIGSTOP) there instead, as a hung writer would. */
 static void kv_fault(int point)
 {
-    static int armed = -1;
+    static int armed = -1, sig = SIGKILL;
     if (armed < 0) {
         const char *env = getenv("KV_FAULT_POINT");
         armed = env ? atoi(env) : 0;
+        if (env && strstr(env, ":stop"))
+            sig = SIGSTOP;
     }
     if (armed == point)
-        raise(SIGKILL);
+        raise(sig);
 }
 #define KV_FAULT(n) kv_fault(n)
 #else
@@ -69,6 +73,13 @@ static void kv_fault(int point)
 /* ---- small helpers --------------------------------------------------------------------------- */
 
 static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
+
+static uint64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 static int64_t now_seconds(void)
 {
@@ -226,10 +237,12 @@ static void index_rebuild(kv_store *s)
 
 /* ---- the write lock and crash recovery -------------------------------------------------------- */
 
-/* A seqlock counter (the store's, the index's or an entry's): odd from begin to end of a write. */
+/* A seqlock counter (the store's, the index's or an entry's): odd from begin to end of a write. The
+ * odd value is published with release order: a reader that sees it also sees the undo record armed
+ * before it, and so knows which slot the write in progress touches (see the header, "Reading"). */
 static void counter_begin(uint32_t *counter)
 {
-    __atomic_store_n(counter, *counter + 1, __ATOMIC_RELAXED);
+    __atomic_store_n(counter, *counter + 1, __ATOMIC_RELEASE);
     __atomic_thread_fence(__ATOMIC_RELEASE);
 }
 
@@ -321,17 +334,45 @@ static void recover(kv_store *s)
     undo_disarm(s);
 }
 
+/* Take the mutex as long as the handle's lock timeout allows: for ever, once, or until a deadline on
+ * the monotonic clock. */
+static int acquire_mutex(kv_store *s)
+{
+    pthread_mutex_t *m = &s->h->lock.mutex;
+    if (s->lock_timeout_ms < 0)
+        return pthread_mutex_lock(m);
+    if (s->lock_timeout_ms == 0)
+        return pthread_mutex_trylock(m);
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += s->lock_timeout_ms / 1000;
+    deadline.tv_nsec += (long)(s->lock_timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    return pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &deadline);
+}
+
 static int lock_store(kv_store *s)
 {
-    int rc = pthread_mutex_lock(&s->h->lock.mutex);
+    int rc = acquire_mutex(s);
+    if (rc == EBUSY || rc == ETIMEDOUT)
+        return KV_EBUSY;
     if (rc == EOWNERDEAD) {
         recover(s);
         rc = pthread_mutex_consistent(&s->h->lock.mutex);
     }
+    if (!rc) /* never 0: 0 means "free" */
+        __atomic_store_n(&s->h->lock_since_ms, monotonic_ms() | 1, __ATOMIC_RELAXED);
     return -rc;
 }
 
-static void unlock_store(kv_store *s) { pthread_mutex_unlock(&s->h->lock.mutex); }
+static void unlock_store(kv_store *s)
+{
+    __atomic_store_n(&s->h->lock_since_ms, 0, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&s->h->lock.mutex);
+}
 
 /* ---- open and close --------------------------------------------------------------------------- */
 
@@ -507,6 +548,7 @@ int kv_open(const char *name, int flags, const kv_options *opts, kv_store **out)
         return rc;
     }
     s->check_detail = "";
+    s->lock_timeout_ms = -1;
     *out = s;
     return 0;
 }
@@ -873,6 +915,22 @@ int kv_change(kv_store *s, uint64_t revision, int *op, char *key, size_t key_cap
     return KV_EEXPIRED; /* overwritten again and again while we read: certainly behind */
 }
 
+void kv_set_lock_timeout(kv_store *s, int32_t timeout_ms)
+{
+    if (s)
+        s->lock_timeout_ms = timeout_ms;
+}
+
+int kv_repair(kv_store *s)
+{
+    if (!s)
+        return KV_EINVAL;
+    int rc = lock_store(s);
+    if (!rc)
+        unlock_store(s);
+    return rc;
+}
+
 int kv_snapshot(kv_store *s, void *buf, size_t buf_len)
 {
     if (!s || !buf)
@@ -897,6 +955,18 @@ uint32_t kv_copy_cell(const kv_store *s, uint32_t cell, void *buf)
     uint32_t before = __atomic_load_n(counter, __ATOMIC_ACQUIRE);
     memcpy(buf, at, s->entry_size);
     return counter_read_valid(counter, before) ? before : 1;
+}
+
+int kv_read_cell(kv_store *s, uint32_t cell, void *buf)
+{
+    if (!s || !buf || cell >= s->max_entries + KV_RING_CELLS)
+        return KV_EINVAL;
+    int rc = lock_store(s);
+    if (rc)
+        return rc;
+    memcpy(buf, s->entries + (size_t)cell * s->entry_size, s->entry_size);
+    unlock_store(s);
+    return 0;
 }
 
 /* ---- kv_check --------------------------------------------------------------------------------- */
@@ -1007,6 +1077,13 @@ uint64_t kv_lock_recoveries(const kv_store *s)
     return __atomic_load_n(&s->h->lock_recoveries, __ATOMIC_RELAXED);
 }
 
+uint64_t kv_lock_held_ms(const kv_store *s)
+{
+    uint64_t since = __atomic_load_n(&s->h->lock_since_ms, __ATOMIC_RELAXED);
+    uint64_t now = monotonic_ms();
+    return since && now > since ? now - since : 0;
+}
+
 const char *kv_strerror(int rc)
 {
     switch (rc) {
@@ -1022,6 +1099,7 @@ const char *kv_strerror(int rc)
     case KV_ECORRUPT:  return "store corrupt: an invariant does not hold";
     case KV_ECONFLICT: return "conflict: the entry is at another revision";
     case KV_EEXPIRED:  return "change expired: it is no longer in the change ring";
+    case KV_EBUSY:     return "store busy: another process holds the write lock (try again later)";
     }
     if (rc < 0 && rc > -4096) {
         const char *msg = strerrordesc_np(-rc);

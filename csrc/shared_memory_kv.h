@@ -25,7 +25,11 @@
  *   EOWNERDEAD from the robust mutex, rolls the interrupted write back from the undo record in the
  *   segment, rebuilds the index, marks the mutex consistent and goes on; the store then holds the old
  *   entry, never a torn one. A process that is stopped (SIGSTOP) or hung while holding the lock does
- *   block writers: robustness covers death, not stalls. Readers are never blocked.
+ *   block writers: robustness covers death, not stalls. kv_set_lock_timeout() bounds how long a
+ *   handle waits (KV_EBUSY after), and kv_lock_held_ms() tells how long the lock has been held.
+ *   Lock-free readers go on: a reader that meets a write in progress reads the state before it
+ *   (see "Reading without the lock"); only when writers keep overtaking it does kv_get() fall back
+ *   to the lock, within the handle's timeout.
  * - Robust mutexes are tied to the kernel's view of thread ids: processes sharing a store must share
  *   a PID namespace (no sharing across containers with separate PID namespaces).
  * - kv_unlink() removes the name only. Processes that have the segment mapped keep using it (and each
@@ -68,6 +72,7 @@ extern "C" {
 #define KV_ECORRUPT     (-30992) /**< kv_check() found a broken invariant */
 #define KV_ECONFLICT    (-30991) /**< a conditional write found another revision */
 #define KV_EEXPIRED     (-30990) /**< that change is no longer in the change ring */
+#define KV_EBUSY        (-30989) /**< the lock was not free within the handle's lock timeout */
 #define KV_ERR_LAST     (-30901)
 /** @} */
 
@@ -260,6 +265,34 @@ KV_API int kv_snapshot(kv_store *s, void *buf, size_t buf_len);
  */
 KV_API uint32_t kv_copy_cell(const kv_store *s, uint32_t cell, void *buf);
 
+/**
+ * How long calls on this handle wait for the write lock: timeout_ms < 0 waits for ever (the
+ * default), 0 tries once, N > 0 waits at most N milliseconds (monotonic clock). A call that does
+ * not get the lock in time returns KV_EBUSY and changes nothing. Every call that takes the lock
+ * honours it: writes, kv_check, kv_snapshot, kv_repair, and the locked fallback of reads. Set it
+ * before sharing the handle between threads. An event loop sets 0 and retries later: a writer
+ * stopped (SIGSTOP) inside the lock then costs its callers a KV_EBUSY, not a hang.
+ */
+KV_API void kv_set_lock_timeout(kv_store *s, int32_t timeout_ms);
+
+/**
+ * Take the write lock (within the handle's lock timeout) and release it at once. Taking it repairs
+ * the store when a writer died holding it (see Caveats), so a reader that found a write left
+ * unfinished can call this and read again, without writing anything itself.
+ * @return 0; KV_EBUSY (a live process holds the lock); KV_EINVAL; lock -errno.
+ */
+KV_API int kv_repair(kv_store *s);
+
+/**
+ * Copy one cell as kv_copy_cell() does, but under the write lock (within the handle's lock
+ * timeout), so the copy is consistent without validation: the fallback for a lock-free reader of
+ * one cell that writers keep overtaking. Never copies more than the cell.
+ * @param cell a slot (< max_entries), or max_entries + a ring cell (< KV_RING_CELLS).
+ * @param buf  destination owned by the caller, at least the layout's entry size.
+ * @return 0; KV_EINVAL (no such cell, NULL handle or buffer); KV_EBUSY; lock -errno.
+ */
+KV_API int kv_read_cell(kv_store *s, uint32_t cell, void *buf);
+
 /** A static, human-readable description of any return code of this library (or of -errno). */
 KV_API const char *kv_strerror(int rc);
 
@@ -273,6 +306,10 @@ KV_API uint32_t kv_max_entries(const kv_store *s); /**< capacity */
 KV_API uint32_t kv_key_max(const kv_store *s);     /**< longest key, bytes */
 KV_API uint32_t kv_value_max(const kv_store *s);   /**< longest value, bytes */
 KV_API uint64_t kv_lock_recoveries(const kv_store *s); /**< times any process repaired after a dead writer */
+/** Milliseconds the write lock has been held by its current holder, 0 when it is free. A holder
+ *  that died keeps counting until the next locker repairs (kv_repair). Same clock for every process
+ *  on the host (CLOCK_MONOTONIC). */
+KV_API uint64_t kv_lock_held_ms(const kv_store *s);
 /** @} */
 
 /** Hash of a key as used by the index (see layout). Exposed so other languages can test theirs. */
@@ -309,6 +346,8 @@ KV_API uint32_t kv_hash(const char *key, size_t key_len);
  * | 104 | u32  | ring cells: KV_RING_CELLS |
  * | 108 | u32  | index seq: the seqlock of the index and the slots' keys; odd while an insert, a
  *               delete or a repair is in progress |
+ * | 112 | u64  | lock since: CLOCK_MONOTONIC milliseconds, made odd, when the lock's holder took it;
+ *               0 while the lock is free (kv_lock_held_ms) |
  * | 128 | ...  | the pthread mutex (process-shared, robust) |
  * | 192 | ...  | undo record: u32 state (1 = armed), u32 slot, u32 entry_count, u32 free head,
  *               u32 high water, u32 reserved, u64 version; then at 224 a copy of the slot's entry |
@@ -355,6 +394,16 @@ KV_API uint32_t kv_hash(const char *key, size_t key_len);
  * its copy of the value (updates rewrite it in place). Every offset and length read from the
  * segment must be bounds-checked against the geometry before it is followed: the copy may be torn
  * until validated.
+ *
+ * A reader that finds a counter odd need not wait for the writer (which may be stopped): a write
+ * changes one entry only, the undo record's `slot`, and arms the record before it makes any counter
+ * odd (counters are made odd with release order). So while `seq` stays at the same odd value, the
+ * store as of before the write is readable: every other slot as it stands (validated by its own
+ * counter), slot `undo slot` from the undo record's entry copy while the record is armed (state 1),
+ * or as it stands once disarmed (the write is complete, only its counters remain to be ended), and
+ * the committed version and entry count from the record (armed) or the header (disarmed). Validate
+ * such a read by `seq` unchanged. A lookup through the index is valid under an odd `index seq` only
+ * when it finds the key (a delete in progress moves cells, so "absent" cannot be trusted then).
  */
 
 #ifdef __cplusplus

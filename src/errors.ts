@@ -12,6 +12,7 @@ export type KvErrorCode =
   | "NOT_READY"
   | "CORRUPT"
   | "CONFLICT"
+  | "STORE_BUSY"
   | "CLOSED"
   | "LIBRARY_MISSING"
   | `E${string}`;
@@ -28,6 +29,7 @@ export const RC = {
   NOT_READY: -30993,
   CORRUPT: -30992,
   CONFLICT: -30991,
+  STORE_BUSY: -30989,
 } as const;
 
 const codeByRc = new Map<number, KvErrorCode>(

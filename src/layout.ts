@@ -33,6 +33,11 @@ export const HEADER = {
   ringOff: 96,
   ringCells: 104,
   indexSeq: 108,
+  lockSince: 112,
+  undoState: 192,
+  undoSlot: 196,
+  undoEntryCount: 200,
+  undoVersion: 216,
 } as const;
 
 /** Byte offsets of an entry's fields, from the start of its slot. */
@@ -63,7 +68,21 @@ export const RING_CELLS = 256;
 const OP_SET = 1;
 const OP_DELETE = 2;
 
-const UNDO_ENTRY_OFF = 224;
+/** Where the undo record keeps its copy of the entry a write in progress changes. */
+export const UNDO_ENTRY_OFF = 224;
+/** The cell number, for SegmentMemory.open, of that copy. */
+export const UNDO_CELL = -2;
+const UNDO_ARMED = 1;
+
+/** What a read gives when a write overlapped it: it must be retried. */
+export const TORN = Symbol("torn");
+export type Torn = typeof TORN;
+
+/** The store's counters as of its last committed write. */
+export interface Committed {
+  version: number;
+  entryCount: number;
+}
 
 const TWO_32 = 4294967296;
 
@@ -195,6 +214,68 @@ export class SegmentView {
     return this.#headU64(HEADER.lockRecoveries);
   }
 
+  /**
+   * The version and entry count as of the last committed write, or TORN when a write began or ended
+   * meanwhile. Never waits for a writer: while one is in the middle of a write (even one stopped
+   * there), its armed undo record holds the counters from before it.
+   */
+  committed(): Committed | Torn {
+    const seq = this.seq();
+    const undone = (seq & 1) === 1 && this.#undoArmed();
+    const version = undone ? this.#headU64(HEADER.undoVersion) : this.version();
+    const entryCount = this.#head[(undone ? HEADER.undoEntryCount : HEADER.entryCount) / 4]!;
+    return this.seq() === seq ? { version, entryCount } : TORN;
+  }
+
+  /**
+   * `read` applied to slot `slot` as of the last committed write, or TORN when a write overlapped.
+   * `read` is given the cell to read: the slot itself, or UNDO_CELL while an uncommitted write to the
+   * slot is in progress (the undo record's copy is the slot as it was). So a write in progress, even
+   * one whose writer is stopped, makes no reader wait: every other slot is as it stands, and this one
+   * is in the record. An entry is validated by the index's counter (inserts and deletes) and its own
+   * (rewrites of its value), so writes to other keys' values do not disturb it.
+   */
+  readSlot<T>(slot: number, read: (cell: number) => T): T | Torn {
+    const index = this.indexSeq();
+    if (!(index & 1)) {
+      if (this.keyLength(slot) === 0) {
+        const free = read(slot);
+        return this.indexSeq() === index ? free : TORN;
+      }
+      const counter = this.entrySeq(slot);
+      if (!(counter & 1)) {
+        const entry = read(slot);
+        return this.entrySeq(slot) === counter && this.indexSeq() === index ? entry : TORN;
+      }
+    }
+    return this.#duringWrite(slot, read);
+  }
+
+  /** readSlot while a write is in progress: valid while the store's counter stays at its odd value. */
+  #duringWrite<T>(slot: number, read: (cell: number) => T): T | Torn {
+    const seq = this.seq();
+    if (!(seq & 1)) return TORN; // it has just ended: read again the usual way
+    const result = read(this.cellOf(slot));
+    return this.seq() === seq ? result : TORN;
+  }
+
+  /**
+   * The cell that holds slot `slot` as of the last committed write: the undo record's copy while a
+   * write to it is armed, else the slot. For a caller that validates with seq(), odd, unchanged.
+   */
+  cellOf(slot: number): number {
+    return slot === this.#head[HEADER.undoSlot / 4] && this.#undoArmed() ? UNDO_CELL : slot;
+  }
+
+  #undoArmed(): boolean {
+    return Atomics.load(this.#head, HEADER.undoState / 4) === UNDO_ARMED;
+  }
+
+  /** The key length in a cell: 0 for a free slot. */
+  keyLength(cell: number): number {
+    return this.#u32(this.memory.open(cell) + ENTRY.keyLen);
+  }
+
   /** Whether the `length` bytes at `at` equal the first `length` of `bytes`. */
   #equals(at: number, bytes: Uint8Array, length: number): boolean {
     const u8 = this.#u8;
@@ -270,53 +351,27 @@ export class SegmentView {
     return this.#decode(at + ENTRY.data, keyLen);
   }
 
-  /**
-   * The slots, from `from` on in slot order, of the first `limit` live entries whose key starts with
-   * the bytes `prefix`, and the slot of the next such entry after them (-1 when there is none).
-   */
-  scan(from: number, limit: number, prefix: Uint8Array): { slots: number[]; next: number } {
-    const high = this.highWater();
-    const slots: number[] = [];
-    for (let slot = Math.max(from, 0); slot < high; slot++) {
-      const at = this.memory.open(slot);
-      const keyLen = this.#u32(at);
-      if (keyLen === 0 || keyLen > this.layout.keyMax || keyLen < prefix.length) continue;
-      if (!this.#equals(at + ENTRY.data, prefix, prefix.length)) continue;
-      if (slots.length === limit) return { slots, next: slot };
-      slots.push(slot);
-    }
-    return { slots, next: -1 };
-  }
-
-  /** UTF-8 bytes of the live keys and values together. */
-  dataBytes(): number {
-    const high = this.highWater();
-    let bytes = 0;
-    for (let slot = 0; slot < high; slot++) {
-      const at = this.memory.open(slot);
-      const keyLen = this.#u32(at);
-      if (keyLen !== 0) bytes += Math.min(keyLen, this.layout.keyMax) + Math.min(this.#u32(at + 4), this.layout.valueMax);
-    }
-    return bytes;
-  }
-
-  /** Every live entry, in slot order. */
-  entries(): RawEntry[] {
-    const out: RawEntry[] = [];
-    const high = this.highWater();
-    for (let slot = 0; slot < high; slot++) {
-      const e = this.entry(slot);
-      if (e) out.push(e);
-    }
-    return out;
+  /** Whether a cell holds a live entry whose key starts with the bytes `prefix`. */
+  hasPrefix(cell: number, prefix: Uint8Array): boolean {
+    const at = this.memory.open(cell);
+    const keyLen = this.#u32(at);
+    return keyLen !== 0 && keyLen <= this.layout.keyMax && keyLen >= prefix.length && this.#equals(at + ENTRY.data, prefix, prefix.length);
   }
 
   /**
    * The change that made version `revision`, or "expired" when its cell holds another one. The
-   * caller validates the read with the seqlock, and must know revision <= the committed version.
+   * caller must know revision <= the committed version (see committed()). The record's revision is
+   * its own seqlock: read before and after the copy, it must be the one wanted both times.
    */
   change(revision: number): RawChange | "expired" {
-    const at = this.memory.open(this.layout.maxEntries + ((revision - 1) % RING_CELLS));
+    const cell = this.layout.maxEntries + ((revision - 1) % RING_CELLS);
+    const change = this.#changeIn(cell, revision);
+    this.memory.renew();
+    return this.#u64(this.memory.open(cell) + CHANGE.revision) === revision ? change : "expired";
+  }
+
+  #changeIn(cell: number, revision: number): RawChange | "expired" {
+    const at = this.memory.open(cell);
     if (this.#u64(at + CHANGE.revision) !== revision) return "expired";
     const keyLen = this.#u32(at + CHANGE.keyLen);
     const valueLen = this.#u32(at + CHANGE.valueLen);

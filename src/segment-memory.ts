@@ -11,7 +11,7 @@
  */
 import { ptr, read, toArrayBuffer, type Pointer } from "bun:ffi";
 import type { KvLib } from "./ffi.ts";
-import { ENTRY, type Layout } from "./layout.ts";
+import { ENTRY, UNDO_CELL, UNDO_ENTRY_OFF, type Layout } from "./layout.ts";
 
 /** The most bytes of a segment a process views at once (measured: 16 MB of views cost nothing). */
 export const VIEW_BUDGET = 16 << 20;
@@ -25,8 +25,9 @@ export interface SegmentMemory {
   /** Index cell `pos`: 0 when empty, else slot + 1. */
   indexCell(pos: number): number;
   /**
-   * Make a cell readable: slot `cell` when below maxEntries, else ring cell `cell - maxEntries`.
-   * Returns the byte offset in u8/u32 where the cell starts.
+   * Make a cell readable: slot `cell` when below maxEntries, else ring cell `cell - maxEntries`, and
+   * UNDO_CELL for the undo record's copy of an entry. Returns the byte offset in u8/u32 where the
+   * cell starts.
    */
   open(cell: number): number;
   /** The own counter of the entry in slot `cell` (odd while it is written), as `open` reads it. */
@@ -65,7 +66,7 @@ export class ViewedMemory implements SegmentMemory {
   }
 
   open(cell: number): number {
-    return this.#cellsAt + cell * this.#cellSize;
+    return cell === UNDO_CELL ? UNDO_ENTRY_OFF : this.#cellsAt + cell * this.#cellSize;
   }
 
   counter(cell: number): number {
@@ -84,6 +85,7 @@ export class CopiedMemory implements SegmentMemory {
   readonly head: Uint32Array;
   readonly u8: Uint8Array;
   readonly u32: Uint32Array;
+  readonly #headBytes: Uint8Array;
   readonly #index: Uint32Array | undefined;
   readonly #indexAt: number; // its address, for when it is read cell by cell
   readonly #copyAt: number; // the address of u8
@@ -97,6 +99,7 @@ export class CopiedMemory implements SegmentMemory {
     readonly handle: Pointer,
   ) {
     this.head = new Uint32Array(toArrayBuffer(base as Pointer, 0, layout.headerSize));
+    this.#headBytes = new Uint8Array(this.head.buffer);
     const indexBytes = layout.entriesOff - layout.headerSize;
     this.#indexAt = base + layout.headerSize;
     this.#index = indexBytes <= VIEW_BUDGET ? new Uint32Array(toArrayBuffer(base as Pointer, layout.headerSize, indexBytes)) : undefined;
@@ -110,7 +113,11 @@ export class CopiedMemory implements SegmentMemory {
   }
 
   open(cell: number): number {
-    if (cell !== this.#copied) {
+    if (cell === UNDO_CELL) {
+      // In the header's view: copied, so that every cell is read at offset 0 of u8.
+      this.u8.set(this.#headBytes.subarray(UNDO_ENTRY_OFF, UNDO_ENTRY_OFF + this.u8.length));
+      this.#copied = -1;
+    } else if (cell !== this.#copied) {
       this.#counter = this.lib.kv_copy_cell(this.handle, cell, this.#copyAt as Pointer);
       this.#copied = cell;
     }
@@ -120,6 +127,55 @@ export class CopiedMemory implements SegmentMemory {
   counter(cell: number): number {
     this.open(cell);
     return this.#counter;
+  }
+
+  renew(): void {
+    this.#copied = -1;
+  }
+}
+
+/**
+ * Each cell copied under the write lock (kv_read_cell), within the handle's lock timeout: the
+ * fallback of a reader that writers overtake again and again, consistent without validation. The
+ * header is the live one. `open` throws what the library answers: STORE_BUSY when the lock is held.
+ */
+export class LockedMemory implements SegmentMemory {
+  readonly head: Uint32Array;
+  readonly u8: Uint8Array;
+  readonly u32: Uint32Array;
+  readonly #copyAt: number;
+  #copied = -1;
+
+  constructor(
+    live: SegmentMemory,
+    layout: Layout,
+    readonly lib: KvLib,
+    readonly handle: Pointer,
+    readonly fail: (rc: number) => never,
+  ) {
+    this.head = live.head;
+    this.u8 = new Uint8Array(layout.entrySize);
+    this.u32 = new Uint32Array(this.u8.buffer);
+    this.#copyAt = ptr(this.u8);
+  }
+
+  /** Not read through: lookups that writers overtake fall back to kv_get_rev instead. */
+  indexCell(): number {
+    return 0;
+  }
+
+  open(cell: number): number {
+    if (cell !== this.#copied) {
+      const rc = this.lib.kv_read_cell(this.handle, cell, this.#copyAt as Pointer);
+      if (rc !== 0) this.fail(rc);
+      this.#copied = cell;
+    }
+    return 0;
+  }
+
+  /** A copy taken under the lock needs no validation: its counter is as good as even. */
+  counter(): number {
+    return 0;
   }
 
   renew(): void {

@@ -5,8 +5,8 @@
 import { constants } from "node:os";
 import { codeOf, KvConflictError, KvError, RC } from "./errors.ts";
 import { kvLib, type KvLib, type Pointer } from "./ffi.ts";
-import { layoutOf, RING_CELLS, SegmentView, kvHash, type RawChange, type RawEntry } from "./layout.ts";
-import { memoryOf, ViewedMemory } from "./segment-memory.ts";
+import { layoutOf, RING_CELLS, SegmentView, kvHash, TORN, type Committed, type RawChange, type RawEntry, type Torn } from "./layout.ts";
+import { LockedMemory, memoryOf } from "./segment-memory.ts";
 import { mappedIdentity, type FileIdentity } from "./segment-identity.ts";
 
 /** Geometry and permissions of a segment this open creates. Ignored when it exists. */
@@ -23,6 +23,12 @@ export interface OpenOptions extends KvOptions {
   create?: boolean;
   /** With create: fail with EEXIST when it exists. */
   exclusive?: boolean;
+  /**
+   * Milliseconds a call may wait for the write lock before it throws STORE_BUSY: writes, and reads
+   * that writers overtake again and again. Default: no limit. 0 never waits, for an event loop that
+   * must not stall on a writer stopped inside the lock (it retries later instead).
+   */
+  lockTimeoutMs?: number;
 }
 
 export interface KvEntry extends RawEntry {}
@@ -55,9 +61,9 @@ export interface KvStats {
   max_entries: number;
   /** The size of the mapping, in bytes. */
   segment_bytes: number;
-  /** UTF-8 bytes of the live keys and values. */
-  data_bytes: number;
   lock_recoveries: number;
+  /** Milliseconds the write lock has been held by its current holder; 0 when it is free. */
+  lock_held_ms: number;
 }
 
 export interface KvStatus {
@@ -71,7 +77,7 @@ export interface KvStatus {
 
 const KV_CREATE = 1;
 const KV_EXCL = 2;
-/** Lock-free attempts before a read falls back to the library's locked path. */
+/** Lock-free attempts before a read asks the library to repair (or read under the lock). */
 const READ_ATTEMPTS = 64;
 /**
  * Bytes a scratch buffer has beyond the limit: room for one more character of UTF-8 (up to 4
@@ -105,6 +111,8 @@ interface Open {
   lib: KvLib;
   handle: Pointer;
   view: SegmentView;
+  /** The same segment, each cell read under the lock: the fallback of reads writers keep overtaking. */
+  locked: SegmentView;
   key: Buffer; // scratch: the current key's UTF-8 bytes (see OVERFLOW_ROOM)
   value: Buffer; // scratch: the current value's UTF-8 bytes
   out: Uint32Array; // a u64 out-parameter of the C calls, read as two words (no BigInt)
@@ -155,6 +163,7 @@ export class KvStore implements Disposable {
     }
     if (rc !== 0) failOpen(lib, rc, name);
     const handle = Number(out[0]) as Pointer;
+    if (options.lockTimeoutMs !== undefined) lib.kv_set_lock_timeout(handle, Math.min(Math.trunc(options.lockTimeoutMs), 2 ** 31 - 1));
     const layout = layoutOf({
       maxEntries: lib.kv_max_entries(handle),
       keyMax: lib.kv_key_max(handle),
@@ -166,10 +175,12 @@ export class KvStore implements Disposable {
       lib.kv_close(handle);
       throw new KvError("INCOMPATIBLE", `cannot open ${name}: the mapping disagrees with its geometry`, RC.INCOMPATIBLE);
     }
+    const locked = new SegmentView(new LockedMemory(memory, layout, lib, handle, (rc) => fail(lib, rc, `cannot read ${name}`)), layout);
     return new KvStore(name, created, {
       lib,
       handle,
       view,
+      locked,
       key: Buffer.alloc(layout.keyMax + OVERFLOW_ROOM),
       value: Buffer.alloc(layout.valueMax + OVERFLOW_ROOM),
       out: new Uint32Array(2),
@@ -210,16 +221,22 @@ export class KvStore implements Disposable {
 
   /** Successful writes (sets and deletes) since the store was created. */
   get version(): number {
-    return this.#read((view) => view.version());
+    return this.#committed().version;
   }
 
   get count(): number {
-    return this.#read((view) => view.entryCount());
+    return this.#committed().entryCount;
   }
 
   /** Times any process repaired the store after a writer died holding the lock. */
   get lockRecoveries(): number {
-    return this.#read((view) => view.lockRecoveries());
+    return this.#live().view.lockRecoveries();
+  }
+
+  /** Milliseconds the write lock has been held by its current holder (any process); 0 when free. */
+  get lockHeldMs(): number {
+    const { lib, handle } = this.#live();
+    return Number(lib.kv_lock_held_ms(handle));
   }
 
   /** The value of `key`, or undefined. Never waits for the write lock. */
@@ -256,35 +273,46 @@ export class KvStore implements Disposable {
     return this.#delete(key, BigInt(expectedRevision));
   }
 
-  /** Version, counts and every entry in slot order, as one consistent state. */
+  /**
+   * Version, counts and every entry in slot order. Each entry is read whole (never torn), and the
+   * version and counts are those when the read began: every write up to that version is in the
+   * entries, and writes made during the read may be too. Never waits for a writer.
+   */
   status(): KvStatus {
-    return this.#read(statusOf);
+    const { version, entryCount } = this.#committed();
+    const { layout } = this.#live().view;
+    const { items } = this.entriesFrom(0, Number.MAX_SAFE_INTEGER);
+    return { version, entry_count: entryCount, max_entries: layout.maxEntries, key_max: layout.keyMax, value_max: layout.valueMax, entries: items };
   }
 
   /**
    * The keys from slot `from` on, in slot order: at most `limit` of them (only those starting with
    * `prefix`), and where the next page starts. An entry that stays in the store keeps its slot, so
-   * paging by `next` neither skips nor repeats it, whatever is written between pages.
+   * paging by `next` neither skips nor repeats it, whatever is written between pages. `budget`
+   * bounds the slots looked at (so a caller can cut a long scan into slices): a page that ran out
+   * of it has `next` where it stopped, with fewer than `limit` items, maybe none.
    */
-  keysFrom(from: number, limit: number, prefix = ""): KvPage<string> {
-    return this.#page(from, limit, prefix, (view, slot) => view.key(slot));
+  keysFrom(from: number, limit: number, prefix = "", budget = Number.MAX_SAFE_INTEGER): KvPage<string> {
+    return this.#page(from, limit, prefix, budget, (view, cell) => view.key(cell));
   }
 
   /** Like keysFrom, with the whole entries. */
-  entriesFrom(from: number, limit: number, prefix = ""): KvPage<KvEntry> {
-    return this.#page(from, limit, prefix, (view, slot) => view.entry(slot));
+  entriesFrom(from: number, limit: number, prefix = "", budget = Number.MAX_SAFE_INTEGER): KvPage<KvEntry> {
+    return this.#page(from, limit, prefix, budget, (view, cell) => view.entry(cell));
   }
 
-  /** Counts, sizes and lock recoveries (by every process), as /metrics reports them. */
+  /** Counts, sizes and the lock's state (by every process), as /metrics reports them. O(1). */
   stats(): KvStats {
-    return this.#read((view) => ({
-      version: view.version(),
-      entry_count: view.entryCount(),
-      max_entries: view.layout.maxEntries,
-      segment_bytes: view.layout.totalSize,
-      data_bytes: view.dataBytes(),
-      lock_recoveries: view.lockRecoveries(),
-    }));
+    const { version, entryCount } = this.#committed();
+    const { layout } = this.#live().view;
+    return {
+      version,
+      entry_count: entryCount,
+      max_entries: layout.maxEntries,
+      segment_bytes: layout.totalSize,
+      lock_recoveries: this.lockRecoveries,
+      lock_held_ms: this.lockHeldMs,
+    };
   }
 
   /**
@@ -296,8 +324,9 @@ export class KvStore implements Disposable {
     if (since >= version) return { version, changes: [], expired: false };
     if (version - since > RING_CELLS || since < 0) return { version, changes: [], expired: true };
     const changes: KvChange[] = [];
+    const { view } = this.#live();
     for (let revision = since + 1; revision <= version; revision++) {
-      const change = this.#read((view) => view.change(revision));
+      const change = view.change(revision);
       if (change === "expired") return { version, changes, expired: true };
       changes.push(change);
     }
@@ -338,8 +367,10 @@ export class KvStore implements Disposable {
 
   /**
    * Find `key` and `read` its slot, lock-free, retrying while writes overlap; `read` gives
-   * undefined for what cannot be a consistent entry. After READ_ATTEMPTS, ask the library, which
-   * reads under the lock (and so also repairs after a dead writer); `fromLocked` shapes its answer.
+   * undefined for what cannot be a consistent entry. A write in progress (even a stopped one) is
+   * read around (#lookupDuringWrite). After READ_ATTEMPTS, ask the library, which reads under the
+   * lock within the handle's lock timeout (and so also repairs after a dead writer); `fromLocked`
+   * shapes its answer.
    */
   #lookup<T>(
     key: string,
@@ -354,56 +385,94 @@ export class KvStore implements Disposable {
     // key does not make this read retry.
     for (let attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
       const before = view.indexSeq();
-      if (before & 1 && ++this.#retries) continue;
-      const slot = view.find(open.key, length, hash);
-      if (slot < 0) {
+      const slot = before & 1 ? -1 : view.find(open.key, length, hash);
+      if (before & 1) {
+        // an insert or a delete is in progress: read around it, below
+      } else if (slot < 0) {
         if (view.indexSeq() === before) return undefined;
       } else {
         const entryBefore = view.entrySeq(slot);
         const result = entryBefore & 1 ? undefined : read(view, slot, key);
         if (result !== undefined && view.entrySeq(slot) === entryBefore && view.indexSeq() === before) return result;
       }
+      const around = lookupDuringWrite(view, open.key, length, hash, (cell) => read(view, cell, key));
+      if (around !== TORN) return around;
       this.#retries++;
     }
     const entry = this.#getLocked(open, key, length);
     return entry && fromLocked(entry);
   }
 
-  /**
-   * Run `read` over the mapping until no write overlapped it. When writers keep overtaking it (or
-   * one died mid-write, leaving seq odd), run it over a copy taken under the lock instead: taking
-   * the lock also repairs after a dead writer.
-   */
-  #read<T>(read: (view: SegmentView) => T): T {
-    const open = this.#live();
-    const { view } = open;
-    for (let attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
-      const before = view.seq();
-      if (before & 1 && ++this.#retries) continue;
-      const result = read(view);
-      if (view.seq() === before) return result;
-      this.#retries++;
-    }
-    const copy = new Uint8Array(view.layout.totalSize);
-    const rc = open.lib.kv_snapshot(open.handle, copy, copy.byteLength);
-    if (rc !== 0) fail(open.lib, rc, `cannot read ${this.name}`);
-    return read(new SegmentView(new ViewedMemory(copy.buffer, view.layout), view.layout));
+  /** The counters as of the last committed write (see SegmentView.committed). */
+  #committed(): Committed {
+    const { view } = this.#live();
+    return this.#retrying(() => view.committed());
   }
 
-  #page<T>(from: number, limit: number, prefix: string, read: (view: SegmentView, slot: number) => T | undefined): KvPage<T> {
-    if (!Number.isInteger(from) || from < 0 || !Number.isInteger(limit) || limit < 1 || typeof prefix !== "string") {
-      throw new KvError("INVALID_ARGUMENT", "from must be an integer >= 0, limit an integer >= 1, prefix a string");
-    }
-    const bytes = utf8.encode(prefix);
-    return this.#read((view) => {
-      const { slots, next } = view.scan(from, limit, bytes);
-      const items: T[] = [];
-      for (const slot of slots) {
-        const item = read(view, slot);
-        if (item !== undefined) items.push(item); // undefined only in a torn read, which #read retries
+  /**
+   * `read` until no write overlaps it. When writers overtake it READ_ATTEMPTS times in a row, read
+   * `underLock` instead, within the handle's lock timeout (STORE_BUSY when the lock is held longer).
+   * Without one (the header's counters), ask the library to repair (a writer that died in the
+   * middle of a write leaves its counters odd) and try again: STORE_BUSY when writers still keep
+   * overtaking, CORRUPT when no write happened at all and the read still fails.
+   */
+  #retrying<T>(read: () => T | Torn, underLock?: () => T): T {
+    const { view } = this.#live();
+    for (let round = 0; round < 2; round++) {
+      for (let attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
+        const result = read();
+        if (result !== TORN) return result;
+        this.#retries++;
       }
-      return { version: view.version(), entry_count: view.entryCount(), items, next: next < 0 ? undefined : next };
-    });
+      if (underLock) return underLock();
+      if (round === 0) this.#repair();
+    }
+    const seq = view.seq();
+    const result = read();
+    if (result !== TORN) return result;
+    if (view.seq() === seq) {
+      throw new KvError("CORRUPT", `${this.name} is damaged: its counters say a write is in progress, and none is (check names the damage)`, RC.CORRUPT);
+    }
+    throw new KvError("STORE_BUSY", `cannot read ${this.name}: writers overtook every attempt`, RC.STORE_BUSY);
+  }
+
+  #repair(): void {
+    const { lib, handle } = this.#live();
+    const rc = lib.kv_repair(handle);
+    if (rc !== 0) fail(lib, rc, `cannot read ${this.name} (the write lock has been held for ${this.lockHeldMs} ms)`);
+  }
+
+  #page<T>(
+    from: number,
+    limit: number,
+    prefix: string,
+    budget: number,
+    read: (view: SegmentView, cell: number) => T | undefined,
+  ): KvPage<T> {
+    if (!Number.isInteger(from) || from < 0 || !Number.isInteger(limit) || limit < 1 || typeof prefix !== "string" || !(budget >= 1)) {
+      throw new KvError("INVALID_ARGUMENT", "from must be an integer >= 0, limit an integer >= 1, prefix a string, budget >= 1");
+    }
+    const { version, entryCount } = this.#committed();
+    const { view, locked } = this.#live();
+    const bytes = utf8.encode(prefix);
+    const items: T[] = [];
+    const high = view.highWater();
+    const end = Math.min(high, from + budget);
+    const readMatch = (v: SegmentView, cell: number) => (v.hasPrefix(cell, bytes) ? read(v, cell) : undefined);
+    const readLive = (cell: number) => readMatch(view, cell);
+    for (let slot = from; slot < end; slot++) {
+      const item = this.#retrying(
+        () => view.readSlot(slot, readLive),
+        () => {
+          locked.memory.renew();
+          return readMatch(locked, slot);
+        },
+      );
+      if (item === undefined) continue;
+      if (items.length === limit) return { version, entry_count: entryCount, items, next: slot };
+      items.push(item);
+    }
+    return { version, entry_count: entryCount, items, next: end < high ? end : undefined };
   }
 
   /**
@@ -469,6 +538,34 @@ export class KvStore implements Disposable {
   }
 }
 
+/**
+ * A lookup while a write is in progress (an odd counter): valid while the store's counter stays at
+ * its odd value, as the header's "Reading without the lock" tells. The key's slot is read from the
+ * undo record while the write to it is uncommitted. Absence is trusted only when the index is not
+ * being changed (a delete moves its cells). Gives what `read` gives, undefined for absent, or TORN.
+ */
+function lookupDuringWrite<T>(
+  view: SegmentView,
+  key: Uint8Array,
+  length: number,
+  hash: number,
+  read: (cell: number) => T | undefined,
+): T | undefined | Torn {
+  const seq = view.seq();
+  if (!(seq & 1)) return TORN;
+  const index = view.indexSeq();
+  const slot = view.find(key, length, hash);
+  let result: T | undefined | Torn = TORN;
+  if (slot >= 0) {
+    const cell = view.cellOf(slot);
+    // The undo record's copy of a slot an insert is filling is a free slot: the key is absent.
+    result = view.keyLength(cell) === 0 ? undefined : (read(cell) ?? TORN);
+  } else if (!(index & 1)) {
+    result = undefined;
+  }
+  return view.seq() === seq && view.indexSeq() === index ? result : TORN;
+}
+
 /** The value in a slot: what get() reads (the only string it decodes). */
 function readValue(view: SegmentView, slot: number): string | undefined {
   const length = view.valueLength(slot);
@@ -489,18 +586,6 @@ function conflict(action: string, key: string, expected: bigint, out: Uint32Arra
   const state = found === 0 ? "it does not exist" : expected === 0n ? `it exists (revision ${found})` : `it is at revision ${found}`;
   const wanted = expected === 0n ? "" : ` (expected revision ${expected})`;
   return new KvConflictError(`cannot ${action} ${JSON.stringify(key)}: ${state}${wanted}`, found);
-}
-
-function statusOf(view: SegmentView): KvStatus {
-  const { layout } = view;
-  return {
-    version: view.version(),
-    entry_count: view.entryCount(),
-    max_entries: layout.maxEntries,
-    key_max: layout.keyMax,
-    value_max: layout.valueMax,
-    entries: view.entries(),
-  };
 }
 
 function failOpen(lib: KvLib, rc: number, name: string): never {

@@ -109,7 +109,7 @@ function storeLines(store: StoreFigures): string[] {
     ["shmkv_capacity_entries", "Entries the store can hold.", store.max_entries],
     ["shmkv_store_version", "The store's version: its successful writes (sets and deletes) since creation.", store.version],
     ["shmkv_segment_bytes", "Size of the shared-memory segment (its mapping), in bytes.", store.segment_bytes],
-    ["shmkv_data_bytes", "UTF-8 bytes of the live keys and values together.", store.data_bytes],
+    ["shmkv_lock_held_seconds", "How long the write lock has been held by its current holder (0 when free).", store.lock_held_ms / 1000],
   ];
   const counters: [string, string, number][] = [
     ["shmkv_lock_recoveries_total", "Times any process repaired the store after a writer died holding the lock.", store.lock_recoveries],

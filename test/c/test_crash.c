@@ -152,6 +152,42 @@ static void reader_after_crash_mid_copy_sees_old_value(void)
     CHECK_RC(kv_check(s), 0);
 }
 
+/* A writer stopped (SIGSTOP) inside the lock, half-way through a value: a handle with a lock timeout
+ * gets KV_EBUSY within it instead of waiting, kv_lock_held_ms tells how long the lock has been held,
+ * and once the writer goes on, its write completes and the lock is free again. */
+static void stopped_writer_makes_lockers_busy(void)
+{
+    const char *name;
+    kv_store *s = check_new_store(NULL, &name);
+    REQUIRE(s);
+    REQUIRE(prepare(s));
+    char *argv[] = {FAULT_TOOL, (char *)name, "set", "a", A_NEW, NULL};
+    pid_t pid = check_spawn(argv, "KV_FAULT_POINT=4:stop", NULL);
+    REQUIRE(pid > 0);
+    int status;
+    REQUIRE(waitpid(pid, &status, WUNTRACED) == pid && WIFSTOPPED(status));
+    kv_set_lock_timeout(s, 0);
+    double t0 = check_now();
+    CHECK_RC(check_set_str(s, "b", "x"), KV_EBUSY);
+    CHECK_RC(kv_repair(s), KV_EBUSY);
+    CHECK(check_now() - t0 < 0.5);
+    kv_set_lock_timeout(s, 50);
+    t0 = check_now();
+    CHECK_RC(kv_delete(s, "b", 1), KV_EBUSY);
+    double waited = check_now() - t0;
+    CHECK(waited >= 0.045 && waited < 1.0);
+    CHECK(kv_lock_held_ms(s) >= 45);
+    CHECK_GET(s, "b", B_OLD);
+    kill(pid, SIGCONT);
+    status = check_wait(pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK_EQ(kv_lock_held_ms(s), 0);
+    kv_set_lock_timeout(s, -1);
+    CHECK_GET(s, "a", A_NEW);
+    CHECK_RC(check_set_str(s, "b", "x"), 0);
+    CHECK_RC(kv_check(s), 0);
+}
+
 /* A crash, then a second writer that recovers and itself dies holding the lock (point 1 comes after
  * the lock, so after its recovery): the third comer recovers again and still sees the old state. */
 static void crash_during_recovery_aftermath(void)
@@ -196,5 +232,6 @@ int main(void)
     }
     RUN(reader_after_crash_mid_copy_sees_old_value);
     RUN(crash_during_recovery_aftermath);
+    RUN(stopped_writer_makes_lockers_busy);
     return CHECK_FINISH();
 }

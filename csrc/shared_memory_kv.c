@@ -1081,7 +1081,9 @@ uint64_t kv_lock_held_ms(const kv_store *s)
 {
     uint64_t since = __atomic_load_n(&s->h->lock_since_ms, __ATOMIC_RELAXED);
     uint64_t now = monotonic_ms();
-    return since && now > since ? now - since : 0;
+    if (!since)
+        return 0;
+    return now > since ? now - since : 1; /* held: never 0, which means free */
 }
 
 const char *kv_strerror(int rc)

@@ -306,7 +306,7 @@ KV_API uint32_t kv_max_entries(const kv_store *s); /**< capacity */
 KV_API uint32_t kv_key_max(const kv_store *s);     /**< longest key, bytes */
 KV_API uint32_t kv_value_max(const kv_store *s);   /**< longest value, bytes */
 KV_API uint64_t kv_lock_recoveries(const kv_store *s); /**< times any process repaired after a dead writer */
-/** Milliseconds the write lock has been held by its current holder, 0 when it is free. A holder
+/** Milliseconds the write lock has been held by its current holder (at least 1), 0 when it is free. A holder
  *  that died keeps counting until the next locker repairs (kv_repair). Same clock for every process
  *  on the host (CLOCK_MONOTONIC). */
 KV_API uint64_t kv_lock_held_ms(const kv_store *s);

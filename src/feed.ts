@@ -56,6 +56,9 @@ export class ChangeFeed {
   subscribe(since: number, listener: FeedListener, onEnd?: () => void): () => void {
     if (!this.#attach()) throw new KvError("CLOSED", "there is no open store to follow");
     this.#timer ??= setInterval(() => this.poll(), this.#pollMs);
+    // Catch up with the segment first: `since` is compared with its version now, not as the last
+    // poll saw it (which can be a poll behind a version the subscriber has already read).
+    this.poll();
     this.#listeners.set(listener, onEnd);
     if (since > this.#last) listener({ type: "resync", version: this.#last });
     else if (since < this.#last) this.#deliver(since, this.#last, [listener]);
@@ -69,8 +72,8 @@ export class ChangeFeed {
   poll(): void {
     const store = this.#attach();
     if (!store) return this.#fixed ? this.#end() : undefined;
-    const version = store.version;
-    if (version === this.#last) return;
+    const version = versionOf(store);
+    if (version === undefined || version === this.#last) return;
     const from = this.#last;
     this.#last = version;
     this.#deliver(from, version, [...this.#listeners.keys()]);
@@ -110,6 +113,16 @@ export class ChangeFeed {
     this.#listeners.clear();
     this.stop();
     for (const onEnd of ends) onEnd?.();
+  }
+}
+
+/** The store's version; undefined when writers keep overtaking the read (the next poll tries again). */
+function versionOf(store: KvStore): number | undefined {
+  try {
+    return store.version;
+  } catch (error) {
+    if (error instanceof KvError && error.code === "STORE_BUSY") return undefined;
+    throw error;
   }
 }
 

@@ -44,7 +44,8 @@ function describe(store: KvStore): string {
 }
 
 export function startServer(config: ServerConfig, log: Logger = consoleLogger): RunningServer {
-  const slot = StoreSlot.opening(() => KvStore.open(config.name, { create: true, ...config.create }), {
+  // Lock timeout 0: the event loop never waits for a writer's lock (see src/http/busy.ts).
+  const slot = StoreSlot.opening(() => KvStore.open(config.name, { create: true, ...config.create, lockTimeoutMs: 0 }), {
     onOpen: (store) => log.info(`${store.created ? "created" : "opened"} segment ${describe(store)}`),
     onFailure: (reason) => log.error(`cannot open ${config.name}: ${reason} (answering 503; retrying every second)`),
     onReplaced: (reason) => log.error(`${reason}: closing it and opening ${config.name} again`),

@@ -69,6 +69,26 @@ describe("ChangeFeed", () => {
     expect(events).toEqual([{ type: "resync", version: 300 }]);
   });
 
+  it("never tells a subscriber that read the store's version since the last poll to resync", () => {
+    using t = new TempStore();
+    const feed = new ChangeFeed(t.store);
+    const first: FeedEvent[] = [];
+    const stopFirst = feed.subscribe(0, (e) => first.push(e)); // the feed now follows the store
+    // Another process writes; a client reads the version (as from /status) before the feed polls.
+    expect(kvtool(t.name, ["set", "k", "from C"]).exitCode).toBe(0);
+    const read = t.store.version;
+    const later: FeedEvent[] = [];
+    const stopLater = feed.subscribe(read, (e) => later.push(e));
+    t.store.set("k", "next");
+    feed.poll();
+    stopFirst();
+    stopLater();
+    expect({ first: first.map(brief), later: later.map(brief) }).toEqual({
+      first: [[1, "set", "k", "from C"], [2, "set", "k", "next"]],
+      later: [[2, "set", "k", "next"]],
+    });
+  });
+
   it("shares one poll among all subscribers", () => {
     using t = new TempStore();
     const feed = new ChangeFeed(t.store);

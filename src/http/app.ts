@@ -9,7 +9,8 @@ import { requireToken } from "./auth.ts";
 import { bodyReader, DEFAULT_MAX_BODY_BYTES, refuseLargeBodies } from "./body.ts";
 import { docs } from "./docs.ts";
 import { conditionOf, withEtag } from "./conditions.ts";
-import { toHttpFailure } from "./errors.ts";
+import { AnswerLater, atOnce, failureResponse, toHttpFailure } from "./errors.ts";
+import { andThen } from "./busy.ts";
 import { GetAnswers } from "./get-answers.ts";
 import { HttpMetrics, measure, METRICS_CONTENT_TYPE } from "./metrics.ts";
 import {
@@ -34,7 +35,7 @@ import {
   WatchHeaders,
   WatchQuery,
 } from "./models.ts";
-import { KvService } from "./service.ts";
+import { KvService, type Revisioned } from "./service.ts";
 import { StoreSlot } from "./store-slot.ts";
 import { uiPage } from "./ui.ts";
 import { WatchHub, type WatchHubOptions } from "./watch.ts";
@@ -48,6 +49,8 @@ export interface AppOptions {
   watch?: WatchHubOptions;
   /** When set, every path but the public ones (src/http/auth.ts) needs `Authorization: Bearer <token>`. */
   token?: string;
+  /** Milliseconds a request may wait for a busy store (a writer holding its lock) before 503. */
+  busyWaitMs?: number;
 }
 
 const ENDPOINTS: Record<string, string> = {
@@ -73,7 +76,7 @@ const bearer = [{ bearer: [] }];
 
 export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) {
   const slot = store instanceof KvStore ? StoreSlot.of(store) : store;
-  const service = new KvService(slot);
+  const service = new KvService(slot, { busyWaitMs: options.busyWaitMs });
   const watchHub = new WatchHub(slot, options.watch);
   const onInternalError = options.onInternalError ?? ((error: unknown) => console.error(error));
   const metrics = new HttpMetrics();
@@ -82,6 +85,10 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
   const checkToken = requireToken(options.token);
   const readSetBody = bodyReader(SetBody, maxBodyBytes);
   const getAnswers = new GetAnswers();
+  /** The failure of an answer that came later (AnswerLater), answered as onError answers any other. */
+  const answerFailure = (error: unknown) => failureResponse(error, onInternalError);
+  // Apart from the handler, whose source must not hold an arrow (see GET /get/{key}).
+  const keptAnswer = ({ body, revision }: Revisioned<GetResponse>) => getAnswers.answer(body, revision);
   return new Elysia()
     .use(measure(metrics))
     // The gates every request passes before routing, in one hook. Elysia reads a hook's source to
@@ -106,6 +113,12 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
       return early;
     })
     .onError(({ code, error, set }) => {
+      if (error instanceof AnswerLater) {
+        return error.answer.then(undefined, answerFailure).then((response) => {
+          set.status = response.status;
+          return response;
+        });
+      }
       const failure = toHttpFailure(code, error);
       if (failure.internal) onInternalError(error);
       set.status = failure.status;
@@ -124,9 +137,8 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
     // into `return f()`, hence the `let`. test/http/routes.test.ts checks both answer at once.
     // A key read again and again gets a copy of its kept answer while it is unchanged (get-answers.ts).
     .get("/get/:key", ({ params }) => {
-      const { body, revision } = service.get(params.key);
       let answer;
-      answer = getAnswers.answer(body, revision);
+      answer = atOnce(andThen(service.get(params.key), keptAnswer));
       return answer;
     }, {
       params: KeyParams,
@@ -151,7 +163,7 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
     .post("/set", async ({ request }) => {
       const { key, value } = await readSetBody(request);
       const condition = conditionOf(request.headers);
-      const written = service.set(key, value, condition);
+      const written = await service.set(key, value, condition);
       return condition === undefined ? Response.json(written.body) : withEtag(written.body, written.revision);
     }, {
       parse: "none",
@@ -186,7 +198,7 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
     })
     .get("/status", ({ query }) => {
       let answer;
-      answer = service.status(query);
+      answer = atOnce(service.status(query));
       return answer;
     }, {
       query: StatusQuery,
@@ -214,7 +226,7 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
     })
     .get("/metrics", ({ set }) => {
       set.headers["content-type"] = METRICS_CONTENT_TYPE;
-      return metrics.render(service.figures());
+      return andThen(service.figures(), (figures) => metrics.render(figures));
     }, {
       response: { 200: MetricsResponse, 401: unauthorized },
       detail: { summary: "Request and store metrics, in the Prometheus text format", security: bearer },

@@ -39,16 +39,19 @@ const statusByCode: Partial<Record<ApiErrorCode | KvErrorCode, number>> = {
   UNSUPPORTED_MEDIA_TYPE: 415,
   TABLE_FULL: 507,
   STORE_UNAVAILABLE: 503,
+  STORE_BUSY: 503,
   CLOSED: 503, // a request that raced the server's shutdown
 };
 
 /**
- * Headers that go with some codes: how to authenticate; and, after a body refused unread, that the
- * connection closes (else Bun would read the rest of the body before the next request).
+ * Headers that go with some codes: how to authenticate; after a body refused unread, that the
+ * connection closes (else Bun would read the rest of the body before the next request); and when to
+ * try a busy store again.
  */
 const headersByCode: Partial<Record<ApiErrorCode | KvErrorCode, Record<string, string>>> = {
   UNAUTHORIZED: { "www-authenticate": "Bearer" },
   BODY_TOO_LARGE: { connection: "close" },
+  STORE_BUSY: { "retry-after": "1" },
 };
 
 interface HttpFailure {
@@ -80,6 +83,31 @@ export function toHttpFailure(code: string | number, error: unknown): HttpFailur
     return { status: 404, body: { detail: "no such route", code: "ROUTE_NOT_FOUND" }, internal: false };
   }
   return { status: 500, body: { detail: "internal server error", code: "INTERNAL" }, internal: true };
+}
+
+/**
+ * Thrown by a handler that must answer at once (Elysia checks its answer against the route's schema
+ * without awaiting it) when its answer comes later: onError, which Elysia awaits, sends it.
+ */
+export class AnswerLater extends Error {
+  override readonly name = "AnswerLater";
+
+  constructor(readonly answer: Promise<Response>) {
+    super("answered later");
+  }
+}
+
+/** `answer` now, or, when it is a promise, an AnswerLater thrown for onError to await. */
+export function atOnce(answer: Response | Promise<Response>): Response {
+  if (answer instanceof Promise) throw new AnswerLater(answer);
+  return answer;
+}
+
+/** toHttpFailure as a Response, for an answer that fails outside Elysia's onError; a 500 is told to `onInternal`. */
+export function failureResponse(error: unknown, onInternal: (error: unknown) => void): Response {
+  const failure = toHttpFailure("UNKNOWN", error);
+  if (failure.internal) onInternal(error);
+  return Response.json(failure.body, { status: failure.status, headers: failure.headers });
 }
 
 function describeValidation(error: ValidationError): string {

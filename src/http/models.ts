@@ -61,7 +61,10 @@ export const StatusResponse = t.Object(
     entries: t.Array(StatusEntry, { description: "In slot order: insertion order while nothing was deleted." }),
     next_cursor: t.Optional(NextCursor),
   },
-  { description: "The whole store, read as one consistent state." },
+  {
+    description:
+      "The whole store. Every entry is read whole; version and entry_count are those when the read began: every write up to that version is in the entries, and writes made during the read may be too.",
+  },
 );
 export type StatusResponse = typeof StatusResponse.static;
 
@@ -71,6 +74,10 @@ export const HealthResponse = t.Object(
     name: t.String({ description: "The shared-memory segment's name." }),
     entry_count: Integer(),
     max_entries: Integer(),
+    lock: t.Object(
+      { held_for_ms: Integer({ description: "How long the write lock has been held by its current holder; 0 when it is free." }) },
+      { description: "The store's write lock: a writer stopped or hung inside it shows here, while reads go on." },
+    ),
     reattached: t.Optional(
       t.Object(
         { at: t.String({ description: "ISO 8601 time." }), reason: t.String() },

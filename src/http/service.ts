@@ -1,8 +1,10 @@
 /** KvService: what each route does, in terms of the store. Knows nothing of HTTP requests. */
 import { KvError } from "../errors.ts";
+import type { KvStore } from "../store.ts";
+import { DEFAULT_BUSY_WAIT_MS, whenFree } from "./busy.ts";
 import { deleteIf, setIf, type Condition } from "./conditions.ts";
 import { ApiError } from "./errors.ts";
-import { keysPage, statusEntry, statusPage } from "./listing.ts";
+import { keysPage, statusPage, wholeStatus, type WhenFree } from "./listing.ts";
 import type { StoreFigures } from "./metrics.ts";
 import type {
   GetResponse,
@@ -10,7 +12,6 @@ import type {
   KeysQuery,
   KeysResponse,
   StatusQuery,
-  StatusResponse,
   SuccessResponse,
 } from "./models.ts";
 import type { StoreSlot } from "./store-slot.ts";
@@ -21,57 +22,92 @@ export interface Revisioned<T> {
   revision: number;
 }
 
-export class KvService {
-  constructor(private readonly slot: StoreSlot) {}
+export interface ServiceOptions {
+  /** Milliseconds a request may wait for a busy store (a writer holding its lock) before 503. */
+  busyWaitMs?: number;
+}
 
-  get(key: string): Revisioned<GetResponse> {
-    const store = this.slot.require();
-    const entry = unlessTooLong(() => store.getEntry(key));
-    if (entry === undefined) throw notFound(key);
-    return { body: { key, value: entry.value }, revision: entry.revision };
+/**
+ * Every method may answer later (a promise) rather than now: when a writer holds the store's lock,
+ * a write (or a read that writers keep overtaking) is tried again after a pause (see busy.ts).
+ */
+export class KvService {
+  readonly #busyWaitMs: number;
+
+  constructor(
+    private readonly slot: StoreSlot,
+    options: ServiceOptions = {},
+  ) {
+    this.#busyWaitMs = options.busyWaitMs ?? DEFAULT_BUSY_WAIT_MS;
+  }
+
+  get(key: string): Revisioned<GetResponse> | Promise<Revisioned<GetResponse>> {
+    return this.#withStore((store) => {
+      const entry = unlessTooLong(() => store.getEntry(key));
+      if (entry === undefined) throw notFound(key);
+      return { body: { key, value: entry.value }, revision: entry.revision };
+    });
   }
 
   /** Set `key`, when `condition` holds (PRECONDITION_FAILED otherwise). */
-  set(key: string, value: string, condition?: Condition): Revisioned<SuccessResponse> {
-    const revision = setIf(this.slot.require(), key, value, condition);
-    return { body: { success: true, message: `Key '${key}' set successfully` }, revision };
+  set(key: string, value: string, condition?: Condition): Revisioned<SuccessResponse> | Promise<Revisioned<SuccessResponse>> {
+    return this.#withStore((store) => {
+      const revision = setIf(store, key, value, condition);
+      return { body: { success: true as const, message: `Key '${key}' set successfully` }, revision };
+    });
   }
 
   /** Delete `key`, when `condition` holds (PRECONDITION_FAILED otherwise). */
-  delete(key: string, condition?: Condition): SuccessResponse {
+  delete(key: string, condition?: Condition): SuccessResponse | Promise<SuccessResponse> {
+    return this.#withStore((store) => {
+      if (!unlessTooLong(() => deleteIf(store, key, condition))) throw notFound(key);
+      return { success: true as const, message: `Key '${key}' deleted successfully` };
+    });
+  }
+
+  /**
+   * The whole store, as the seed answered (sent as it is read when it is big); one page of its
+   * entries with a limit or a cursor.
+   */
+  status(query: StatusQuery = {}): Response | Promise<Response> {
     const store = this.slot.require();
-    if (!unlessTooLong(() => deleteIf(store, key, condition))) throw notFound(key);
-    return { success: true, message: `Key '${key}' deleted successfully` };
+    const free = this.#freeFor(store);
+    if (query.limit !== undefined || query.cursor !== undefined) return statusPage(store, query, free);
+    return wholeStatus(store, free);
   }
 
-  /** The whole store, as the seed answered; one page of its entries with a limit or a cursor. */
-  status(query: StatusQuery = {}): StatusResponse {
+  keys(query: KeysQuery): KeysResponse | Promise<KeysResponse> {
     const store = this.slot.require();
-    if (query.limit !== undefined || query.cursor !== undefined) return statusPage(store, query);
-    const { version, entry_count, max_entries, entries } = store.status();
-    return { version, entry_count, max_entries, entries: entries.map(statusEntry) };
+    return keysPage(store, query, this.#freeFor(store));
   }
 
-  keys(query: KeysQuery): KeysResponse {
-    return keysPage(this.slot.require(), query);
+  /** The store's figures for /metrics (header counters only); undefined while it is not available. */
+  figures(): StoreFigures | undefined | Promise<StoreFigures | undefined> {
+    const store = this.slot.current;
+    if (!store) return undefined;
+    return this.#withStore(() => ({ ...store.stats(), read_retries: store.readRetries }));
   }
 
-  /** The store's figures for /metrics; undefined while it is not available. */
-  figures(): StoreFigures | undefined {
-    let store;
-    try {
-      store = this.slot.require();
-    } catch (error) {
-      if (error instanceof ApiError) return undefined;
-      throw error;
-    }
-    return { ...store.stats(), read_retries: store.readRetries };
+  /** Whether the store is open, and how long its lock has been held (a stopped writer shows here). */
+  health(): HealthResponse | Promise<HealthResponse> {
+    return this.#withStore((store) => ({
+      status: "ok" as const,
+      name: store.name,
+      entry_count: store.count,
+      max_entries: store.maxEntries,
+      lock: { held_for_ms: store.lockHeldMs },
+      reattached: this.slot.reattached,
+    }));
   }
 
-  health(): HealthResponse {
+  /** `run` over the open store, now, or later while a writer holds its lock. */
+  #withStore<T>(run: (store: KvStore) => T): T | Promise<T> {
     const store = this.slot.require();
-    const { reattached } = this.slot;
-    return { status: "ok", name: store.name, entry_count: store.count, max_entries: store.maxEntries, reattached };
+    return this.#freeFor(store)(() => run(store));
+  }
+
+  #freeFor(store: KvStore): WhenFree {
+    return (read) => whenFree(read, this.#busyWaitMs, () => store.lockHeldMs);
   }
 }
 

@@ -49,6 +49,7 @@ describe("a server whose segment changes under it", () => {
         name,
         entry_count: 1,
         max_entries: 10,
+        lock: { held_for_ms: 0 },
         reattached: { at: expect.any(String), reason: `/dev/shm${name} was unlinked` },
       },
     });
@@ -69,6 +70,7 @@ describe("a server whose segment changes under it", () => {
         name,
         entry_count: 1,
         max_entries: 3,
+        lock: { held_for_ms: 0 },
         reattached: { at: expect.any(String), reason: expect.stringMatching(/ was replaced by another segment \(inode \d+, was \d+\)$/) },
       },
     });

@@ -1,7 +1,7 @@
 /** GET /keys and paged GET /status: slot order, prefixes, limits, cursors, and paging while others write. */
 import { afterEach, beforeEach, describe, expect, it } from "bun:test";
 import { createApp, type App } from "../../src/http/app.ts";
-import { encodeCursor } from "../../src/http/listing.ts";
+import { encodeCursor, SLICE_SLOTS } from "../../src/http/listing.ts";
 import { answer, expectError, get } from "../helpers/http.ts";
 import { TempStore } from "../helpers/shm.ts";
 
@@ -154,5 +154,40 @@ describe("GET /status with limit or cursor", () => {
   it("answers 400 for a limit out of range or a cursor it did not give", async () => {
     await expectError(app.handle(get("/status?limit=1001")), 400, "BAD_REQUEST", /limit/);
     await expectError(app.handle(get("/status?cursor=abc")), 400, "BAD_REQUEST", /invalid cursor/);
+  });
+});
+
+describe("listing a store bigger than one slice", () => {
+  const N = 3 * SLICE_SLOTS + 17;
+  let big: TempStore;
+  let bigApp: App;
+
+  beforeEach(() => {
+    big = new TempStore({ maxEntries: N, keyMax: 16, valueMax: 16 });
+    for (let i = 0; i < N; i++) big.store.set(`k${i}`, `v${i}`);
+    bigApp = createApp(big.store);
+  });
+
+  afterEach(() => big[Symbol.dispose]());
+
+  it("sends the whole /status as it reads it, the same JSON the store's status gives", async () => {
+    const response = await bigApp.handle(get("/status"));
+    const { version, entry_count, max_entries, entries } = big.store.status();
+    expect({ status: response.status, length: response.headers.get("content-length"), body: await response.json() }).toEqual({
+      status: 200,
+      length: null, // streamed: its length is not known when it starts
+      body: { version, entry_count, max_entries, entries },
+    });
+  });
+
+  it("finds /keys matches slices apart, and answers a prefix that matches nothing with an empty last page", async () => {
+    const got = await answer(bigApp.handle(get(`/keys?prefix=k${N - 1}&limit=5`)));
+    const none = await answer(bigApp.handle(get("/keys?prefix=zzz")));
+    const spread = await answer(bigApp.handle(get("/keys?prefix=k1&limit=1000")));
+    expect({ got, none, spreadCount: (spread.body as Page).keys!.length }).toEqual({
+      got: { status: 200, body: { keys: [`k${N - 1}`], next_cursor: null } },
+      none: { status: 200, body: { keys: [], next_cursor: null } },
+      spreadCount: 1000, // k1, k10..k19, k100..k199, k1000..k1999 and more: over a thousand, in several slices
+    });
   });
 });

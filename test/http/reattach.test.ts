@@ -88,6 +88,7 @@ describe("StoreSlot.opening, when the segment changes under it", () => {
         name,
         entry_count: 0,
         max_entries: 10,
+        lock: { held_for_ms: 0 },
         reattached: { at: slot.reattached!.at, reason: `/dev/shm${name} was unlinked` },
       },
     });

@@ -338,7 +338,7 @@ describe("GET /health", () => {
     temp.store.set("k", "v");
     expect(await answer(app.handle(get("/health")))).toEqual({
       status: 200,
-      body: { status: "ok", name: temp.name, entry_count: 1, max_entries: 10 },
+      body: { status: "ok", name: temp.name, entry_count: 1, max_entries: 10, lock: { held_for_ms: 0 } },
     });
   });
 

@@ -114,15 +114,7 @@ export const conditionParameters = Object.entries(ConditionHeaders.properties).m
 }));
 
 /** A set's answer: the seed's body; for a conditional set, the entry's new revision in the ETag header. */
-export const SetResponse = t.Object(SuccessResponse.properties, {
-  description: "The write was done.",
-  headers: {
-    ETag: {
-      ...etagHeader.ETag,
-      description: `${etagHeader.ETag.description} Sent when the set was conditional (If-Match or If-None-Match).`,
-    },
-  },
-});
+export const SetResponse = t.Object(SuccessResponse.properties, { description: "The write was done.", headers: etagHeader });
 
 const pageLimit = (options: { default?: number } = {}) =>
   t.Integer({

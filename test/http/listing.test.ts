@@ -1,21 +1,15 @@
 /** GET /keys and paged GET /status: slot order, prefixes, limits, cursors, and paging while others write. */
-import { afterEach, beforeEach, describe, expect, it } from "bun:test";
-import { createApp, type App } from "../../src/http/app.ts";
+import { describe, expect, it } from "bun:test";
+import { type App } from "../../src/http/app.ts";
 import { encodeCursor } from "../../src/http/listing.ts";
+import { eachWithTempApp } from "../helpers/app.ts";
 import { answer, expectError, get } from "../helpers/http.ts";
-import { TempStore } from "../helpers/shm.ts";
+import type { TempStore } from "../helpers/shm.ts";
 
 let temp: TempStore;
 let app: App;
 
-beforeEach(() => {
-  temp = new TempStore({ maxEntries: 300 });
-  app = createApp(temp.store);
-});
-
-afterEach(() => {
-  temp[Symbol.dispose]();
-});
+eachWithTempApp((made) => ({ temp, app } = made), { store: { maxEntries: 300 } });
 
 interface Page {
   keys?: string[];

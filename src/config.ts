@@ -27,7 +27,7 @@ export interface ServerConfig {
   create: KvOptions;
   maxBodyBytes: number;
   logRequests: boolean;
-  /** When set, every route but /, /health and the docs needs `Authorization: Bearer <token>`. */
+  /** When set, every route but /, /health, /ui and the docs needs `Authorization: Bearer <token>`. */
   token?: string;
   /** Seconds before an idle connection is closed. Default DEFAULT_IDLE_TIMEOUT_SECONDS. */
   idleTimeoutSeconds?: number;
@@ -45,7 +45,7 @@ export const SERVER_HELP = `Options (each overrides its environment variable):
   --max-body BYTES     KV_MAX_BODY    largest request body (default ${DEFAULT_MAX_BODY_BYTES})
   --quiet              KV_LOG_REQUESTS=0  no log line per request
   --token-file FILE    KV_API_TOKEN   the API token (the flag names a file that holds it): every route
-                                      but /, /health and the docs then needs Authorization: Bearer <token>
+                                      but /, /health, /ui and the docs then needs Authorization: Bearer <token>
   --idle-timeout SECS  KV_IDLE_TIMEOUT  seconds before an idle connection is closed (default ${DEFAULT_IDLE_TIMEOUT_SECONDS})
   --help               this text`;
 

@@ -41,7 +41,7 @@ export const SERVER_HELP = `Options (each overrides its environment variable):
   --max-entries N      KV_MAX_ENTRIES capacity of a new segment (default ${DEFAULTS.maxEntries})
   --key-max BYTES      KV_KEY_MAX     longest key of a new segment (default ${DEFAULTS.keyMax})
   --value-max BYTES    KV_VALUE_MAX   longest value of a new segment (default ${DEFAULTS.valueMax})
-  --mode OCTAL         KV_SHM_MODE    file mode of a new segment, e.g. 0660 (default 0600)
+  --mode OCTAL         KV_SHM_MODE    file mode of a new segment, e.g. 0660 (default 0${DEFAULTS.mode.toString(8)})
   --max-body BYTES     KV_MAX_BODY    largest request body (default ${DEFAULT_MAX_BODY_BYTES})
   --quiet              KV_LOG_REQUESTS=0  no log line per request
   --token-file FILE    KV_API_TOKEN   the API token (the flag names a file that holds it): every route

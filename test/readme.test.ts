@@ -3,6 +3,8 @@
  * Each fenced block is marked `<!-- example: KIND -->`; an unmarked block fails the test, so no
  * example goes unchecked. Each runs against a store of its own: the README's store name, and its
  * `localhost:8000`, are replaced by the test's. Timestamps are compared as "some timestamp".
+ * Also: the facts the docs repeat (the paths open without a token, the header's numbers) are the
+ * program's.
  */
 import { afterEach, describe, expect, it } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
@@ -11,6 +13,7 @@ import { join } from "node:path";
 import { SERVER_HELP } from "../src/config.ts";
 import { PUBLIC_PATHS } from "../src/http/auth.ts";
 import { DOCS_PATHS } from "../src/http/docs.ts";
+import { DEFAULTS, LIMITS, NAME_MAX, READ_ATTEMPTS } from "../src/limits.ts";
 import { startServer, type RunningServer } from "../src/server.ts";
 import { ensureDebianPackage } from "./helpers/debian.ts";
 import { uniqueName, unlinkQuietly } from "./helpers/shm.ts";
@@ -175,5 +178,33 @@ describe("the access rules, as the docs and `serve --help` state them", () => {
     const stated = openPathsStated(text);
     expect(stated.length).toBeGreaterThan(0);
     expect(stated).toEqual(stated.map(() => open));
+  });
+});
+
+describe("the header's numbers, as the docs state them", () => {
+  const read = (file: string) => readFileSync(join(ROOT, file), "utf8");
+  const number = (text: string) => Number(text.replaceAll(",", ""));
+  const all = (text: string, pattern: RegExp) => [...text.matchAll(pattern)].map(([, n]) => number(n!));
+
+  it("gives the reader's attempts before it takes the lock as KV_READ_SPINS", () => {
+    const docs = ["README.md", "docs/design.md", "docs/c-api.md"].map(read).join("\n");
+    const stated = all(docs, /(\d+)\)? overlapped attempts/g);
+    expect(stated.length).toBeGreaterThan(0);
+    expect(stated).toEqual(stated.map(() => READ_ATTEMPTS));
+  });
+
+  it("gives the server's geometry settings the header's defaults and maxima", () => {
+    const http = read("docs/http.md");
+    const row = (variable: string) => {
+      const found = new RegExp(`^\\| \`${variable}\` \\|[^|]*\\| \`(\\d+)\` \\|[^\\n]*\\(1–([\\d,]+)\\) \\|$`, "m").exec(http);
+      return found ? [number(found[1]!), number(found[2]!)] : [];
+    };
+    expect([row("KV_MAX_ENTRIES"), row("KV_KEY_MAX"), row("KV_VALUE_MAX")]).toEqual([
+      [DEFAULTS.maxEntries, LIMITS.maxEntries],
+      [DEFAULTS.keyMax, LIMITS.keyMax],
+      [DEFAULTS.valueMax, LIMITS.valueMax],
+    ]);
+    expect(all(http, /followed by 1–(\d+) bytes/g)).toEqual([NAME_MAX - 1]);
+    expect(all(read("README.md"), /up to ([\d,]+) entries/g)).toEqual([LIMITS.maxEntries]);
   });
 });

@@ -64,7 +64,7 @@ test-c: $(C_TESTS) tools
 test-bun: deps tools
 	$(BUN) test --timeout 60000
 
-test: test-c test-bun fuzz-smoke
+test: typecheck test-c test-bun fuzz-smoke
 
 typecheck: deps
 	$(BUN) x tsc --noEmit

@@ -165,8 +165,8 @@ const SPREAD_KEYS = 1000;
 
 /**
  * GET /get/{key} over SPREAD_KEYS keys at random, against ours and the Map app, each holding that
- * many entries: reads that seldom find the same key twice in a row, where the route's kept answers
- * (src/http/get-answers.ts) help little. No target; in paired rounds as the servers above.
+ * many entries: reads that seldom find the same key twice in a row, so caches of any kind help
+ * little. No target; in paired rounds as the servers above.
  */
 async function spreadBench(rounds: number, seconds: number, name: string, scratch: string) {
   const script = join(scratch, "spread.lua");

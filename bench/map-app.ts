@@ -3,14 +3,15 @@
  * - createMapApp: the framework's own ceiling. The same routes and bodies as our API, typed the same
  *   way, and nothing more. The targets compare with it.
  * - createFeaturedMapApp: the same, plus what our server does on these routes beyond the store: the
- *   ETag header of GET /get/{key} (and its kept answers), request metrics, the request gate, the
+ *   ETag header of GET /get/{key} and POST /set, request metrics, the request gate, the
  *   strict JSON body reader and the response schemas, with our own modules. Compared with both, it
  *   splits our gap to the ceiling into the cost of those features and the cost of the shared-memory
  *   store.
  */
 import { Elysia, t } from "elysia";
 import { bodyReader, refuseLargeBodies } from "../src/http/body.ts";
-import { GetAnswers } from "../src/http/get-answers.ts";
+import { withEtag } from "../src/http/conditions.ts";
+import { answerAtOnce } from "../src/http/elysia.ts";
 import { HttpMetrics, measure } from "../src/http/metrics.ts";
 import { errorResponse, GetResponse, SetBody, SetResponse, StatusResponse } from "../src/http/models.ts";
 
@@ -81,30 +82,28 @@ export function createFeaturedMapApp(maxEntries = 10, without: ReadonlySet<Featu
   // route's schema that does not say, so a reader compiled from the Map app's after any app
   // registered it would refuse them.)
   const readSetBody = has("parse") ? bodyReader(SetBody, MAX_BODY_BYTES) : undefined;
-  const getAnswers = new GetAnswers();
   return new Elysia()
     .use(has("metrics") ? measure(new HttpMetrics()) : new Elysia())
     .use(has("gate") ? new Elysia().onRequest(({ request }) => {
       refuseLarge(request);
     }) : new Elysia())
-    // Written so that Elysia runs it without awaiting it, as our GET /get (see src/http/app.ts).
-    .get("/get/:key", ({ params, status }) => {
+    // Answered without a promise, as our GET /get is (src/http/elysia.ts).
+    .get("/get/:key", answerAtOnce(({ params }: { params: { key: string } }) => {
       const e = table.entries.get(params.key);
-      let answer;
-      if (!e) answer = status(404, notFound(params.key));
-      else if (has("etag")) answer = getAnswers.answer({ key: params.key, value: e.value }, e.revision);
-      else answer = { key: params.key, value: e.value };
-      return answer;
-    }, {
+      if (!e) return Response.json(notFound(params.key), { status: 404 });
+      const body = { key: params.key, value: e.value };
+      return has("etag") ? withEtag(body, e.revision) : body;
+    }), {
       params: t.Object({ key: t.String() }),
       response: has("schemas") ? { 200: GetResponse, 404: errorResponse("No entry has that key.") } : undefined,
     })
     // With "parse", read as our POST /set reads its body (src/http/app.ts); else by Elysia.
     .post("/set", async ({ body, request, status }) => {
       const { key, value } = readSetBody ? await readSetBody(request) : body;
-      // As ours answers a set without a condition: the seed's body, built here, and no ETag.
-      if (table.set(key, value) === undefined) return status(507, full);
-      return Response.json(setMessage(key));
+      // As ours answers: the seed's body, built here, and the new revision in ETag.
+      const revision = table.set(key, value);
+      if (revision === undefined) return status(507, full);
+      return has("etag") ? withEtag(setMessage(key), revision) : Response.json(setMessage(key));
     }, {
       parse: readSetBody ? "none" : undefined,
       body: SetBody,

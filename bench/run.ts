@@ -12,8 +12,8 @@ import { watchersBench } from "./watchers.ts";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 /**
- * Rounds of the in-process runs. The rate of one run moved by up to 1.5x between rounds minutes
- * apart here (the binding's get at 10,000 entries: 2.4-3.7 M/s), and the C loop's with it.
+ * Rounds of the in-process runs. On a shared machine the rate of one run moves between rounds
+ * minutes apart, the C loop's with the binding's: several rounds, and ratios taken within a round.
  */
 const IN_PROCESS_ROUNDS = Math.max(5, RUNS);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 1);

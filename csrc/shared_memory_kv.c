@@ -21,8 +21,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define KV_NAME_MAX      255   /* bytes, leading slash included */
-#define KV_READ_SPINS    64    /* optimistic read attempts before falling back to the lock */
 #define KV_READY_WAIT_MS 1000  /* how long an opener waits for a creator to finish */
 #define KV_RETRY         1     /* internal: a lock-free read saw a torn state */
 

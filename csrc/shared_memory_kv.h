@@ -94,6 +94,12 @@ extern "C" {
 #define KV_CHANGE_SET    1 /**< a change that set the key to a value */
 #define KV_CHANGE_DELETE 2 /**< a change that deleted the key */
 
+/** The longest segment name, in bytes with its leading "/": "/" and 1..254 bytes, no other "/". */
+#define KV_NAME_MAX 255
+
+/** Lock-free attempts a read makes while writes overlap it, before it falls back to the lock. */
+#define KV_READ_SPINS 64
+
 /** Upper limits accepted for a new segment's geometry. */
 #define KV_LIMIT_MAX_ENTRIES (1u << 24) /**< 16,777,216 entries */
 #define KV_LIMIT_KEY_MAX     4096u      /**< bytes */
@@ -120,7 +126,7 @@ typedef struct kv_store kv_store;
  * /dev/shm fails here with -ENOSPC instead of a SIGBUS later. An opener that finds a segment still
  * being initialised by its creator waits for it, about a second at most.
  *
- * @param name  POSIX shm name: "/" followed by 1..254 bytes with no further "/".
+ * @param name  POSIX shm name: "/" followed by 1..254 bytes with no further "/" (KV_NAME_MAX).
  * @param flags 0 (open an existing segment), KV_CREATE, or KV_CREATE|KV_EXCL.
  * @param opts  geometry and mode for a new segment; NULL for the defaults. Ignored when the segment
  *              exists. The caller keeps ownership.
@@ -253,7 +259,7 @@ KV_API int kv_snapshot(kv_store *s, void *buf, size_t buf_len);
 /**
  * Copy one cell of the segment without the lock: entry slot `cell` when cell < max_entries, else
  * change-ring cell `cell - max_entries` (the ring follows the entries). For bindings that read the
- * segment lock-free but must not view all of it at once (src/mapping.ts says why Bun must not).
+ * segment lock-free but must not view all of it at once (src/segment-memory.ts says why Bun must not).
  * The copy is taken as kv_get takes one, so validate it the same way (see layout): an entry's by
  * the index counter and by the counter this returns; a ring cell's by the store's seq.
  *

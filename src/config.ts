@@ -4,7 +4,7 @@
  */
 import { readFileSync } from "node:fs";
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { DEFAULT_MAX_BODY_BYTES } from "./http/body.ts";
+import { DEFAULTS, LIMITS, nameProblem } from "./limits.ts";
 import type { KvOptions } from "./store.ts";
 
 export type Env = Record<string, string | undefined>;
@@ -15,6 +15,8 @@ export class ConfigError extends Error {
 
 export const DEFAULT_STORE_NAME = "/shared_memory_kv";
 export const DEFAULT_IDLE_TIMEOUT_SECONDS = 10;
+/** The largest request body the server reads, in bytes, unless KV_MAX_BODY says otherwise. */
+export const DEFAULT_MAX_BODY_BYTES = 64 * 1024;
 
 export interface ServerConfig {
   host: string;
@@ -25,7 +27,7 @@ export interface ServerConfig {
   create: KvOptions;
   maxBodyBytes: number;
   logRequests: boolean;
-  /** When set, every route but /, /health and the docs needs `Authorization: Bearer <token>`. */
+  /** When set, every route but /, /health, /ui and the docs needs `Authorization: Bearer <token>`. */
   token?: string;
   /** Seconds before an idle connection is closed. Default DEFAULT_IDLE_TIMEOUT_SECONDS. */
   idleTimeoutSeconds?: number;
@@ -36,14 +38,14 @@ export const SERVER_HELP = `Options (each overrides its environment variable):
   --host HOST          HOST           address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)
   --port PORT          PORT           TCP port (default 8000; 0 picks a free one)
   --name NAME          KV_SHM_NAME    shared-memory segment (default ${DEFAULT_STORE_NAME})
-  --max-entries N      KV_MAX_ENTRIES capacity of a new segment (default 10)
-  --key-max BYTES      KV_KEY_MAX     longest key of a new segment (default 63)
-  --value-max BYTES    KV_VALUE_MAX   longest value of a new segment (default 255)
-  --mode OCTAL         KV_SHM_MODE    file mode of a new segment, e.g. 0660 (default 0600)
+  --max-entries N      KV_MAX_ENTRIES capacity of a new segment (default ${DEFAULTS.maxEntries})
+  --key-max BYTES      KV_KEY_MAX     longest key of a new segment (default ${DEFAULTS.keyMax})
+  --value-max BYTES    KV_VALUE_MAX   longest value of a new segment (default ${DEFAULTS.valueMax})
+  --mode OCTAL         KV_SHM_MODE    file mode of a new segment, e.g. 0660 (default 0${DEFAULTS.mode.toString(8)})
   --max-body BYTES     KV_MAX_BODY    largest request body (default ${DEFAULT_MAX_BODY_BYTES})
   --quiet              KV_LOG_REQUESTS=0  no log line per request
   --token-file FILE    KV_API_TOKEN   the API token (the flag names a file that holds it): every route
-                                      but /, /health and the docs then needs Authorization: Bearer <token>
+                                      but /, /health, /ui and the docs then needs Authorization: Bearer <token>
   --idle-timeout SECS  KV_IDLE_TIMEOUT  seconds before an idle connection is closed (default ${DEFAULT_IDLE_TIMEOUT_SECONDS})
   --help               this text`;
 
@@ -123,29 +125,24 @@ export function parseFlags<const O extends NonNullable<ParseArgsConfig["options"
   }
 }
 
-/** --name, else KV_SHM_NAME, else the default; "/" and 1..254 bytes with no other "/" or NUL. */
+/** --name, else KV_SHM_NAME, else the default; checked by the header's rule (src/limits.ts). */
 export function storeName(flags: { name?: string }, env: Env): string {
   const name = flags.name ?? setting(env, "KV_SHM_NAME") ?? DEFAULT_STORE_NAME;
-  const rest = name.slice(1);
-  const bytes = Buffer.byteLength(rest);
-  if (!name.startsWith("/") || bytes < 1 || bytes > 254 || rest.includes("/") || rest.includes("\0")) {
-    throw new ConfigError(
-      `KV_SHM_NAME (--name) must be "/" followed by 1 to 254 bytes with no other "/", not ${JSON.stringify(name)}`,
-    );
-  }
+  const problem = nameProblem(name);
+  if (problem) throw new ConfigError(`KV_SHM_NAME (--name) ${problem}`);
   return name;
 }
 
-type CreateFlags = { "max-entries"?: string; "key-max"?: string; "value-max"?: string; mode?: string };
+export type CreateFlags = { "max-entries"?: string; "key-max"?: string; "value-max"?: string; mode?: string };
 
 /** The geometry and mode of a segment to create, from flags and environment; unset = default. */
 export function createOptions(flags: CreateFlags, env: Env): KvOptions {
   const optional = (label: string, raw: string | undefined, max: number) =>
     raw === undefined ? undefined : integer(label, raw, 0, 1, max);
   return {
-    maxEntries: optional("KV_MAX_ENTRIES (--max-entries)", flags["max-entries"] ?? setting(env, "KV_MAX_ENTRIES"), 2 ** 24),
-    keyMax: optional("KV_KEY_MAX (--key-max)", flags["key-max"] ?? setting(env, "KV_KEY_MAX"), 4096),
-    valueMax: optional("KV_VALUE_MAX (--value-max)", flags["value-max"] ?? setting(env, "KV_VALUE_MAX"), 2 ** 20),
+    maxEntries: optional("KV_MAX_ENTRIES (--max-entries)", flags["max-entries"] ?? setting(env, "KV_MAX_ENTRIES"), LIMITS.maxEntries),
+    keyMax: optional("KV_KEY_MAX (--key-max)", flags["key-max"] ?? setting(env, "KV_KEY_MAX"), LIMITS.keyMax),
+    valueMax: optional("KV_VALUE_MAX (--value-max)", flags["value-max"] ?? setting(env, "KV_VALUE_MAX"), LIMITS.valueMax),
     mode: fileMode(flags.mode ?? setting(env, "KV_SHM_MODE")),
   };
 }

@@ -12,12 +12,16 @@ export type KvErrorCode =
   | "NOT_READY"
   | "CORRUPT"
   | "CONFLICT"
+  | "EXPIRED"
   | "STORE_BUSY"
   | "CLOSED"
   | "LIBRARY_MISSING"
   | `E${string}`;
 
-/** The C library's return codes (csrc/shared_memory_kv.h), by the code the binding reports. */
+/**
+ * The C library's return codes (csrc/shared_memory_kv.h), by the code the binding reports.
+ * test/header.test.ts checks that this lists every code the header defines, and no other.
+ */
 export const RC = {
   NOT_FOUND: -31000,
   KEY_TOO_LONG: -30999,
@@ -29,6 +33,7 @@ export const RC = {
   NOT_READY: -30993,
   CORRUPT: -30992,
   CONFLICT: -30991,
+  EXPIRED: -30990,
   STORE_BUSY: -30989,
 } as const;
 

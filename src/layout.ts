@@ -7,8 +7,6 @@
  * is derived from the geometry validated at open, never from bytes in the segment, so a torn or
  * hostile segment can yield wrong data (caught by validation) but never a read out of bounds.
  */
-import type { SegmentMemory } from "./segment-memory.ts";
-
 /** Byte offsets of the header's fields. */
 export const HEADER = {
   magic: 0,
@@ -126,8 +124,29 @@ export function kvHash(bytes: Uint8Array, length = bytes.length): number {
   return h >>> 0;
 }
 
-/** One change as read from the ring. */
-export interface RawChange {
+/** How a SegmentView reaches the segment's bytes (the implementations are in src/segment-memory.ts). */
+export interface SegmentMemory {
+  /** The header's words. */
+  readonly head: Uint32Array;
+  /** What `open` makes a cell readable in. */
+  readonly u8: Uint8Array;
+  readonly u32: Uint32Array;
+  /** Index cell `pos`: 0 when empty, else slot + 1. */
+  indexCell(pos: number): number;
+  /**
+   * Make a cell readable: slot `cell` when below maxEntries, else ring cell `cell - maxEntries`, and
+   * UNDO_CELL for the undo record's copy of an entry. Returns the byte offset in u8/u32 where the
+   * cell starts.
+   */
+  open(cell: number): number;
+  /** The own counter of the entry in slot `cell` (odd while it is written), as `open` reads it. */
+  counter(cell: number): number;
+  /** A new read begins (or ends): nothing read before may be reused. */
+  renew(): void;
+}
+
+/** A write recorded in the segment's change ring, by whichever process made it. */
+export interface KvChange {
   revision: number;
   op: "set" | "delete";
   key: string;
@@ -136,8 +155,8 @@ export interface RawChange {
   timestamp: number;
 }
 
-/** One entry as read from a slot. */
-export interface RawEntry {
+/** One entry: its key, value, the time of its last write and its revision. */
+export interface KvEntry {
   key: string;
   value: string;
   timestamp: number;
@@ -326,7 +345,7 @@ export class SegmentView {
    * The entry in a slot, or undefined when the slot is free or holds out-of-range lengths. `key`:
    * the key when the caller knows it already (it found the slot by it), saving its decoding.
    */
-  entry(slot: number, key?: string): RawEntry | undefined {
+  entry(slot: number, key?: string): KvEntry | undefined {
     const at = this.memory.open(slot);
     const keyLen = this.#u32(at);
     const valueLen = this.valueLength(slot);
@@ -363,14 +382,16 @@ export class SegmentView {
    * caller must know revision <= the committed version (see committed()). The record's revision is
    * its own seqlock: read before and after the copy, it must be the one wanted both times.
    */
-  change(revision: number): RawChange | "expired" {
+  change(revision: number): KvChange | "expired" {
     const cell = this.layout.maxEntries + ((revision - 1) % RING_CELLS);
     const change = this.#changeIn(cell, revision);
     this.memory.renew();
-    return this.#u64(this.memory.open(cell) + CHANGE.revision) === revision ? change : "expired";
+    const at = this.memory.open(cell) + CHANGE.revision;
+    const after = Atomics.load(this.#u32s, at >>> 2) + Atomics.load(this.#u32s, (at >>> 2) + 1) * TWO_32;
+    return after === revision ? change : "expired";
   }
 
-  #changeIn(cell: number, revision: number): RawChange | "expired" {
+  #changeIn(cell: number, revision: number): KvChange | "expired" {
     const at = this.memory.open(cell);
     if (this.#u64(at + CHANGE.revision) !== revision) return "expired";
     const keyLen = this.#u32(at + CHANGE.keyLen);
@@ -378,7 +399,7 @@ export class SegmentView {
     const op = this.#u32(at + CHANGE.op);
     if (keyLen > this.layout.keyMax || valueLen > this.layout.valueMax || (op !== OP_SET && op !== OP_DELETE)) return "expired";
     const keyAt = at + CHANGE.data;
-    const change: RawChange = {
+    const change: KvChange = {
       revision,
       op: op === OP_SET ? "set" : "delete",
       key: this.#decode(keyAt, keyLen),

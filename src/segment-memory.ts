@@ -5,36 +5,17 @@
  *
  * Why not always views: JavaScriptCore counts an ArrayBuffer over external memory as heap. Beside a
  * view of a 360 MB segment the collector lets hundreds of MB be allocated between collections, so
- * every allocation in the process lands in cold memory, and allocation-heavy code runs 3-4x slower
- * (measured; see README, Performance). Views of at most VIEW_BUDGET bytes leave the collector
- * alone, and copying an entry out (one FFI call) costs about what reading it through a view does.
+ * every allocation in the process lands in cold memory, and allocation-heavy code runs several times
+ * slower (`BENCH_ONLY=inProcess make bench` shows it at 1,000,000 entries; bench/README.md). Views of
+ * at most VIEW_BUDGET bytes leave the collector alone, and copying an entry out (one FFI call) costs
+ * about what reading it through a view does.
  */
 import { ptr, read, toArrayBuffer, type Pointer } from "bun:ffi";
 import type { KvLib } from "./ffi.ts";
-import { ENTRY, UNDO_CELL, UNDO_ENTRY_OFF, type Layout } from "./layout.ts";
+import { ENTRY, UNDO_CELL, UNDO_ENTRY_OFF, type Layout, type SegmentMemory } from "./layout.ts";
 
-/** The most bytes of a segment a process views at once (measured: 16 MB of views cost nothing). */
+/** The most bytes of a segment a process views at once: views this small leave the collector alone. */
 export const VIEW_BUDGET = 16 << 20;
-
-export interface SegmentMemory {
-  /** The header's words. */
-  readonly head: Uint32Array;
-  /** What `open` makes a cell readable in. */
-  readonly u8: Uint8Array;
-  readonly u32: Uint32Array;
-  /** Index cell `pos`: 0 when empty, else slot + 1. */
-  indexCell(pos: number): number;
-  /**
-   * Make a cell readable: slot `cell` when below maxEntries, else ring cell `cell - maxEntries`, and
-   * UNDO_CELL for the undo record's copy of an entry. Returns the byte offset in u8/u32 where the
-   * cell starts.
-   */
-  open(cell: number): number;
-  /** The own counter of the entry in slot `cell` (odd while it is written), as `open` reads it. */
-  counter(cell: number): number;
-  /** A new read begins (or ends): nothing read before may be reused. */
-  renew(): void;
-}
 
 /** The memory of an open store; undefined when its mapping is not the size its layout says. */
 export function memoryOf(lib: KvLib, handle: Pointer, layout: Layout): SegmentMemory | undefined {

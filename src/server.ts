@@ -81,7 +81,7 @@ export function startServer(config: ServerConfig, log: Logger = consoleLogger): 
   const url = server.url.href;
   log.info(`listening on ${url} (API documentation: ${url}swagger)`);
   const finish = async (cut: boolean) => {
-    app.decorator.watchHub.close(); // the /watch streams would never finish by themselves
+    app.close();
     await server.stop(cut);
     slot.close();
   };

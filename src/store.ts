@@ -5,9 +5,10 @@
 import { constants } from "node:os";
 import { codeOf, KvConflictError, KvError, RC } from "./errors.ts";
 import { kvLib, type KvLib, type Pointer } from "./ffi.ts";
-import { layoutOf, RING_CELLS, SegmentView, kvHash, TORN, type Committed, type RawChange, type RawEntry, type Torn } from "./layout.ts";
+import { layoutOf, RING_CELLS, SegmentView, kvHash, TORN, type Committed, type KvChange, type KvEntry, type Torn } from "./layout.ts";
 import { LockedMemory, memoryOf } from "./segment-memory.ts";
 import { mappedIdentity, type FileIdentity } from "./segment-identity.ts";
+import { LIMITS, READ_ATTEMPTS } from "./limits.ts";
 
 /** Geometry and permissions of a segment this open creates. Ignored when it exists. */
 export interface KvOptions {
@@ -31,10 +32,7 @@ export interface OpenOptions extends KvOptions {
   lockTimeoutMs?: number;
 }
 
-export interface KvEntry extends RawEntry {}
-
-/** A write recorded in the segment's change ring, by whichever process made it. */
-export interface KvChange extends RawChange {}
+export type { KvChange, KvEntry };
 
 export interface KvChanges {
   /** The store's version when read: every change up to it is in `changes` (unless expired). */
@@ -77,8 +75,6 @@ export interface KvStatus {
 
 const KV_CREATE = 1;
 const KV_EXCL = 2;
-/** Lock-free attempts before a read asks the library to repair (or read under the lock). */
-const READ_ATTEMPTS = 64;
 /**
  * Bytes a scratch buffer has beyond the limit: room for one more character of UTF-8 (up to 4
  * bytes), so that text over the limit always writes more bytes than the limit.
@@ -143,10 +139,10 @@ export class KvStore implements Disposable {
       throw new KvError("INVALID_ARGUMENT", `invalid store name ${JSON.stringify(name)}`);
     }
     const opts = new Uint32Array([
-      u32Option("maxEntries", options.maxEntries, 1 << 24),
-      u32Option("keyMax", options.keyMax, 4096),
-      u32Option("valueMax", options.valueMax, 1 << 20),
-      u32Option("mode", options.mode, 0o777),
+      u32Option("maxEntries", options.maxEntries, LIMITS.maxEntries),
+      u32Option("keyMax", options.keyMax, LIMITS.keyMax),
+      u32Option("valueMax", options.valueMax, LIMITS.valueMax),
+      u32Option("mode", options.mode, LIMITS.mode),
     ]);
     const out = new BigUint64Array(1);
     const cname = cString(name);

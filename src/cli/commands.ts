@@ -1,5 +1,5 @@
 /** The CLI's store commands: each opens the store, does one thing, prints, and returns an exit status. */
-import { createOptions, storeName, type Env } from "../config.ts";
+import { createOptions, storeName, type CreateFlags, type Env } from "../config.ts";
 import { KvError } from "../errors.ts";
 import { KvStore } from "../store.ts";
 import { expectedRevision, type ConditionFlags } from "./conditions.ts";
@@ -14,9 +14,7 @@ export interface Io {
 
 export interface Invocation {
   args: string[];
-  flags: { name?: string; json?: boolean; "max-entries"?: string; "key-max"?: string; "value-max"?: string; mode?: string } &
-    ConditionFlags &
-    WatchFlags;
+  flags: { name?: string; json?: boolean } & CreateFlags & ConditionFlags & WatchFlags;
   env: Env;
   io: Io;
 }

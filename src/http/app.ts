@@ -6,12 +6,13 @@ import { Elysia } from "elysia";
 import pkg from "../../package.json";
 import { KvStore } from "../store.ts";
 import { requireToken } from "./auth.ts";
-import { bodyReader, DEFAULT_MAX_BODY_BYTES, refuseLargeBodies } from "./body.ts";
+import { DEFAULT_MAX_BODY_BYTES } from "../config.ts";
+import { bodyReader, refuseLargeBodies } from "./body.ts";
 import { docs } from "./docs.ts";
 import { conditionOf, withEtag } from "./conditions.ts";
-import { AnswerLater, atOnce, failureResponse, toHttpFailure } from "./errors.ts";
 import { andThen } from "./busy.ts";
-import { GetAnswers } from "./get-answers.ts";
+import { answerAtOnce } from "./elysia.ts";
+import { AnswerLater, atOnce, failureResponse, toHttpFailure } from "./errors.ts";
 import { HttpMetrics, measure, METRICS_CONTENT_TYPE } from "./metrics.ts";
 import {
   ConditionHeaders,
@@ -35,7 +36,7 @@ import {
   WatchHeaders,
   WatchQuery,
 } from "./models.ts";
-import { KvService, type Revisioned } from "./service.ts";
+import { KvService } from "./service.ts";
 import { StoreSlot } from "./store-slot.ts";
 import { uiPage } from "./ui.ts";
 import { WatchHub, type WatchHubOptions } from "./watch.ts";
@@ -84,12 +85,9 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
   const refuseLarge = refuseLargeBodies(maxBodyBytes);
   const checkToken = requireToken(options.token);
   const readSetBody = bodyReader(SetBody, maxBodyBytes);
-  const getAnswers = new GetAnswers();
   /** The failure of an answer that came later (AnswerLater), answered as onError answers any other. */
   const answerFailure = (error: unknown) => failureResponse(error, onInternalError);
-  // Apart from the handler, whose source must not hold an arrow (see GET /get/{key}).
-  const keptAnswer = ({ body, revision }: Revisioned<GetResponse>) => getAnswers.answer(body, revision);
-  return new Elysia()
+  const app = new Elysia()
     .use(measure(metrics))
     // The gates every request passes before routing, in one hook. Elysia reads a hook's source to
     // decide whether to await it, and takes a `return f(...)` for async; an awaited hook makes the
@@ -99,7 +97,7 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
       let early: Response | undefined;
       // Send every "/path/" to "/path" ("/swagger/" too, so the page has one address). A cheap look
       // at the raw URL first: this runs for every request. (Bun makes a new string on every read of
-      // request.url, about 50 ns: it is read once.)
+      // request.url: it is read once.)
       const { url } = request;
       const query = url.indexOf("?");
       if (url.charCodeAt((query < 0 ? url.length : query) - 1) === SLASH) {
@@ -130,17 +128,11 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
       response: { 200: IndexResponse },
       detail: { summary: "What this server is and its endpoints" },
     })
-    // The two read routes of the benchmark return a variable, assigned apart from its declaration.
-    // Elysia reads a handler's source and takes `return f(...)` or `=> f(...)` for a function that
-    // may return a promise, which it then awaits: a promise and a microtask turn more per request
-    // (about 10% of GET /get/{key} in-process). Bun's transpiler turns `const x = f(); return x`
-    // into `return f()`, hence the `let`. test/http/routes.test.ts checks both answer at once.
-    // A key read again and again gets a copy of its kept answer while it is unchanged (get-answers.ts).
-    .get("/get/:key", ({ params }) => {
-      let answer;
-      answer = atOnce(andThen(service.get(params.key), keptAnswer));
-      return answer;
-    }, {
+    // The read routes answer without a promise (see answerAtOnce), or, when the store is busy, later
+    // through onError (see atOnce).
+    .get("/get/:key", answerAtOnce(({ params }: { params: KeyParams }) =>
+      atOnce(andThen(service.get(params.key), ({ body, revision }) => withEtag(body, revision))),
+    ), {
       params: KeyParams,
       response: {
         200: GetResponse,
@@ -153,18 +145,17 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
     })
     // The hot write path reads its condition headers from the request. Declared as its `headers`
     // schema, they cost every set a copy of all the request's headers into an object, a second copy
-    // keeping only these two, and a check of it (2-5% of the route's requests/s under wrk); so the
+    // keeping only these two, and a check of it (`BENCH_ONLY=http make bench` shows it); so the
     // documentation lists them as parameters instead, and Eden types them as any string headers.
     // Elysia neither reads nor checks the body (parse: "none"): the handler does, as body.ts
-    // bodyReader tells why. The `body` schema documents and types it. A conditional write answers
-    // its new revision in ETag, for the next compare-and-set; a plain one answers as the seed did,
-    // for Bun charges 1-12% of the route's requests/s for one header (bench/bun-floor.ts). Either
-    // answer is built here, a Response: Elysia checks no response schema against it.
+    // bodyReader tells why. The `body` schema documents and types it. Every write answers the
+    // entry's new revision in ETag, for the next compare-and-set, in a Response built here: Elysia
+    // checks no response schema against it.
     .post("/set", async ({ request }) => {
       const { key, value } = await readSetBody(request);
       const condition = conditionOf(request.headers);
       const written = await service.set(key, value, condition);
-      return condition === undefined ? Response.json(written.body) : withEtag(written.body, written.revision);
+      return withEtag(written.body, written.revision);
     }, {
       parse: "none",
       body: SetBody,
@@ -196,11 +187,7 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
       },
       detail: { summary: "Remove an entry", security: bearer },
     })
-    .get("/status", ({ query }) => {
-      let answer;
-      answer = atOnce(service.status(query));
-      return answer;
-    }, {
+    .get("/status", answerAtOnce(({ query }: { query: StatusQuery }) => atOnce(service.status(query))), {
       query: StatusQuery,
       response: {
         200: StatusResponse,
@@ -253,6 +240,8 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
       detail: { summary: "A live page of the store, with forms to set and delete" },
     })
     .decorate("watchHub", watchHub);
+  // What a server must do when it stops: end the /watch streams, which never finish by themselves.
+  return Object.assign(app, { close: () => watchHub.close() });
 }
 
 export type App = ReturnType<typeof createApp>;

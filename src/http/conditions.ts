@@ -18,9 +18,9 @@ export function etag(revision: number): string {
 
 /**
  * `body` as JSON, with `revision` as its ETag. The header is set on the response rather than given
- * as Elysia's `set.headers`, an object Bun would convert into the response's Headers: that saved
- * about 0.4 µs of server time per request under wrk, and 0.15 µs in-process (measured). Elysia checks
- * no response schema against a Response: the body's type is the check.
+ * as Elysia's `set.headers`, an object Bun would convert into the response's Headers once more
+ * (`BENCH_ONLY=http make bench` prices it). Elysia checks no response schema against a Response: the
+ * body's type is the check.
  */
 export function withEtag<T>(body: T, revision: number): Response {
   const response = Response.json(body);

@@ -1,6 +1,7 @@
 /** Every request and response body of the HTTP API: the one place its shapes are defined. */
 import { Type } from "@sinclair/typebox";
 import { t } from "elysia";
+import { DEFAULTS } from "../limits.ts";
 
 /** A JSON integer. (Elysia's t.Integer also accepts numeric strings, and documents them.) */
 const Integer = Type.Integer;
@@ -14,9 +15,9 @@ export const SetBody = t.Object(
   {
     key: t.String({
       minLength: 1,
-      description: "1 to key_max UTF-8 bytes (63 by default), with no NUL byte.",
+      description: `1 to key_max UTF-8 bytes (${DEFAULTS.keyMax} by default), with no NUL byte.`,
     }),
-    value: t.String({ description: "0 to value_max UTF-8 bytes (255 by default)." }),
+    value: t.String({ description: `0 to value_max UTF-8 bytes (${DEFAULTS.valueMax} by default).` }),
   },
   { description: "The entry to insert or replace. Other fields are ignored.", additionalProperties: true },
 );
@@ -121,15 +122,7 @@ export const conditionParameters = Object.entries(ConditionHeaders.properties).m
 }));
 
 /** A set's answer: the seed's body; for a conditional set, the entry's new revision in the ETag header. */
-export const SetResponse = t.Object(SuccessResponse.properties, {
-  description: "The write was done.",
-  headers: {
-    ETag: {
-      ...etagHeader.ETag,
-      description: `${etagHeader.ETag.description} Sent when the set was conditional (If-Match or If-None-Match).`,
-    },
-  },
-});
+export const SetResponse = t.Object(SuccessResponse.properties, { description: "The write was done.", headers: etagHeader });
 
 const pageLimit = (options: { default?: number } = {}) =>
   t.Integer({

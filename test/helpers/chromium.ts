@@ -1,17 +1,12 @@
 /** Debian's Chromium for browser tests: installed when missing, launched with the network cut off. */
-import { existsSync } from "node:fs";
 import { chromium, type Browser } from "playwright-core";
+import { ensureDebianPackage } from "./debian.ts";
 
 export const CHROMIUM = "/usr/bin/chromium";
 
 /** Install Debian's chromium package unless it is there (needs root, as on CI and dev machines). */
 export function ensureChromium(): void {
-  if (existsSync(CHROMIUM)) return;
-  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
-  for (const cmd of [["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]]) {
-    const r = Bun.spawnSync(cmd, { env, stdout: "pipe", stderr: "pipe" });
-    if (r.exitCode !== 0) throw new Error(`${cmd.join(" ")} failed (${r.exitCode}):\n${r.stderr}`);
-  }
+  ensureDebianPackage(CHROMIUM, "chromium");
 }
 
 /**

@@ -1,22 +1,16 @@
 /** The OpenAPI document and the documentation page, served with no help from the internet. */
-import { afterEach, beforeEach, describe, expect, it } from "bun:test";
+import { describe, expect, it } from "bun:test";
 import { join } from "node:path";
 import { createApp, type App } from "../../src/http/app.ts";
+import { eachWithTempApp } from "../helpers/app.ts";
 import { get } from "../helpers/http.ts";
 import { ROOT } from "../helpers/server-process.ts";
-import { TempStore } from "../helpers/shm.ts";
+import type { TempStore } from "../helpers/shm.ts";
 
 let temp: TempStore;
 let app: App;
 
-beforeEach(() => {
-  temp = new TempStore();
-  app = createApp(temp.store);
-});
-
-afterEach(() => {
-  temp[Symbol.dispose]();
-});
+eachWithTempApp((made) => ({ temp, app } = made));
 
 interface Operation {
   summary?: string;

@@ -1,21 +1,15 @@
 /** GET /keys and paged GET /status: slot order, prefixes, limits, cursors, and paging while others write. */
-import { afterEach, beforeEach, describe, expect, it } from "bun:test";
-import { createApp, type App } from "../../src/http/app.ts";
+import { describe, expect, it } from "bun:test";
+import { type App } from "../../src/http/app.ts";
 import { encodeCursor, SLICE_SLOTS } from "../../src/http/listing.ts";
+import { eachWithTempApp, type TempApp } from "../helpers/app.ts";
 import { answer, expectError, get } from "../helpers/http.ts";
-import { TempStore } from "../helpers/shm.ts";
+import type { TempStore } from "../helpers/shm.ts";
 
 let temp: TempStore;
 let app: App;
 
-beforeEach(() => {
-  temp = new TempStore({ maxEntries: 300 });
-  app = createApp(temp.store);
-});
-
-afterEach(() => {
-  temp[Symbol.dispose]();
-});
+eachWithTempApp((made) => ({ temp, app } = made), { store: { maxEntries: 300 } });
 
 interface Page {
   keys?: string[];
@@ -159,20 +153,19 @@ describe("GET /status with limit or cursor", () => {
 
 describe("listing a store bigger than one slice", () => {
   const N = 3 * SLICE_SLOTS + 17;
-  let big: TempStore;
-  let bigApp: App;
+  let big: TempApp;
 
-  beforeEach(() => {
-    big = new TempStore({ maxEntries: N, keyMax: 16, valueMax: 16 });
-    for (let i = 0; i < N; i++) big.store.set(`k${i}`, `v${i}`);
-    bigApp = createApp(big.store);
-  });
-
-  afterEach(() => big[Symbol.dispose]());
+  eachWithTempApp(
+    (made) => {
+      big = made;
+      for (let i = 0; i < N; i++) big.temp.store.set(`k${i}`, `v${i}`);
+    },
+    { store: { maxEntries: N, keyMax: 16, valueMax: 16 } },
+  );
 
   it("sends the whole /status as it reads it, the same JSON the store's status gives", async () => {
-    const response = await bigApp.handle(get("/status"));
-    const { version, entry_count, max_entries, entries } = big.store.status();
+    const response = await big.app.handle(get("/status"));
+    const { version, entry_count, max_entries, entries } = big.temp.store.status();
     expect({ status: response.status, length: response.headers.get("content-length"), body: await response.json() }).toEqual({
       status: 200,
       length: null, // streamed: its length is not known when it starts
@@ -181,9 +174,9 @@ describe("listing a store bigger than one slice", () => {
   });
 
   it("finds /keys matches slices apart, and answers a prefix that matches nothing with an empty last page", async () => {
-    const got = await answer(bigApp.handle(get(`/keys?prefix=k${N - 1}&limit=5`)));
-    const none = await answer(bigApp.handle(get("/keys?prefix=zzz")));
-    const spread = await answer(bigApp.handle(get("/keys?prefix=k1&limit=1000")));
+    const got = await answer(big.app.handle(get(`/keys?prefix=k${N - 1}&limit=5`)));
+    const none = await answer(big.app.handle(get("/keys?prefix=zzz")));
+    const spread = await answer(big.app.handle(get("/keys?prefix=k1&limit=1000")));
     expect({ got, none, spreadCount: (spread.body as Page).keys!.length }).toEqual({
       got: { status: 200, body: { keys: [`k${N - 1}`], next_cursor: null } },
       none: { status: 200, body: { keys: [], next_cursor: null } },

@@ -1,9 +1,10 @@
 /** GET /metrics: the Prometheus text format, request counters and latencies, and the store's figures. */
-import { afterEach, beforeEach, describe, expect, it } from "bun:test";
+import { describe, expect, it } from "bun:test";
 import { createApp, type App } from "../../src/http/app.ts";
 import { StoreSlot } from "../../src/http/store-slot.ts";
 import { layoutOf } from "../../src/layout.ts";
 import { KvStore } from "../../src/store.ts";
+import { eachWithTempApp } from "../helpers/app.ts";
 import { del, get, postSet } from "../helpers/http.ts";
 import { kvtool } from "../helpers/kvtool.ts";
 import { GarbageSegment } from "../helpers/segments.ts";
@@ -12,14 +13,7 @@ import { TempStore } from "../helpers/shm.ts";
 let temp: TempStore;
 let app: App;
 
-beforeEach(() => {
-  temp = new TempStore();
-  app = createApp(temp.store);
-});
-
-afterEach(() => {
-  temp[Symbol.dispose]();
-});
+eachWithTempApp((made) => ({ temp, app } = made));
 
 const SAMPLE = /^([a-z_]+)(\{[^}]*\})? (\S+)$/;
 

@@ -1,21 +1,15 @@
 /** Revisions over HTTP: the ETag of GET /get and POST /set, If-Match and If-None-Match, the 412. */
-import { afterEach, beforeEach, describe, expect, it } from "bun:test";
-import { createApp, type App } from "../../src/http/app.ts";
+import { describe, expect, it } from "bun:test";
+import { type App } from "../../src/http/app.ts";
 import { KvStore } from "../../src/store.ts";
+import { eachWithTempApp } from "../helpers/app.ts";
 import { answer, BASE, expectError, get, postSet } from "../helpers/http.ts";
-import { TempStore } from "../helpers/shm.ts";
+import type { TempStore } from "../helpers/shm.ts";
 
 let temp: TempStore;
 let app: App;
 
-beforeEach(() => {
-  temp = new TempStore();
-  app = createApp(temp.store);
-});
-
-afterEach(() => {
-  temp[Symbol.dispose]();
-});
+eachWithTempApp((made) => ({ temp, app } = made));
 
 const JSON_TYPE = { "content-type": "application/json" };
 
@@ -84,10 +78,11 @@ describe("GET /get/{key}", () => {
 });
 
 describe("POST /set", () => {
-  it("answers a set without a condition as the seed did: its body, and no ETag", async () => {
+  it("gives a set without a condition its new revision as its ETag too, with the seed's body", async () => {
+    temp.store.set("other", "x");
     expect(await tagged(app.handle(postSet({ key: "k", value: "v" })))).toEqual({
       status: 200,
-      etag: null,
+      etag: '"2"',
       body: { success: true, message: "Key 'k' set successfully" },
     });
   });

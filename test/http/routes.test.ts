@@ -1,9 +1,10 @@
 /** Every route and every status code of the HTTP API, through app.handle (no socket). */
-import { afterEach, beforeEach, describe, expect, it } from "bun:test";
+import { describe, expect, it } from "bun:test";
 import pkg from "../../package.json";
 import { createApp, type App } from "../../src/http/app.ts";
 import { StoreSlot } from "../../src/http/store-slot.ts";
 import { KvStore } from "../../src/store.ts";
+import { eachWithTempApp } from "../helpers/app.ts";
 import { answer, BASE, del, expectError, get, keyPath, postSet } from "../helpers/http.ts";
 import { GarbageSegment } from "../helpers/segments.ts";
 import { TempStore } from "../helpers/shm.ts";
@@ -11,14 +12,7 @@ import { TempStore } from "../helpers/shm.ts";
 let temp: TempStore;
 let app: App;
 
-beforeEach(() => {
-  temp = new TempStore();
-  app = createApp(temp.store);
-});
-
-afterEach(() => {
-  temp[Symbol.dispose]();
-});
+eachWithTempApp((made) => ({ temp, app } = made));
 
 /** An app whose store cannot be opened (an incompatible segment), with what it was told. */
 function unavailableApp(): { app: App; [Symbol.dispose](): void } {

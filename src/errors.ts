@@ -12,6 +12,7 @@ export type KvErrorCode =
   | "NOT_READY"
   | "CORRUPT"
   | "CONFLICT"
+  | "UNTRUSTED"
   | "CLOSED"
   | "LIBRARY_MISSING"
   | `E${string}`;
@@ -28,6 +29,7 @@ export const RC = {
   NOT_READY: -30993,
   CORRUPT: -30992,
   CONFLICT: -30991,
+  UNTRUSTED: -30987,
 } as const;
 
 const codeByRc = new Map<number, KvErrorCode>(

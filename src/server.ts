@@ -6,6 +6,7 @@
 import { ConfigError, DEFAULT_IDLE_TIMEOUT_SECONDS, SERVER_HELP, serverConfig, type Env, type ServerConfig } from "./config.ts";
 import { createApp } from "./http/app.ts";
 import { exposureWarning } from "./http/auth.ts";
+import { withWholeUrl } from "./http/hosts.ts";
 import { withRequestLog } from "./http/request-log.ts";
 import { StoreSlot } from "./http/store-slot.ts";
 import { watchRoute } from "./http/watch.ts";
@@ -44,7 +45,8 @@ function describe(store: KvStore): string {
 }
 
 export function startServer(config: ServerConfig, log: Logger = consoleLogger): RunningServer {
-  const slot = StoreSlot.opening(() => KvStore.open(config.name, { create: true, ...config.create }), {
+  const checkOwner = !config.trustSegmentOwner;
+  const slot = StoreSlot.opening(() => KvStore.open(config.name, { create: true, ...config.create, checkOwner }), {
     onOpen: (store) => log.info(`${store.created ? "created" : "opened"} segment ${describe(store)}`),
     onFailure: (reason) => log.error(`cannot open ${config.name}: ${reason} (answering 503; retrying every second)`),
     onReplaced: (reason) => log.error(`${reason}: closing it and opening ${config.name} again`),
@@ -54,10 +56,13 @@ export function startServer(config: ServerConfig, log: Logger = consoleLogger): 
   const app = createApp(slot, {
     maxBodyBytes: config.maxBodyBytes,
     token: config.token,
+    hosts: { listenHost: config.host, allowedHosts: config.allowedHosts },
     onInternalError: (error) => log.error(`internal error: ${error instanceof Error ? error.stack : String(error)}`),
   });
   const plain = (request: Request) => app.handle(request);
-  const handle = config.logRequests ? withRequestLog(plain, log.info) : plain;
+  const logged = config.logRequests ? withRequestLog(plain, log.info) : plain;
+  // A request without a whole URL (no Host, or a malformed one) gets one before anything reads it.
+  const handle = (request: Request) => logged(withWholeUrl(request));
   let server: Bun.Server<undefined>;
   try {
     server = Bun.serve({

@@ -1,5 +1,5 @@
 /** The CLI's store commands: each opens the store, does one thing, prints, and returns an exit status. */
-import { createOptions, storeName, type Env } from "../config.ts";
+import { createOptions, storeName, trustsSegmentOwner, type Env } from "../config.ts";
 import { KvError } from "../errors.ts";
 import { KvStore } from "../store.ts";
 import { expectedRevision, type ConditionFlags } from "./conditions.ts";
@@ -14,7 +14,7 @@ export interface Io {
 
 export interface Invocation {
   args: string[];
-  flags: { name?: string; json?: boolean; "max-entries"?: string; "key-max"?: string; "value-max"?: string; mode?: string } &
+  flags: { name?: string; json?: boolean; "trust-segment-owner"?: boolean; "max-entries"?: string; "key-max"?: string; "value-max"?: string; mode?: string } &
     ConditionFlags &
     WatchFlags;
   env: Env;
@@ -116,7 +116,7 @@ export const COMMANDS: Record<string, Command> = {
     run: async (inv) => {
       const since = sinceOf(inv.flags);
       try {
-        using store = KvStore.open(storeName(inv.flags, inv.env));
+        using store = KvStore.open(storeName(inv.flags, inv.env), { checkOwner: !trustsSegmentOwner(inv.flags, inv.env) });
         await printChanges(store, { since, prefix: inv.flags.prefix, json: inv.flags.json === true }, inv.io.out);
         return EXIT.OK;
       } catch (error) {
@@ -141,7 +141,9 @@ export const COMMANDS: Record<string, Command> = {
 function withStore(inv: Invocation, run: (store: KvStore) => number, creates = false): number {
   return guarded(inv, () => {
     const name = storeName(inv.flags, inv.env);
-    using store = KvStore.open(name, creates ? { create: true, ...createOptions(inv.flags, inv.env) } : {});
+    const trusted = trustsSegmentOwner(inv.flags, inv.env);
+    const create = creates ? { create: true, ...createOptions(inv.flags, inv.env, trusted) } : {};
+    using store = KvStore.open(name, { ...create, checkOwner: !trusted });
     return run(store);
   });
 }

@@ -36,10 +36,6 @@ export interface ServerConfig {
   allowedHosts?: string[];
 }
 
-/** The flag that accepts a segment of another owner, as `serve` and the store commands list it. */
-export const TRUST_HELP = `--trust-segment-owner  KV_TRUST_SEGMENT_OWNER=1  open the segment even when another user owns it
-                                      or others may write it (refused by default: see docs/security.md)`;
-
 /** The option that accepts a segment of another owner: `serve`'s and every store command's. */
 export const TRUST_OPTION = { "trust-segment-owner": { type: "boolean" } } as const;
 
@@ -60,7 +56,8 @@ export const SERVER_HELP = `Options (each overrides its environment variable):
   --allowed-hosts LIST KV_ALLOWED_HOSTS  more Host names to answer for, comma-separated (* for any). Without
                                       a token only localhost, 127.0.0.0/8, [::1] and HOST are answered
                                       (against DNS rebinding); with a token any, unless this is set
-  ${TRUST_HELP}
+  --trust-segment-owner  KV_TRUST_SEGMENT_OWNER=1  open the segment even when another user owns it
+                                      or others may write it (refused by default: see docs/security.md)
   --help               this text`;
 
 /** Options that say how to create a segment: shared by `serve` and the CLI's `set`. */

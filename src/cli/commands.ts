@@ -3,6 +3,7 @@ import { createOptions, storeName, trustsSegmentOwner, type Env } from "../confi
 import { KvError } from "../errors.ts";
 import { KvStore } from "../store.ts";
 import { expectedRevision, type ConditionFlags } from "./conditions.ts";
+import { json, shown } from "./printable.ts";
 import { printChanges, sinceOf, type WatchFlags } from "./watch.ts";
 
 export const EXIT = { OK: 0, FAILED: 1, USAGE: 2 } as const;
@@ -40,8 +41,8 @@ export const COMMANDS: Record<string, Command> = {
       withStore(inv, (store) => {
         const [key = ""] = inv.args;
         const value = store.get(key);
-        if (value === undefined) return fail(inv, "NOT_FOUND", `Key '${key}' not found`);
-        inv.io.out(inv.flags.json ? JSON.stringify({ key, value }) : value);
+        if (value === undefined) return fail(inv, "NOT_FOUND", `Key '${shown(key)}' not found`);
+        inv.io.out(inv.flags.json ? json({ key, value }) : value);
         return EXIT.OK;
       }),
   },
@@ -57,8 +58,8 @@ export const COMMANDS: Record<string, Command> = {
       return withStore(inv, (store) => {
         const [key = "", value = ""] = inv.args;
         const revision = expected === undefined ? store.set(key, value) : store.setIf(key, value, expected);
-        const message = `Key '${key}' set successfully`;
-        inv.io.out(inv.flags.json ? JSON.stringify({ success: true, message, revision }) : message);
+        const message = `Key '${shown(key)}' set successfully`;
+        inv.io.out(inv.flags.json ? json({ success: true, message, revision }) : message);
         return EXIT.OK;
       }, true);
     },
@@ -72,10 +73,10 @@ export const COMMANDS: Record<string, Command> = {
       return withStore(inv, (store) => {
         const [key = ""] = inv.args;
         if (!(expected === undefined ? store.delete(key) : store.deleteIf(key, expected))) {
-          return fail(inv, "NOT_FOUND", `Key '${key}' not found`);
+          return fail(inv, "NOT_FOUND", `Key '${shown(key)}' not found`);
         }
-        const message = `Key '${key}' deleted successfully`;
-        inv.io.out(inv.flags.json ? JSON.stringify({ success: true, message }) : message);
+        const message = `Key '${shown(key)}' deleted successfully`;
+        inv.io.out(inv.flags.json ? json({ success: true, message }) : message);
         return EXIT.OK;
       });
     },
@@ -87,7 +88,7 @@ export const COMMANDS: Record<string, Command> = {
       withStore(inv, (store) => {
         const status = store.status();
         if (inv.flags.json) {
-          inv.io.out(JSON.stringify(status));
+          inv.io.out(json(status));
           return EXIT.OK;
         }
         inv.io.out(
@@ -95,7 +96,7 @@ export const COMMANDS: Record<string, Command> = {
             `keys up to ${status.key_max} bytes, values up to ${status.value_max} bytes`,
         );
         for (const { key, value, timestamp } of status.entries) {
-          inv.io.out(`${new Date(timestamp * 1000).toISOString()}  ${JSON.stringify(key)} = ${JSON.stringify(value)}`);
+          inv.io.out(`${new Date(timestamp * 1000).toISOString()}  ${json(key)} = ${json(value)}`);
         }
         return EXIT.OK;
       }),
@@ -106,7 +107,7 @@ export const COMMANDS: Record<string, Command> = {
     run: (inv) =>
       withStore(inv, (store) => {
         store.check();
-        inv.io.out(inv.flags.json ? JSON.stringify({ ok: true }) : `${store.name} is consistent`);
+        inv.io.out(inv.flags.json ? json({ ok: true }) : `${store.name} is consistent`);
         return EXIT.OK;
       }),
   },
@@ -131,7 +132,7 @@ export const COMMANDS: Record<string, Command> = {
       guarded(inv, () => {
         const name = storeName(inv.flags, inv.env);
         KvStore.unlink(name);
-        inv.io.out(inv.flags.json ? JSON.stringify({ success: true, message: `${name} unlinked` }) : `${name} unlinked`);
+        inv.io.out(inv.flags.json ? json({ success: true, message: `${name} unlinked` }) : `${name} unlinked`);
         return EXIT.OK;
       }),
   },
@@ -167,6 +168,6 @@ function failed(inv: Invocation, error: unknown): number {
 }
 
 function fail(inv: Invocation, code: string, detail: string): number {
-  inv.io.err(inv.flags.json ? JSON.stringify({ detail, code }) : `shmkv: ${detail}`);
+  inv.io.err(inv.flags.json ? json({ detail, code }) : `shmkv: ${shown(detail)}`);
   return EXIT.FAILED;
 }

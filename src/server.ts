@@ -6,7 +6,7 @@
 import { ConfigError, DEFAULT_IDLE_TIMEOUT_SECONDS, SERVER_HELP, serverConfig, type Env, type ServerConfig } from "./config.ts";
 import { createApp } from "./http/app.ts";
 import { exposureWarning } from "./http/auth.ts";
-import { withWholeUrl } from "./http/hosts.ts";
+import { hostCheckNotice, withWholeUrl } from "./http/hosts.ts";
 import { withRequestLog } from "./http/request-log.ts";
 import { StoreSlot } from "./http/store-slot.ts";
 import { watchRoute } from "./http/watch.ts";
@@ -51,12 +51,15 @@ export function startServer(config: ServerConfig, log: Logger = consoleLogger): 
     onFailure: (reason) => log.error(`cannot open ${config.name}: ${reason} (answering 503; retrying every second)`),
     onReplaced: (reason) => log.error(`${reason}: closing it and opening ${config.name} again`),
   });
+  const hosts = { listenHost: config.host, allowedHosts: config.allowedHosts };
   const warning = exposureWarning(config.host, config.token);
   if (warning) log.error(warning);
+  const notice = hostCheckNotice({ ...hosts, token: config.token });
+  if (notice) log.info(notice);
   const app = createApp(slot, {
     maxBodyBytes: config.maxBodyBytes,
     token: config.token,
-    hosts: { listenHost: config.host, allowedHosts: config.allowedHosts },
+    hosts,
     onInternalError: (error) => log.error(`internal error: ${error instanceof Error ? error.stack : String(error)}`),
   });
   const plain = (request: Request) => app.handle(request);

@@ -39,7 +39,7 @@ const SLASH = "/".charCodeAt(0);
 const HOST_SYNTAX = /^(\[[0-9a-f:.]+\]|[a-z0-9._~!$&'()*+,;=-]+)(?::(\d{1,5}))?$/i;
 
 /** Whether the Host check limits names with this configuration. */
-export function checksNames(policy: HostPolicy): boolean {
+function checksNames(policy: HostPolicy): boolean {
   if (policy.allowedHosts?.includes("*")) return false;
   return policy.token === undefined || policy.allowedHosts !== undefined;
 }
@@ -76,6 +76,16 @@ export function requireHost(policy: HostPolicy) {
         "its HOST only: add the names it is reached by to KV_ALLOWED_HOSTS (--allowed-hosts, comma-separated; * allows any)",
     );
   };
+}
+
+/**
+ * The start-up note of a server that other machines may reach while the check limits names: they
+ * get 421 unless they use one of the names listed.
+ */
+export function hostCheckNotice(policy: HostPolicy): string | undefined {
+  if (!checksNames(policy) || policy.listenHost === undefined || isLoopback(policy.listenHost)) return undefined;
+  const names = ["localhost", "127.0.0.0/8", "[::1]", policy.listenHost, ...(policy.allowedHosts ?? [])];
+  return `answering requests whose Host is ${names.join(", ")} only (421 for others): add the names clients use to KV_ALLOWED_HOSTS (--allowed-hosts)`;
 }
 
 function judge(host: string, names: ReadonlySet<string> | undefined): Verdict {

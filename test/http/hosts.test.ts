@@ -90,6 +90,25 @@ describe("without a token", () => {
   });
 });
 
+describe("a server that other machines may reach", () => {
+  it("says at start-up which Hosts it answers without a token, and nothing when it need not", async () => {
+    const lines: string[] = [];
+    const log: Logger = { info: (line) => void lines.push(line), error: (line) => void lines.push(line) };
+    const base = { port: 0, name: temp.name, create: {}, maxBodyBytes: 1024, logRequests: false };
+    for (const config of [
+      { ...base, host: "0.0.0.0", allowedHosts: ["kv"] },
+      { ...base, host: "127.0.0.1" },
+      { ...base, host: "0.0.0.0", token: TOKEN },
+      { ...base, host: "0.0.0.0", allowedHosts: ["*"] },
+    ]) {
+      await startServer(config, log).abort();
+    }
+    expect(lines.filter((line) => line.includes("Host"))).toEqual([
+      "answering requests whose Host is localhost, 127.0.0.0/8, [::1], 0.0.0.0, kv only (421 for others): add the names clients use to KV_ALLOWED_HOSTS (--allowed-hosts)",
+    ]);
+  });
+});
+
 describe("with a token", () => {
   it("serves any host, for the token guards every route", async () => {
     const request = setFrom("http://evil.example:8000");

@@ -14,12 +14,12 @@ import { isLoopback, PATH_SEARCH_FROM } from "./auth.ts";
 import { ApiError } from "./errors.ts";
 
 /** The URL's host for a request that sent no Host (HTTP/1.0): a loopback name, always answered. */
-export const NO_HOST = "localhost";
+const NO_HOST = "localhost";
 /**
  * The URL's host for a request whose Host was not a host[:port]: the reserved name "invalid"
  * (RFC 6761: it never resolves, so no client asks for it), which the gate answers with 400.
  */
-export const BAD_HOST = "invalid";
+const BAD_HOST = "invalid";
 
 export interface HostPolicy {
   /** The address the server listens on (HOST): a Host naming it is its own. */
@@ -72,8 +72,8 @@ export function requireHost(policy: HostPolicy) {
     throw new ApiError(
       "MISDIRECTED_REQUEST",
       `this server does not answer for the host ${JSON.stringify(host)} (a web page can make a browser send ` +
-        "another site's requests here: DNS rebinding). Without a token it answers for localhost, 127.0.0.0/8, [::1] and " +
-        "its HOST only: add the names it is reached by to KV_ALLOWED_HOSTS (--allowed-hosts, comma-separated; * allows any)",
+        "another site's requests here: DNS rebinding). It answers for localhost, 127.0.0.0/8, [::1], its HOST and the " +
+        "names in KV_ALLOWED_HOSTS: add the names it is reached by there (--allowed-hosts, comma-separated; * allows any)",
     );
   };
 }
@@ -96,11 +96,8 @@ function judge(host: string, names: ReadonlySet<string> | undefined): Verdict {
   return isLoopback(name) || names.has(name) ? "ok" : "foreign";
 }
 
-/**
- * A host as the check compares it: lowercase, without brackets or a final dot. Exported for the
- * configuration, which checks KV_ALLOWED_HOSTS with it.
- */
-export function hostName(host: string): string {
+/** A host as the check compares it: lowercase, without brackets or a final dot. */
+function hostName(host: string): string {
   return host.toLowerCase().replace(/^\[(.*)\]$/, "$1").replace(/\.$/, "");
 }
 

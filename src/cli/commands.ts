@@ -15,7 +15,8 @@ export interface Io {
 
 export interface Invocation {
   args: string[];
-  flags: { name?: string; json?: boolean; "trust-segment-owner"?: boolean; "max-entries"?: string; "key-max"?: string; "value-max"?: string; mode?: string } &
+  flags: { name?: string; json?: boolean; "trust-segment-owner"?: boolean } &
+    { "max-entries"?: string; "key-max"?: string; "value-max"?: string; mode?: string } &
     ConditionFlags &
     WatchFlags;
   env: Env;

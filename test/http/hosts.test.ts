@@ -116,6 +116,15 @@ describe("with a token", () => {
     expect((await appWith({ token: TOKEN }).handle(request)).status).toBe(200);
   });
 
+  it("keeps the public paths public and the others guarded, for a short Host too", async () => {
+    const app = appWith({ token: TOKEN });
+    const statuses = [];
+    for (const origin of ["http://kv", "http://x:8000", "http://localhost"]) {
+      for (const path of ["/health", "/", "/status", "/get/k"]) statuses.push((await app.handle(new Request(`${origin}${path}`))).status);
+    }
+    expect(statuses).toEqual([200, 200, 401, 401, 200, 200, 401, 401, 200, 200, 401, 401]);
+  });
+
   it("checks the names when KV_ALLOWED_HOSTS is set", async () => {
     const app = appWith({ token: TOKEN, hosts: { allowedHosts: ["kv"] } });
     const auth = { authorization: `Bearer ${TOKEN}` };

@@ -4,13 +4,13 @@
  * --trust-segment-owner. The tests run as root (as CI does), which may hand a file to `nobody`.
  */
 import { afterEach, beforeEach, describe, expect, it } from "bun:test";
-import { chmodSync, existsSync } from "node:fs";
+import { chmodSync, existsSync, rmSync } from "node:fs";
 import { main } from "../src/cli.ts";
 import { KvError } from "../src/errors.ts";
 import { serverConfig, type Env } from "../src/config.ts";
 import { startServer, type Logger } from "../src/server.ts";
 import { KvStore } from "../src/store.ts";
-import { foreignOwner, TempStore } from "./helpers/shm.ts";
+import { foreignOwner, TempStore, uniqueName } from "./helpers/shm.ts";
 
 /** The segment as `nobody` would have left it (its own, mode 0600), holding what it planted. */
 let foreign: TempStore;
@@ -78,10 +78,15 @@ describe("KvStore.open with checkOwner", () => {
 describe("store names", () => {
   // The library's own refusal (KV_EINVAL) is tested in test/c/test_store.c.
   it("hold no control character: the binding refuses them, and nothing is made", () => {
-    for (const name of ["/two\nlines", "/\x1b[2Jcleared", "/bell\x07", "/del\x7f"]) {
-      expect(opening(name, { create: true })).toEqual({ code: "INVALID_ARGUMENT", message: `invalid store name ${JSON.stringify(name)}` });
-      expect(() => KvStore.unlink(name)).toThrow(`invalid store name ${JSON.stringify(name)}`);
-      expect(existsSync(`/dev/shm${name}`)).toBe(false);
+    const base = uniqueName();
+    for (const name of [`${base}\nline`, `${base}\x1b[2J`, `${base}\x07`, `${base}\x7f`]) {
+      try {
+        expect(opening(name, { create: true })).toEqual({ code: "INVALID_ARGUMENT", message: `invalid store name ${JSON.stringify(name)}` });
+        expect(() => KvStore.unlink(name)).toThrow(`invalid store name ${JSON.stringify(name)}`);
+        expect(existsSync(`/dev/shm${name}`)).toBe(false);
+      } finally {
+        rmSync(`/dev/shm${name}`, { force: true }); // what a binding that took the name would have made
+      }
     }
   });
 });

@@ -101,12 +101,21 @@ uint32_t kv_hash(const char *key, size_t key_len)
     return h;
 }
 
+/* "/" and 1..254 bytes with no other "/" and no control character: a name with a newline or an
+ * escape sequence would make a file that listings and logs show as something else. */
 static int valid_name(const char *name)
 {
     if (!name || name[0] != '/')
         return 0;
     size_t len = strnlen(name, KV_NAME_MAX + 1);
-    return len >= 2 && len <= KV_NAME_MAX && !strchr(name + 1, '/');
+    if (len < 2 || len > KV_NAME_MAX)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (c == '/' || c < 0x20 || c == 0x7f)
+            return 0;
+    }
+    return 1;
 }
 
 static int compute_geometry(uint32_t max_entries, uint32_t key_max, uint32_t value_max,
@@ -481,12 +490,28 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-static int open_segment(const char *name, kv_store *s)
+/* KV_CHECK_OWNER: a segment this process may trust is its effective user's, and no one else may
+ * write it. Checked on the open descriptor (the name could be replaced after a stat of it), before
+ * a byte of it is read. */
+static int check_owner(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    return st.st_uid != geteuid() || (st.st_mode & S_IWOTH) ? KV_EUNTRUSTED : 0;
+}
+
+static int open_segment(const char *name, int flags, kv_store *s)
 {
     int fd = shm_open(name, O_RDWR | O_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
-    int rc = KV_ENOTREADY;
+    int rc = flags & KV_CHECK_OWNER ? check_owner(fd) : 0;
+    if (rc) {
+        close(fd);
+        return rc;
+    }
+    rc = KV_ENOTREADY;
     for (int waited = 0; waited <= KV_READY_WAIT_MS; waited += 10) {
         struct stat st;
         kv_header h;
@@ -524,7 +549,12 @@ int kv_open(const char *name, int flags, const kv_options *opts, kv_store **out)
     if (!out)
         return KV_EINVAL;
     *out = NULL;
-    if (!valid_name(name) || (flags & ~(KV_CREATE | KV_EXCL)) || flags == KV_EXCL)
+    int create = flags & KV_CREATE;
+    if (!valid_name(name) || (flags & ~(KV_CREATE | KV_EXCL | KV_CHECK_OWNER)) ||
+        ((flags & KV_EXCL) && !create))
+        return KV_EINVAL;
+    /* A segment this call would create must pass the check it asks for at every later open. */
+    if (create && (flags & KV_CHECK_OWNER) && opts && (opts->mode & S_IWOTH))
         return KV_EINVAL;
     kv_store *s = calloc(1, sizeof *s);
     if (!s)
@@ -533,8 +563,8 @@ int kv_open(const char *name, int flags, const kv_options *opts, kv_store **out)
     /* Open, else create, else (someone created it in between) open again. */
     for (int attempt = 0; attempt < 3; attempt++) {
         if (!(flags & KV_EXCL)) {
-            rc = open_segment(name, s);
-            if (rc != -ENOENT || !(flags & KV_CREATE))
+            rc = open_segment(name, flags, s);
+            if (rc != -ENOENT || !create)
                 break;
         }
         rc = create_segment(name, opts, s);
@@ -1100,6 +1130,8 @@ const char *kv_strerror(int rc)
     case KV_ECONFLICT: return "conflict: the entry is at another revision";
     case KV_EEXPIRED:  return "change expired: it is no longer in the change ring";
     case KV_EBUSY:     return "store busy: another process holds the write lock (try again later)";
+    case KV_EUNTRUSTED:
+        return "untrusted segment: another user owns it, or others may write it (KV_CHECK_OWNER)";
     }
     if (rc < 0 && rc > -4096) {
         const char *msg = strerrordesc_np(-rc);

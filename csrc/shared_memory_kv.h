@@ -39,6 +39,12 @@
  * - Anyone who can write the segment can corrupt it (it is plain shared memory). Opening validates
  *   the header, and readers bounds-check everything they follow, so a corrupt segment yields errors or
  *   wrong data, not crashes; kv_check() reports the damage. Protect the segment with its file mode.
+ * - Names are predictable and /dev/shm is writable by every user: another user can create a store's
+ *   segment before its owner does, then read and change everything written to it. Open with
+ *   KV_CHECK_OWNER to refuse a segment the effective user does not own or that others may write
+ *   (KV_EUNTRUSTED); leave it out only for a segment deliberately shared with another user (the
+ *   server's --trust-segment-owner). The check covers the owner and the mode, not the group: a
+ *   group-writable segment of the caller's own is trusted.
  * - Timestamps come from the writer's CLOCK_REALTIME, in seconds.
  */
 #ifndef SHARED_MEMORY_KV_H
@@ -73,12 +79,18 @@ extern "C" {
 #define KV_ECONFLICT    (-30991) /**< a conditional write found another revision */
 #define KV_EEXPIRED     (-30990) /**< that change is no longer in the change ring */
 #define KV_EBUSY        (-30989) /**< the lock was not free within the handle's lock timeout */
+#define KV_EUNTRUSTED   (-30987) /**< KV_CHECK_OWNER: another user owns the segment, or others may write it */
 #define KV_ERR_LAST     (-30901)
 /** @} */
 
 /** Flags for kv_open(). */
 #define KV_CREATE 1 /**< create the segment when it is missing */
 #define KV_EXCL   2 /**< with KV_CREATE: fail with -EEXIST when it exists */
+/**
+ * Trust an existing segment only when the process's effective user owns it and others (o+w) may not
+ * write it; otherwise fail with KV_EUNTRUSTED before reading a byte of it. See Caveats.
+ */
+#define KV_CHECK_OWNER 4
 
 /** expected_rev for kv_set_if() and kv_delete_if(): no condition, report the new revision only. */
 #define KV_ANY_REVISION UINT64_MAX
@@ -126,15 +138,20 @@ typedef struct kv_store kv_store;
  * /dev/shm fails here with -ENOSPC instead of a SIGBUS later. An opener that finds a segment still
  * being initialised by its creator waits for it, about a second at most.
  *
- * @param name  POSIX shm name: "/" followed by 1..254 bytes with no further "/" (KV_NAME_MAX).
- * @param flags 0 (open an existing segment), KV_CREATE, or KV_CREATE|KV_EXCL.
+ * @param name  POSIX shm name: "/" followed by 1..254 bytes with no further "/" and no control
+ *              character (bytes 0x01..0x1f and 0x7f); KV_NAME_MAX bytes at most, the "/" included.
+ * @param flags 0 (open an existing segment), KV_CREATE, or KV_CREATE|KV_EXCL; any of them with
+ *              KV_CHECK_OWNER, which checks the owner and mode of the segment it opens on its open
+ *              descriptor (fstat), before mapping it. A segment it creates is the caller's: with
+ *              KV_CHECK_OWNER its mode must not let others write it.
  * @param opts  geometry and mode for a new segment; NULL for the defaults. Ignored when the segment
  *              exists. The caller keeps ownership.
  * @param out   receives the handle on success (NULL on failure). Free it with kv_close().
- * @return 0; KV_EINVAL (bad name, flags or options); -ENOENT (missing, without KV_CREATE); -EEXIST
- *         (KV_EXCL and it exists); -EACCES (no permission to read and write it); -ENOSPC;
- *         KV_EINCOMPAT (wrong magic, layout, sizes or geometry, or truncated); KV_ENOTREADY;
- *         another -errno.
+ * @return 0; KV_EINVAL (bad name, flags or options, or KV_CHECK_OWNER|KV_CREATE with a mode
+ *         that has o+w); -ENOENT (missing, without KV_CREATE); -EEXIST (KV_EXCL and it exists);
+ *         -EACCES (no permission to read and write it); KV_EUNTRUSTED (KV_CHECK_OWNER, and another
+ *         user owns it or its mode has o+w); -ENOSPC; KV_EINCOMPAT (wrong magic, layout, sizes or
+ *         geometry, or truncated); KV_ENOTREADY; another -errno.
  */
 KV_API int kv_open(const char *name, int flags, const kv_options *opts, kv_store **out);
 
@@ -146,7 +163,7 @@ KV_API void kv_close(kv_store *s);
 
 /**
  * Remove a segment's name (shm_unlink). Mappings that exist stay valid; see Caveats.
- * @return 0; KV_EINVAL (bad name); -ENOENT; -EACCES; another -errno.
+ * @return 0; KV_EINVAL (bad name, as for kv_open); -ENOENT; -EACCES; another -errno.
  */
 KV_API int kv_unlink(const char *name);
 

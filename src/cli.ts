@@ -8,10 +8,10 @@ import { COMMANDS, EXIT, type Command, type Io } from "./cli/commands.ts";
 import { CONDITION_OPTIONS } from "./cli/conditions.ts";
 import { EmbeddedLibraryError, useEmbeddedLibrary } from "./cli/embedded-lib.ts";
 import { WATCH_OPTIONS } from "./cli/watch.ts";
-import { ConfigError, CREATE_OPTIONS, DEFAULT_STORE_NAME, parseFlags, type Env } from "./config.ts";
+import { ConfigError, CREATE_OPTIONS, DEFAULT_STORE_NAME, parseFlags, TRUST_OPTION, type Env } from "./config.ts";
 import { runServer } from "./server.ts";
 
-const COMMON_OPTIONS = { name: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean" } } as const;
+const COMMON_OPTIONS = { name: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean" }, ...TRUST_OPTION } as const;
 
 const USAGE = `Usage: shmkv COMMAND [options] [arguments]
 
@@ -24,6 +24,8 @@ ${Object.entries(COMMANDS)
 Options:
   --name NAME          the store, "/name" (default: $KV_SHM_NAME, else ${DEFAULT_STORE_NAME})
   --json               print results (and errors, as {"detail", "code"}) as JSON
+  --trust-segment-owner  open the store even when another user owns it or others may write it, which is
+                       refused by default (or KV_TRUST_SEGMENT_OWNER=1; see docs/security.md)
   --help               help; with a command, that command's
   set also takes --max-entries N, --key-max BYTES, --value-max BYTES and --mode OCTAL (or KV_MAX_ENTRIES,
   KV_KEY_MAX, KV_VALUE_MAX, KV_SHM_MODE), used when it creates the store.

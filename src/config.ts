@@ -4,6 +4,7 @@
  */
 import { readFileSync } from "node:fs";
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { isHostName } from "./host-name.ts";
 import { DEFAULTS, LIMITS, nameProblem } from "./limits.ts";
 import type { KvOptions } from "./store.ts";
 
@@ -31,7 +32,14 @@ export interface ServerConfig {
   token?: string;
   /** Seconds before an idle connection is closed. Default DEFAULT_IDLE_TIMEOUT_SECONDS. */
   idleTimeoutSeconds?: number;
+  /** Open a segment another user owns, or that others may write (default false: refuse it). */
+  trustSegmentOwner?: boolean;
+  /** KV_ALLOWED_HOSTS: more Host names to answer for (src/http/hosts.ts); ["*"] for any. */
+  allowedHosts?: string[];
 }
+
+/** The option that accepts a segment of another owner: `serve`'s and every store command's. */
+export const TRUST_OPTION = { "trust-segment-owner": { type: "boolean" } } as const;
 
 /** The flags of `serve` (and of `bun run server`), with the variable each one overrides. */
 export const SERVER_HELP = `Options (each overrides its environment variable):
@@ -47,6 +55,11 @@ export const SERVER_HELP = `Options (each overrides its environment variable):
   --token-file FILE    KV_API_TOKEN   the API token (the flag names a file that holds it): every route
                                       but /, /health, /ui and the docs then needs Authorization: Bearer <token>
   --idle-timeout SECS  KV_IDLE_TIMEOUT  seconds before an idle connection is closed (default ${DEFAULT_IDLE_TIMEOUT_SECONDS})
+  --allowed-hosts LIST KV_ALLOWED_HOSTS  more Host names to answer for, comma-separated (* for any). Without
+                                      a token only localhost, 127.0.0.0/8, [::1] and HOST are answered
+                                      (against DNS rebinding); with a token any, unless this is set
+  --trust-segment-owner  KV_TRUST_SEGMENT_OWNER=1  open the segment even when another user owns it
+                                      or others may write it (refused by default: see docs/security.md)
   --help               this text`;
 
 /** Options that say how to create a segment: shared by `serve` and the CLI's `set`. */
@@ -60,12 +73,14 @@ export const CREATE_OPTIONS = {
 
 const SERVER_OPTIONS = {
   ...CREATE_OPTIONS,
+  ...TRUST_OPTION,
   host: { type: "string" },
   port: { type: "string" },
   "max-body": { type: "string" },
   quiet: { type: "boolean" },
   "token-file": { type: "string" },
   "idle-timeout": { type: "string" },
+  "allowed-hosts": { type: "string" },
   help: { type: "boolean" },
 } as const;
 
@@ -75,11 +90,12 @@ export function serverConfig(argv: string[], env: Env): ServerConfig | "help" {
   if (flags.help) return "help";
   const host = flags.host ?? setting(env, "HOST") ?? "127.0.0.1";
   if (host.trim() === "") throw new ConfigError("HOST must not be empty");
+  const trustSegmentOwner = trustsSegmentOwner(flags, env);
   return {
     host,
     port: integer("PORT (--port)", flags.port ?? setting(env, "PORT"), 8000, 0, 65535),
     name: storeName(flags, env),
-    create: createOptions(flags, env),
+    create: createOptions(flags, env, trustSegmentOwner),
     maxBodyBytes: integer("KV_MAX_BODY (--max-body)", flags["max-body"] ?? setting(env, "KV_MAX_BODY"), DEFAULT_MAX_BODY_BYTES, 1, 2 ** 30),
     logRequests: !flags.quiet && boolean("KV_LOG_REQUESTS", setting(env, "KV_LOG_REQUESTS"), true),
     token: apiToken(flags["token-file"], env),
@@ -90,7 +106,27 @@ export function serverConfig(argv: string[], env: Env): ServerConfig | "help" {
       1,
       255,
     ),
+    trustSegmentOwner,
+    allowedHosts: allowedHosts(flags["allowed-hosts"] ?? setting(env, "KV_ALLOWED_HOSTS")),
   };
+}
+
+/** --trust-segment-owner, else KV_TRUST_SEGMENT_OWNER: open a segment of another owner, or o+w. */
+export function trustsSegmentOwner(flags: { "trust-segment-owner"?: boolean }, env: Env): boolean {
+  return flags["trust-segment-owner"] === true || boolean("KV_TRUST_SEGMENT_OWNER", setting(env, "KV_TRUST_SEGMENT_OWNER"), false);
+}
+
+/** KV_ALLOWED_HOSTS: host names or addresses (no port), comma-separated; or "*". */
+function allowedHosts(raw: string | undefined): string[] | undefined {
+  if (raw === undefined) return undefined;
+  const names = raw.split(",").map((name) => name.trim()).filter((name) => name !== "");
+  const bad = names.find((name) => name !== "*" && !isHostName(name));
+  if (names.length === 0 || bad !== undefined || (names.includes("*") && names.length > 1)) {
+    throw new ConfigError(
+      `KV_ALLOWED_HOSTS (--allowed-hosts) must be host names or addresses without a port, comma-separated, or *, not ${JSON.stringify(raw)}`,
+    );
+  }
+  return names;
 }
 
 /**
@@ -135,15 +171,26 @@ export function storeName(flags: { name?: string }, env: Env): string {
 
 export type CreateFlags = { "max-entries"?: string; "key-max"?: string; "value-max"?: string; mode?: string };
 
-/** The geometry and mode of a segment to create, from flags and environment; unset = default. */
-export function createOptions(flags: CreateFlags, env: Env): KvOptions {
+/**
+ * The geometry and mode of a segment to create, from flags and environment; unset = default. A
+ * mode that lets others write the segment is refused unless its owner is trusted anyway (`trusted`):
+ * the next open would refuse the segment.
+ */
+export function createOptions(flags: CreateFlags, env: Env, trusted: boolean): KvOptions {
+  const mode = fileMode(flags.mode ?? setting(env, "KV_SHM_MODE"));
+  if (mode !== undefined && mode & 0o002 && !trusted) {
+    throw new ConfigError(
+      `KV_SHM_MODE (--mode) 0${mode.toString(8)} lets every user write the segment, which would then not be trusted: ` +
+        "share it with a group (0660), or add --trust-segment-owner (KV_TRUST_SEGMENT_OWNER=1)",
+    );
+  }
   const optional = (label: string, raw: string | undefined, max: number) =>
     raw === undefined ? undefined : integer(label, raw, 0, 1, max);
   return {
     maxEntries: optional("KV_MAX_ENTRIES (--max-entries)", flags["max-entries"] ?? setting(env, "KV_MAX_ENTRIES"), LIMITS.maxEntries),
     keyMax: optional("KV_KEY_MAX (--key-max)", flags["key-max"] ?? setting(env, "KV_KEY_MAX"), LIMITS.keyMax),
     valueMax: optional("KV_VALUE_MAX (--value-max)", flags["value-max"] ?? setting(env, "KV_VALUE_MAX"), LIMITS.valueMax),
-    mode: fileMode(flags.mode ?? setting(env, "KV_SHM_MODE")),
+    mode,
   };
 }
 

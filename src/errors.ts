@@ -14,6 +14,7 @@ export type KvErrorCode =
   | "CONFLICT"
   | "EXPIRED"
   | "STORE_BUSY"
+  | "UNTRUSTED"
   | "CLOSED"
   | "LIBRARY_MISSING"
   | `E${string}`;
@@ -35,6 +36,7 @@ export const RC = {
   CONFLICT: -30991,
   EXPIRED: -30990,
   STORE_BUSY: -30989,
+  UNTRUSTED: -30987,
 } as const;
 
 const codeByRc = new Map<number, KvErrorCode>(

@@ -15,10 +15,13 @@ export const READ_ATTEMPTS = 64;
 /** KV_NAME_MAX: the longest segment name in bytes, its leading "/" included. */
 export const NAME_MAX = 255;
 
-/** What is wrong with `name` as a segment name ("/" and 1..254 bytes, no other "/", no NUL), or undefined. */
+/** What no segment name holds (the library refuses them too): NUL and every other control character. */
+export const CONTROL_CHARACTER = /[\x00-\x1f\x7f]/;
+
+/** What is wrong with `name` as a segment name ("/" and 1..254 bytes, no other "/", no control character), or undefined. */
 export function nameProblem(name: string): string | undefined {
   const rest = name.slice(1);
   const bytes = Buffer.byteLength(rest);
-  if (name.startsWith("/") && bytes >= 1 && bytes < NAME_MAX && !rest.includes("/") && !rest.includes("\0")) return undefined;
-  return `must be "/" followed by 1 to ${NAME_MAX - 1} bytes with no other "/", not ${JSON.stringify(name)}`;
+  if (name.startsWith("/") && bytes >= 1 && bytes < NAME_MAX && !rest.includes("/") && !CONTROL_CHARACTER.test(rest)) return undefined;
+  return `must be "/" followed by 1 to ${NAME_MAX - 1} bytes with no other "/" and no control character, not ${JSON.stringify(name)}`;
 }

@@ -6,6 +6,7 @@
 import { ConfigError, DEFAULT_IDLE_TIMEOUT_SECONDS, SERVER_HELP, serverConfig, type Env, type ServerConfig } from "./config.ts";
 import { createApp } from "./http/app.ts";
 import { exposureWarning } from "./http/auth.ts";
+import { hostCheckNotice, withWholeUrl } from "./http/hosts.ts";
 import { withRequestLog } from "./http/request-log.ts";
 import { StoreSlot } from "./http/store-slot.ts";
 import { watchRoute } from "./http/watch.ts";
@@ -45,20 +46,27 @@ function describe(store: KvStore): string {
 
 export function startServer(config: ServerConfig, log: Logger = consoleLogger): RunningServer {
   // Lock timeout 0: the event loop never waits for a writer's lock (see src/http/busy.ts).
-  const slot = StoreSlot.opening(() => KvStore.open(config.name, { create: true, ...config.create, lockTimeoutMs: 0 }), {
+  const checkOwner = !config.trustSegmentOwner;
+  const slot = StoreSlot.opening(() => KvStore.open(config.name, { create: true, ...config.create, checkOwner, lockTimeoutMs: 0 }), {
     onOpen: (store) => log.info(`${store.created ? "created" : "opened"} segment ${describe(store)}`),
     onFailure: (reason) => log.error(`cannot open ${config.name}: ${reason} (answering 503; retrying every second)`),
     onReplaced: (reason) => log.error(`${reason}: closing it and opening ${config.name} again`),
   });
+  const hosts = { listenHost: config.host, allowedHosts: config.allowedHosts };
   const warning = exposureWarning(config.host, config.token);
   if (warning) log.error(warning);
+  const notice = hostCheckNotice({ ...hosts, token: config.token });
+  if (notice) log.info(notice);
   const app = createApp(slot, {
     maxBodyBytes: config.maxBodyBytes,
     token: config.token,
+    hosts,
     onInternalError: (error) => log.error(`internal error: ${error instanceof Error ? error.stack : String(error)}`),
   });
   const plain = (request: Request) => app.handle(request);
-  const handle = config.logRequests ? withRequestLog(plain, log.info) : plain;
+  const logged = config.logRequests ? withRequestLog(plain, log.info) : plain;
+  // A request without a whole URL (no Host, or a malformed one) gets one before anything reads it.
+  const handle = (request: Request) => logged(withWholeUrl(request));
   let server: Bun.Server<undefined>;
   try {
     server = Bun.serve({

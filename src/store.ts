@@ -8,7 +8,8 @@ import { kvLib, type KvLib, type Pointer } from "./ffi.ts";
 import { layoutOf, RING_CELLS, SegmentView, kvHash, TORN, type Committed, type KvChange, type KvEntry, type Torn } from "./layout.ts";
 import { LockedMemory, memoryOf } from "./segment-memory.ts";
 import { mappedIdentity, type FileIdentity } from "./segment-identity.ts";
-import { LIMITS, READ_ATTEMPTS } from "./limits.ts";
+import { CONTROL_CHARACTER, LIMITS, READ_ATTEMPTS } from "./limits.ts";
+import { untrustedMessage } from "./segment-owner.ts";
 
 /** Geometry and permissions of a segment this open creates. Ignored when it exists. */
 export interface KvOptions {
@@ -30,6 +31,11 @@ export interface OpenOptions extends KvOptions {
    * must not stall on a writer stopped inside the lock (it retries later instead).
    */
   lockTimeoutMs?: number;
+  /**
+   * Refuse (UNTRUSTED) a segment that another user owns or that others may write (KV_CHECK_OWNER);
+   * with create, a mode that lets others write is INVALID_ARGUMENT. Default false.
+   */
+  checkOwner?: boolean;
 }
 
 export type { KvChange, KvEntry };
@@ -75,6 +81,7 @@ export interface KvStatus {
 
 const KV_CREATE = 1;
 const KV_EXCL = 2;
+const KV_CHECK_OWNER = 4;
 /**
  * Bytes a scratch buffer has beyond the limit: room for one more character of UTF-8 (up to 4
  * bytes), so that text over the limit always writes more bytes than the limit.
@@ -88,6 +95,12 @@ const utf8 = new TextEncoder();
 
 function cString(s: string): Uint8Array {
   return utf8.encode(`${s}\0`);
+}
+
+function checkName(name: string): void {
+  if (typeof name !== "string" || CONTROL_CHARACTER.test(name)) {
+    throw new KvError("INVALID_ARGUMENT", `invalid store name ${JSON.stringify(name)}`);
+  }
 }
 
 function fail(lib: KvLib, rc: number, context: string): never {
@@ -135,9 +148,7 @@ export class KvStore implements Disposable {
    */
   static open(name: string, options: OpenOptions = {}): KvStore {
     const lib = kvLib();
-    if (typeof name !== "string" || name.includes("\0")) {
-      throw new KvError("INVALID_ARGUMENT", `invalid store name ${JSON.stringify(name)}`);
-    }
+    checkName(name);
     const opts = new Uint32Array([
       u32Option("maxEntries", options.maxEntries, LIMITS.maxEntries),
       u32Option("keyMax", options.keyMax, LIMITS.keyMax),
@@ -146,15 +157,16 @@ export class KvStore implements Disposable {
     ]);
     const out = new BigUint64Array(1);
     const cname = cString(name);
+    const check = options.checkOwner ? KV_CHECK_OWNER : 0;
     // Open first, so we know whether this call is the one that created the segment.
     let created = false;
-    let rc = options.exclusive ? -ENOENT : lib.kv_open(cname, 0, opts, out);
+    let rc = options.exclusive ? -ENOENT : lib.kv_open(cname, check, opts, out);
     if (rc === -ENOENT && options.create) {
-      rc = lib.kv_open(cname, KV_CREATE | KV_EXCL, opts, out);
+      rc = lib.kv_open(cname, KV_CREATE | KV_EXCL | check, opts, out);
       created = rc === 0;
       if (rc === -EEXIST && !options.exclusive) {
         // Another process created it between our two calls.
-        rc = lib.kv_open(cname, 0, opts, out);
+        rc = lib.kv_open(cname, check, opts, out);
       }
     }
     if (rc !== 0) failOpen(lib, rc, name);
@@ -186,6 +198,7 @@ export class KvStore implements Disposable {
   /** Remove the name `name`. Processes that have it open keep their mapping. */
   static unlink(name: string): void {
     const lib = kvLib();
+    checkName(name);
     const rc = lib.kv_unlink(cString(name));
     if (rc !== 0) fail(lib, rc, `cannot unlink ${name}`);
   }
@@ -593,5 +606,6 @@ function failOpen(lib: KvLib, rc: number, name: string): never {
       rc,
     );
   }
+  if (rc === RC.UNTRUSTED) throw new KvError("UNTRUSTED", untrustedMessage(name), rc);
   fail(lib, rc, `cannot open ${name}`);
 }

@@ -65,6 +65,37 @@ describe("shmkv get", () => {
   });
 });
 
+describe("a key with control characters", () => {
+  const key = "line\nforged\x1b[2J\x7f";
+  const escaped = "line\\nforged\\u001b[2J\\u007f";
+
+  it("is stored as it is, and printed escaped, never raw, by set, get and delete", async () => {
+    const runs = [
+      await cli(["set", key, "v"], env),
+      await cli(["delete", key], env),
+      await cli(["get", key], env),
+      await cli(["delete", key], env),
+    ];
+    expect(runs).toEqual([
+      { code: 0, out: [`Key '${escaped}' set successfully`], err: [] },
+      { code: 0, out: [`Key '${escaped}' deleted successfully`], err: [] },
+      { code: 1, out: [], err: [`shmkv: Key '${escaped}' not found`] },
+      { code: 1, out: [], err: [`shmkv: Key '${escaped}' not found`] },
+    ]);
+  });
+
+  it("is escaped in status and --json output too", async () => {
+    temp.store.set(key, "v");
+    const status = await cli(["status"], env);
+    const json = await cli(["set", key, "w", "--json"], env);
+    expect({
+      status: status.out[1]?.replace(/^\S+ {2}/, ""),
+      json: JSON.parse(json.out[0] ?? "{}").message,
+      raw: [...status.out, ...json.out].some((line) => /[\x00-\x1f\x7f]/.test(line)),
+    }).toEqual({ status: `"${escaped}" = "v"`, json: `Key '${escaped}' set successfully`, raw: false });
+  });
+});
+
 describe("shmkv set", () => {
   it("stores the value and prints the seed's message", async () => {
     expect(await cli(["set", "k", "v"], env)).toEqual({ code: 0, out: ["Key 'k' set successfully"], err: [] });

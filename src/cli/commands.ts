@@ -1,8 +1,9 @@
 /** The CLI's store commands: each opens the store, does one thing, prints, and returns an exit status. */
-import { createOptions, storeName, type CreateFlags, type Env } from "../config.ts";
+import { createOptions, storeName, trustsSegmentOwner, type CreateFlags, type Env } from "../config.ts";
 import { KvError } from "../errors.ts";
 import { KvStore } from "../store.ts";
 import { expectedRevision, type ConditionFlags } from "./conditions.ts";
+import { json, shown } from "./printable.ts";
 import { printChanges, sinceOf, type WatchFlags } from "./watch.ts";
 
 export const EXIT = { OK: 0, FAILED: 1, USAGE: 2 } as const;
@@ -14,7 +15,7 @@ export interface Io {
 
 export interface Invocation {
   args: string[];
-  flags: { name?: string; json?: boolean } & CreateFlags & ConditionFlags & WatchFlags;
+  flags: { name?: string; json?: boolean; "trust-segment-owner"?: boolean } & CreateFlags & ConditionFlags & WatchFlags;
   env: Env;
   io: Io;
 }
@@ -38,8 +39,8 @@ export const COMMANDS: Record<string, Command> = {
       withStore(inv, (store) => {
         const [key = ""] = inv.args;
         const value = store.get(key);
-        if (value === undefined) return fail(inv, "NOT_FOUND", `Key '${key}' not found`);
-        inv.io.out(inv.flags.json ? JSON.stringify({ key, value }) : value);
+        if (value === undefined) return fail(inv, "NOT_FOUND", `Key '${shown(key)}' not found`);
+        inv.io.out(inv.flags.json ? json({ key, value }) : value);
         return EXIT.OK;
       }),
   },
@@ -55,8 +56,8 @@ export const COMMANDS: Record<string, Command> = {
       return withStore(inv, (store) => {
         const [key = "", value = ""] = inv.args;
         const revision = expected === undefined ? store.set(key, value) : store.setIf(key, value, expected);
-        const message = `Key '${key}' set successfully`;
-        inv.io.out(inv.flags.json ? JSON.stringify({ success: true, message, revision }) : message);
+        const message = `Key '${shown(key)}' set successfully`;
+        inv.io.out(inv.flags.json ? json({ success: true, message, revision }) : message);
         return EXIT.OK;
       }, true);
     },
@@ -70,10 +71,10 @@ export const COMMANDS: Record<string, Command> = {
       return withStore(inv, (store) => {
         const [key = ""] = inv.args;
         if (!(expected === undefined ? store.delete(key) : store.deleteIf(key, expected))) {
-          return fail(inv, "NOT_FOUND", `Key '${key}' not found`);
+          return fail(inv, "NOT_FOUND", `Key '${shown(key)}' not found`);
         }
-        const message = `Key '${key}' deleted successfully`;
-        inv.io.out(inv.flags.json ? JSON.stringify({ success: true, message }) : message);
+        const message = `Key '${shown(key)}' deleted successfully`;
+        inv.io.out(inv.flags.json ? json({ success: true, message }) : message);
         return EXIT.OK;
       });
     },
@@ -85,7 +86,7 @@ export const COMMANDS: Record<string, Command> = {
       withStore(inv, (store) => {
         const status = store.status();
         if (inv.flags.json) {
-          inv.io.out(JSON.stringify(status));
+          inv.io.out(json(status));
           return EXIT.OK;
         }
         inv.io.out(
@@ -93,7 +94,7 @@ export const COMMANDS: Record<string, Command> = {
             `keys up to ${status.key_max} bytes, values up to ${status.value_max} bytes`,
         );
         for (const { key, value, timestamp } of status.entries) {
-          inv.io.out(`${new Date(timestamp * 1000).toISOString()}  ${JSON.stringify(key)} = ${JSON.stringify(value)}`);
+          inv.io.out(`${new Date(timestamp * 1000).toISOString()}  ${json(key)} = ${json(value)}`);
         }
         return EXIT.OK;
       }),
@@ -104,7 +105,7 @@ export const COMMANDS: Record<string, Command> = {
     run: (inv) =>
       withStore(inv, (store) => {
         store.check();
-        inv.io.out(inv.flags.json ? JSON.stringify({ ok: true }) : `${store.name} is consistent`);
+        inv.io.out(inv.flags.json ? json({ ok: true }) : `${store.name} is consistent`);
         return EXIT.OK;
       }),
   },
@@ -114,7 +115,7 @@ export const COMMANDS: Record<string, Command> = {
     run: async (inv) => {
       const since = sinceOf(inv.flags);
       try {
-        using store = KvStore.open(storeName(inv.flags, inv.env));
+        using store = KvStore.open(storeName(inv.flags, inv.env), { checkOwner: !trustsSegmentOwner(inv.flags, inv.env) });
         await printChanges(store, { since, prefix: inv.flags.prefix, json: inv.flags.json === true }, inv.io.out);
         return EXIT.OK;
       } catch (error) {
@@ -129,7 +130,7 @@ export const COMMANDS: Record<string, Command> = {
       guarded(inv, () => {
         const name = storeName(inv.flags, inv.env);
         KvStore.unlink(name);
-        inv.io.out(inv.flags.json ? JSON.stringify({ success: true, message: `${name} unlinked` }) : `${name} unlinked`);
+        inv.io.out(inv.flags.json ? json({ success: true, message: `${name} unlinked` }) : `${name} unlinked`);
         return EXIT.OK;
       }),
   },
@@ -139,7 +140,9 @@ export const COMMANDS: Record<string, Command> = {
 function withStore(inv: Invocation, run: (store: KvStore) => number, creates = false): number {
   return guarded(inv, () => {
     const name = storeName(inv.flags, inv.env);
-    using store = KvStore.open(name, creates ? { create: true, ...createOptions(inv.flags, inv.env) } : {});
+    const trusted = trustsSegmentOwner(inv.flags, inv.env);
+    const create = creates ? { create: true, ...createOptions(inv.flags, inv.env, trusted) } : {};
+    using store = KvStore.open(name, { ...create, checkOwner: !trusted });
     return run(store);
   });
 }
@@ -163,6 +166,6 @@ function failed(inv: Invocation, error: unknown): number {
 }
 
 function fail(inv: Invocation, code: string, detail: string): number {
-  inv.io.err(inv.flags.json ? JSON.stringify({ detail, code }) : `shmkv: ${detail}`);
+  inv.io.err(inv.flags.json ? json({ detail, code }) : `shmkv: ${shown(detail)}`);
   return EXIT.FAILED;
 }

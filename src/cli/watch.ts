@@ -3,6 +3,7 @@ import { ConfigError } from "../config.ts";
 import { watch, type FeedEvent } from "../feed.ts";
 import { RING_CELLS } from "../layout.ts";
 import type { KvStore } from "../store.ts";
+import { json as jsonText } from "./printable.ts";
 
 export const WATCH_OPTIONS = { since: { type: "string" }, prefix: { type: "string" } } as const;
 
@@ -22,12 +23,12 @@ export function sinceOf(flags: WatchFlags): number | undefined {
 /** One line for an event: plain text, or JSON shaped as GET /watch's events ({event, ...data}). */
 export function eventLine(event: FeedEvent, json: boolean): string {
   if (event.type === "resync") {
-    if (json) return JSON.stringify({ event: "resync", version: event.version });
+    if (json) return jsonText({ event: "resync", version: event.version });
     return `resync: changes were missed (the store keeps its last ${RING_CELLS}); it is now at version ${event.version}: reread it (shmkv status)`;
   }
   const { op, key, value, revision, timestamp } = event.change;
-  if (json) return JSON.stringify({ event: op, key, ...(value === undefined ? {} : { value }), revision, timestamp });
-  const what = op === "set" ? `set ${JSON.stringify(key)} = ${JSON.stringify(value)}` : `delete ${JSON.stringify(key)}`;
+  if (json) return jsonText({ event: op, key, ...(value === undefined ? {} : { value }), revision, timestamp });
+  const what = op === "set" ? `set ${jsonText(key)} = ${jsonText(value)}` : `delete ${jsonText(key)}`;
   return `${new Date(timestamp * 1000).toISOString()}  #${revision}  ${what}`;
 }
 

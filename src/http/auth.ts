@@ -45,11 +45,17 @@ export function isLoopback(host: string): boolean {
 }
 
 /**
+ * Where the router starts looking for the path's "/": after "http://", for the host may be one
+ * letter (createApp turns off Elysia's standardHostname, which skips 11 characters).
+ */
+export const PATH_SEARCH_FROM = "http://".length;
+
+/**
  * The path as Elysia's router reads it (from the first "/" after "http://" and the host, to the
  * query), so that what is public here is exactly what the router serves as public.
  */
 export function routedPath(url: string): string {
-  const start = url.indexOf("/", 11);
+  const start = url.indexOf("/", PATH_SEARCH_FROM);
   const query = url.indexOf("?", start + 1);
   return query < 0 ? url.substring(start) : url.substring(start, query);
 }

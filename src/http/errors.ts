@@ -7,6 +7,7 @@ import type { ErrorResponse } from "./models.ts";
 export type ApiErrorCode =
   | "BAD_REQUEST"
   | "BODY_TOO_LARGE"
+  | "MISDIRECTED_REQUEST"
   | "PRECONDITION_FAILED"
   | "STORE_UNAVAILABLE"
   | "UNAUTHORIZED"
@@ -33,6 +34,7 @@ const statusByCode: Partial<Record<ApiErrorCode | KvErrorCode, number>> = {
   UNAUTHORIZED: 401,
   NOT_FOUND: 404,
   PRECONDITION_FAILED: 412,
+  MISDIRECTED_REQUEST: 421,
   BODY_TOO_LARGE: 413,
   KEY_TOO_LONG: 413,
   VALUE_TOO_LONG: 413,

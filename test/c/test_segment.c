@@ -251,6 +251,82 @@ static void ready_marker_zero_is_not_ready(void)
     EXPECT_NOT_READY_AFTER_A_WAIT(name);
 }
 
+/* ---- KV_CHECK_OWNER ---------------------------------------------------------------------------- */
+
+/* A valid store whose file is then given another owner or mode, as another user could make it. */
+static const char *segment_with(uid_t owner, mode_t mode)
+{
+    const char *name = valid_segment();
+    if (!name)
+        return NULL;
+    int fd = shm_open(name, O_RDWR, 0);
+    if (fd < 0)
+        return NULL;
+    int ok = fchown(fd, owner, (gid_t)-1) == 0 && fchmod(fd, mode) == 0;
+    close(fd);
+    return ok ? name : NULL;
+}
+
+static void expect_check_owner_refuses(const char *name)
+{
+    kv_store *s = (kv_store *)&s;
+    CHECK_RC(kv_open(name, KV_CHECK_OWNER, NULL, &s), KV_EUNTRUSTED);
+    CHECK(s == NULL);
+    CHECK_RC(kv_open(name, KV_CREATE | KV_CHECK_OWNER, NULL, &s), KV_EUNTRUSTED);
+    CHECK(s == NULL);
+    /* Without the flag the caller trusts it deliberately, and it opens. */
+    int rc;
+    s = check_open(name, 0, NULL, &rc);
+    CHECK_RC(rc, 0);
+    if (s)
+        CHECK_GET(s, "key", "value");
+}
+
+/* As root (which CI is): a segment made by someone else, here handed to nobody. */
+static void foreign_owner_is_untrusted(void)
+{
+    if (geteuid() != 0) {
+        printf("  (skipped: only root can give a segment to another user)\n");
+        return;
+    }
+    const char *name = segment_with(65534, 0600);
+    REQUIRE(name);
+    expect_check_owner_refuses(name);
+}
+
+static void others_writable_is_untrusted(void)
+{
+    const char *name = segment_with(geteuid(), 0602);
+    REQUIRE(name);
+    expect_check_owner_refuses(name);
+}
+
+/* The caller's own segment passes, group-writable included; so does one the flag creates. */
+static void own_segment_is_trusted(void)
+{
+    const char *name = segment_with(geteuid(), 0660);
+    REQUIRE(name);
+    int rc;
+    kv_store *s = check_open(name, KV_CHECK_OWNER, NULL, &rc);
+    CHECK_RC(rc, 0);
+    if (s)
+        CHECK_GET(s, "key", "value");
+    const char *fresh = check_shm_name();
+    check_open(fresh, KV_CREATE | KV_EXCL | KV_CHECK_OWNER, NULL, &rc);
+    CHECK_RC(rc, 0);
+}
+
+/* Asking to create a segment others may write, with the check, is refused before anything exists. */
+static void check_owner_refuses_to_create_others_writable(void)
+{
+    const char *name = check_shm_name();
+    kv_options opts = {.mode = 0666};
+    kv_store *s = (kv_store *)&s;
+    CHECK_RC(kv_open(name, KV_CREATE | KV_CHECK_OWNER, &opts, &s), KV_EINVAL);
+    CHECK(s == NULL);
+    CHECK_RC(kv_unlink(name), -ENOENT);
+}
+
 /* ---- kv_check ---------------------------------------------------------------------------------- */
 
 static uint32_t *field32(kv_store *s, size_t off)
@@ -361,6 +437,10 @@ int main(void)
     RUN(untampered_segment_opens);
     RUN(zero_length_segment_is_not_ready);
     RUN(ready_marker_zero_is_not_ready);
+    RUN(foreign_owner_is_untrusted);
+    RUN(others_writable_is_untrusted);
+    RUN(own_segment_is_trusted);
+    RUN(check_owner_refuses_to_create_others_writable);
     for (size_t i = 0; i < sizeof damages / sizeof damages[0]; i++) {
         begin_case(name, sizeof name, "check_reports_damage", damages[i]);
         check_reports_damage(i);

@@ -401,7 +401,7 @@ static void strerror_names_every_code(void)
 {
     static const int codes[] = {KV_NOTFOUND, KV_EKEYLEN,   KV_EVALLEN,  KV_EFULL,    KV_EINVAL,
                                 KV_EINCOMPAT, KV_EBUFSIZE, KV_ENOTREADY, KV_ECORRUPT, KV_ECONFLICT,
-                                KV_EEXPIRED};
+                                KV_EEXPIRED, KV_EUNTRUSTED};
     const size_t n = sizeof codes / sizeof codes[0];
     for (size_t i = 0; i < n; i++) {
         const char *msg = kv_strerror(codes[i]);
@@ -423,7 +423,9 @@ static void bad_names_rejected(void)
     long_name[0] = '/';
     memset(long_name + 1, 'n', 255);
     long_name[256] = 0;
-    const char *bad[] = {"noslash", "/", "/a/b", "//", "", long_name};
+    /* Control characters too: a newline or an escape sequence in a file name misleads listings. */
+    const char *bad[] = {"noslash", "/", "/a/b", "//", "", long_name, "/a\nb", "/\x1b[31mred",
+                         "/tab\t", "/del\x7f", "/\x01"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         kv_store *s = (kv_store *)&s; /* must be overwritten with NULL */
         CHECK_RC(kv_open(bad[i], KV_CREATE, NULL, &s), KV_EINVAL);
@@ -458,7 +460,8 @@ static void open_flags(void)
     CHECK(!segment_exists(name));
     CHECK_RC(kv_open(name, KV_EXCL, NULL, &s), KV_EINVAL);
     CHECK(!segment_exists(name)); /* KV_EXCL alone must not create */
-    CHECK_RC(kv_open(name, 4, NULL, &s), KV_EINVAL); /* unknown flag */
+    CHECK_RC(kv_open(name, 8, NULL, &s), KV_EINVAL); /* unknown flag */
+    CHECK_RC(kv_open(name, KV_EXCL | KV_CHECK_OWNER, NULL, &s), KV_EINVAL);
     int rc;
     kv_store *a = check_open(name, KV_CREATE | KV_EXCL, NULL, &rc);
     REQUIRE_RC(rc, 0);

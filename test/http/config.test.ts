@@ -26,6 +26,8 @@ describe("serverConfig", () => {
       logRequests: true,
       token: undefined,
       idleTimeoutSeconds: 10,
+      trustSegmentOwner: false,
+      allowedHosts: undefined,
     });
   });
 
@@ -42,6 +44,8 @@ describe("serverConfig", () => {
       KV_LOG_REQUESTS: "0",
       KV_API_TOKEN: "s3cr3t-t0ken",
       KV_IDLE_TIMEOUT: "30",
+      KV_TRUST_SEGMENT_OWNER: "1",
+      KV_ALLOWED_HOSTS: "kv, Example.org.,10.0.0.5",
     };
     expect(serverConfig([], env)).toEqual({
       host: "0.0.0.0",
@@ -52,6 +56,8 @@ describe("serverConfig", () => {
       logRequests: false,
       token: "s3cr3t-t0ken",
       idleTimeoutSeconds: 30,
+      trustSegmentOwner: true,
+      allowedHosts: ["kv", "Example.org.", "10.0.0.5"],
     });
   });
 
@@ -61,8 +67,16 @@ describe("serverConfig", () => {
     const tokenFile = join(folder, "token");
     writeFileSync(tokenFile, "from-the-file\n");
     const more = ["--value-max", "16", "--mode", "640", "--max-body", "100", "--quiet"];
-    const access = ["--token-file", tokenFile, "--idle-timeout", "5"];
-    const env = { HOST: "0.0.0.0", PORT: "1", KV_SHM_NAME: "/env", KV_MAX_ENTRIES: "50", KV_LOG_REQUESTS: "1", KV_API_TOKEN: "env" };
+    const access = ["--token-file", tokenFile, "--idle-timeout", "5", "--trust-segment-owner", "--allowed-hosts", "*"];
+    const env = {
+      HOST: "0.0.0.0",
+      PORT: "1",
+      KV_SHM_NAME: "/env",
+      KV_MAX_ENTRIES: "50",
+      KV_LOG_REQUESTS: "1",
+      KV_API_TOKEN: "env",
+      KV_ALLOWED_HOSTS: "kv",
+    };
     expect(serverConfig([...argv, ...more, ...access], env)).toEqual({
       host: "::1",
       port: 9000,
@@ -72,6 +86,8 @@ describe("serverConfig", () => {
       logRequests: false,
       token: "from-the-file",
       idleTimeoutSeconds: 5,
+      trustSegmentOwner: true,
+      allowedHosts: ["*"],
     });
     rmSync(folder, { recursive: true });
   });
@@ -94,6 +110,16 @@ describe("serverConfig", () => {
     ["KV_SHM_NAME", "/a/b", /KV_SHM_NAME/],
     ["KV_SHM_NAME", "/", /KV_SHM_NAME/],
     ["KV_SHM_NAME", `/${"n".repeat(255)}`, /KV_SHM_NAME/],
+    ["KV_SHM_NAME", "/two\nlines", /KV_SHM_NAME .*no control character.*"\/two\\nlines"/],
+    ["KV_SHM_NAME", "/\x1b[2Jcleared", /KV_SHM_NAME .*no control character/],
+    ["KV_SHM_NAME", "/del\x7f", /KV_SHM_NAME/],
+    ["KV_SHM_MODE", "0666", /KV_SHM_MODE .*0666 lets every user write the segment.*--trust-segment-owner/],
+    ["KV_SHM_MODE", "0602", /KV_SHM_MODE .*0602/],
+    ["KV_TRUST_SEGMENT_OWNER", "perhaps", /KV_TRUST_SEGMENT_OWNER must be 1 or 0/],
+    ["KV_ALLOWED_HOSTS", "kv:8000", /KV_ALLOWED_HOSTS .*without a port.*"kv:8000"/],
+    ["KV_ALLOWED_HOSTS", "a b", /KV_ALLOWED_HOSTS/],
+    ["KV_ALLOWED_HOSTS", "kv,*", /KV_ALLOWED_HOSTS/],
+    ["KV_ALLOWED_HOSTS", " , ", /KV_ALLOWED_HOSTS/],
     ["KV_MAX_ENTRIES", "0", /KV_MAX_ENTRIES .*1 to 16777216/],
     ["KV_MAX_ENTRIES", "lots", /KV_MAX_ENTRIES/],
     ["KV_KEY_MAX", "4097", /KV_KEY_MAX .*1 to 4096/],
@@ -107,6 +133,14 @@ describe("serverConfig", () => {
     ["KV_IDLE_TIMEOUT", "256", /KV_IDLE_TIMEOUT/],
   ])("refuses %s=%p with a message naming the setting", (variable, value, message) => {
     expect(configError([], { [variable]: value })).toMatch(message);
+  });
+
+  it("takes a mode that lets others write only with --trust-segment-owner", () => {
+    const trusted = [
+      serverConfig(["--trust-segment-owner"], { KV_SHM_MODE: "0666" }),
+      serverConfig([], { KV_SHM_MODE: "0666", KV_TRUST_SEGMENT_OWNER: "1" }),
+    ];
+    expect(trusted.map((config) => config !== "help" && config.create.mode)).toEqual([0o666, 0o666]);
   });
 
   it("refuses a token with a space or a control character, without showing it", () => {

@@ -18,7 +18,7 @@ SAN_FLAGS := -std=c11 -O1 -g -Wall -Wextra -Werror -fsanitize=address,undefined 
 C_TESTS   := $(patsubst test/c/%.c,$(BUILD)/test/%,$(wildcard test/c/test_*.c))
 C_TOOLS   := $(BUILD)/kvtool $(BUILD)/kvtool_fault
 
-.PHONY: all libso tools test test-c test-bun server typecheck clean deps bench soak
+.PHONY: all libso tools test test-c test-bun server typecheck clean deps bench soak redis-server bench-replication
 
 all: libso
 
@@ -61,7 +61,12 @@ deps: $(BUN) node_modules/.installed
 test-c: $(C_TESTS) tools
 	@set -e; for t in $(C_TESTS); do $$t; done
 
-test-bun: deps tools
+# The replication tests run a real redis-server (Debian's), installed when missing, as root like CI.
+redis-server:
+	@command -v redis-server >/dev/null || apt-get install -y redis-server || \
+		{ apt-get update && apt-get install -y redis-server; }
+
+test-bun: deps tools redis-server
 	$(BUN) test --timeout 60000
 
 test: typecheck test-c test-bun fuzz-smoke
@@ -90,6 +95,10 @@ $(BUILD)/bench_c: bench/bench_c.c $(LIB_DEPS)
 # The compiled binary too: the HTTP section times its start and reports its size.
 bench: deps $(LIB) $(BUILD)/bench_c $(BUILD)/kvtool compile
 	$(BUN) bench/run.ts
+
+# Replication through Redis (Redis on loopback): its own target, not part of `make bench`.
+bench-replication: deps $(LIB) redis-server
+	$(BUN) bench/replication.ts
 
 clean:
 	rm -rf $(BUILD)

@@ -11,6 +11,7 @@
 #define KV_LAYOUT_VERSION 1u
 #define KV_READY          0x52454459u
 #define KV_UNDO_ARMED     1u
+#define KV_FLAG_READONLY  1u
 
 #define KV_ENTRY_HEAD 32u /* bytes of kv_entry before the key */
 
@@ -76,7 +77,8 @@ typedef struct kv_header {
     uint32_t index_seq; /* seqlock of the index and the slots' keys: odd while an insert, a delete
                          * or a repair moves them */
     uint64_t lock_since_ms; /* CLOCK_MONOTONIC ms (| 1) when the lock holder took it; 0 when free */
-    unsigned char pad0[128 - 120];
+    uint32_t flags; /* KV_FLAG_READONLY: only kv_apply may write (a replica's segment) */
+    uint32_t pad1;
     union {
         pthread_mutex_t mutex;
         unsigned char   space[64];
@@ -96,6 +98,7 @@ _Static_assert(offsetof(kv_header, seq) == 56, "seq offset");
 _Static_assert(offsetof(kv_header, version) == 64, "version offset");
 _Static_assert(offsetof(kv_header, created) == 88, "created offset");
 _Static_assert(offsetof(kv_header, lock_since_ms) == 112, "lock since offset");
+_Static_assert(offsetof(kv_header, flags) == 120, "flags offset");
 _Static_assert(offsetof(kv_header, lock) == 128, "mutex offset");
 _Static_assert(sizeof(pthread_mutex_t) <= 64, "mutex fits its room");
 _Static_assert(offsetof(kv_header, undo) == 192, "undo offset");

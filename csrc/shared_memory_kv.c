@@ -700,6 +700,12 @@ int kv_get(kv_store *s, const char *key, size_t key_len, char *buf, size_t buf_l
 
 /* ---- writes ----------------------------------------------------------------------------------- */
 
+/* Whether direct writers may write (lock held): not on a replica's segment. */
+static int writable(const kv_store *s)
+{
+    return !(__atomic_load_n(&s->h->flags, __ATOMIC_RELAXED) & KV_FLAG_READONLY);
+}
+
 /* A free slot, UINT32_MAX when there is none, or KV_CORRUPT_SLOT when the free list or the high
  * water mark point somewhere no free slot can be. Freed slots first (LIFO), then never-used ones
  * in order, so slots fill in insertion order while nothing is deleted. */
@@ -739,8 +745,24 @@ static void write_value(kv_store *s, kv_entry *e, const char *value, size_t valu
     e->value_len = (uint32_t)value_len;
 }
 
+/* What a write makes of the entry's revision and timestamp: the next version and now, or (kv_apply)
+ * those given. */
+typedef struct kv_stamp {
+    uint64_t revision; /* 0: the next version */
+    int64_t  timestamp;
+} kv_stamp;
+
+static uint64_t stamp_revision(kv_header *h, const kv_stamp *at)
+{
+    h->version = at->revision ? at->revision : h->version + 1;
+    return h->version;
+}
+
+static int64_t stamp_time(const kv_stamp *at) { return at->revision ? at->timestamp : now_seconds(); }
+
 static int set_locked(kv_store *s, const char *key, uint32_t key_len, const char *value,
-                      size_t value_len, uint64_t expected_rev, uint64_t *current_rev)
+                      size_t value_len, uint64_t expected_rev, uint64_t *current_rev,
+                      const kv_stamp *at)
 {
     kv_header *h = s->h;
     uint32_t hash = kv_hash(key, key_len), slot;
@@ -778,8 +800,8 @@ static int set_locked(kv_store *s, const char *key, uint32_t key_len, const char
         KV_FAULT(5);
     }
     write_value(s, e, value, value_len);
-    e->timestamp = now_seconds();
-    e->revision = ++h->version;
+    e->timestamp = stamp_time(at);
+    e->revision = stamp_revision(h, at);
     ring_append(s, e->revision, KV_CHANGE_SET, key, key_len, value, value_len, e->timestamp);
     KV_FAULT(6);
     /* Disarm, then end the counters: from the disarm on the write is complete and a recoverer keeps
@@ -804,9 +826,15 @@ int kv_set_if(kv_store *s, const char *key, size_t key_len, const char *value, s
         return KV_EVALLEN;
     if (!value && value_len)
         return KV_EINVAL;
+    /* Refused before the lock too: a replica's direct writers never make its replicator wait. */
+    if (!writable(s))
+        return KV_EREADONLY;
     if ((rc = lock_store(s)))
         return rc;
-    rc = set_locked(s, key, (uint32_t)key_len, value, value_len, expected_rev, current_rev);
+    static const kv_stamp next = {0, 0};
+    rc = writable(s) ? set_locked(s, key, (uint32_t)key_len, value, value_len, expected_rev,
+                                  current_rev, &next)
+                     : KV_EREADONLY;
     unlock_store(s);
     return rc;
 }
@@ -817,7 +845,7 @@ int kv_set(kv_store *s, const char *key, size_t key_len, const char *value, size
 }
 
 static int delete_locked(kv_store *s, const char *key, uint32_t key_len, uint64_t expected_rev,
-                         uint64_t *current_rev)
+                         uint64_t *current_rev, const kv_stamp *at)
 {
     kv_header *h = s->h;
     uint32_t slot;
@@ -844,8 +872,7 @@ static int delete_locked(kv_store *s, const char *key, uint32_t key_len, uint64_
     e->next_free = h->free_head;
     h->free_head = slot + 1;
     h->entry_count--;
-    h->version++;
-    ring_append(s, h->version, KV_CHANGE_DELETE, key, key_len, NULL, 0, now_seconds());
+    ring_append(s, stamp_revision(h, at), KV_CHANGE_DELETE, key, key_len, NULL, 0, stamp_time(at));
     KV_FAULT(6);
     /* Disarm, then end the counters (see set_locked). */
     undo_disarm(s);
@@ -862,9 +889,13 @@ int kv_delete_if(kv_store *s, const char *key, size_t key_len, uint64_t expected
     int rc = check_key(s, key, key_len);
     if (rc)
         return rc;
+    if (!writable(s))
+        return KV_EREADONLY;
     if ((rc = lock_store(s)))
         return rc;
-    rc = delete_locked(s, key, (uint32_t)key_len, expected_rev, current_rev);
+    static const kv_stamp next = {0, 0};
+    rc = writable(s) ? delete_locked(s, key, (uint32_t)key_len, expected_rev, current_rev, &next)
+                     : KV_EREADONLY;
     unlock_store(s);
     return rc;
 }
@@ -872,6 +903,61 @@ int kv_delete_if(kv_store *s, const char *key, size_t key_len, uint64_t expected
 int kv_delete(kv_store *s, const char *key, size_t key_len)
 {
     return kv_delete_if(s, key, key_len, KV_ANY_REVISION, NULL);
+}
+
+int kv_set_readonly(kv_store *s, int readonly)
+{
+    if (!s)
+        return KV_EINVAL;
+    int rc = lock_store(s);
+    if (rc)
+        return rc;
+    uint32_t flags = s->h->flags;
+    flags = readonly ? flags | KV_FLAG_READONLY : flags & ~KV_FLAG_READONLY;
+    __atomic_store_n(&s->h->flags, flags, __ATOMIC_RELEASE);
+    unlock_store(s);
+    return 0;
+}
+
+/* A delete of a key the replica does not hold: only the version moves (under the seqlock, so a
+ * writer dying here leaves a state recovery accepts either way). */
+static void apply_absent_delete(kv_store *s, const char *key, uint32_t key_len, const kv_stamp *at)
+{
+    seq_begin(s->h);
+    ring_append(s, stamp_revision(s->h, at), KV_CHANGE_DELETE, key, key_len, NULL, 0, at->timestamp);
+    seq_end(s->h);
+}
+
+int kv_apply(kv_store *s, int op, const char *key, size_t key_len, const char *value,
+             size_t value_len, uint64_t revision, int64_t timestamp)
+{
+    int rc = op == KV_APPLY_VERSION ? (s ? 0 : KV_EINVAL) : check_key(s, key, key_len);
+    if (rc)
+        return rc;
+    if ((op != KV_CHANGE_SET && op != KV_CHANGE_DELETE && op != KV_APPLY_VERSION) || revision == 0 ||
+        revision == UINT64_MAX)
+        return KV_EINVAL;
+    if (op == KV_CHANGE_SET && value_len > s->value_max)
+        return KV_EVALLEN;
+    if (op == KV_CHANGE_SET && !value && value_len)
+        return KV_EINVAL;
+    if ((rc = lock_store(s)))
+        return rc;
+    const kv_stamp at = {revision, timestamp};
+    if (revision <= s->h->version)
+        rc = KV_ECONFLICT;
+    else if (op == KV_APPLY_VERSION) {
+        seq_begin(s->h);
+        s->h->version = revision;
+        seq_end(s->h);
+    } else if (op == KV_CHANGE_SET)
+        rc = set_locked(s, key, (uint32_t)key_len, value, value_len, KV_ANY_REVISION, NULL, &at);
+    else if ((rc = delete_locked(s, key, (uint32_t)key_len, KV_ANY_REVISION, NULL, &at)) == KV_NOTFOUND) {
+        apply_absent_delete(s, key, (uint32_t)key_len, &at);
+        rc = 0;
+    }
+    unlock_store(s);
+    return rc;
 }
 
 /* The version as of the last completed write. Read under the seqlock, so a write in progress, or one
@@ -1114,6 +1200,11 @@ uint64_t kv_lock_held_ms(const kv_store *s)
     return now > since ? now - since : 1; /* held: never 0, which means free */
 }
 
+int kv_readonly(const kv_store *s)
+{
+    return (__atomic_load_n(&s->h->flags, __ATOMIC_ACQUIRE) & KV_FLAG_READONLY) != 0;
+}
+
 const char *kv_strerror(int rc)
 {
     switch (rc) {
@@ -1132,6 +1223,7 @@ const char *kv_strerror(int rc)
     case KV_EBUSY:     return "store busy: another process holds the write lock (try again later)";
     case KV_EUNTRUSTED:
         return "untrusted segment: another user owns it, or others may write it (KV_CHECK_OWNER)";
+    case KV_EREADONLY: return "the store is a read-only replica: write through its server (shmkv serve --replicate), not directly";
     }
     if (rc < 0 && rc > -4096) {
         const char *msg = strerrordesc_np(-rc);

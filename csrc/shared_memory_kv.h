@@ -79,6 +79,7 @@ extern "C" {
 #define KV_ECONFLICT    (-30991) /**< a conditional write found another revision */
 #define KV_EEXPIRED     (-30990) /**< that change is no longer in the change ring */
 #define KV_EBUSY        (-30989) /**< the lock was not free within the handle's lock timeout */
+#define KV_EREADONLY    (-30988) /**< the store is a replica: write through its server, not directly */
 #define KV_EUNTRUSTED   (-30987) /**< KV_CHECK_OWNER: another user owns the segment, or others may write it */
 #define KV_ERR_LAST     (-30901)
 /** @} */
@@ -105,6 +106,7 @@ extern "C" {
 #define KV_RING_CELLS    256u
 #define KV_CHANGE_SET    1 /**< a change that set the key to a value */
 #define KV_CHANGE_DELETE 2 /**< a change that deleted the key */
+#define KV_APPLY_VERSION 0 /**< kv_apply: no entry changes, only the store's version moves */
 
 /** The longest segment name, in bytes with its leading "/": "/" and 1..254 bytes, no other "/". */
 #define KV_NAME_MAX 255
@@ -176,7 +178,8 @@ KV_API int kv_unlink(const char *name);
  *                        value_len is 0.
  * @return 0; KV_EINVAL (NULL handle, empty key or NUL in key); KV_EKEYLEN; KV_EVALLEN;
  *         KV_EFULL (a new key and no free slot); KV_ECORRUPT (the index or free list it would
- *         follow is damaged: nothing is written); a lock failure as -errno.
+ *         follow is damaged: nothing is written); KV_EREADONLY (the store is a replica, see
+ *         kv_set_readonly); a lock failure as -errno.
  */
 KV_API int kv_set(kv_store *s, const char *key, size_t key_len, const char *value, size_t value_len);
 
@@ -217,7 +220,7 @@ KV_API int kv_get_rev(kv_store *s, const char *key, size_t key_len, char *buf, s
 /**
  * Remove an entry. Takes the write lock; crash-atomic; version grows by one on success.
  * @return 0; KV_NOTFOUND (nothing changes, version included); KV_EINVAL; KV_EKEYLEN; KV_ECORRUPT
- *         (the index run it would shift is damaged: nothing is written); lock -errno.
+ *         (the index run it would shift is damaged: nothing is written); KV_EREADONLY; lock -errno.
  */
 KV_API int kv_delete(kv_store *s, const char *key, size_t key_len);
 
@@ -228,6 +231,37 @@ KV_API int kv_delete(kv_store *s, const char *key, size_t key_len);
  */
 KV_API int kv_delete_if(kv_store *s, const char *key, size_t key_len, uint64_t expected_rev,
                  uint64_t *current_rev);
+
+/**
+ * Mark the store read-only for direct writers, or writable again: a replica's segment, whose
+ * entries come from elsewhere (shmkv's replication through Redis) and are written by kv_apply only.
+ * While it is set, kv_set, kv_set_if, kv_delete and kv_delete_if answer KV_EREADONLY and write
+ * nothing. The flag lives in the segment: it holds for every process, and stays until cleared.
+ * Takes the write lock, so no direct write is half done when it returns.
+ * @return 0; KV_EINVAL (NULL handle); lock -errno.
+ */
+KV_API int kv_set_readonly(kv_store *s, int readonly);
+
+/**
+ * Apply a change made elsewhere, with the revision and timestamp it was given there: the way a
+ * replicator writes a replica's segment (allowed whether or not the store is read-only). A set
+ * inserts or replaces the entry, a delete removes it (a delete of an absent key changes only the
+ * version); either way the entry's revision and the store's version become `revision`, and the
+ * change is recorded in the ring under it. Revisions must grow: one at or below the store's version
+ * is refused, so applying a change twice is harmless. Takes the write lock; crash-atomic like kv_set.
+ * Revisions need not be consecutive: kv_change answers KV_EEXPIRED for the ones skipped.
+ *
+ * @param op        KV_CHANGE_SET, KV_CHANGE_DELETE, or KV_APPLY_VERSION: make the version
+ *                  `revision` and nothing else (after loading a whole state whose newest changes
+ *                  were deletes); the key is then ignored (it may be NULL) and nothing is recorded.
+ * @param key,value as kv_set (value ignored for a delete); not retained.
+ * @param revision  the change's revision, > kv_version().
+ * @param timestamp the change's Unix time, seconds.
+ * @return 0; KV_ECONFLICT (revision <= kv_version(): already applied, nothing written);
+ *         KV_EINVAL (bad op, key or handle); KV_EKEYLEN; KV_EVALLEN; KV_EFULL; KV_ECORRUPT; lock -errno.
+ */
+KV_API int kv_apply(kv_store *s, int op, const char *key, size_t key_len, const char *value,
+                    size_t value_len, uint64_t revision, int64_t timestamp);
 
 /**
  * Read one change from the ring: the write that made the store's version `revision`. Every
@@ -333,6 +367,7 @@ KV_API uint64_t kv_lock_recoveries(const kv_store *s); /**< times any process re
  *  that died keeps counting until the next locker repairs (kv_repair). Same clock for every process
  *  on the host (CLOCK_MONOTONIC). */
 KV_API uint64_t kv_lock_held_ms(const kv_store *s);
+KV_API int      kv_readonly(const kv_store *s);    /**< 1 when marked read-only (kv_set_readonly), else 0 */
 /** @} */
 
 /** Hash of a key as used by the index (see layout). Exposed so other languages can test theirs. */
@@ -371,6 +406,8 @@ KV_API uint32_t kv_hash(const char *key, size_t key_len);
  *               delete or a repair is in progress |
  * | 112 | u64  | lock since: CLOCK_MONOTONIC milliseconds, made odd, when the lock's holder took it;
  *               0 while the lock is free (kv_lock_held_ms) |
+ * | 120 | u32  | flags: bit 0 (1) read-only, set by kv_set_readonly: only kv_apply writes |
+ * | 124 | u32  | reserved |
  * | 128 | ...  | the pthread mutex (process-shared, robust) |
  * | 192 | ...  | undo record: u32 state (1 = armed), u32 slot, u32 entry_count, u32 free head,
  *               u32 high water, u32 reserved, u64 version; then at 224 a copy of the slot's entry |

@@ -10,6 +10,7 @@ import { EmbeddedLibraryError, useEmbeddedLibrary } from "./cli/embedded-lib.ts"
 import { WATCH_OPTIONS } from "./cli/watch.ts";
 import { ConfigError, CREATE_OPTIONS, DEFAULT_STORE_NAME, parseFlags, TRUST_OPTION, type Env } from "./config.ts";
 import { runServer } from "./server.ts";
+import { runReplicator } from "./replication/run.ts";
 
 const COMMON_OPTIONS = { name: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean" }, ...TRUST_OPTION } as const;
 
@@ -17,6 +18,7 @@ const USAGE = `Usage: shmkv COMMAND [options] [arguments]
 
 Commands:
   serve [options]      serve the store over HTTP (shmkv serve --help lists its options)
+  replicate [options]  keep the store a replica of a namespace in Redis (shmkv replicate --help)
 ${Object.entries(COMMANDS)
   .map(([name, command]) => `  ${`${name} ${command.args.join(" ")}`.padEnd(20)} ${command.summary}`)
   .join("\n")}
@@ -41,12 +43,13 @@ export async function main(argv: string[], env: Env, io: Io = consoleIo): Promis
     return name === undefined ? EXIT.USAGE : EXIT.OK;
   }
   const command = COMMANDS[name];
-  if (name !== "serve" && !command) {
+  if (name !== "serve" && name !== "replicate" && !command) {
     io.err(`shmkv: unknown command ${JSON.stringify(name)}\n\n${USAGE}`);
     return EXIT.USAGE;
   }
   try {
-    return command ? await run(name, command, rest, env, io) : await serve(rest, env);
+    if (command) return await run(name, command, rest, env, io);
+    return await withLibrary(rest, env, name === "serve" ? runServer : runReplicator);
   } catch (error) {
     if (error instanceof ConfigError) {
       io.err(`shmkv: ${error.message}\n(shmkv ${name} --help tells how to use it)`);
@@ -60,9 +63,10 @@ export async function main(argv: string[], env: Env, io: Io = consoleIo): Promis
   }
 }
 
-async function serve(argv: string[], env: Env): Promise<number> {
+/** `serve` and `replicate`: long-running, each parses its own options. */
+async function withLibrary(argv: string[], env: Env, start: (argv: string[], env: Env) => Promise<number>): Promise<number> {
   if (!argv.includes("--help")) useEmbeddedLibrary(embeddedLibrary, env);
-  return runServer(argv, env);
+  return start(argv, env);
 }
 
 function run(name: string, command: Command, argv: string[], env: Env, io: Io): number | Promise<number> {

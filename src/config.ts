@@ -7,6 +7,7 @@ import { parseArgs, type ParseArgsConfig } from "node:util";
 import { isHostName } from "./host-name.ts";
 import { DEFAULTS, LIMITS, nameProblem } from "./limits.ts";
 import type { KvOptions } from "./store.ts";
+import type { ReplicationConfig } from "./replication/index.ts";
 
 export type Env = Record<string, string | undefined>;
 
@@ -18,6 +19,7 @@ export const DEFAULT_STORE_NAME = "/shared_memory_kv";
 export const DEFAULT_IDLE_TIMEOUT_SECONDS = 10;
 /** The largest request body the server reads, in bytes, unless KV_MAX_BODY says otherwise. */
 export const DEFAULT_MAX_BODY_BYTES = 64 * 1024;
+export const DEFAULT_REPLICATE_MAXLEN = 100_000;
 
 export interface ServerConfig {
   host: string;
@@ -36,6 +38,8 @@ export interface ServerConfig {
   trustSegmentOwner?: boolean;
   /** KV_ALLOWED_HOSTS: more Host names to answer for (src/http/hosts.ts); ["*"] for any. */
   allowedHosts?: string[];
+  /** With --replicate: write through Redis and follow it (docs/replication.md). */
+  replicate?: ReplicationConfig;
 }
 
 /** The option that accepts a segment of another owner: `serve`'s and every store command's. */
@@ -60,6 +64,9 @@ export const SERVER_HELP = `Options (each overrides its environment variable):
                                       (against DNS rebinding); with a token any, unless this is set
   --trust-segment-owner  KV_TRUST_SEGMENT_OWNER=1  open the segment even when another user owns it
                                       or others may write it (refused by default: see docs/security.md)
+  --replicate URL      KV_REPLICATE   replicate through Redis, redis://HOST:PORT[/DB] (docs/replication.md)
+  --namespace NS       KV_NAMESPACE   the Redis namespace to replicate (default: the segment name without its /)
+  --replicate-maxlen N KV_REPLICATE_MAXLEN  changes the Redis stream keeps, about (default ${DEFAULT_REPLICATE_MAXLEN})
   --help               this text`;
 
 /** Options that say how to create a segment: shared by `serve` and the CLI's `set`. */
@@ -71,9 +78,17 @@ export const CREATE_OPTIONS = {
   mode: { type: "string" },
 } as const;
 
+/** The options of replication: shared by `serve` and `replicate`. */
+export const REPLICATE_OPTIONS = {
+  replicate: { type: "string" },
+  namespace: { type: "string" },
+  "replicate-maxlen": { type: "string" },
+} as const;
+
 const SERVER_OPTIONS = {
   ...CREATE_OPTIONS,
   ...TRUST_OPTION,
+  ...REPLICATE_OPTIONS,
   host: { type: "string" },
   port: { type: "string" },
   "max-body": { type: "string" },
@@ -91,10 +106,11 @@ export function serverConfig(argv: string[], env: Env): ServerConfig | "help" {
   const host = flags.host ?? setting(env, "HOST") ?? "127.0.0.1";
   if (host.trim() === "") throw new ConfigError("HOST must not be empty");
   const trustSegmentOwner = trustsSegmentOwner(flags, env);
+  const name = storeName(flags, env);
   return {
     host,
     port: integer("PORT (--port)", flags.port ?? setting(env, "PORT"), 8000, 0, 65535),
-    name: storeName(flags, env),
+    name,
     create: createOptions(flags, env, trustSegmentOwner),
     maxBodyBytes: integer("KV_MAX_BODY (--max-body)", flags["max-body"] ?? setting(env, "KV_MAX_BODY"), DEFAULT_MAX_BODY_BYTES, 1, 2 ** 30),
     logRequests: !flags.quiet && boolean("KV_LOG_REQUESTS", setting(env, "KV_LOG_REQUESTS"), true),
@@ -108,6 +124,33 @@ export function serverConfig(argv: string[], env: Env): ServerConfig | "help" {
     ),
     trustSegmentOwner,
     allowedHosts: allowedHosts(flags["allowed-hosts"] ?? setting(env, "KV_ALLOWED_HOSTS")),
+    replicate: replicationConfig(flags, env, name),
+  };
+}
+
+type ReplicateFlags = { replicate?: string; namespace?: string; "replicate-maxlen"?: string };
+
+/** Replication's settings, or undefined without --replicate (KV_REPLICATE). */
+export function replicationConfig(flags: ReplicateFlags, env: Env, name: string): ReplicationConfig | undefined {
+  const url = flags.replicate ?? setting(env, "KV_REPLICATE");
+  const namespace = flags.namespace ?? setting(env, "KV_NAMESPACE") ?? name.slice(1);
+  const maxlenRaw = flags["replicate-maxlen"] ?? setting(env, "KV_REPLICATE_MAXLEN");
+  if (url === undefined) {
+    if (flags.namespace !== undefined || flags["replicate-maxlen"] !== undefined) {
+      throw new ConfigError("--namespace and --replicate-maxlen go with --replicate (KV_REPLICATE)");
+    }
+    return undefined;
+  }
+  if (!/^rediss?:\/\/[^\s]+$/.test(url)) {
+    throw new ConfigError("KV_REPLICATE (--replicate) must be a redis:// or rediss:// URL, such as redis://127.0.0.1:6379/0 (the value is not shown: it may hold a password)");
+  }
+  if (!/^[\x21-\x7e]{1,200}$/.test(namespace) || /[{}]/.test(namespace)) {
+    throw new ConfigError(`KV_NAMESPACE (--namespace) must be 1 to 200 visible ASCII characters without braces, not ${JSON.stringify(namespace)}`);
+  }
+  return {
+    url,
+    namespace,
+    maxlen: integer("KV_REPLICATE_MAXLEN (--replicate-maxlen)", maxlenRaw, DEFAULT_REPLICATE_MAXLEN, 1, 2 ** 31),
   };
 }
 

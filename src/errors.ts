@@ -15,6 +15,7 @@ export type KvErrorCode =
   | "EXPIRED"
   | "STORE_BUSY"
   | "UNTRUSTED"
+  | "READ_ONLY"
   | "CLOSED"
   | "LIBRARY_MISSING"
   | `E${string}`;
@@ -37,6 +38,7 @@ export const RC = {
   EXPIRED: -30990,
   STORE_BUSY: -30989,
   UNTRUSTED: -30987,
+  READ_ONLY: -30988,
 } as const;
 
 const codeByRc = new Map<number, KvErrorCode>(

@@ -4,7 +4,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { KvError } from "./errors.ts";
 
-const { ptr, i32, u32, u64, void: none, cstring } = FFIType;
+const { ptr, i32, u32, u64, i64, void: none, cstring } = FFIType;
 const usize = u64; // size_t on the 64-bit Linux hosts we support
 
 const symbols = {
@@ -14,6 +14,9 @@ const symbols = {
   kv_set_if: { args: [ptr, ptr, usize, ptr, usize, u64, ptr], returns: i32 },
   kv_get_rev: { args: [ptr, ptr, usize, ptr, usize, ptr, ptr, ptr], returns: i32 },
   kv_delete_if: { args: [ptr, ptr, usize, u64, ptr], returns: i32 },
+  kv_set_readonly: { args: [ptr, i32], returns: i32 },
+  kv_readonly: { args: [ptr], returns: i32 },
+  kv_apply: { args: [ptr, i32, ptr, usize, ptr, usize, u64, i64], returns: i32 },
   kv_check: { args: [ptr], returns: i32 },
   kv_check_detail: { args: [ptr], returns: cstring },
   kv_set_lock_timeout: { args: [ptr, i32], returns: none },

@@ -11,6 +11,7 @@ import { withRequestLog } from "./http/request-log.ts";
 import { StoreSlot } from "./http/store-slot.ts";
 import { watchRoute } from "./http/watch.ts";
 import { KvStore } from "./store.ts";
+import { startReplication, type Replication, type ReplicationConfig } from "./replication/index.ts";
 
 export interface Logger {
   info(line: string): void;
@@ -53,6 +54,7 @@ export function startServer(config: ServerConfig, log: Logger = consoleLogger): 
     onReplaced: (reason) => log.error(`${reason}: closing it and opening ${config.name} again`),
   });
   const hosts = { listenHost: config.host, allowedHosts: config.allowedHosts };
+  const replication = config.replicate && replicate(config.replicate, config, slot, log);
   const warning = exposureWarning(config.host, config.token);
   if (warning) log.error(warning);
   const notice = hostCheckNotice({ ...hosts, token: config.token });
@@ -62,6 +64,7 @@ export function startServer(config: ServerConfig, log: Logger = consoleLogger): 
     token: config.token,
     hosts,
     onInternalError: (error) => log.error(`internal error: ${error instanceof Error ? error.stack : String(error)}`),
+    replication: replication?.writer,
   });
   const plain = (request: Request) => app.handle(request);
   const logged = config.logRequests ? withRequestLog(plain, log.info) : plain;
@@ -83,6 +86,7 @@ export function startServer(config: ServerConfig, log: Logger = consoleLogger): 
       fetch: handle,
     });
   } catch (error) {
+    void replication?.stop();
     slot.close();
     throw error;
   }
@@ -91,6 +95,7 @@ export function startServer(config: ServerConfig, log: Logger = consoleLogger): 
   const finish = async (cut: boolean) => {
     app.close();
     await server.stop(cut);
+    await replication?.stop();
     slot.close();
   };
   return {
@@ -101,6 +106,23 @@ export function startServer(config: ServerConfig, log: Logger = consoleLogger): 
     stop: () => finish(false),
     abort: () => finish(true),
   };
+}
+
+/** Follow config.replicate's namespace into the segment; writes then go through Redis. */
+function replicate(replication: ReplicationConfig, config: ServerConfig, slot: StoreSlot, log: Logger): Replication {
+  log.info(`replicating namespace ${replication.namespace} through ${redactedUrl(replication.url)}`);
+  return startReplication(replication, config.name, config.create, {
+    onReload: (reason) => {
+      log.info(`replication: ${reason}`);
+      slot.recheck(); // serve the new segment before any write waiting for it answers
+    },
+    onError: (message) => log.error(`replication: ${message} (reads go on locally; writes answer 503 meanwhile)`),
+  });
+}
+
+/** The URL without its password, for the log. */
+function redactedUrl(url: string): string {
+  return url.replace(/^(rediss?:\/\/)[^@/]*@/, "$1***@");
 }
 
 /** Run until SIGINT or SIGTERM; the exit status: 0, 1 (cannot listen) or 2 (bad configuration). */

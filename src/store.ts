@@ -90,6 +90,9 @@ const OVERFLOW_ROOM = 4;
 /** KV_ANY_REVISION: no condition on the write. */
 const ANY_REVISION = 0xffff_ffff_ffff_ffffn;
 
+/** kv_apply's op for each kind of change (KV_CHANGE_SET, KV_CHANGE_DELETE, KV_APPLY_VERSION). */
+const APPLY_OPS = { set: 1, delete: 2, version: 0 } as const;
+
 const { ENOENT, EEXIST, EACCES } = constants.errno;
 const utf8 = new TextEncoder();
 
@@ -280,6 +283,44 @@ export class KvStore implements Disposable {
   /** Remove `key` only when it is at `expectedRevision`; throws a KvConflictError otherwise. */
   deleteIf(key: string, expectedRevision: number): boolean {
     return this.#delete(key, BigInt(expectedRevision));
+  }
+
+  /**
+   * Mark the segment read-only for direct writers (a replica's), or writable again. While it is,
+   * set, setIf, delete and deleteIf throw READ_ONLY, in every process; apply still writes.
+   */
+  setReadOnly(readOnly: boolean): void {
+    const { lib, handle } = this.#live();
+    const rc = lib.kv_set_readonly(handle, readOnly ? 1 : 0);
+    if (rc !== 0) fail(lib, rc, `cannot mark ${this.name} ${readOnly ? "read-only" : "writable"}`);
+  }
+
+  /** True when the segment is marked read-only for direct writers (a replica's). */
+  get readOnly(): boolean {
+    const { lib, handle } = this.#live();
+    return lib.kv_readonly(handle) !== 0;
+  }
+
+  /**
+   * Write a change made elsewhere with its own revision and timestamp (a replicator's write):
+   * the store's version becomes `revision`. Returns false, writing nothing, when the store is
+   * already at that revision or past it. "version" only moves the version.
+   */
+  apply(op: "set" | "delete" | "version", key: string, value: string, revision: number, timestamp: number): boolean {
+    const open = this.#live();
+    const keyLength = op === "version" ? 0 : this.#encodeKey(open, key, false);
+    const valueLength = op === "set" ? this.#encodeValue(open, value) : 0;
+    const rc = open.lib.kv_apply(open.handle, APPLY_OPS[op], open.key, keyLength, open.value, valueLength, revision, timestamp);
+    if (rc === RC.CONFLICT) return false;
+    if (rc !== 0) fail(open.lib, rc, `cannot apply revision ${revision} to ${this.name}`);
+    return true;
+  }
+
+  /** Throw what a set of `key` to `value` (a delete, without a value) would throw for their sizes. */
+  checkWrite(key: string, value?: string): void {
+    const open = this.#live();
+    this.#encodeKey(open, key, true);
+    if (value !== undefined) this.#encodeValue(open, value);
   }
 
   /**

@@ -41,6 +41,7 @@ import { KvService } from "./service.ts";
 import { StoreSlot } from "./store-slot.ts";
 import { uiPage } from "./ui.ts";
 import { WatchHub, type WatchHubOptions } from "./watch.ts";
+import type { ReplicatedWriter } from "./writer.ts";
 
 export interface AppOptions {
   /** Largest accepted request body, in bytes (413 above). Default 64 KiB. */
@@ -55,6 +56,8 @@ export interface AppOptions {
   busyWaitMs?: number;
   /** The Host names answered for, without a token (src/http/hosts.ts): HOST and KV_ALLOWED_HOSTS. */
   hosts?: Omit<HostPolicy, "token">;
+  /** Writes through Redis (src/replication/), which /health and /metrics then report on. */
+  replication?: ReplicatedWriter;
 }
 
 const ENDPOINTS: Record<string, string> = {
@@ -72,7 +75,7 @@ const ENDPOINTS: Record<string, string> = {
 };
 
 const SLASH = "/".charCodeAt(0);
-const unavailable = errorResponse("The store is not available; detail says why.");
+const unavailable = errorResponse("The store is not available, or (a write, with --replicate) Redis is not: then Retry-After says when to try again; detail says why.");
 /** What every route but the public ones (src/http/auth.ts) may answer when the server has a token. */
 const unauthorized = errorResponse("The server has an API token (KV_API_TOKEN) and the request did not send it.");
 /** The OpenAPI security requirement of those routes. */
@@ -80,7 +83,7 @@ const bearer = [{ bearer: [] }];
 
 export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) {
   const slot = store instanceof KvStore ? StoreSlot.of(store) : store;
-  const service = new KvService(slot, { busyWaitMs: options.busyWaitMs });
+  const service = new KvService(slot, { busyWaitMs: options.busyWaitMs, replication: options.replication });
   const watchHub = new WatchHub(slot, options.watch);
   const onInternalError = options.onInternalError ?? ((error: unknown) => console.error(error));
   const metrics = new HttpMetrics();

@@ -17,7 +17,7 @@ const MAX_PAUSE_MS = 50;
  * What `run` gives, now when the store is free, else later (a promise). `heldMs` tells how long the
  * lock has been held, for the 503's detail. Other failures are thrown (or rejected) as they come.
  */
-export function whenFree<T>(run: () => T, waitMs: number, heldMs: () => number): T | Promise<T> {
+export function whenFree<T>(run: () => T | Promise<T>, waitMs: number, heldMs: () => number): T | Promise<T> {
   try {
     return run();
   } catch (error) {
@@ -26,12 +26,12 @@ export function whenFree<T>(run: () => T, waitMs: number, heldMs: () => number):
   return retry(run, waitMs, heldMs);
 }
 
-async function retry<T>(run: () => T, waitMs: number, heldMs: () => number): Promise<T> {
+async function retry<T>(run: () => T | Promise<T>, waitMs: number, heldMs: () => number): Promise<T> {
   const deadline = performance.now() + waitMs;
   for (let pause = 1; ; pause = Math.min(2 * pause, MAX_PAUSE_MS)) {
     await Bun.sleep(Math.max(0, Math.min(pause, deadline - performance.now())));
     try {
-      return run();
+      return await run();
     } catch (error) {
       if (!isBusy(error)) throw error;
       if (performance.now() >= deadline) {

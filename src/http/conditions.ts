@@ -85,7 +85,8 @@ export function deleteIf(store: KvStore, key: string, condition: Condition): boo
   }
 }
 
-function failed(key: string, revision: number): ApiError {
+/** The PRECONDITION_FAILED of a write on `key`, which is at `revision` (0: absent). */
+export function failed(key: string, revision: number): ApiError {
   const now = revision === 0 ? "does not exist" : `is at revision ${revision}`;
   return new ApiError("PRECONDITION_FAILED", `Key '${key}' ${now}: the condition does not hold`, { revision });
 }

@@ -9,6 +9,7 @@ export type ApiErrorCode =
   | "BODY_TOO_LARGE"
   | "MISDIRECTED_REQUEST"
   | "PRECONDITION_FAILED"
+  | "REPLICA_UNAVAILABLE"
   | "STORE_UNAVAILABLE"
   | "UNAUTHORIZED"
   | "UNSUPPORTED_MEDIA_TYPE";
@@ -32,6 +33,7 @@ const statusByCode: Partial<Record<ApiErrorCode | KvErrorCode, number>> = {
   INVALID_ARGUMENT: 400,
   BAD_REQUEST: 400,
   UNAUTHORIZED: 401,
+  READ_ONLY: 403, // a replica's segment, served without --replicate
   NOT_FOUND: 404,
   PRECONDITION_FAILED: 412,
   MISDIRECTED_REQUEST: 421,
@@ -42,6 +44,7 @@ const statusByCode: Partial<Record<ApiErrorCode | KvErrorCode, number>> = {
   TABLE_FULL: 507,
   STORE_UNAVAILABLE: 503,
   STORE_BUSY: 503,
+  REPLICA_UNAVAILABLE: 503,
   CLOSED: 503, // a request that raced the server's shutdown
 };
 
@@ -54,6 +57,7 @@ const headersByCode: Partial<Record<ApiErrorCode | KvErrorCode, Record<string, s
   UNAUTHORIZED: { "www-authenticate": "Bearer" },
   BODY_TOO_LARGE: { connection: "close" },
   STORE_BUSY: { "retry-after": "1" },
+  REPLICA_UNAVAILABLE: { "retry-after": "1" },
 };
 
 interface HttpFailure {

@@ -5,6 +5,7 @@
  */
 import { Elysia, StatusMap } from "elysia";
 import type { KvStats } from "../store.ts";
+import type { ReplicationStatus } from "./writer.ts";
 
 export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -17,6 +18,8 @@ const METHODS = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIO
 /** What /metrics tells of the store: its own figures and this process's seqlock read retries. */
 export interface StoreFigures extends KvStats {
   read_retries: number;
+  /** With --replicate: how the segment follows Redis. */
+  replication?: ReplicationStatus;
 }
 
 /** The requests of one method and route. */
@@ -115,6 +118,13 @@ function storeLines(store: StoreFigures): string[] {
     ["shmkv_lock_recoveries_total", "Times any process repaired the store after a writer died holding the lock.", store.lock_recoveries],
     ["shmkv_read_retries_total", "Lock-free reads by this server that a write overlapped, and were retried.", store.read_retries],
   ];
+  if (store.replication) {
+    gauges.push(
+      ["shmkv_replication_lag_seconds", "How far behind Redis the segment is (0 when caught up).", store.replication.lag_ms / 1000],
+      ["shmkv_replication_applied_revision", "Redis's revision of the last change applied to the segment.", store.replication.applied_revision],
+      ["shmkv_replication_connected", "1 while replication follows Redis, 0 while it cannot.", store.replication.state === "following" ? 1 : 0],
+    );
+  }
   return [
     ...gauges.flatMap(([name, help, value]) => [...family(name, "gauge", help), sample(name, {}, value)]),
     ...counters.flatMap(([name, help, value]) => [...family(name, "counter", help), sample(name, {}, value)]),

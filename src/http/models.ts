@@ -79,6 +79,17 @@ export const HealthResponse = t.Object(
       { held_for_ms: Integer({ description: "How long the write lock has been held by its current holder; 0 when it is free." }) },
       { description: "The store's write lock: a writer stopped or hung inside it shows here, while reads go on." },
     ),
+    replication: t.Optional(
+      t.Object(
+        {
+          state: t.String({ description: "starting, loading, following or disconnected." }),
+          lag_ms: Integer({ description: "How far behind Redis the segment is, in milliseconds (0 when caught up)." }),
+          applied_revision: Integer({ description: "Redis's revision of the last change applied here." }),
+          last_error: t.Union([t.String(), t.Null()], { description: "The last failure since the last success, or null." }),
+        },
+        { description: "With --replicate: how this server's segment follows the namespace in Redis." },
+      ),
+    ),
     reattached: t.Optional(
       t.Object(
         { at: t.String({ description: "ISO 8601 time." }), reason: t.String() },

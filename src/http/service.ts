@@ -1,20 +1,14 @@
 /** KvService: what each route does, in terms of the store. Knows nothing of HTTP requests. */
 import { KvError } from "../errors.ts";
 import type { KvStore } from "../store.ts";
-import { DEFAULT_BUSY_WAIT_MS, whenFree } from "./busy.ts";
-import { deleteIf, setIf, type Condition } from "./conditions.ts";
+import { andThen, DEFAULT_BUSY_WAIT_MS, whenFree } from "./busy.ts";
+import type { Condition } from "./conditions.ts";
 import { ApiError } from "./errors.ts";
 import { keysPage, statusPage, wholeStatus, type WhenFree } from "./listing.ts";
 import type { StoreFigures } from "./metrics.ts";
-import type {
-  GetResponse,
-  HealthResponse,
-  KeysQuery,
-  KeysResponse,
-  StatusQuery,
-  SuccessResponse,
-} from "./models.ts";
+import type { GetResponse, HealthResponse, KeysQuery, KeysResponse, StatusQuery, SuccessResponse } from "./models.ts";
 import type { StoreSlot } from "./store-slot.ts";
+import { localWriter, type KvWriter, type ReplicatedWriter } from "./writer.ts";
 
 /** A body, and the revision of the entry it is about (its ETag). */
 export interface Revisioned<T> {
@@ -25,20 +19,27 @@ export interface Revisioned<T> {
 export interface ServiceOptions {
   /** Milliseconds a request may wait for a busy store (a writer holding its lock) before 503. */
   busyWaitMs?: number;
+  /** Writes go through it when given (src/replication/), else to the store itself. */
+  replication?: ReplicatedWriter;
 }
 
 /**
  * Every method may answer later (a promise) rather than now: when a writer holds the store's lock,
- * a write (or a read that writers keep overtaking) is tried again after a pause (see busy.ts).
+ * a write (or a read that writers keep overtaking) is tried again after a pause (see busy.ts); a
+ * replicated write answers once Redis has it and this host's segment too.
  */
 export class KvService {
   readonly #busyWaitMs: number;
+  readonly #writer: KvWriter;
+  readonly #replication: ReplicatedWriter | undefined;
 
   constructor(
     private readonly slot: StoreSlot,
     options: ServiceOptions = {},
   ) {
     this.#busyWaitMs = options.busyWaitMs ?? DEFAULT_BUSY_WAIT_MS;
+    this.#replication = options.replication;
+    this.#writer = options.replication ?? localWriter(slot);
   }
 
   get(key: string): Revisioned<GetResponse> | Promise<Revisioned<GetResponse>> {
@@ -51,18 +52,15 @@ export class KvService {
 
   /** Set `key`, when `condition` holds (PRECONDITION_FAILED otherwise). */
   set(key: string, value: string, condition?: Condition): Revisioned<SuccessResponse> | Promise<Revisioned<SuccessResponse>> {
-    return this.#withStore((store) => {
-      const revision = setIf(store, key, value, condition);
-      return { body: { success: true as const, message: `Key '${key}' set successfully` }, revision };
-    });
+    const revision = this.#whenFree(() => this.#writer.set(key, value, condition));
+    return andThen(revision, (r) => ({ body: { success: true as const, message: `Key '${key}' set successfully` }, revision: r }));
   }
 
   /** Delete `key`, when `condition` holds (PRECONDITION_FAILED otherwise). */
   delete(key: string, condition?: Condition): SuccessResponse | Promise<SuccessResponse> {
-    return this.#withStore((store) => {
-      if (!unlessTooLong(() => deleteIf(store, key, condition))) throw notFound(key);
-      return { success: true as const, message: `Key '${key}' deleted successfully` };
-    });
+    const deleted = this.#whenFree(() => unlessTooLong(() => this.#writer.delete(key, condition)));
+    if (!(deleted instanceof Promise)) return deleteAnswer(key, deleted);
+    return deleted.then((d) => deleteAnswer(key, d), (error: unknown) => deleteAnswer(key, absentIfTooLong(error)));
   }
 
   /**
@@ -85,19 +83,23 @@ export class KvService {
   figures(): StoreFigures | undefined | Promise<StoreFigures | undefined> {
     const store = this.slot.current;
     if (!store) return undefined;
-    return this.#withStore(() => ({ ...store.stats(), read_retries: store.readRetries }));
+    return this.#withStore(() => ({ ...store.stats(), read_retries: store.readRetries, replication: this.#replication?.status() }));
   }
 
-  /** Whether the store is open, and how long its lock has been held (a stopped writer shows here). */
+  /** Whether the store is open, how long its lock has been held (a stopped writer shows here), and replication. */
   health(): HealthResponse | Promise<HealthResponse> {
-    return this.#withStore((store) => ({
-      status: "ok" as const,
-      name: store.name,
-      entry_count: store.count,
-      max_entries: store.maxEntries,
-      lock: { held_for_ms: store.lockHeldMs },
-      reattached: this.slot.reattached,
-    }));
+    return this.#withStore((store) => {
+      const health: HealthResponse = {
+        status: "ok",
+        name: store.name,
+        entry_count: store.count,
+        max_entries: store.maxEntries,
+        lock: { held_for_ms: store.lockHeldMs },
+        reattached: this.slot.reattached,
+      };
+      if (this.#replication) health.replication = this.#replication.status();
+      return health;
+    });
   }
 
   /** `run` over the open store, now, or later while a writer holds its lock. */
@@ -106,9 +108,20 @@ export class KvService {
     return this.#freeFor(store)(() => run(store));
   }
 
+  /** `run`, now, or later while a writer holds the lock of the store open now. */
+  #whenFree<T>(run: () => T | Promise<T>): T | Promise<T> {
+    const store = this.slot.require();
+    return whenFree(run, this.#busyWaitMs, () => store.lockHeldMs);
+  }
+
   #freeFor(store: KvStore): WhenFree {
     return (read) => whenFree(read, this.#busyWaitMs, () => store.lockHeldMs);
   }
+}
+
+function deleteAnswer(key: string, deleted: boolean | undefined): SuccessResponse {
+  if (!deleted) throw notFound(key);
+  return { success: true, message: `Key '${key}' deleted successfully` };
 }
 
 /**
@@ -119,9 +132,14 @@ function unlessTooLong<T>(read: () => T): T | undefined {
   try {
     return read();
   } catch (error) {
-    if (error instanceof KvError && error.code === "KEY_TOO_LONG") return undefined;
-    throw error;
+    return absentIfTooLong(error);
   }
+}
+
+/** undefined (absent) for a key too long for the store; any other failure thrown again. */
+function absentIfTooLong(error: unknown): undefined {
+  if (error instanceof KvError && error.code === "KEY_TOO_LONG") return undefined;
+  throw error;
 }
 
 function notFound(key: string): ApiError {

@@ -74,6 +74,16 @@ export class StoreSlot implements Disposable {
     throw new ApiError("STORE_UNAVAILABLE", `the store is not available: ${this.#reason}`);
   }
 
+  /**
+   * Check now, not at the next tick, that the name still leads to the open segment, and reattach
+   * when not: for a caller that has just replaced the segment (replication's reload).
+   */
+  recheck(): void {
+    if (!this.current) return;
+    this.#stopTimer();
+    this.#check();
+  }
+
   /** Stop retrying (or watching) and close the store (never unlinks it). Idempotent. */
   close(): void {
     this.#stopTimer();

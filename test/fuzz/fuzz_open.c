@@ -311,6 +311,11 @@ static void require_behaves(kv_store *s)
     if (v >= UINT64_MAX - 4 || kv_get(s, key, klen, buf, 1, NULL, NULL) != KV_NOTFOUND)
         return;
     int rc = kv_set(s, key, klen, "z", 1);
+    if (kv_readonly(s)) { /* a replica's segment (the flag is any header bytes said) */
+        FZ_REQUIRE(rc == KV_EREADONLY && kv_count(s) == n && kv_version(s) == v,
+                   "sound read-only store: kv_set rc %d", rc);
+        return;
+    }
     if (n == kv_max_entries(s)) {
         FZ_REQUIRE(rc == KV_EFULL, "sound but full store: kv_set rc %d", rc);
         return;

@@ -1,0 +1,90 @@
+/**
+ * RedisWriter: the service's writes when the server replicates. Each write runs as one Lua script in
+ * Redis (scripts.ts WRITE), which checks its condition, assigns the namespace's next revision and
+ * appends the change to the stream; the answer waits until this host's segment holds that revision
+ * (applied at once when it is the next one, else by the follower), so the writer reads its own write. A write Redis does not answer is REPLICA_UNAVAILABLE
+ * (503, Retry-After): it may or may not have been made, as with any request that timed out.
+ */
+import type { RedisClient } from "bun";
+import { KvError, RC } from "../errors.ts";
+import { failed, type Condition } from "../http/conditions.ts";
+import { ApiError } from "../http/errors.ts";
+import type { ReplicatedWriter, ReplicationStatus } from "../http/writer.ts";
+import type { Follower } from "./follower.ts";
+import { connected, Script, WRITE } from "./scripts.ts";
+
+/** Milliseconds a write waits for its own change to reach this host's segment. */
+const APPLY_TIMEOUT_MS = 5000;
+/** Milliseconds a write waits for a connection to Redis (a blip passes, an outage answers 503). */
+const CONNECT_WAIT_MS = 1000;
+
+const write = new Script(WRITE);
+
+/** What the script answered, and (OK) the write's timestamp. */
+type Outcome = ["OK" | "CONFLICT" | "NOTFOUND" | "FULL", number, number?];
+
+export class RedisWriter implements ReplicatedWriter {
+  constructor(
+    private readonly redis: RedisClient,
+    private readonly follower: Follower,
+    /** The stream's MAXLEN (approximate trimming). */
+    private readonly maxlen: number,
+  ) {}
+
+  status(): ReplicationStatus {
+    return this.follower.status();
+  }
+
+  async set(key: string, value: string, condition: Condition): Promise<number> {
+    this.follower.store.checkWrite(key, value);
+    const [outcome, revision, timestamp] = await this.#run("set", key, value, condition);
+    if (outcome === "CONFLICT") throw failed(key, revision);
+    if (outcome === "FULL") throw new KvError("TABLE_FULL", `cannot set ${JSON.stringify(key)}: the namespace holds as many entries as this store can`, RC.TABLE_FULL);
+    await this.#applied("set", key, value, revision, timestamp!);
+    return revision;
+  }
+
+  async delete(key: string, condition: Condition): Promise<boolean> {
+    this.follower.store.checkWrite(key);
+    const [outcome, revision, timestamp] = await this.#run("del", key, "", condition);
+    if (outcome === "CONFLICT") throw failed(key, revision);
+    if (outcome === "NOTFOUND") return false; // (a condition that wanted the key is a CONFLICT)
+    await this.#applied("delete", key, "", revision, timestamp!);
+    return true;
+  }
+
+  /** Once this host's segment holds the write: at once when it is the next change, else when followed. */
+  async #applied(op: "set" | "delete", key: string, value: string, revision: number, timestamp: number): Promise<void> {
+    if (!this.follower.applyOwn(op, key, value, revision, timestamp)) await this.follower.applied(revision, APPLY_TIMEOUT_MS);
+  }
+
+  async #run(op: "set" | "del", key: string, value: string, condition: Condition): Promise<Outcome> {
+    const { keys, store } = this.follower;
+    const args = [op, key, value, conditionArg(condition), String(store.maxEntries), String(this.maxlen)];
+    try {
+      await connectedWithin(this.redis, CONNECT_WAIT_MS);
+      return (await write.run(this.redis, [keys.rev, keys.kv, keys.log], args)) as Outcome;
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      throw new ApiError("REPLICA_UNAVAILABLE", `cannot write through Redis: ${message}`);
+    }
+  }
+}
+
+function conditionArg(condition: Condition): string {
+  if (condition === undefined) return "";
+  return condition === "exists" ? "*" : String(condition);
+}
+
+async function connectedWithin(redis: RedisClient, ms: number): Promise<void> {
+  if (redis.connected) return;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`not connected to Redis (waited ${ms} ms)`)), ms);
+  });
+  try {
+    await Promise.race([connected(redis), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

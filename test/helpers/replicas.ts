@@ -1,0 +1,86 @@
+/**
+ * "Hosts" for replication tests: each its own segment and server (in this process, port 0), all
+ * replicating one namespace through the same Redis.
+ */
+import { RedisClient } from "bun";
+import { serverConfig } from "../../src/config.ts";
+import { startServer, type RunningServer } from "../../src/server.ts";
+import { KvStore } from "../../src/store.ts";
+import { uniqueName, unlinkQuietly } from "./shm.ts";
+import { waitFor } from "./wait.ts";
+
+export class Host implements AsyncDisposable {
+  readonly log: string[] = [];
+  readonly server: RunningServer;
+
+  constructor(
+    redisUrl: string,
+    readonly namespace: string,
+    readonly name = uniqueName(),
+    flags: string[] = [],
+  ) {
+    const config = serverConfig(
+      ["--port", "0", "--name", name, "--max-entries", "500", "--quiet", "--replicate", redisUrl, "--namespace", namespace, ...flags],
+      {},
+    );
+    if (config === "help") throw new Error("unexpected help");
+    const line = (text: string) => this.log.push(text);
+    this.server = startServer(config, { info: line, error: line });
+  }
+
+  get url(): string {
+    return this.server.url;
+  }
+
+  async set(key: string, value: string, headers: Record<string, string> = {}): Promise<Response> {
+    return fetch(`${this.url}set`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...headers },
+      body: JSON.stringify({ key, value }),
+    });
+  }
+
+  async health(): Promise<{ replication: { state: string; applied_revision: number; lag_ms: number; last_error: string | null } }> {
+    return (await fetch(`${this.url}health`)).json() as never;
+  }
+
+  /** Once the segment holds revision `revision`. */
+  async applied(revision: number): Promise<void> {
+    await waitFor(async () => (await this.health()).replication.applied_revision === revision, {
+      what: `${this.name} to apply revision ${revision}`,
+    });
+  }
+
+  /** The segment itself, read directly: version and every entry (key, value, revision), by key. */
+  segment(): { version: number; entries: { key: string; value: string; revision: number }[] } {
+    using store = KvStore.open(this.name);
+    const { version, entries } = store.status();
+    const byKey = entries.map(({ key, value, revision }) => ({ key, value, revision })).sort((a, b) => (a.key < b.key ? -1 : 1));
+    return { version, entries: byKey };
+  }
+
+  /** Stop the server, leaving its segment as it is (a host going down). */
+  async stop(): Promise<void> {
+    await this.server.stop();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.server.stop();
+    unlinkQuietly(this.name);
+  }
+}
+
+/** The namespace's revision in Redis: its successful writes so far. */
+export async function redisRevision(url: string, namespace: string): Promise<number> {
+  const client = new RedisClient(url);
+  try {
+    return Number((await client.get(`{${namespace}}:rev`)) ?? 0);
+  } finally {
+    client.close();
+  }
+}
+
+/** A namespace no other test uses. */
+export function uniqueNamespace(): string {
+  return `ns-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+}

@@ -18,7 +18,7 @@ SAN_FLAGS := -std=c11 -O1 -g -Wall -Wextra -Werror -fsanitize=address,undefined 
 C_TESTS   := $(patsubst test/c/%.c,$(BUILD)/test/%,$(wildcard test/c/test_*.c))
 C_TOOLS   := $(BUILD)/kvtool $(BUILD)/kvtool_fault
 
-.PHONY: all libso tools test test-c test-bun server typecheck clean deps bench soak redis-server bench-replication
+.PHONY: all libso tools test test-c test-bun test-python python-codes server typecheck clean deps bench soak redis-server bench-replication
 
 all: libso
 
@@ -69,7 +69,15 @@ redis-server:
 test-bun: deps tools redis-server
 	$(BUN) test --timeout 60000
 
-test: typecheck test-c test-bun fuzz-smoke
+# The Python client (python/shmkv): its unittest suite, ending with "python: N passed, N failed".
+test-python: deps tools
+	python3 python/tests/run.py
+
+# Its error codes, generated from src/errors.ts (python/tests/test_codes.py fails when they drift).
+python-codes: deps
+	$(BUN) python/gen-codes.ts > python/shmkv/_codes.py
+
+test: typecheck test-c test-bun fuzz-smoke test-python
 
 typecheck: deps
 	$(BUN) x tsc --noEmit

@@ -1,0 +1,146 @@
+"""Lock-free reads of a whole segment (status, keys), as src/layout.ts and src/store.ts read it.
+
+The C library reads one key lock-free (kv_get_rev); a listing needs the segment's layout
+(csrc/shared_memory_kv.h, "Segment layout" and "Reading without the lock"). Each slot is copied by
+kv_copy_cell, which validates the copy by the entry's own counter; the copy is then checked against
+the index counter (inserts and deletes). A write in progress, even one whose writer is stopped, is
+read around: the undo record holds the slot as it was, validated by the store's counter staying at
+its odd value. Only when writers overtake READ_ATTEMPTS reads in a row is the slot copied under the
+lock (kv_read_cell), within the handle's lock timeout.
+
+The counters are read as aligned 32-bit loads from Python: loads are not reordered with loads on
+x86-64, the hosts the project supports; the copies themselves are made in C, with its fences.
+"""
+
+import ctypes
+import struct
+from typing import Callable, Optional, TypeVar
+
+from .errors import KvError, code_of
+
+LAYOUT_VERSION = 1
+READ_ATTEMPTS = 64  # KV_READ_SPINS
+
+# Header fields (byte offsets).
+_LAYOUT = 4
+_SEQ = 56
+_ENTRY_COUNT = 60
+_VERSION = 64
+_HIGH_WATER = 76
+_INDEX_SEQ = 108
+_UNDO_STATE = 192
+_UNDO_SLOT = 196
+_UNDO_ENTRY_COUNT = 200
+_UNDO_VERSION = 216
+_UNDO_ENTRY = 224
+_UNDO_ARMED = 1
+# Entry fields.
+_DATA = 32
+
+TORN = object()
+T = TypeVar("T")
+
+
+class Segment:
+    def __init__(self, lib, handle, max_entries: int, key_max: int, value_max: int, fail: Callable[[int, str], None]):
+        self._lib = lib
+        self._handle = handle
+        self.max_entries = max_entries
+        self.key_max = key_max
+        self.value_max = value_max
+        self._fail = fail
+        self.entry_size = (_DATA + key_max + value_max + 7) // 8 * 8
+        self._base = lib.kv_base(handle)
+        u32 = lambda off: ctypes.c_uint32.from_address(self._base + off)  # noqa: E731 (a live view)
+        u64 = lambda off: ctypes.c_uint64.from_address(self._base + off)  # noqa: E731
+        self.layout_version = u32(_LAYOUT).value
+        self._seq = u32(_SEQ)
+        self._index_seq = u32(_INDEX_SEQ)
+        self._entry_count = u32(_ENTRY_COUNT)
+        self._version = u64(_VERSION)
+        self._high_water = u32(_HIGH_WATER)
+        self._undo_state = u32(_UNDO_STATE)
+        self._undo_slot = u32(_UNDO_SLOT)
+        self._undo_entry_count = u32(_UNDO_ENTRY_COUNT)
+        self._undo_version = u64(_UNDO_VERSION)
+        self._buffer = ctypes.create_string_buffer(self.entry_size)
+
+    def committed(self):
+        """(version, entry_count) as of the last committed write, never waiting for a writer."""
+        for round_ in range(2):
+            for _ in range(READ_ATTEMPTS):
+                seq = self._seq.value
+                undone = bool(seq & 1) and self._undo_state.value == _UNDO_ARMED
+                version = (self._undo_version if undone else self._version).value
+                count = (self._undo_entry_count if undone else self._entry_count).value
+                if self._seq.value == seq:
+                    return version, count
+            if round_ == 0:
+                # A writer that died mid-write leaves the counter odd and the record disarmed: repair.
+                rc = self._lib.kv_repair(self._handle)
+                if rc != 0:
+                    self._fail(rc, "cannot read the store")
+        raise KvError("STORE_BUSY", "cannot read the store: writers overtook every attempt", -30989)
+
+    def high_water(self) -> int:
+        return min(self._high_water.value, self.max_entries)
+
+    def read(self, slot: int, parse: Callable[[bytes], T]) -> Optional[T]:
+        """``parse`` of slot ``slot`` as of a committed state; None for a free slot."""
+        for _ in range(READ_ATTEMPTS):
+            result = self._read_slot(slot, parse)
+            if result is not TORN:
+                return result
+        rc = self._lib.kv_read_cell(self._handle, slot, self._buffer)
+        if rc != 0:
+            self._fail(rc, "cannot read the store")
+        return self._parsed(self._buffer.raw, parse)
+
+    def _read_slot(self, slot, parse):
+        index = self._index_seq.value
+        if not index & 1:
+            counter = self._lib.kv_copy_cell(self._handle, slot, self._buffer)
+            raw = self._buffer.raw
+            if struct.unpack_from("<I", raw)[0] == 0:  # a free slot; its counter field is a link
+                return None if self._index_seq.value == index else TORN
+            if not counter & 1:  # kv_copy_cell validated the copy by the entry's own counter
+                result = self._parsed(raw, parse)
+                return result if self._index_seq.value == index else TORN
+        return self._during_write(slot, parse)
+
+    def _during_write(self, slot, parse):
+        seq = self._seq.value
+        if not seq & 1:
+            return TORN  # it has just ended: read again the usual way
+        if self._undo_slot.value == slot and self._undo_state.value == _UNDO_ARMED:
+            raw = ctypes.string_at(self._base + _UNDO_ENTRY, self.entry_size)
+        else:
+            self._lib.kv_copy_cell(self._handle, slot, self._buffer)
+            raw = self._buffer.raw
+        result = self._parsed(raw, parse)
+        return result if self._seq.value == seq else TORN
+
+    def _parsed(self, raw: bytes, parse):
+        key_len, value_len = struct.unpack_from("<II", raw)
+        if key_len == 0 or key_len > self.key_max or value_len > self.value_max:
+            return None  # free, or lengths no committed entry has (damage): nothing to list
+        return parse(raw, key_len, value_len)
+
+
+def entry_fields(raw: bytes, key_max: int, key_len: int, value_len: int):
+    """(key, value, timestamp, revision) of a copied entry, as bytes and integers."""
+    timestamp, revision = struct.unpack_from("<qQ", raw, 16)
+    key = raw[_DATA:_DATA + key_len]
+    value = raw[_DATA + key_max:_DATA + key_max + value_len]
+    return key, value, timestamp, revision
+
+
+def key_bytes(raw: bytes, key_len: int) -> bytes:
+    return raw[_DATA:_DATA + key_len]
+
+
+def fail_with(lib) -> Callable[[int, str], None]:
+    def fail(rc: int, context: str) -> None:
+        raise KvError(code_of(rc), f"{context}: {lib.kv_strerror(rc).decode()}", rc)
+
+    return fail

@@ -1,0 +1,79 @@
+"""Reads never wait for a writer: with a writer stopped (SIGSTOP) inside the lock, mid-write, every read
+answers at once with the state before the write, on a handle that may not wait for the lock at all."""
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+import unittest
+
+from tests.helpers import BUILD, TempStore, kvtool
+from shmkv import KvError, KvStore
+
+
+def stopped_writer(name: str, args, point: int) -> subprocess.Popen:
+    """kvtool_fault running ``args``, stopped at fault point ``point`` with the lock held."""
+    env = {**os.environ, "KV_FAULT_POINT": f"{point}:stop"}
+    writer = subprocess.Popen([str(BUILD / "kvtool_fault"), name, *args], env=env)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # wait for the condition: state T in /proc
+        with open(f"/proc/{writer.pid}/stat") as stat:
+            if stat.read().split(") ")[1].startswith("T"):
+                return writer
+    writer.kill()
+    raise AssertionError("the writer did not stop")
+
+
+def get_or_code(store, key):
+    try:
+        return store.get(key)
+    except KvError as error:
+        return error.code
+
+
+class StoppedWriter(unittest.TestCase):
+    # (what, kvtool arguments, fault points: before the counters, mid-write, after the undo record's disarm)
+    WRITES = [("insert", ["set", "new", "inserted"], [3, 5, 7]), ("update", ["set", "a", "rewritten"], [3, 4, 7])]
+
+    def test_keys_and_status_answer_at_once_with_the_committed_state(self):
+        for what, args, points in self.WRITES:
+            for point in points:
+                with self.subTest(write=what, point=point), TempStore(max_entries=8) as t:
+                    t.store.set("a", "a-value")
+                    t.store.set("b", "b-value")
+                    # After the disarm (point 7) the write is complete: only its counters are still odd.
+                    done = point == 7
+                    entries = [("a", "rewritten" if done and what == "update" else "a-value"), ("b", "b-value")]
+                    if done and what == "insert":
+                        entries.append(("new", "inserted"))
+                    with self.stopped(t.name, args, point), KvStore.open(t.name, lock_timeout_ms=0) as reader:
+                        before = time.monotonic()
+                        seen = {
+                            "keys": reader.keys(),
+                            "entries": [(e.key, e.value) for e in reader.status().entries],
+                            "version": reader.version,
+                            "b": get_or_code(reader, "b"),
+                        }
+                        self.assertLess(time.monotonic() - before, 1.0)
+                        self.assertEqual(seen, {"keys": [k for k, _ in entries], "entries": entries, "version": 3 if done else 2,
+                                                # C's kv_get reads around a rewrite of another key; an insert
+                                                # moving the index (from point 4 on) makes it take the lock to be sure.
+                                                "b": "b-value" if what == "update" or point == 3 else "STORE_BUSY"})
+                        with self.assertRaises(KvError) as caught:  # a write would wait: refused at once
+                            reader.set("b", "x")
+                        self.assertEqual(caught.exception.code, "STORE_BUSY")
+                    self.assertEqual(kvtool(t.name, "check").returncode, 0)  # the next locker repairs
+
+    @contextlib.contextmanager
+    def stopped(self, name, args, point):
+        writer = stopped_writer(name, args, point)
+        try:
+            yield writer
+        finally:
+            writer.send_signal(signal.SIGKILL)
+            writer.wait()
+
+
+if __name__ == "__main__":
+    unittest.main()

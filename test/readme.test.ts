@@ -99,7 +99,7 @@ afterEach(async () => {
 
 describe("README.md", () => {
   it("marks every fenced block as an example of a kind this test runs", () => {
-    expect(EXAMPLES.map((e) => e.kind)).toEqual(["make", "http", "cli", "c", "c-build", "ts"]);
+    expect(EXAMPLES.map((e) => e.kind)).toEqual(["make", "http", "cli", "c", "c-build", "ts", "python"]);
   });
 
   it("names Makefile targets that exist", () => {
@@ -153,6 +153,21 @@ describe("README.md", () => {
     const { code } = example("ts");
     const expected = [...code.matchAll(/^console\.log\(.*\); \/\/ (.*)$/gm)].map(([, printed]) => printed!);
     const child = Bun.spawn([process.execPath, "-e", code.replaceAll(README_NAME, name)], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+    const [out, err] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text()]);
+    expect({ exitCode: await child.exited, err, printed: out.trimEnd().split("\n") }).toEqual({ exitCode: 0, err: "", printed: expected });
+  });
+
+  it("has a Python example whose print lines print what their comments say", async () => {
+    const name = uniqueName();
+    cleanups.push(() => unlinkQuietly(name));
+    const { code } = example("python");
+    const expected = [...code.matchAll(/^\s*print\(.*\) {2}# (.*)$/gm)].map(([, printed]) => printed!);
+    const child = Bun.spawn(["python3", "-c", code.replaceAll(README_NAME, name)], {
+      cwd: ROOT,
+      env: { ...process.env, PYTHONPATH: join(ROOT, "python") },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
     const [out, err] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text()]);
     expect({ exitCode: await child.exited, err, printed: out.trimEnd().split("\n") }).toEqual({ exitCode: 0, err: "", printed: expected });
   });

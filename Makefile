@@ -88,7 +88,7 @@ server: deps $(LIB)
 # One executable with the C library and the API documentation's script inside: build/shmkv.
 .PHONY: compile
 compile: deps $(LIB)
-	$(BUN) build --compile src/cli.ts --outfile $(BUILD)/shmkv
+	$(BUN) build --compile src/shmkv.ts --outfile $(BUILD)/shmkv
 
 # The soak under faults (a 15 s variant runs inside `make test`). SOAK_SECONDS, default 120.
 SOAK_SECONDS ?= 120

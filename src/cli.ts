@@ -1,18 +1,58 @@
 /**
  * shmkv's command line: `shmkv COMMAND [options] [arguments]`. Exit status 0; 1 when the key or the
- * store is not found or the operation failed; 2 for a usage error. Also the entry point of the
- * single binary (`make compile`), which carries the C library inside it.
+ * store is not found or the operation failed; 2 for a usage error. The single binary (`make
+ * compile`) runs it from src/shmkv.ts, which carries the C library inside it; run from source, it
+ * loads build/ (or KV_LIB_PATH), and says to run `make libso` when the library is missing.
  */
-import embeddedLibrary from "../build/libshared_memory_kv.so" with { type: "file" };
 import { COMMANDS, EXIT, type Command, type Io } from "./cli/commands.ts";
 import { CONDITION_OPTIONS } from "./cli/conditions.ts";
 import { EmbeddedLibraryError, useEmbeddedLibrary } from "./cli/embedded-lib.ts";
 import { WATCH_OPTIONS } from "./cli/watch.ts";
 import { ConfigError, CREATE_OPTIONS, DEFAULT_STORE_NAME, parseFlags, TRUST_OPTION, type Env } from "./config.ts";
+import { KvError } from "./errors.ts";
+import { DEFAULTS } from "./limits.ts";
 import { runServer } from "./server.ts";
 import { runReplicator } from "./replication/run.ts";
 
 const COMMON_OPTIONS = { name: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean" }, ...TRUST_OPTION } as const;
+
+/** The options only some commands take (each lists its own in Command.options). */
+export const COMMAND_OPTIONS = { ...CONDITION_OPTIONS, ...WATCH_OPTIONS, replace: { type: "boolean" } } as const;
+
+/** Each option's line in a command's --help. */
+const OPTION_HELP: Record<string, string> = {
+  "if-revision": "--if-revision N     only while KEY is at revision N (exit 1 otherwise)",
+  "if-absent": "--if-absent         only while KEY is missing (exit 1 otherwise)",
+  since: "--since N           start after revision N (default: from now)",
+  prefix: "--prefix P          only the keys that start with P",
+  replace: "--replace           delete every entry of the store before loading the dump",
+  "max-entries": `--max-entries N     capacity of a store it creates (or KV_MAX_ENTRIES; default ${DEFAULTS.maxEntries})`,
+  "key-max": `--key-max BYTES     longest key of a store it creates (or KV_KEY_MAX; default ${DEFAULTS.keyMax})`,
+  "value-max": `--value-max BYTES   longest value of a store it creates (or KV_VALUE_MAX; default ${DEFAULTS.valueMax})`,
+  mode: `--mode OCTAL        file mode of a store it creates, e.g. 0660 (or KV_SHM_MODE; default 0${DEFAULTS.mode.toString(8)})`,
+  name: `--name NAME         the store, "/name" (default: $KV_SHM_NAME, else ${DEFAULT_STORE_NAME})`,
+  json: '--json              print results (and errors, as {"detail", "code"}) as JSON',
+  "trust-segment-owner": "--trust-segment-owner  open the store even when another user owns it or others may write it\n" +
+    "                      (or KV_TRUST_SEGMENT_OWNER=1; see docs/security.md)",
+  help: "--help              this text",
+};
+
+/** The options `command` accepts: the common ones, the creation ones when it creates, its own. */
+export function optionsOf(command: Command): Record<string, { type: "string" | "boolean" }> {
+  const own = Object.entries(COMMAND_OPTIONS).filter(([flag]) => command.options?.includes(flag));
+  return { ...(command.creates ? CREATE_OPTIONS : {}), ...Object.fromEntries(own), ...COMMON_OPTIONS };
+}
+
+/** `shmkv NAME --help`: its usage, what it does, and every option it takes. */
+export function commandHelp(name: string, command: Command): string {
+  const usage = ["Usage: shmkv", name, ...command.args, "[options]"].join(" ");
+  const options = Object.keys(optionsOf(command)).map((flag) => {
+    const line = OPTION_HELP[flag] ?? `--${flag}`;
+    const like = command.createdLike && ["max-entries", "key-max", "value-max"].includes(flag);
+    return `  ${like ? line.replace(/default \d+\)$/, `default: ${command.createdLike})`) : line}`;
+  });
+  return `${usage}\n${command.summary}\n\nOptions:\n${options.join("\n")}`;
+}
 
 const USAGE = `Usage: shmkv COMMAND [options] [arguments]
 
@@ -28,15 +68,19 @@ Options:
   --json               print results (and errors, as {"detail", "code"}) as JSON
   --trust-segment-owner  open the store even when another user owns it or others may write it, which is
                        refused by default (or KV_TRUST_SEGMENT_OWNER=1; see docs/security.md)
-  --help               help; with a command, that command's
-  set also takes --max-entries N, --key-max BYTES, --value-max BYTES and --mode OCTAL (or KV_MAX_ENTRIES,
-  KV_KEY_MAX, KV_VALUE_MAX, KV_SHM_MODE), used when it creates the store.
+  --help               help; with a command, that command's, with every option it takes
+  set and restore also take --max-entries N, --key-max BYTES, --value-max BYTES and --mode OCTAL (or
+  KV_MAX_ENTRIES, KV_KEY_MAX, KV_VALUE_MAX, KV_SHM_MODE), used when they create the store.
 
 Exit status: 0; 1 when the key or the store is not found, or the operation failed; 2 for a usage error.`;
 
 const consoleIo: Io = { out: (text) => console.log(text), err: (text) => console.error(text) };
 
-export async function main(argv: string[], env: Env, io: Io = consoleIo): Promise<number> {
+/**
+ * Run one command line. `embeddedLibrary`: the path of the C library a compiled binary carries
+ * (src/shmkv.ts), extracted and loaded unless KV_LIB_PATH is set.
+ */
+export async function main(argv: string[], env: Env, io: Io = consoleIo, embeddedLibrary?: string): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
     (name === undefined ? io.err : io.out)(USAGE);
@@ -48,15 +92,15 @@ export async function main(argv: string[], env: Env, io: Io = consoleIo): Promis
     return EXIT.USAGE;
   }
   try {
-    if (command) return await run(name, command, rest, env, io);
-    return await withLibrary(rest, env, name === "serve" ? runServer : runReplicator);
+    if (command) return await run(name, command, rest, env, io, embeddedLibrary);
+    return await withLibrary(rest, env, name === "serve" ? runServer : runReplicator, embeddedLibrary);
   } catch (error) {
     if (error instanceof ConfigError) {
       io.err(`shmkv: ${error.message}\n(shmkv ${name} --help tells how to use it)`);
       return EXIT.USAGE;
     }
-    if (error instanceof EmbeddedLibraryError) {
-      io.err(`shmkv: ${error.message}`);
+    if (error instanceof EmbeddedLibraryError || (error instanceof KvError && error.code === "LIBRARY_MISSING")) {
+      io.err(error.message.startsWith("shmkv: ") ? error.message : `shmkv: ${error.message}`);
       return EXIT.FAILED;
     }
     throw error;
@@ -64,28 +108,30 @@ export async function main(argv: string[], env: Env, io: Io = consoleIo): Promis
 }
 
 /** `serve` and `replicate`: long-running, each parses its own options. */
-async function withLibrary(argv: string[], env: Env, start: (argv: string[], env: Env) => Promise<number>): Promise<number> {
-  if (!argv.includes("--help")) useEmbeddedLibrary(embeddedLibrary, env);
+async function withLibrary(
+  argv: string[],
+  env: Env,
+  start: (argv: string[], env: Env) => Promise<number>,
+  embeddedLibrary: string | undefined,
+): Promise<number> {
+  if (embeddedLibrary && !argv.includes("--help")) useEmbeddedLibrary(embeddedLibrary, env);
   return start(argv, env);
 }
 
-function run(name: string, command: Command, argv: string[], env: Env, io: Io): number | Promise<number> {
-  const options = command.creates ? { ...COMMON_OPTIONS, ...CREATE_OPTIONS } : COMMON_OPTIONS;
-  const { values: flags, positionals: args } = parseFlags(argv, { ...options, ...CONDITION_OPTIONS, ...WATCH_OPTIONS }, true);
-  const taken = (flag: string) => command.conditions?.some((condition) => condition === flag);
-  const notTaken = Object.keys(CONDITION_OPTIONS).find((flag) => flag in flags && !taken(flag));
+function run(name: string, command: Command, argv: string[], env: Env, io: Io, embeddedLibrary: string | undefined): number | Promise<number> {
+  const { values: flags, positionals: args } = parseFlags(argv, { ...COMMON_OPTIONS, ...CREATE_OPTIONS, ...COMMAND_OPTIONS }, true);
+  const accepted = optionsOf(command);
+  const notTaken = Object.keys(flags).find((flag) => !(flag in accepted));
   if (notTaken) throw new ConfigError(`${name} takes no --${notTaken}`);
-  const notWatching = command === COMMANDS.watch ? undefined : Object.keys(WATCH_OPTIONS).find((flag) => flag in flags);
-  if (notWatching) throw new ConfigError(`${name} takes no --${notWatching}`);
-  const usage = `Usage: shmkv ${name} ${command.args.join(" ")} [--name NAME] [--json]`.replace("  ", " ");
   if (flags.help) {
-    io.out(`${usage}\n${command.summary}`);
+    io.out(commandHelp(name, command));
     return EXIT.OK;
   }
-  if (args.length !== command.args.length) {
+  const required = command.args.filter((arg) => !arg.startsWith("["));
+  if (args.length < required.length || args.length > command.args.length) {
     throw new ConfigError(`${name} takes ${command.args.join(" and ") || "no arguments"}, not ${JSON.stringify(args)}`);
   }
-  useEmbeddedLibrary(embeddedLibrary, env);
+  if (embeddedLibrary) useEmbeddedLibrary(embeddedLibrary, env);
   return command.run({ args, flags, env, io });
 }
 

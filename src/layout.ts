@@ -145,20 +145,31 @@ export interface SegmentMemory {
   renew(): void;
 }
 
-/** A write recorded in the segment's change ring, by whichever process made it. */
-export interface KvChange {
+/** A write recorded in the segment's change ring, by whichever process made it; key and value as T. */
+export interface KvChangeOf<T> {
   revision: number;
   op: "set" | "delete";
-  key: string;
+  key: T;
   /** The value set; absent for a delete. */
-  value?: string;
+  value?: T;
   timestamp: number;
 }
+
+/** A change with its key and value as text. */
+export type KvChange = KvChangeOf<string>;
 
 /** One entry: its key, value, the time of its last write and its revision. */
 export interface KvEntry {
   key: string;
   value: string;
+  timestamp: number;
+  revision: number;
+}
+
+/** An entry with its key and value as the bytes stored (which need not be UTF-8). */
+export interface KvEntryBytes {
+  key: Uint8Array;
+  value: Uint8Array;
   timestamp: number;
   revision: number;
 }
@@ -358,6 +369,21 @@ export class SegmentView {
     };
   }
 
+  /** The entry in a slot with its key and value as bytes (copies), exactly as stored; as entry(). */
+  entryBytes(slot: number): KvEntryBytes | undefined {
+    const at = this.memory.open(slot);
+    const keyLen = this.#u32(at);
+    const valueLen = this.valueLength(slot);
+    if (keyLen === 0 || keyLen > this.layout.keyMax || valueLen < 0) return undefined;
+    const valueAt = at + ENTRY.data + this.layout.keyMax;
+    return {
+      key: this.#u8.slice(at + ENTRY.data, at + ENTRY.data + keyLen),
+      value: this.#u8.slice(valueAt, valueAt + valueLen),
+      timestamp: this.#i64(at + ENTRY.timestamp),
+      revision: this.#u64(at + ENTRY.revision),
+    };
+  }
+
   #i64(byteOffset: number): number {
     return this.#u32(byteOffset) + (this.#u32(byteOffset + 4) | 0) * TWO_32;
   }
@@ -383,15 +409,24 @@ export class SegmentView {
    * its own seqlock: read before and after the copy, it must be the one wanted both times.
    */
   change(revision: number): KvChange | "expired" {
+    return this.#change(revision, (at, length) => this.#decode(at, length));
+  }
+
+  /** change(), with the key and value as the bytes stored (copies). */
+  changeBytes(revision: number): KvChangeOf<Uint8Array> | "expired" {
+    return this.#change(revision, (at, length) => this.#u8.slice(at, at + length));
+  }
+
+  #change<T>(revision: number, read: (at: number, length: number) => T): KvChangeOf<T> | "expired" {
     const cell = this.layout.maxEntries + ((revision - 1) % RING_CELLS);
-    const change = this.#changeIn(cell, revision);
+    const change = this.#changeIn(cell, revision, read);
     this.memory.renew();
     const at = this.memory.open(cell) + CHANGE.revision;
     const after = Atomics.load(this.#u32s, at >>> 2) + Atomics.load(this.#u32s, (at >>> 2) + 1) * TWO_32;
     return after === revision ? change : "expired";
   }
 
-  #changeIn(cell: number, revision: number): KvChange | "expired" {
+  #changeIn<T>(cell: number, revision: number, read: (at: number, length: number) => T): KvChangeOf<T> | "expired" {
     const at = this.memory.open(cell);
     if (this.#u64(at + CHANGE.revision) !== revision) return "expired";
     const keyLen = this.#u32(at + CHANGE.keyLen);
@@ -399,13 +434,13 @@ export class SegmentView {
     const op = this.#u32(at + CHANGE.op);
     if (keyLen > this.layout.keyMax || valueLen > this.layout.valueMax || (op !== OP_SET && op !== OP_DELETE)) return "expired";
     const keyAt = at + CHANGE.data;
-    const change: KvChange = {
+    const change: KvChangeOf<T> = {
       revision,
       op: op === OP_SET ? "set" : "delete",
-      key: this.#decode(keyAt, keyLen),
+      key: read(keyAt, keyLen),
       timestamp: this.#i64(at + CHANGE.timestamp),
     };
-    if (op === OP_SET) change.value = this.#decode(keyAt + this.layout.keyMax, valueLen);
+    if (op === OP_SET) change.value = read(keyAt + this.layout.keyMax, valueLen);
     return change;
   }
 

@@ -5,7 +5,19 @@
 import { constants } from "node:os";
 import { codeOf, KvConflictError, KvError, RC } from "./errors.ts";
 import { kvLib, type KvLib, type Pointer } from "./ffi.ts";
-import { layoutOf, RING_CELLS, SegmentView, kvHash, TORN, type Committed, type KvChange, type KvEntry, type Torn } from "./layout.ts";
+import {
+  layoutOf,
+  RING_CELLS,
+  SegmentView,
+  kvHash,
+  TORN,
+  type Committed,
+  type KvChange,
+  type KvChangeOf,
+  type KvEntry,
+  type KvEntryBytes,
+  type Torn,
+} from "./layout.ts";
 import { LockedMemory, memoryOf } from "./segment-memory.ts";
 import { mappedIdentity, type FileIdentity } from "./segment-identity.ts";
 import { CONTROL_CHARACTER, LIMITS, READ_ATTEMPTS } from "./limits.ts";
@@ -38,13 +50,16 @@ export interface OpenOptions extends KvOptions {
   checkOwner?: boolean;
 }
 
-export type { KvChange, KvEntry };
+export type { KvChange, KvChangeOf, KvEntry, KvEntryBytes };
 
-export interface KvChanges {
+/** A key or a value: text (written as UTF-8) or the bytes themselves. */
+export type KvData = string | Uint8Array;
+
+export interface KvChanges<T = string> {
   /** The store's version when read: every change up to it is in `changes` (unless expired). */
   version: number;
   /** The changes after the revision asked for, oldest first. */
-  changes: KvChange[];
+  changes: KvChangeOf<T>[];
   /** True when the ring no longer holds them all: reread the store (status) instead. */
   expired: boolean;
 }
@@ -262,7 +277,7 @@ export class KvStore implements Disposable {
   }
 
   /** Insert or replace `key`. Returns the entry's new revision (the store's new version). */
-  set(key: string, value: string): number {
+  set(key: KvData, value: KvData): number {
     return this.#set(key, value, ANY_REVISION);
   }
 
@@ -271,17 +286,17 @@ export class KvStore implements Disposable {
    * Returns the new revision; otherwise throws a KvConflictError (CONFLICT, with the revision found)
    * and writes nothing.
    */
-  setIf(key: string, value: string, expectedRevision: number): number {
+  setIf(key: KvData, value: KvData, expectedRevision: number): number {
     return this.#set(key, value, BigInt(expectedRevision));
   }
 
   /** Remove `key`. Returns false when it was not there. */
-  delete(key: string): boolean {
+  delete(key: KvData): boolean {
     return this.#delete(key, ANY_REVISION);
   }
 
   /** Remove `key` only when it is at `expectedRevision`; throws a KvConflictError otherwise. */
-  deleteIf(key: string, expectedRevision: number): boolean {
+  deleteIf(key: KvData, expectedRevision: number): boolean {
     return this.#delete(key, BigInt(expectedRevision));
   }
 
@@ -306,7 +321,7 @@ export class KvStore implements Disposable {
    * the store's version becomes `revision`. Returns false, writing nothing, when the store is
    * already at that revision or past it. "version" only moves the version.
    */
-  apply(op: "set" | "delete" | "version", key: string, value: string, revision: number, timestamp: number): boolean {
+  apply(op: "set" | "delete" | "version", key: KvData, value: KvData, revision: number, timestamp: number): boolean {
     const open = this.#live();
     const keyLength = op === "version" ? 0 : this.#encodeKey(open, key, false);
     const valueLength = op === "set" ? this.#encodeValue(open, value) : 0;
@@ -346,6 +361,11 @@ export class KvStore implements Disposable {
     return this.#page(from, limit, prefix, budget, (view, cell) => view.key(cell));
   }
 
+  /** Like entriesFrom, with each key and value as the bytes stored (for a copy that loses nothing). */
+  entryBytesFrom(from: number, limit: number, budget = Number.MAX_SAFE_INTEGER): KvPage<KvEntryBytes> {
+    return this.#page(from, limit, "", budget, (view, cell) => view.entryBytes(cell));
+  }
+
   /** Like keysFrom, with the whole entries. */
   entriesFrom(from: number, limit: number, prefix = "", budget = Number.MAX_SAFE_INTEGER): KvPage<KvEntry> {
     return this.#page(from, limit, prefix, budget, (view, cell) => view.entry(cell));
@@ -370,13 +390,22 @@ export class KvStore implements Disposable {
    * last 256 writes). Lock-free. See src/feed.ts to follow them as they happen.
    */
   changesSince(since: number): KvChanges {
+    return this.#changesSince(since, (view, revision) => view.change(revision));
+  }
+
+  /** changesSince, with each key and value as the bytes stored. */
+  changeBytesSince(since: number): KvChanges<Uint8Array> {
+    return this.#changesSince(since, (view, revision) => view.changeBytes(revision));
+  }
+
+  #changesSince<T>(since: number, read: (view: SegmentView, revision: number) => KvChangeOf<T> | "expired"): KvChanges<T> {
     const version = this.version;
     if (since >= version) return { version, changes: [], expired: false };
     if (version - since > RING_CELLS || since < 0) return { version, changes: [], expired: true };
-    const changes: KvChange[] = [];
+    const changes: KvChangeOf<T>[] = [];
     const { view } = this.#live();
     for (let revision = since + 1; revision <= version; revision++) {
-      const change = view.change(revision);
+      const change = read(view, revision);
       if (change === "expired") return { version, changes, expired: true };
       changes.push(change);
     }
@@ -525,49 +554,44 @@ export class KvStore implements Disposable {
     return { version, entry_count: entryCount, items, next: end < high ? end : undefined };
   }
 
-  /**
-   * UTF-8 bytes of key into the scratch buffer; returns their count. Buffer#write, unlike
-   * TextEncoder#encodeInto, allocates nothing: a get allocates only the string it returns.
-   */
-  #encodeKey(open: Open, key: string, validate: boolean): number {
-    if (typeof key !== "string") throw new KvError("INVALID_ARGUMENT", "the key must be a string");
-    const written = open.key.write(key);
+  /** The key's bytes into the scratch buffer (a get allocates only the string it returns); returns their count. */
+  #encodeKey(open: Open, key: KvData, validate: boolean): number {
+    const written = encodeInto(open.key, key, open.view.layout.keyMax, "key");
     if (written > open.view.layout.keyMax) {
       throw new KvError("KEY_TOO_LONG", `key longer than ${open.view.layout.keyMax} bytes`, RC.KEY_TOO_LONG);
     }
     // The C library checks these on writes; reads never reach it.
-    if (validate && (written === 0 || key.includes("\0"))) {
+    if (validate && (written === 0 || (typeof key === "string" ? key.includes("\0") : key.includes(0)))) {
       throw new KvError("INVALID_ARGUMENT", "the key must be non-empty and hold no NUL byte", RC.INVALID_ARGUMENT);
     }
     return written;
   }
 
-  #encodeValue(open: Open, value: string): number {
-    if (typeof value !== "string") throw new KvError("INVALID_ARGUMENT", "the value must be a string");
-    const written = open.value.write(value);
+  #encodeValue(open: Open, value: KvData): number {
+    const written = encodeInto(open.value, value, open.view.layout.valueMax, "value");
     if (written > open.view.layout.valueMax) {
       throw new KvError("VALUE_TOO_LONG", `value longer than ${open.view.layout.valueMax} bytes`, RC.VALUE_TOO_LONG);
     }
     return written;
   }
 
-  #set(key: string, value: string, expected: bigint): number {
+  #set(key: KvData, value: KvData, expected: bigint): number {
     const open = this.#live();
     const keyLength = this.#encodeKey(open, key, false);
     const valueLength = this.#encodeValue(open, value);
     const rc = open.lib.kv_set_if(open.handle, open.key, keyLength, open.value, valueLength, expected, open.out);
     if (rc === RC.CONFLICT) throw conflict("set", key, expected, open.out);
-    if (rc !== 0) fail(open.lib, rc, `cannot set ${JSON.stringify(key)}`);
+    if (rc !== 0) fail(open.lib, rc, `cannot set ${quoted(key)}`);
     return revisionOf(open.out);
   }
 
-  #delete(key: string, expected: bigint): boolean {
+  #delete(key: KvData, expected: bigint): boolean {
     const open = this.#live();
     const length = this.#encodeKey(open, key, false);
     const rc = open.lib.kv_delete_if(open.handle, open.key, length, expected, open.out);
     if (rc === RC.NOT_FOUND) return false;
     if (rc === RC.CONFLICT) throw conflict("delete", key, expected, open.out);
-    if (rc !== 0) fail(open.lib, rc, `cannot delete ${JSON.stringify(key)}`);
+    if (rc !== 0) fail(open.lib, rc, `cannot delete ${quoted(key)}`);
     return true;
   }
 
@@ -626,16 +650,33 @@ function readEntry(view: SegmentView, slot: number, key: string): KvEntry | unde
   return view.entry(slot, key);
 }
 
+/**
+ * `data` into a scratch buffer (which has OVERFLOW_ROOM beyond `max`); returns its byte count, which is
+ * over `max` when it does not fit. Buffer#write, unlike TextEncoder#encodeInto, allocates nothing.
+ */
+function encodeInto(scratch: Buffer, data: KvData, max: number, what: string): number {
+  if (typeof data === "string") return scratch.write(data);
+  if (!(data instanceof Uint8Array)) throw new KvError("INVALID_ARGUMENT", `the ${what} must be a string or bytes`);
+  if (data.length > max) return data.length;
+  scratch.set(data);
+  return data.length;
+}
+
+/** A key as messages quote it: JSON text (bytes as their UTF-8 reading). */
+function quoted(key: KvData): string {
+  return JSON.stringify(typeof key === "string" ? key : Buffer.from(key).toString("utf8"));
+}
+
 function revisionOf(out: Uint32Array): number {
   return out[0]! + out[1]! * 4294967296;
 }
 
 /** The CONFLICT of a conditional write, with the revision the library found (in `out`). */
-function conflict(action: string, key: string, expected: bigint, out: Uint32Array): KvConflictError {
+function conflict(action: string, key: KvData, expected: bigint, out: Uint32Array): KvConflictError {
   const found = revisionOf(out);
   const state = found === 0 ? "it does not exist" : expected === 0n ? `it exists (revision ${found})` : `it is at revision ${found}`;
   const wanted = expected === 0n ? "" : ` (expected revision ${expected})`;
-  return new KvConflictError(`cannot ${action} ${JSON.stringify(key)}: ${state}${wanted}`, found);
+  return new KvConflictError(`cannot ${action} ${quoted(key)}: ${state}${wanted}`, found);
 }
 
 function failOpen(lib: KvLib, rc: number, name: string): never {

@@ -1,22 +1,11 @@
 /** The command line: every command, its output (plain and --json) and its exit status. */
 import { afterEach, beforeEach, describe, expect, it } from "bun:test";
-import { main } from "../src/cli.ts";
+import { optionsOf } from "../src/cli.ts";
+import { COMMANDS } from "../src/cli/commands.ts";
 import { KvStore } from "../src/store.ts";
 import { BUN, ROOT } from "./helpers/server-process.ts";
+import { cli } from "./helpers/cli.ts";
 import { TempStore, uniqueName, unlinkQuietly } from "./helpers/shm.ts";
-
-interface Run {
-  code: number;
-  out: string[];
-  err: string[];
-}
-
-/** main() in this process, with the environment given (and nothing else of ours). */
-async function cli(argv: string[], env: Record<string, string> = {}): Promise<Run> {
-  const run: Run = { code: -1, out: [], err: [] };
-  run.code = await main(argv, env, { out: (t) => run.out.push(t), err: (t) => run.err.push(t) });
-  return run;
-}
 
 let temp: TempStore;
 let env: Record<string, string>;
@@ -200,9 +189,32 @@ describe("usage", () => {
   it("prints a command's help", async () => {
     expect(await cli(["get", "--help"])).toEqual({
       code: 0,
-      out: ["Usage: shmkv get KEY [--name NAME] [--json]\nprint the value of KEY (exit 1 when it is missing)"],
+      out: [
+        [
+          "Usage: shmkv get KEY [options]",
+          "print the value of KEY (exit 1 when it is missing)",
+          "",
+          "Options:",
+          '  --name NAME         the store, "/name" (default: $KV_SHM_NAME, else /shared_memory_kv)',
+          '  --json              print results (and errors, as {"detail", "code"}) as JSON',
+          "  --help              this text",
+          "  --trust-segment-owner  open the store even when another user owns it or others may write it",
+          "                      (or KV_TRUST_SEGMENT_OWNER=1; see docs/security.md)",
+        ].join("\n"),
+      ],
       err: [],
     });
+  });
+
+  it("lists, in each command's help, every option that command takes", async () => {
+    const missing: string[] = [];
+    for (const [name, command] of Object.entries(COMMANDS)) {
+      const help = (await cli([name, "--help"])).out.join("\n");
+      for (const flag of Object.keys(optionsOf(command))) if (!help.includes(`  --${flag} `)) missing.push(`${name} --${flag}`);
+    }
+    expect(missing).toEqual([]);
+    // And takes none it does not list.
+    expect((await cli(["get", "k", "--max-entries", "5"], env)).err[0]?.split("\n")[0]).toBe("shmkv: get takes no --max-entries");
   });
 
   it("exits 2 for an unknown command, an unknown option and a bad store name", async () => {

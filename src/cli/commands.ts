@@ -1,7 +1,10 @@
 /** The CLI's store commands: each opens the store, does one thing, prints, and returns an exit status. */
+import { randomUUID } from "node:crypto";
+import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { createOptions, storeName, trustsSegmentOwner, type CreateFlags, type Env } from "../config.ts";
 import { KvError } from "../errors.ts";
-import { KvStore } from "../store.ts";
+import { KvStore, type OpenOptions } from "../store.ts";
+import { dumpText, DumpError, parseDump, PartialRestoreError, restore, type Dump } from "./backup.ts";
 import { expectedRevision, type ConditionFlags } from "./conditions.ts";
 import { json, shown } from "./printable.ts";
 import { printChanges, sinceOf, type WatchFlags } from "./watch.ts";
@@ -15,19 +18,21 @@ export interface Io {
 
 export interface Invocation {
   args: string[];
-  flags: { name?: string; json?: boolean; "trust-segment-owner"?: boolean } & CreateFlags & ConditionFlags & WatchFlags;
+  flags: { name?: string; json?: boolean; "trust-segment-owner"?: boolean; replace?: boolean } & CreateFlags & ConditionFlags & WatchFlags;
   env: Env;
   io: Io;
 }
 
 export interface Command {
-  /** The positional arguments, by name. */
+  /** The positional arguments, by name; "[NAME]" for an optional one (last). */
   args: string[];
   summary: string;
   /** Takes the options that shape a new segment (it creates the store when missing). */
   creates?: boolean;
-  /** The compare-and-set flags it takes (src/cli/conditions.ts). */
-  conditions?: (keyof ConditionFlags)[];
+  /** With `creates`: whose geometry a store it creates has when none is given ("the dump's"). */
+  createdLike?: string;
+  /** The options of its own it takes (src/cli.ts, COMMAND_OPTIONS). */
+  options?: string[];
   run(inv: Invocation): number | Promise<number>;
 }
 
@@ -50,7 +55,7 @@ export const COMMANDS: Record<string, Command> = {
       "insert or replace KEY (creates the store when missing); only if KEY is at revision N with --if-revision N, " +
       "only if it is missing with --if-absent (exit 1 otherwise)",
     creates: true,
-    conditions: ["if-revision", "if-absent"],
+    options: ["if-revision", "if-absent"],
     run: (inv) => {
       const expected = expectedRevision(inv.flags);
       return withStore(inv, (store) => {
@@ -65,7 +70,7 @@ export const COMMANDS: Record<string, Command> = {
   delete: {
     args: ["KEY"],
     summary: "remove KEY (exit 1 when it is missing); only if it is at revision N with --if-revision N",
-    conditions: ["if-revision"],
+    options: ["if-revision"],
     run: (inv) => {
       const expected = expectedRevision(inv.flags);
       return withStore(inv, (store) => {
@@ -112,6 +117,7 @@ export const COMMANDS: Record<string, Command> = {
   watch: {
     args: [],
     summary: "print each change, by any process, as it happens, until interrupted (--since N, --prefix P)",
+    options: ["since", "prefix"],
     run: async (inv) => {
       const since = sinceOf(inv.flags);
       try {
@@ -122,6 +128,48 @@ export const COMMANDS: Record<string, Command> = {
         return failed(inv, error);
       }
     },
+  },
+  dump: {
+    args: ["[FILE]"],
+    summary: "write every entry, as one consistent state, as JSON lines to FILE (replaced whole) or stdout",
+    run: (inv) =>
+      withStore(inv, (store) => {
+        const [file] = inv.args;
+        const { text, header } = dumpText(store);
+        if (file === undefined || file === "-") {
+          inv.io.out(text.slice(0, -1)); // out() ends the line
+          return EXIT.OK;
+        }
+        writeWhole(file, text);
+        const message = `dumped ${header.entry_count} entries of ${store.name} (version ${header.store_version}) to ${file}`;
+        inv.io.out(inv.flags.json ? json({ success: true, message, entries: header.entry_count, version: header.store_version }) : message);
+        return EXIT.OK;
+      }),
+  },
+  restore: {
+    args: ["FILE"],
+    summary:
+      "load a dump into the store, creating it when missing (with the dump's geometry unless given); " +
+      "--replace empties it first. A bad file changes nothing",
+    creates: true,
+    createdLike: "the dump's",
+    options: ["replace"],
+    run: (inv) =>
+      guarded(inv, () => {
+        const [file = ""] = inv.args;
+        const dump = readDump(file);
+        return withStore(inv, (store) => {
+        const done = restore(store, dump, inv.flags.replace === true);
+        const how = done.revisionsKept
+          ? "revisions and timestamps as dumped"
+          : `new revisions: the store was at version ${done.versionBefore}, not below the dump's first revision`;
+        const deleted = inv.flags.replace ? `, after deleting ${done.deleted}` : "";
+        const message = `restored ${done.written} entries into ${store.name}${deleted} (version ${done.version}; ${how})`;
+        const result = { success: true, message, entries: done.written, deleted: done.deleted, version: done.version, revisions_kept: done.revisionsKept };
+        inv.io.out(inv.flags.json ? json(result) : message);
+        return EXIT.OK;
+      }, dumpGeometry(dump));
+      }),
   },
   unlink: {
     args: [],
@@ -136,15 +184,66 @@ export const COMMANDS: Record<string, Command> = {
   },
 };
 
-/** Open the store named by --name or KV_SHM_NAME (creating it for `creates` commands), run, close. */
-function withStore(inv: Invocation, run: (store: KvStore) => number, creates = false): number {
+/**
+ * Open the store named by --name or KV_SHM_NAME, run, close. `creates`: create it when missing, with
+ * the geometry of the flags and variables, else of `creates` when it is an object, else the default.
+ */
+function withStore(inv: Invocation, run: (store: KvStore) => number, creates: boolean | OpenOptions = false): number {
   return guarded(inv, () => {
     const name = storeName(inv.flags, inv.env);
     const trusted = trustsSegmentOwner(inv.flags, inv.env);
-    const create = creates ? { create: true, ...createOptions(inv.flags, inv.env, trusted) } : {};
+    const given = createOptions(inv.flags, inv.env, trusted);
+    const fallback = typeof creates === "object" ? creates : {};
+    const create = creates
+      ? {
+          create: true,
+          maxEntries: given.maxEntries ?? fallback.maxEntries,
+          keyMax: given.keyMax ?? fallback.keyMax,
+          valueMax: given.valueMax ?? fallback.valueMax,
+          mode: given.mode,
+        }
+      : {};
     using store = KvStore.open(name, { ...create, checkOwner: !trusted });
     return run(store);
   });
+}
+
+function errnoCode(error: unknown): `E${string}` {
+  const code = (error as NodeJS.ErrnoException).code;
+  return code?.startsWith("E") ? (code as `E${string}`) : "EIO";
+}
+
+/** The geometry of the store a dump was taken of. */
+function dumpGeometry({ header }: Dump): OpenOptions {
+  return { maxEntries: header.max_entries, keyMax: header.key_max, valueMax: header.value_max };
+}
+
+/** A dump file ("-": stdin), parsed whole; a DumpError naming the line of a bad one. */
+function readDump(file: string): Dump {
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(file === "-" ? 0 : file);
+  } catch (error) {
+    throw new KvError(errnoCode(error), `cannot read ${file}: ${(error as Error).message}`);
+  }
+  try {
+    return parseDump(bytes);
+  } catch (error) {
+    if (error instanceof DumpError) throw new DumpError(`${file}: ${error.message}`);
+    throw error;
+  }
+}
+
+/** Replace `file` with `text` at once (a copy beside it, then a rename): a reader never sees half a dump. */
+function writeWhole(file: string, text: string): void {
+  const partial = `${file}.${randomUUID()}.partial`;
+  try {
+    writeFileSync(partial, text, { mode: 0o600 });
+    renameSync(partial, file);
+  } catch (error) {
+    rmSync(partial, { force: true });
+    throw new KvError(errnoCode(error), `cannot write ${file}: ${(error as Error).message}`);
+  }
 }
 
 /** Run, turning the store's errors into a message and exit status 1. */
@@ -158,11 +257,13 @@ function guarded(inv: Invocation, run: () => number): number {
 
 /** A store's error as a message and exit status 1; any other error is thrown on. */
 function failed(inv: Invocation, error: unknown): number {
+  if (error instanceof DumpError) return fail(inv, "INVALID_DUMP", `${error.message}; nothing was restored`);
+  if (error instanceof PartialRestoreError) return fail(inv, "PARTIAL_RESTORE", error.message);
   if (!(error instanceof KvError)) throw error;
   if (error.code === "ENOENT") {
     return fail(inv, error.code, `no store named ${storeName(inv.flags, inv.env)} (shmkv set or shmkv serve creates it)`);
   }
-  return fail(inv, error.code, error.message);
+  return fail(inv, error.code, error.message.replace(/^shmkv: /, ""));
 }
 
 function fail(inv: Invocation, code: string, detail: string): number {

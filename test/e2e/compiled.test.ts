@@ -18,7 +18,7 @@ let name: string;
 beforeAll(() => {
   folder = mkdtempSync(join(tmpdir(), "shmkv-bin-"));
   binary = join(folder, "shmkv");
-  const build = Bun.spawnSync([BUN, "build", "--compile", "src/cli.ts", "--outfile", binary], { cwd: ROOT });
+  const build = Bun.spawnSync([BUN, "build", "--compile", "src/shmkv.ts", "--outfile", binary], { cwd: ROOT });
   if (build.exitCode !== 0) throw new Error(`bun build --compile failed:\n${build.stderr}`);
 }, 60_000);
 

@@ -15,6 +15,7 @@ import { PUBLIC_PATHS } from "../src/http/auth.ts";
 import { DOCS_PATHS } from "../src/http/docs.ts";
 import { DEFAULTS, LIMITS, NAME_MAX, READ_ATTEMPTS } from "../src/limits.ts";
 import { startServer, type RunningServer } from "../src/server.ts";
+import { KvStore } from "../src/store.ts";
 import { ensureDebianPackage } from "./helpers/debian.ts";
 import { uniqueName, unlinkQuietly } from "./helpers/shm.ts";
 
@@ -99,7 +100,7 @@ afterEach(async () => {
 
 describe("README.md", () => {
   it("marks every fenced block as an example of a kind this test runs", () => {
-    expect(EXAMPLES.map((e) => e.kind)).toEqual(["make", "http", "cli", "c", "c-build", "ts", "python"]);
+    expect(EXAMPLES.map((e) => e.kind)).toEqual(["make", "http", "cli", "c", "c-build", "ts", "python", "crontab"]);
   });
 
   it("names Makefile targets that exist", () => {
@@ -170,6 +171,37 @@ describe("README.md", () => {
     });
     const [out, err] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text()]);
     expect({ exitCode: await child.exited, err, printed: out.trimEnd().split("\n") }).toEqual({ exitCode: 0, err: "", printed: expected });
+  });
+
+  it("has crontab lines whose commands save a store and bring it back after it is gone", async () => {
+    const name = uniqueName();
+    const dir = mkdtempSync(join(tmpdir(), "shmkv-readme-cron-"));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }), () => unlinkQuietly(name));
+    const lines = example("crontab").code.trimEnd().split("\n");
+    // Each line's command: what follows its five time fields, or its @reboot.
+    const commands = lines.map((line) =>
+      line
+        .replace(/^(?:@\w+|(?:\S+\s+){4}\S+)\s+/, "")
+        .replace("/usr/local/bin/shmkv", "shmkv")
+        .replace("/var/lib/shmkv/", `${dir}/`),
+    );
+    expect(commands.map((command) => command.split(" ").slice(0, 2).join(" "))).toEqual(["shmkv dump", "shmkv restore"]);
+    const before = (() => {
+      using store = KvStore.open(name, { create: true, maxEntries: 5 });
+      store.set("greeting", "héllo");
+      store.set(new Uint8Array([0x62, 0xff]), new Uint8Array([0, 0xfe]));
+      return store.entryBytesFrom(0, 10).items;
+    })();
+    const [dumped = ""] = await runTranscript([commands[0]!], ROOT, { KV_SHM_NAME: name });
+    KvStore.unlink(name); // the reboot
+    const [restored = ""] = await runTranscript([commands[1]!], ROOT, { KV_SHM_NAME: name });
+    using store = KvStore.open(name);
+    expect({ dumped, restored: restored.replace(/\(version .*\)/, "(...)"), entries: store.entryBytesFrom(0, 10).items, maxEntries: store.maxEntries }).toEqual({
+      dumped: `dumped 2 entries of ${name} (version 2) to ${dir}/store.jsonl\n`,
+      restored: `restored 2 entries into ${name} (...)\n`,
+      entries: before,
+      maxEntries: 5,
+    });
   });
 });
 

@@ -190,6 +190,42 @@ describe("KvStore reads and writes", () => {
   });
 });
 
+describe("KvStore with bytes", () => {
+  const key = new Uint8Array([0x6b, 0xff]);
+  const value = new Uint8Array([0, 0xff, 0xfe, 0x80]);
+
+  it("writes byte keys and values as they are, and reads them back as stored", () => {
+    using t = new TempStore({ maxEntries: 4 });
+    const revision = t.store.set(key, value);
+    t.store.set("text", "héllo");
+    const { items } = t.store.entryBytesFrom(0, 10);
+    const stamp = items[0]!.timestamp;
+    expect(items).toEqual([
+      { key, value, revision, timestamp: stamp },
+      { key: new TextEncoder().encode("text"), value: new TextEncoder().encode("héllo"), revision: 2, timestamp: items[1]!.timestamp },
+    ]);
+    expect(t.store.changeBytesSince(0)).toEqual({
+      version: 2,
+      expired: false,
+      changes: [
+        { revision: 1, op: "set", key, value, timestamp: stamp },
+        { revision: 2, op: "set", key: new TextEncoder().encode("text"), value: new TextEncoder().encode("héllo"), timestamp: items[1]!.timestamp },
+      ],
+    });
+    expect([t.store.setIf(key, new Uint8Array(0), revision), t.store.deleteIf(key, revision + 2), t.store.delete(key)]).toEqual([3, true, false]);
+  });
+
+  it("refuses byte keys and values over the limits, or a key with a NUL byte, writing nothing", () => {
+    using t = new TempStore({ keyMax: 2, valueMax: 2 });
+    expect([
+      errorOf(() => t.store.set(new Uint8Array(3), "v")).code,
+      errorOf(() => t.store.set("k", new Uint8Array(3))).code,
+      errorOf(() => t.store.set(new Uint8Array([0x6b, 0]), "v")).code,
+    ]).toEqual(["KEY_TOO_LONG", "VALUE_TOO_LONG", "INVALID_ARGUMENT"]);
+    expect(t.store.version).toBe(0);
+  });
+});
+
 describe("KvStore.close", () => {
   it("is idempotent, and every method throws CLOSED afterwards", () => {
     const name = uniqueName();

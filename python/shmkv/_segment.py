@@ -85,7 +85,7 @@ class Segment:
     def high_water(self) -> int:
         return min(self._high_water.value, self.max_entries)
 
-    def read(self, slot: int, parse: Callable[[bytes], T]) -> Optional[T]:
+    def read(self, slot: int, parse: Callable[..., T]) -> Optional[T]:
         """``parse`` of slot ``slot`` as of a committed state; None for a free slot."""
         for _ in range(READ_ATTEMPTS):
             result = self._read_slot(slot, parse)

@@ -70,7 +70,9 @@ test-bun: deps tools redis-server
 	$(BUN) test --timeout 60000
 
 # The Python client (python/shmkv): its unittest suite, ending with "python: N passed, N failed".
+# Debian's python3 is installed when missing (the standard library is all it needs).
 test-python: deps tools
+	@command -v python3 >/dev/null || apt-get install -y python3 || { apt-get update && apt-get install -y python3; }
 	python3 python/tests/run.py
 
 # Its error codes, generated from src/errors.ts (python/tests/test_codes.py fails when they drift).

@@ -1,12 +1,13 @@
-"""Lock-free reads of a whole segment (status, keys), as src/layout.ts and src/store.ts read it.
+"""Lock-free reads of the segment (a key, status, keys), as src/layout.ts and src/store.ts read it.
 
-The C library reads one key lock-free (kv_get_rev); a listing needs the segment's layout
-(csrc/shared_memory_kv.h, "Segment layout" and "Reading without the lock"). Each slot is copied by
-kv_copy_cell, which validates the copy by the entry's own counter; the copy is then checked against
-the index counter (inserts and deletes). A write in progress, even one whose writer is stopped, is
-read around: the undo record holds the slot as it was, validated by the store's counter staying at
-its odd value. Only when writers overtake READ_ATTEMPTS reads in a row is the slot copied under the
-lock (kv_read_cell), within the handle's lock timeout.
+They follow the segment's layout (csrc/shared_memory_kv.h, "Segment layout" and "Reading without
+the lock"). Each slot is copied by kv_copy_cell, which validates the copy by the entry's own counter;
+the copy is then checked against the index counter (inserts and deletes). A write in progress, even
+one whose writer is stopped, is read around: the undo record holds the slot as it was, validated by
+the store's counter staying at its odd value. So no read waits for a writer: only when writers
+overtake READ_ATTEMPTS reads in a row does a read fall back to the library's locked read (kv_get_rev,
+kv_read_cell), within the handle's lock timeout. (kv_get_rev alone would take the lock as soon as a
+stopped writer left the index counter odd.)
 
 The counters are read as aligned 32-bit loads from Python: loads are not reordered with loads on
 x86-64, the hosts the project supports; the copies themselves are made in C, with its fences.
@@ -34,7 +35,10 @@ _UNDO_ENTRY_COUNT = 200
 _UNDO_VERSION = 216
 _UNDO_ENTRY = 224
 _UNDO_ARMED = 1
+_HEADER_SIZE = 12
+_INDEX_CELLS = 36
 # Entry fields.
+_HASH = 8
 _DATA = 32
 
 TORN = object()
@@ -64,6 +68,10 @@ class Segment:
         self._undo_entry_count = u32(_UNDO_ENTRY_COUNT)
         self._undo_version = u64(_UNDO_VERSION)
         self._buffer = ctypes.create_string_buffer(self.entry_size)
+        # The index: u32 cells, 0 or slot + 1 (its place and size were validated by kv_open).
+        cells = u32(_INDEX_CELLS).value
+        self._index = (ctypes.c_uint32 * cells).from_address(self._base + u32(_HEADER_SIZE).value)
+        self._mask = cells - 1
 
     def committed(self):
         """(version, entry_count) as of the last committed write, never waiting for a writer."""
@@ -119,6 +127,65 @@ class Segment:
             raw = self._buffer.raw
         result = self._parsed(raw, parse)
         return result if self._seq.value == seq else TORN
+
+    def lookup(self, key: bytes, hash_: int, parse: Callable[..., T]):
+        """``parse`` of the entry of ``key`` as of a committed state, None when absent; TORN after
+        READ_ATTEMPTS overtaken tries (the caller then asks the library, which may lock)."""
+        for _ in range(READ_ATTEMPTS):
+            index = self._index_seq.value
+            if not index & 1:
+                slot, raw = self._find(key, hash_)
+                if slot < 0:
+                    if self._index_seq.value == index:
+                        return None
+                else:
+                    counter = self._lib.kv_copy_cell(self._handle, slot, self._buffer)
+                    raw = self._buffer.raw
+                    if not counter & 1 and raw[_DATA:_DATA + len(key)] == key:
+                        result = self._parsed(raw, parse)
+                        if self._index_seq.value == index:
+                            return result
+            result = self._lookup_during_write(key, hash_, parse)
+            if result is not TORN:
+                return result
+        return TORN
+
+    def _lookup_during_write(self, key, hash_, parse):
+        """While a write is in progress: valid while the store's counter stays at its odd value."""
+        seq = self._seq.value
+        if not seq & 1:
+            return TORN
+        index = self._index_seq.value
+        slot, raw = self._find(key, hash_)
+        result = TORN
+        if slot >= 0:
+            if self._undo_slot.value == slot and self._undo_state.value == _UNDO_ARMED:
+                raw = ctypes.string_at(self._base + _UNDO_ENTRY, self.entry_size)
+            if struct.unpack_from("<I", raw)[0] == 0:
+                result = None  # the undo record's copy of a slot an insert is filling: absent
+            else:
+                parsed = self._parsed(raw, parse)
+                result = TORN if parsed is None else parsed
+        elif not index & 1:
+            result = None  # absence is trusted only while no delete moves the index's cells
+        return result if self._seq.value == seq and self._index_seq.value == index else TORN
+
+    def _find(self, key: bytes, hash_: int):
+        """(slot, its copy) of ``key`` by the index, or (-1, None). Bounded, whatever the index holds."""
+        pos = hash_ & self._mask
+        for _ in range(self._mask + 1):
+            cell = self._index[pos]
+            if cell == 0:
+                return -1, None
+            slot = cell - 1
+            if slot < self.max_entries:
+                self._lib.kv_copy_cell(self._handle, slot, self._buffer)
+                raw = self._buffer.raw
+                key_len, _, stored_hash = struct.unpack_from("<III", raw)
+                if stored_hash == hash_ and key_len == len(key) and raw[_DATA:_DATA + key_len] == key:
+                    return slot, raw
+            pos = (pos + 1) & self._mask
+        return -1, None
 
     def _parsed(self, raw: bytes, parse):
         key_len, value_len = struct.unpack_from("<II", raw)

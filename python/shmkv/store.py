@@ -62,8 +62,8 @@ def _decode(data: bytes, raw: bool) -> Data:
 class KvStore:
     """A store: ``with KvStore.open("/name", create=True) as store: store.set("k", "v")``.
 
-    Reads (get, get_entry, keys, status) never wait for a writer: the C library reads one key
-    lock-free, and listings validate each slot with the segment's counters. Writes take the lock.
+    Reads (get, get_entry, keys, status) never wait for a writer: they copy slots lock-free and
+    validate them with the segment's counters (python/shmkv/_segment.py). Writes take the lock.
     Every failure is a KvError with a stable ``code``.
     """
 
@@ -134,9 +134,22 @@ class KvStore:
         return None if entry is None else entry.value
 
     def get_entry(self, key: Data, *, raw: bool = False) -> Optional[Entry]:
-        """The value of ``key`` with its revision and timestamp, or None."""
+        """The value of ``key`` with its revision and timestamp, or None. Never waits for a writer."""
         handle = self._live()
         k = _encode("key", key)
+        if not k or b"\0" in k:
+            self._fail(RC["INVALID_ARGUMENT"], f"cannot get {key!r}")
+        if len(k) > self.key_max:
+            self._fail(RC["KEY_TOO_LONG"], f"cannot get {key!r}")
+
+        def parse(buffer, key_len, value_len):
+            _, value, timestamp, revision = _segment.entry_fields(buffer, self.key_max, key_len, value_len)
+            return Entry(_decode(k, raw), _decode(value, raw), revision, timestamp)
+
+        found = self._segment.lookup(k, self._lib.kv_hash(k, len(k)), parse)
+        if found is not _segment.TORN:
+            return found
+        # Writers overtook every lock-free try: the library's read, which may take the lock.
         length = ctypes.c_size_t()
         stamp = ctypes.c_int64()
         rc = self._lib.kv_get_rev(handle, k, len(k), self._value, len(self._value), ctypes.byref(length),

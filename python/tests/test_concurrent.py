@@ -1,6 +1,5 @@
 """Listings read while a C writer keeps rewriting every key: each entry whole, never torn."""
 
-import ctypes
 import subprocess
 import unittest
 
@@ -9,9 +8,7 @@ from shmkv._lib import kv_lib
 
 
 def kv_hash(data: bytes) -> int:
-    function = kv_lib().kv_hash
-    function.restype, function.argtypes = ctypes.c_uint32, [ctypes.c_char_p, ctypes.c_size_t]
-    return function(data, len(data))
+    return kv_lib().kv_hash(data, len(data))
 
 
 def checksummed(value: str) -> bool:

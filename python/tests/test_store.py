@@ -128,6 +128,7 @@ class Errors(unittest.TestCase):
                 "VALUE_TOO_LONG": lambda: t.store.set("k", "vvvvv"),
                 "TABLE_FULL": lambda: t.store.set("j", "v"),
                 "INVALID_ARGUMENT": lambda: t.store.set("", "v"),
+                "CONFLICT": lambda: t.store.set_if("k", "v", 9),
             }
             codes = {}
             for expected, call in cases.items():
@@ -138,6 +139,13 @@ class Errors(unittest.TestCase):
                     codes[expected] = error.code
             self.assertEqual(codes, {code: code for code in cases})
             self.assertEqual(t.store.get("k"), "v")  # nothing lost
+            reads = {}
+            for key in ["kkkkk", "", "a\0b"]:
+                try:
+                    reads[key] = t.store.get(key)
+                except KvError as error:
+                    reads[key] = error.code
+            self.assertEqual(reads, {"kkkkk": "KEY_TOO_LONG", "": "INVALID_ARGUMENT", "a\0b": "INVALID_ARGUMENT"})
 
     def test_a_value_of_another_type_is_INVALID_ARGUMENT(self):
         with TempStore() as t:

@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { KvStore } from "../src/store.ts";
 import { BUILD } from "./helpers/kvtool.ts";
+import { ROOT } from "./helpers/server-process.ts";
 import { cli } from "./helpers/cli.ts";
 import { TempStore, uniqueName, unlinkQuietly } from "./helpers/shm.ts";
 
@@ -177,6 +178,33 @@ describe("shmkv restore", () => {
       })),
     );
     expect(contents(target.store)).toEqual(before);
+  });
+
+  it("reads the dump from stdin with -, and creates the store with the geometry given over the dump's", async () => {
+    const source = tempStore({ maxEntries: 3 });
+    source.store.set("k", "v");
+    const file = join(tempDir(), "dump.jsonl");
+    await cli(["dump", file, "--name", source.name]);
+    const target = uniqueName();
+    cleanups.push(() => unlinkQuietly(target));
+    const ran = Bun.spawnSync([process.execPath, "src/cli.ts", "restore", "-", "--name", target, "--max-entries", "20", "--json"], {
+      cwd: ROOT,
+      stdin: Bun.file(file),
+    });
+    expect({ code: ran.exitCode, out: JSON.parse(ran.stdout.toString()), err: ran.stderr.toString() }).toEqual({
+      code: 0,
+      out: {
+        success: true,
+        message: `restored 1 entries into ${target} (version 1; revisions and timestamps as dumped)`,
+        entries: 1,
+        deleted: 0,
+        version: 1,
+        revisions_kept: true,
+      },
+      err: "",
+    });
+    using restored = KvStore.open(target);
+    expect([restored.maxEntries, restored.get("k")]).toEqual([20, "v"]);
   });
 
   it("refuses a replica's store, whose entries come from its primary", async () => {

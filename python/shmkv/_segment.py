@@ -15,6 +15,7 @@ x86-64, the hosts the project supports; the copies themselves are made in C, wit
 
 import ctypes
 import struct
+import threading
 from typing import Callable, Optional, TypeVar
 
 from .errors import KvError, code_of
@@ -67,7 +68,8 @@ class Segment:
         self._undo_slot = u32(_UNDO_SLOT)
         self._undo_entry_count = u32(_UNDO_ENTRY_COUNT)
         self._undo_version = u64(_UNDO_VERSION)
-        self._buffer = ctypes.create_string_buffer(self.entry_size)
+        # Each thread copies into a buffer of its own: ctypes lets other threads run during a C call.
+        self._local = threading.local()
         # The index: u32 cells, 0 or slot + 1 (its place and size were validated by kv_open).
         cells = u32(_INDEX_CELLS).value
         self._index = (ctypes.c_uint32 * cells).from_address(self._base + u32(_HEADER_SIZE).value)
@@ -89,6 +91,13 @@ class Segment:
                 if rc != 0:
                     self._fail(rc, "cannot read the store")
         raise KvError("STORE_BUSY", "cannot read the store: writers overtook every attempt", -30989)
+
+    @property
+    def _buffer(self):
+        buffer = getattr(self._local, "buffer", None)
+        if buffer is None:
+            buffer = self._local.buffer = ctypes.create_string_buffer(self.entry_size)
+        return buffer
 
     def high_water(self) -> int:
         return min(self._high_water.value, self.max_entries)

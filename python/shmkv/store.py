@@ -77,8 +77,6 @@ class KvStore:
         self.value_max = lib.kv_value_max(handle)
         self._fail = _segment.fail_with(lib)
         self._segment = _segment.Segment(lib, handle, self.max_entries, self.key_max, self.value_max, self._fail)
-        self._value = ctypes.create_string_buffer(max(self.value_max, 1))
-        self._out = ctypes.c_uint64()
 
     @classmethod
     def open(cls, name: str, create: bool = False, *, exclusive: bool = False, max_entries: int = 0,
@@ -152,14 +150,15 @@ class KvStore:
         # Writers overtook every lock-free try: the library's read, which may take the lock.
         length = ctypes.c_size_t()
         stamp = ctypes.c_int64()
-        rc = self._lib.kv_get_rev(handle, k, len(k), self._value, len(self._value), ctypes.byref(length),
-                                  ctypes.byref(stamp), ctypes.byref(self._out))
+        buffer, revision = ctypes.create_string_buffer(max(self.value_max, 1)), ctypes.c_uint64()
+        rc = self._lib.kv_get_rev(handle, k, len(k), buffer, len(buffer), ctypes.byref(length),
+                                  ctypes.byref(stamp), ctypes.byref(revision))
         if rc == RC["NOT_FOUND"]:
             return None
         if rc != 0:
             self._fail(rc, f"cannot get {key!r}")
-        value = self._value.raw[:length.value]
-        return Entry(_decode(k, raw), _decode(value, raw), self._out.value, stamp.value)
+        value = buffer.raw[:length.value]
+        return Entry(_decode(k, raw), _decode(value, raw), revision.value, stamp.value)
 
     def keys(self, prefix: Data = "", *, raw: bool = False) -> List[Data]:
         """The keys that start with ``prefix``, in slot order; each read whole, never waiting for a writer."""
@@ -228,21 +227,23 @@ class KvStore:
     def _set(self, key: Data, value: Data, expected: int) -> int:
         handle = self._live()
         k, v = _encode("key", key), _encode("value", value)
-        rc = self._lib.kv_set_if(handle, k, len(k), v, len(v), expected, ctypes.byref(self._out))
+        revision = ctypes.c_uint64()
+        rc = self._lib.kv_set_if(handle, k, len(k), v, len(v), expected, ctypes.byref(revision))
         if rc == RC["CONFLICT"]:
-            raise _conflict("set", key, expected, self._out.value)
+            raise _conflict("set", key, expected, revision.value)
         if rc != 0:
             self._fail(rc, f"cannot set {key!r}")
-        return self._out.value
+        return revision.value
 
     def _delete(self, key: Data, expected: int) -> bool:
         handle = self._live()
         k = _encode("key", key)
-        rc = self._lib.kv_delete_if(handle, k, len(k), expected, ctypes.byref(self._out))
+        revision = ctypes.c_uint64()
+        rc = self._lib.kv_delete_if(handle, k, len(k), expected, ctypes.byref(revision))
         if rc == RC["NOT_FOUND"]:
             return False
         if rc == RC["CONFLICT"]:
-            raise _conflict("delete", key, expected, self._out.value)
+            raise _conflict("delete", key, expected, revision.value)
         if rc != 0:
             self._fail(rc, f"cannot delete {key!r}")
         return True

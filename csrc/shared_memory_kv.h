@@ -27,9 +27,11 @@
  *   entry, never a torn one. A process that is stopped (SIGSTOP) or hung while holding the lock does
  *   block writers: robustness covers death, not stalls. kv_set_lock_timeout() bounds how long a
  *   handle waits (KV_EBUSY after), and kv_lock_held_ms() tells how long the lock has been held.
- *   Lock-free readers go on: a reader that meets a write in progress reads the state before it
- *   (see "Reading without the lock"); only when writers keep overtaking it does kv_get() fall back
- *   to the lock, within the handle's timeout.
+ *   Readers of other entries go on. kv_get() of the entry being written (or of any key while an
+ *   insert or delete is in progress) retries, then after KV_READ_SPINS attempts falls back to the
+ *   lock: it waits like a writer, within the handle's lock timeout. A reader that must never wait
+ *   can read the state before the write instead (see "Reading without the lock"), as the Bun
+ *   binding does.
  * - Robust mutexes are tied to the kernel's view of thread ids: processes sharing a store must share
  *   a PID namespace (no sharing across containers with separate PID namespaces).
  * - kv_unlink() removes the name only. Processes that have the segment mapped keep using it (and each

@@ -1,11 +1,11 @@
 /** POST /incr and DELETE /keys through app.handle: answers, refusals, ETags, /watch's view, a busy store. */
 import { describe, expect, it } from "bun:test";
-import { type App } from "../../src/http/app.ts";
+import { createApp, type App } from "../../src/http/app.ts";
 import { KvError, RC } from "../../src/errors.ts";
 import { KvStore } from "../../src/store.ts";
 import { eachWithTempApp } from "../helpers/app.ts";
-import { answer, deleteKeys, expectError, postIncr } from "../helpers/http.ts";
-import type { TempStore } from "../helpers/shm.ts";
+import { answer, deleteKeys, expectError, get, postIncr } from "../helpers/http.ts";
+import { TempStore } from "../helpers/shm.ts";
 
 let temp: TempStore;
 let app: App;
@@ -128,14 +128,26 @@ describe("DELETE /keys", () => {
     expect(temp.store.count).toBe(0);
   });
 
+  it("waits out a busy lock on each delete, and deletes every key", async () => {
+    for (let i = 0; i < 4; i++) temp.store.set(`k${i}`, "v");
+    const store = temp.store as unknown as { delete: KvStore["delete"] };
+    const real = store.delete.bind(temp.store);
+    let busy = 3;
+    store.delete = (key) => {
+      if (busy-- > 0) throw new KvError("STORE_BUSY", "the write lock is held", RC.STORE_BUSY);
+      return real(key);
+    };
+    expect(await answer(app.handle(deleteKeys("prefix=k")))).toEqual({ status: 200, body: { deleted: 4 } });
+    expect(temp.store.count).toBe(0);
+  });
+
   it("deletes a store far bigger than one slice, answering other requests between slices", async () => {
-    using big = new (await import("../helpers/shm.ts")).TempStore({ maxEntries: 2500 });
-    const { createApp } = await import("../../src/http/app.ts");
+    using big = new TempStore({ maxEntries: 2500 });
     const bigApp = createApp(big.store);
     for (let i = 0; i < 2500; i++) big.store.set(i % 5 === 0 ? `keep${i}` : `drop${i}`, "v");
     const deleting = bigApp.handle(deleteKeys("prefix=drop"));
     // Answered while the deletion is under way: the event loop was not held.
-    const health = await bigApp.handle(new Request("http://localhost/health"));
+    const health = await bigApp.handle(get("/health"));
     const midway = big.store.count;
     expect(await answer(deleting)).toEqual({ status: 200, body: { deleted: 2000 } });
     expect({ health: health.status, midway: midway > 500 && midway < 2500, left: big.store.count }).toEqual({ health: 200, midway: true, left: 500 });

@@ -7,6 +7,7 @@ import embeddedLibrary from "../build/libshared_memory_kv.so" with { type: "file
 import { COMMANDS, EXIT, type Command, type Io } from "./cli/commands.ts";
 import { CONDITION_OPTIONS } from "./cli/conditions.ts";
 import { EmbeddedLibraryError, useEmbeddedLibrary } from "./cli/embedded-lib.ts";
+import { LIST_OPTIONS } from "./cli/list.ts";
 import { WATCH_OPTIONS } from "./cli/watch.ts";
 import { ConfigError, CREATE_OPTIONS, DEFAULT_STORE_NAME, parseFlags, TRUST_OPTION, type Env } from "./config.ts";
 import { runServer } from "./server.ts";
@@ -71,22 +72,29 @@ async function withLibrary(argv: string[], env: Env, start: (argv: string[], env
 
 function run(name: string, command: Command, argv: string[], env: Env, io: Io): number | Promise<number> {
   const options = command.creates ? { ...COMMON_OPTIONS, ...CREATE_OPTIONS } : COMMON_OPTIONS;
-  const { values: flags, positionals: args } = parseFlags(argv, { ...options, ...CONDITION_OPTIONS, ...WATCH_OPTIONS }, true);
-  const taken = (flag: string) => command.conditions?.some((condition) => condition === flag);
-  const notTaken = Object.keys(CONDITION_OPTIONS).find((flag) => flag in flags && !taken(flag));
+  const specific = { ...CONDITION_OPTIONS, ...WATCH_OPTIONS, ...LIST_OPTIONS };
+  const { values: flags, positionals: args } = parseFlags(negativesAsArguments(argv), { ...options, ...specific }, true);
+  const taken = (flag: string) => [...(command.conditions ?? []), ...(command.takes ?? [])].some((f) => f === flag);
+  const notTaken = Object.keys(specific).find((flag) => flag in flags && !taken(flag));
   if (notTaken) throw new ConfigError(`${name} takes no --${notTaken}`);
-  const notWatching = command === COMMANDS.watch ? undefined : Object.keys(WATCH_OPTIONS).find((flag) => flag in flags);
-  if (notWatching) throw new ConfigError(`${name} takes no --${notWatching}`);
   const usage = `Usage: shmkv ${name} ${command.args.join(" ")} [--name NAME] [--json]`.replace("  ", " ");
   if (flags.help) {
     io.out(`${usage}\n${command.summary}`);
     return EXIT.OK;
   }
-  if (args.length !== command.args.length) {
+  const required = command.args.filter((arg) => !arg.startsWith("[")).length;
+  if (args.length < required || args.length > command.args.length) {
     throw new ConfigError(`${name} takes ${command.args.join(" and ") || "no arguments"}, not ${JSON.stringify(args)}`);
   }
   useEmbeddedLibrary(embeddedLibrary, env);
   return command.run({ args, flags, env, io });
+}
+
+/** argv with each negative number ("-5") taken as an argument (incr KEY -5), not as an option. */
+function negativesAsArguments(argv: string[]): string[] {
+  const negative = (arg: string) => /^-\d+$/.test(arg);
+  if (argv.includes("--") || !argv.some(negative)) return argv;
+  return [...argv.filter((arg) => !negative(arg)), "--", ...argv.filter(negative)];
 }
 
 if (import.meta.main) process.exit(await main(Bun.argv.slice(2), process.env));

@@ -280,6 +280,28 @@ export class KvStore implements Disposable {
     return this.#delete(key, ANY_REVISION);
   }
 
+  /**
+   * Add `by` (default 1; negative subtracts) to the integer `key` holds, atomically across every
+   * process, and return the new value. The value is kept as decimal digits (get reads "42"); a
+   * missing key counts as 0. `by` is a safe integer number or any int64 bigint; the result is a
+   * bigint, exact over the whole int64 range. Throws NOT_A_NUMBER (the value is not such an
+   * integer), ERANGE (the sum leaves int64), and what set throws; nothing is written then.
+   */
+  incr(key: string, by: number | bigint = 1): bigint {
+    return this.increment(key, by).value;
+  }
+
+  /** Like incr, also giving the revision the increment gave the entry. */
+  increment(key: string, by: number | bigint = 1): { value: bigint; revision: number } {
+    const open = this.#live();
+    const delta = int64Of(by);
+    const length = this.#encodeKey(open, key, false);
+    const result = new BigInt64Array(1);
+    const rc = open.lib.kv_incr_rev(open.handle, open.key, length, delta, result, open.out);
+    if (rc !== 0) fail(open.lib, rc, `cannot increment ${JSON.stringify(key)} by ${delta}`);
+    return { value: result[0]!, revision: revisionOf(open.out) };
+  }
+
   /** Remove `key` only when it is at `expectedRevision`; throws a KvConflictError otherwise. */
   deleteIf(key: string, expectedRevision: number): boolean {
     return this.#delete(key, BigInt(expectedRevision));
@@ -624,6 +646,16 @@ function readValue(view: SegmentView, slot: number): string | undefined {
 
 function readEntry(view: SegmentView, slot: number, key: string): KvEntry | undefined {
   return view.entry(slot, key);
+}
+
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+
+/** An increment as int64: a safe integer number or a bigint within int64; INVALID_ARGUMENT otherwise. */
+export function int64Of(by: number | bigint): bigint {
+  if (typeof by === "number" && Number.isSafeInteger(by)) return BigInt(by);
+  if (typeof by === "bigint" && by >= INT64_MIN && by <= INT64_MAX) return by;
+  throw new KvError("INVALID_ARGUMENT", `an increment must be an integer within int64 (as a number, within ±(2^53 − 1)), not ${String(by)}`, RC.INVALID_ARGUMENT);
 }
 
 function revisionOf(out: Uint32Array): number {

@@ -9,7 +9,7 @@ import { requireToken } from "./auth.ts";
 import { DEFAULT_MAX_BODY_BYTES } from "../config.ts";
 import { bodyReader, refuseLargeBodies } from "./body.ts";
 import { docs } from "./docs.ts";
-import { conditionOf, withEtag } from "./conditions.ts";
+import { conditionOf, etag, withEtag } from "./conditions.ts";
 import { andThen } from "./busy.ts";
 import { answerAtOnce } from "./elysia.ts";
 import { AnswerLater, atOnce, failureResponse, toHttpFailure } from "./errors.ts";
@@ -20,7 +20,11 @@ import {
   conditionParameters,
   errorResponse,
   GetResponse,
+  DeleteKeysQuery,
+  DeleteKeysResponse,
   HealthResponse,
+  IncrBody,
+  IncrResponse,
   IndexResponse,
   KeyParams,
   KeysQuery,
@@ -41,7 +45,7 @@ import { KvService } from "./service.ts";
 import { StoreSlot } from "./store-slot.ts";
 import { uiPage } from "./ui.ts";
 import { WatchHub, type WatchHubOptions } from "./watch.ts";
-import type { ReplicatedWriter } from "./writer.ts";
+import type { Incremented, ReplicatedWriter } from "./writer.ts";
 
 export interface AppOptions {
   /** Largest accepted request body, in bytes (413 above). Default 64 KiB. */
@@ -68,6 +72,8 @@ const ENDPOINTS: Record<string, string> = {
   "GET /status": "version, entry count, capacity and every entry",
   "GET /health": "200 when the store is open, 503 with the reason when not",
   "GET /keys": "the keys (or entries, with values=1) in pages, optionally those with a prefix",
+  "POST /incr": 'add to an integer value, atomically: JSON {"key": ..., "by": N} (by defaults to 1)',
+  "DELETE /keys": "delete every key with a prefix (?prefix=P), or every key (?all=1)",
   "GET /metrics": "request and store metrics in the Prometheus text format",
   "GET /watch": "Server-Sent Events, one per change by any process (?since=, Last-Event-ID, ?prefix=)",
   "GET /ui": "a live page of the store: its entries, updated as they change, and forms to set and delete",
@@ -92,6 +98,7 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
   const checkToken = requireToken(options.token);
   const checkHost = requireHost({ ...options.hosts, token: options.token });
   const readSetBody = bodyReader(SetBody, maxBodyBytes);
+  const readIncrBody = bodyReader(IncrBody, maxBodyBytes);
   /** The failure of an answer that came later (AnswerLater), answered as onError answers any other. */
   const answerFailure = (error: unknown) => failureResponse(error, onInternalError);
   // The path starts after "http://" and the host, which may be shorter than Elysia assumes.
@@ -221,6 +228,36 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
       },
       detail: { summary: "Page through the keys (or entries), in slot order", security: bearer },
     })
+    // The counter's routes. /incr reads its body as /set does (parse: "none"); its value is written
+    // as exact digits (incrAnswer), for an int64 can exceed what a JSON number parses to exactly.
+    .post("/incr", async ({ request }) => {
+      const { key, by } = await readIncrBody(request);
+      return incrAnswer(key, await service.incr(key, by));
+    }, {
+      parse: "none",
+      body: IncrBody,
+      response: {
+        200: IncrResponse,
+        401: unauthorized,
+        400: errorResponse("Malformed: not JSON, a missing or non-string key, an empty key or a NUL in it, a by that is no integer or lies beyond its range."),
+        409: errorResponse("The value is not a decimal integer within int64 (NOT_A_NUMBER), or the sum would leave int64 (ERANGE); nothing was written."),
+        413: errorResponse("The key is longer than the store allows, the new value's digits longer than its value_max, or the body too large."),
+        415: errorResponse("The body is not sent as JSON (Content-Type: application/json)."),
+        503: unavailable,
+        507: errorResponse("The table is full: every slot is in use."),
+      },
+      detail: { summary: "Add to an integer value, atomically", security: bearer },
+    })
+    .delete("/keys", ({ query }) => service.deleteKeys(query), {
+      query: DeleteKeysQuery,
+      response: {
+        200: DeleteKeysResponse,
+        401: unauthorized,
+        400: errorResponse("No prefix (or an empty one) and no all=1, or both."),
+        503: unavailable,
+      },
+      detail: { summary: "Delete every key with a prefix, or every key", security: bearer },
+    })
     .get("/metrics", ({ set }) => {
       set.headers["content-type"] = METRICS_CONTENT_TYPE;
       return andThen(service.figures(), (figures) => metrics.render(figures));
@@ -255,3 +292,10 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
 }
 
 export type App = ReturnType<typeof createApp>;
+
+/** POST /incr's answer: `value` as its exact decimal digits, and the new revision as the ETag. */
+function incrAnswer(key: string, { value, revision }: Incremented): Response {
+  const response = new Response(`{"key":${JSON.stringify(key)},"value":${value}}`, { headers: { "content-type": "application/json;charset=utf-8" } });
+  response.headers.set("etag", etag(revision));
+  return response;
+}

@@ -35,6 +35,8 @@ const statusByCode: Partial<Record<ApiErrorCode | KvErrorCode, number>> = {
   UNAUTHORIZED: 401,
   READ_ONLY: 403, // a replica's segment, served without --replicate
   NOT_FOUND: 404,
+  NOT_A_NUMBER: 409, // POST /incr of a value that is no integer
+  ERANGE: 409, // POST /incr whose sum would leave int64
   PRECONDITION_FAILED: 412,
   MISDIRECTED_REQUEST: 421,
   BODY_TOO_LARGE: 413,

@@ -135,6 +135,59 @@ export const conditionParameters = Object.entries(ConditionHeaders.properties).m
 /** A set's answer: the seed's body; for a conditional set, the entry's new revision in the ETag header. */
 export const SetResponse = t.Object(SuccessResponse.properties, { description: "The write was done.", headers: etagHeader });
 
+/** The largest integer a JSON number carries exactly in every client (2^53 - 1). */
+const SAFE = Number.MAX_SAFE_INTEGER;
+
+export const IncrBody = t.Object(
+  {
+    key: t.String({
+      minLength: 1,
+      description: `1 to key_max UTF-8 bytes (${DEFAULTS.keyMax} by default), with no NUL byte.`,
+    }),
+    by: t.Optional(
+      t.Union(
+        [
+          Integer({ minimum: -SAFE, maximum: SAFE }),
+          t.String({ pattern: "^-?[0-9]{1,19}$" }),
+        ],
+        {
+          description:
+            "What to add (negative subtracts); 1 when absent. A JSON integer within ±(2^53 − 1), or, for the rest " +
+            'of the int64 range, a string of decimal digits ("-9223372036854775808").',
+          error: "invalid body: by must be an integer within ±(2^53 − 1), or a string of decimal digits within int64",
+        },
+      ),
+    ),
+  },
+  { description: "The counter to increment. Other fields are ignored.", additionalProperties: true },
+);
+export type IncrBody = typeof IncrBody.static;
+
+export const IncrResponse = t.Object(
+  {
+    key: t.String(),
+    value: t.Integer({
+      description:
+        "The new value, int64, written as its exact decimal digits: beyond ±(2^53 − 1) a JavaScript client's JSON.parse rounds it.",
+    }),
+  },
+  { description: "The increment was done: the value it made.", headers: etagHeader },
+);
+export type IncrResponse = typeof IncrResponse.static;
+
+/** DELETE /keys: what to delete (one of the two). */
+export const DeleteKeysQuery = t.Object({
+  prefix: t.Optional(t.String({ description: "Delete every key that starts with it (not empty)." })),
+  all: t.Optional(t.Literal("1", { description: "1: delete every key. Without it, a prefix is required." })),
+});
+export type DeleteKeysQuery = typeof DeleteKeysQuery.static;
+
+export const DeleteKeysResponse = t.Object(
+  { deleted: Integer({ description: "How many keys were deleted, each a delete of its own (a revision and a /watch event)." }) },
+  { description: "The keys were deleted." },
+);
+export type DeleteKeysResponse = typeof DeleteKeysResponse.static;
+
 const pageLimit = (options: { default?: number } = {}) =>
   t.Integer({
     minimum: 1,

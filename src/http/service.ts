@@ -1,14 +1,23 @@
 /** KvService: what each route does, in terms of the store. Knows nothing of HTTP requests. */
 import { KvError } from "../errors.ts";
-import type { KvStore } from "../store.ts";
+import { int64Of, type KvStore } from "../store.ts";
 import { andThen, DEFAULT_BUSY_WAIT_MS, whenFree } from "./busy.ts";
 import type { Condition } from "./conditions.ts";
 import { ApiError } from "./errors.ts";
 import { keysPage, statusPage, wholeStatus, type WhenFree } from "./listing.ts";
 import type { StoreFigures } from "./metrics.ts";
-import type { GetResponse, HealthResponse, KeysQuery, KeysResponse, StatusQuery, SuccessResponse } from "./models.ts";
+import type {
+  DeleteKeysQuery,
+  DeleteKeysResponse,
+  GetResponse,
+  HealthResponse,
+  KeysQuery,
+  KeysResponse,
+  StatusQuery,
+  SuccessResponse,
+} from "./models.ts";
 import type { StoreSlot } from "./store-slot.ts";
-import { localWriter, type KvWriter, type ReplicatedWriter } from "./writer.ts";
+import { localWriter, type Incremented, type KvWriter, type ReplicatedWriter } from "./writer.ts";
 
 /** A body, and the revision of the entry it is about (its ETag). */
 export interface Revisioned<T> {
@@ -39,7 +48,7 @@ export class KvService {
   ) {
     this.#busyWaitMs = options.busyWaitMs ?? DEFAULT_BUSY_WAIT_MS;
     this.#replication = options.replication;
-    this.#writer = options.replication ?? localWriter(slot);
+    this.#writer = options.replication ?? localWriter(slot, (store) => this.#freeFor(store));
   }
 
   get(key: string): Revisioned<GetResponse> | Promise<Revisioned<GetResponse>> {
@@ -61,6 +70,22 @@ export class KvService {
     const deleted = this.#whenFree(() => unlessTooLong(() => this.#writer.delete(key, condition)));
     if (!(deleted instanceof Promise)) return deleteAnswer(key, deleted);
     return deleted.then((d) => deleteAnswer(key, d), (error: unknown) => deleteAnswer(key, absentIfTooLong(error)));
+  }
+
+  /** Add `by` (a safe integer, or decimal digits) to the integer `key` holds, atomically: the new value and revision. */
+  incr(key: string, by: string | number = 1): Incremented | Promise<Incremented> {
+    // Digits beyond int64 are INVALID_ARGUMENT (400), as a number beyond 2^53 is (its schema).
+    const delta = int64Of(typeof by === "string" ? BigInt(by) : by);
+    return this.#whenFree(() => this.#writer.incr(key, delta));
+  }
+
+  /** Delete every key with `query.prefix`, or every key with `query.all`; how many. */
+  deleteKeys(query: DeleteKeysQuery): Promise<DeleteKeysResponse> {
+    if (query.all !== undefined && query.prefix !== undefined) throw new ApiError("BAD_REQUEST", "send ?prefix=P or ?all=1, not both");
+    if (query.all === undefined && !query.prefix) {
+      throw new ApiError("BAD_REQUEST", "DELETE /keys needs a non-empty ?prefix=P (or ?all=1 to delete every key)");
+    }
+    return this.#writer.deletePrefix(query.prefix ?? "").then((deleted) => ({ deleted }));
   }
 
   /**

@@ -4,6 +4,8 @@
  *   kvtool NAME set KEY VALUE                             exit 0, or 1 with the error on stderr
  *   kvtool NAME get KEY                                   value on stdout; exit 1 when missing
  *   kvtool NAME del KEY
+ *   kvtool NAME incr KEY BY [COUNT]                       COUNT (default 1) kv_incr calls adding BY;
+ *                                                         prints the value the last one made
  *   kvtool NAME check                                     kv_check; the broken invariant on stderr
  *   kvtool NAME status                                    "version count recoveries" on stdout
  *   kvtool NAME writer ID NKEYS COUNT                     COUNT checksummed sets over NKEYS keys;
@@ -78,6 +80,18 @@ static int run_counter(kv_store *s, const char *key)
     }
 }
 
+static int run_incr(kv_store *s, const char *key, long long by, long count)
+{
+    int64_t value = 0;
+    for (long i = 0; i < count; i++) {
+        int rc = kv_incr(s, key, strlen(key), by, &value);
+        if (rc)
+            return fail("incr", rc);
+    }
+    printf("%lld\n", (long long)value);
+    return 0;
+}
+
 static long long now_us(void)
 {
     struct timespec t;
@@ -128,6 +142,8 @@ static int run(kv_store *s, int argc, char **argv)
                (unsigned long long)kv_lock_recoveries(s));
         return 0;
     }
+    if (!strcmp(cmd, "incr") && (argc == 5 || argc == 6))
+        return run_incr(s, argv[3], atoll(argv[4]), argc == 6 ? atol(argv[5]) : 1);
     if (!strcmp(cmd, "writer") && argc == 6)
         return run_writer(s, atol(argv[3]), atol(argv[4]), atol(argv[5]));
     if (!strcmp(cmd, "counter") && argc == 4)

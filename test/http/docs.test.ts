@@ -55,6 +55,8 @@ describe("GET /swagger/json", () => {
       "GET /watch": ["200", "400", "401", "503"],
       "GET /ui": ["200"],
       "GET /keys": ["200", "400", "401", "503"],
+      "POST /incr": ["200", "400", "401", "409", "413", "415", "503", "507"],
+      "DELETE /keys": ["200", "400", "401", "503"],
       "GET /metrics": ["200", "401"],
     });
   });
@@ -79,6 +81,8 @@ describe("GET /swagger/json", () => {
         "GET /watch": true,
         "GET /ui": false,
         "GET /keys": true,
+        "POST /incr": true,
+        "DELETE /keys": true,
         "GET /metrics": true,
       },
     });

@@ -44,6 +44,8 @@ describe("GET /", () => {
           "GET /watch": expect.any(String),
           "GET /ui": expect.any(String),
           "GET /keys": expect.any(String),
+          "POST /incr": expect.any(String),
+          "DELETE /keys": expect.any(String),
           "GET /metrics": expect.any(String),
           "GET /swagger": expect.any(String),
         },

@@ -87,7 +87,7 @@ export function startServer(config: ServerConfig, log: Logger = consoleLogger): 
     });
   } catch (error) {
     void replication?.stop();
-    slot.close();
+    slot.discard(); // a segment this start created goes with it; one it found stays
     throw error;
   }
   const url = server.url.href;

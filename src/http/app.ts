@@ -66,7 +66,7 @@ export interface AppOptions {
 
 const ENDPOINTS: Record<string, string> = {
   "GET /": "this description",
-  "GET /get/{key}": "the value of a key",
+  "GET /get/{key}": "the value of a key (a '/' in it as it is, or %2F; ?raw: its bytes, not JSON)",
   "POST /set": 'insert or replace an entry: JSON {"key": ..., "value": ...}',
   "DELETE /delete/{key}": "remove an entry",
   "GET /status": "version, entry count, capacity and every entry",

@@ -17,5 +17,8 @@ export function missingPackages(root = ROOT): string[] {
 
 /** What to tell someone who runs shmkv from a checkout where `make deps` has not run. */
 export function missingPackagesMessage(missing: string[], root = ROOT): string {
-  return `shmkv: the packages it needs are not installed (${missing.join(", ")}): run \`make deps\` in ${root} (it installs the pinned bun and the packages)`;
+  return (
+    `shmkv: the packages it needs are not installed (${missing.join(", ")}): ` +
+    `run \`make deps\` in ${root} (it installs the pinned bun and the packages)`
+  );
 }

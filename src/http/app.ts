@@ -188,7 +188,11 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
       detail: { summary: "Get the value of a key", security: bearer, parameters: getParameters },
     })
     // A key with "/" in it, sent as it is (/get/a/b), as Consul's /v1/kv/a/b: documented above.
-    .get("/get/*", answerAtOnce(({ params, query, request }: Read<WildcardParams, GetQuery>) => readKey(slashedKey(params), query, request)), hidden)
+    .get(
+      "/get/*",
+      answerAtOnce(({ params, query, request }: Read<WildcardParams, GetQuery>) => readKey(slashedKey(params), query, request)),
+      hidden,
+    )
     // The hot write path reads its condition headers from the request. Declared as its `headers`
     // schema, they cost every set a copy of all the request's headers into an object, a second copy
     // keeping only these two, and a check of it (`BENCH_ONLY=http make bench` shows it); so the

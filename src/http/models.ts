@@ -8,7 +8,8 @@ const Integer = Type.Integer;
 
 export const KeyParams = t.Object({
   key: t.String({
-    description: "The key, percent-encoded UTF-8. A '/' in it may be sent as it is (/get/a/b is the key a/b) or as %2F; a final '/' only as %2F.",
+    description:
+      "The key, percent-encoded UTF-8. A '/' in it may be sent as it is (/get/a/b is the key a/b) or as %2F; a final '/' only as %2F.",
   }),
 });
 export type KeyParams = typeof KeyParams.static;
@@ -39,7 +40,6 @@ export const getParameters = [
     schema: { type: "string" as const },
   },
 ];
-
 
 export const SetBody = t.Object(
   {

@@ -163,6 +163,14 @@ export interface KvEntry {
   revision: number;
 }
 
+/** An entry whose value is its bytes as stored, for a value that may not be UTF-8 text (written from C). */
+export interface KvBytesEntry {
+  key: string;
+  value: Uint8Array;
+  timestamp: number;
+  revision: number;
+}
+
 export class SegmentView {
   readonly #head: Uint32Array; // the header's words
   // Where memory.open() makes a cell readable.
@@ -328,6 +336,12 @@ export class SegmentView {
     return this.#decode(this.memory.open(slot) + ENTRY.data + this.layout.keyMax, length);
   }
 
+  /** A copy of the value's `length` bytes in a slot. */
+  valueBytes(slot: number, length: number): Uint8Array {
+    const at = this.memory.open(slot) + ENTRY.data + this.layout.keyMax;
+    return this.#u8.slice(at, at + length);
+  }
+
   /** UTF-8 text of `length` bytes at byte offset `at` (length within the geometry's limits). */
   #decode(at: number, length: number): string {
     const scratch = this.#scratch;
@@ -353,6 +367,20 @@ export class SegmentView {
     return {
       key: key ?? this.#decode(at + ENTRY.data, keyLen),
       value: this.value(slot, valueLen),
+      timestamp: this.#i64(at + ENTRY.timestamp),
+      revision: this.#u64(at + ENTRY.revision),
+    };
+  }
+
+  /** entry(), with the value's bytes rather than its text. */
+  entryBytes(slot: number, key: string): KvBytesEntry | undefined {
+    const at = this.memory.open(slot);
+    const keyLen = this.#u32(at);
+    const valueLen = this.valueLength(slot);
+    if (keyLen === 0 || keyLen > this.layout.keyMax || valueLen < 0) return undefined;
+    return {
+      key,
+      value: this.valueBytes(slot, valueLen),
       timestamp: this.#i64(at + ENTRY.timestamp),
       revision: this.#u64(at + ENTRY.revision),
     };

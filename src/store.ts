@@ -5,7 +5,18 @@
 import { constants } from "node:os";
 import { codeOf, KvConflictError, KvError, RC } from "./errors.ts";
 import { kvLib, type KvLib, type Pointer } from "./ffi.ts";
-import { layoutOf, RING_CELLS, SegmentView, kvHash, TORN, type Committed, type KvChange, type KvEntry, type Torn } from "./layout.ts";
+import {
+  layoutOf,
+  RING_CELLS,
+  SegmentView,
+  kvHash,
+  TORN,
+  type Committed,
+  type KvBytesEntry,
+  type KvChange,
+  type KvEntry,
+  type Torn,
+} from "./layout.ts";
 import { LockedMemory, memoryOf } from "./segment-memory.ts";
 import { mappedIdentity, type FileIdentity } from "./segment-identity.ts";
 import { CONTROL_CHARACTER, LIMITS, READ_ATTEMPTS } from "./limits.ts";
@@ -38,7 +49,7 @@ export interface OpenOptions extends KvOptions {
   checkOwner?: boolean;
 }
 
-export type { KvChange, KvEntry };
+export type { KvBytesEntry, KvChange, KvEntry };
 
 export interface KvChanges {
   /** The store's version when read: every change up to it is in `changes` (unless expired). */
@@ -253,12 +264,20 @@ export class KvStore implements Disposable {
 
   /** The value of `key`, or undefined. Never waits for the write lock. */
   get(key: string): string | undefined {
-    return this.#lookup(key, readValue, (entry) => entry.value);
+    return this.#lookup(key, readValue, (entry) => decoded(entry).value);
   }
 
   /** The value of `key` with its timestamp and revision, or undefined. */
   getEntry(key: string): KvEntry | undefined {
-    return this.#lookup(key, readEntry, (entry) => entry);
+    return this.#lookup(key, readEntry, decoded);
+  }
+
+  /**
+   * getEntry with the value's bytes as stored, for values that may not be UTF-8 text (a C writer
+   * may store any bytes; getEntry would replace what does not decode).
+   */
+  getEntryBytes(key: string): KvBytesEntry | undefined {
+    return this.#lookup(key, readEntryBytes, (entry) => entry);
   }
 
   /** Insert or replace `key`. Returns the entry's new revision (the store's new version). */
@@ -447,7 +466,7 @@ export class KvStore implements Disposable {
   #lookup<T>(
     key: string,
     read: (view: SegmentView, slot: number, key: string) => T | undefined,
-    fromLocked: (entry: KvEntry) => T,
+    fromLocked: (entry: KvBytesEntry) => T,
   ): T | undefined {
     const open = this.#live();
     const length = this.#encodeKey(open, key, true);
@@ -594,7 +613,7 @@ export class KvStore implements Disposable {
   }
 
   /** The read under the lock, for when writers overlap every lock-free attempt. */
-  #getLocked(open: Open, key: string, length: number): KvEntry | undefined {
+  #getLocked(open: Open, key: string, length: number): KvBytesEntry | undefined {
     const { lib, handle, out } = open;
     const lengths = new BigUint64Array(1);
     const stamps = new BigInt64Array(1);
@@ -603,7 +622,7 @@ export class KvStore implements Disposable {
     if (rc !== 0) fail(lib, rc, `cannot get ${JSON.stringify(key)}`);
     return {
       key,
-      value: new TextDecoder().decode(open.value.subarray(0, Number(lengths[0]))),
+      value: new Uint8Array(open.value.subarray(0, Number(lengths[0]))), // a copy: the scratch is reused
       timestamp: Number(stamps[0]),
       revision: revisionOf(out),
     };
@@ -656,6 +675,15 @@ export function int64Of(by: number | bigint): bigint {
   if (typeof by === "number" && Number.isSafeInteger(by)) return BigInt(by);
   if (typeof by === "bigint" && by >= INT64_MIN && by <= INT64_MAX) return by;
   throw new KvError("INVALID_ARGUMENT", `an increment must be an integer within int64 (as a number, within ±(2^53 − 1)), not ${String(by)}`, RC.INVALID_ARGUMENT);
+}
+
+function readEntryBytes(view: SegmentView, slot: number, key: string): KvBytesEntry | undefined {
+  return view.entryBytes(slot, key);
+}
+
+/** An entry read as bytes, its value decoded as UTF-8 text (what does not decode becomes U+FFFD). */
+function decoded(entry: KvBytesEntry): KvEntry {
+  return { ...entry, value: Buffer.from(entry.value.buffer, entry.value.byteOffset, entry.value.byteLength).toString("utf8") };
 }
 
 function revisionOf(out: Uint32Array): number {

@@ -1,6 +1,7 @@
 /** KvService: what each route does, in terms of the store. Knows nothing of HTTP requests. */
+import { isUtf8 } from "node:buffer";
 import { KvError } from "../errors.ts";
-import { int64Of, type KvStore } from "../store.ts";
+import { int64Of, type KvBytesEntry, type KvStore } from "../store.ts";
 import { andThen, DEFAULT_BUSY_WAIT_MS, whenFree } from "./busy.ts";
 import type { Condition } from "./conditions.ts";
 import { ApiError } from "./errors.ts";
@@ -51,11 +52,24 @@ export class KvService {
     this.#writer = options.replication ?? localWriter(slot, (store) => this.#freeFor(store));
   }
 
+  /** The entry as text; NOT_UTF8 when its value is bytes that are not UTF-8 (getBytes reads them). */
   get(key: string): Revisioned<GetResponse> | Promise<Revisioned<GetResponse>> {
     return this.#withStore((store) => {
       const entry = unlessTooLong(() => store.getEntry(key));
       if (entry === undefined) throw notFound(key);
+      // Bytes that do not decode became U+FFFD: only then is the value read again as bytes, to tell
+      // such a value from text that holds U+FFFD itself.
+      if (entry.value.includes(REPLACEMENT)) return textEntry(key, unlessTooLong(() => store.getEntryBytes(key)));
       return { body: { key, value: entry.value }, revision: entry.revision };
+    });
+  }
+
+  /** The entry's value as the bytes stored, whatever they are. */
+  getBytes(key: string): Revisioned<Uint8Array> | Promise<Revisioned<Uint8Array>> {
+    return this.#withStore((store) => {
+      const entry = unlessTooLong(() => store.getEntryBytes(key));
+      if (entry === undefined) throw notFound(key);
+      return { body: entry.value, revision: entry.revision };
     });
   }
 
@@ -142,6 +156,20 @@ export class KvService {
   #freeFor(store: KvStore): WhenFree {
     return (read) => whenFree(read, this.#busyWaitMs, () => store.lockHeldMs);
   }
+}
+
+const REPLACEMENT = "\uFFFD";
+
+/** The GET answer of an entry read as bytes: its text, or NOT_UTF8. */
+function textEntry(key: string, entry: KvBytesEntry | undefined): Revisioned<GetResponse> {
+  if (entry === undefined) throw notFound(key);
+  if (!isUtf8(entry.value)) {
+    throw new ApiError(
+      "NOT_UTF8",
+      `the value of '${key}' is ${entry.value.length} bytes that are not UTF-8 text: GET it with ?raw for the bytes`,
+    );
+  }
+  return { body: { key, value: Buffer.from(entry.value).toString("utf8") }, revision: entry.revision };
 }
 
 function deleteAnswer(key: string, deleted: boolean | undefined): SuccessResponse {

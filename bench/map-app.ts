@@ -3,14 +3,14 @@
  * - createMapApp: the framework's own ceiling. The same routes and bodies as our API, typed the same
  *   way, and nothing more. The targets compare with it.
  * - createFeaturedMapApp: the same, plus what our server does on these routes beyond the store: the
- *   ETag header of GET /get/{key} and POST /set, request metrics, the request gate, the
+ *   ETag header of GET /get/{key} (with its If-None-Match check) and POST /set, request metrics, the request gate, the
  *   strict JSON body reader and the response schemas, with our own modules. Compared with both, it
  *   splits our gap to the ceiling into the cost of those features and the cost of the shared-memory
  *   store.
  */
 import { Elysia, t } from "elysia";
 import { bodyReader, refuseLargeBodies } from "../src/http/body.ts";
-import { withEtag } from "../src/http/conditions.ts";
+import { unlessNotModified, withEtag } from "../src/http/conditions.ts";
 import { answerAtOnce } from "../src/http/elysia.ts";
 import { HttpMetrics, measure } from "../src/http/metrics.ts";
 import { errorResponse, GetResponse, SetBody, SetResponse, StatusResponse } from "../src/http/models.ts";
@@ -88,11 +88,11 @@ export function createFeaturedMapApp(maxEntries = 10, without: ReadonlySet<Featu
       refuseLarge(request);
     }) : new Elysia())
     // Answered without a promise, as our GET /get is (src/http/elysia.ts).
-    .get("/get/:key", answerAtOnce(({ params }: { params: { key: string } }) => {
+    .get("/get/:key", answerAtOnce(({ params, request }: { params: { key: string }; request: Request }) => {
       const e = table.entries.get(params.key);
       if (!e) return Response.json(notFound(params.key), { status: 404 });
       const body = { key: params.key, value: e.value };
-      return has("etag") ? withEtag(body, e.revision) : body;
+      return has("etag") ? unlessNotModified(request.headers.get("if-none-match"), { body, revision: e.revision }, withEtag) : body;
     }), {
       params: t.Object({ key: t.String() }),
       response: has("schemas") ? { 200: GetResponse, 404: errorResponse("No entry has that key.") } : undefined,

@@ -1,13 +1,14 @@
 /**
  * `make bench`: every benchmark, each figure the median of at least RUNS runs in fresh processes; a
  * table on stdout and bench/results.json. BENCH_SECONDS (default 1) is the time per measured loop.
- * BENCH_ONLY=inProcess,http (any of inProcess, crossProcess, http, watchers) runs just those, and
+ * BENCH_ONLY=inProcess,http (any of inProcess, crossProcess, http, status, watchers) runs just those, and
  * leaves bench/results.json as it is.
  */
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { httpBench } from "./http.ts";
 import { median, medianFigures, pairedRatio, roundOrder, type Figures } from "./measure.ts";
+import { statusBench } from "./status.ts";
 import { watchersBench } from "./watchers.ts";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
@@ -151,6 +152,7 @@ const SECTIONS: Record<string, () => Promise<Json>> = {
   inProcess,
   crossProcess,
   http: () => httpBench({ runs: RUNS, seconds: SECONDS, table }),
+  status: () => statusBench({ runs: RUNS, seconds: SECONDS, table }),
   watchers: () => watchersBench({ runs: RUNS, seconds: SECONDS, table }),
 };
 const only = process.env.BENCH_ONLY?.split(",");
@@ -160,7 +162,7 @@ const sections: Record<string, Json> = {};
 for (const [name, run] of Object.entries(SECTIONS)) if (!only || only.includes(name)) sections[name] = await run();
 const targets: Record<string, number> = Object.assign({}, ...Object.values(sections).map((s) => s.targets));
 table("Targets (ratios from this run)", ["target", "measured", "holds"],
-  Object.entries(targets).map(([k, v]) => [k, ratio(v), (k.includes(">=") ? v >= Number(k.split(">= ")[1]) : v <= Number(k.split("<= ")[1])) ? "yes" : "NO"]));
+  Object.entries(targets).map(([k, v]) => [k, k.includes("(ms") ? `${v.toFixed(1)} ms` : ratio(v), (k.includes(">=") ? v >= Number(k.split(">= ")[1]) : v <= Number(k.split("<= ")[1])) ? "yes" : "NO"]));
 if (!only) {
   await Bun.write(join(import.meta.dir, "results.json"), `${JSON.stringify({ machine, ...sections }, null, 2)}\n`);
   console.log("\nwritten: bench/results.json");

@@ -844,6 +844,101 @@ int kv_set(kv_store *s, const char *key, size_t key_len, const char *value, size
     return kv_set_if(s, key, key_len, value, value_len, KV_ANY_REVISION, NULL);
 }
 
+/* ---- atomic increment ------------------------------------------------------------------------- */
+
+/* The longest decimal int64, "-9223372036854775808", and a byte more so a longer value shows. */
+#define KV_INT64_DIGITS 21
+
+/* A value as Redis's INCR reads one: "0", or an optional "-" then a digit 1-9 and more digits, within
+ * int64. No sign "+", no spaces, no leading zeros, no "-0": one spelling per number, the same that
+ * the replicated increment (Redis itself) accepts, so a value means the same on every host. */
+static int parse_int64(const char *text, size_t len, int64_t *out)
+{
+    if (len == 1 && text[0] == '0') {
+        *out = 0;
+        return 0;
+    }
+    int negative = len > 0 && text[0] == '-';
+    size_t i = (size_t)negative;
+    if (i >= len || text[i] < '1' || text[i] > '9')
+        return KV_ENOTNUM;
+    /* Accumulated as a negative number: int64's range reaches one further below zero than above. */
+    int64_t n = 0;
+    for (; i < len; i++) {
+        if (text[i] < '0' || text[i] > '9')
+            return KV_ENOTNUM;
+        int digit = text[i] - '0';
+        if (n < (INT64_MIN + digit) / 10)
+            return KV_ENOTNUM; /* beyond int64: not a number this store can count with */
+        n = n * 10 - digit;
+    }
+    if (!negative && n == INT64_MIN)
+        return KV_ENOTNUM;
+    *out = negative ? n : -n;
+    return 0;
+}
+
+/* Decimal digits of v into out (KV_INT64_DIGITS bytes); returns their count. */
+static size_t format_int64(int64_t v, char *out)
+{
+    char reversed[KV_INT64_DIGITS];
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v; /* INT64_MIN's magnitude fits a uint64 */
+    size_t n = 0, len = 0;
+    do {
+        reversed[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        out[len++] = '-';
+    while (n)
+        out[len++] = reversed[--n];
+    return len;
+}
+
+int kv_incr_rev(kv_store *s, const char *key, size_t key_len, int64_t delta, int64_t *result,
+                uint64_t *revision)
+{
+    int rc = check_key(s, key, key_len);
+    if (rc)
+        return rc;
+    if (!writable(s))
+        return KV_EREADONLY;
+    if ((rc = lock_store(s)))
+        return rc;
+    /* Read, add and write under one hold of the lock: no other write can come in between. */
+    char digits[KV_INT64_DIGITS];
+    kv_read r = {digits, sizeof digits, 0, 0, 0};
+    int64_t value = 0;
+    if (!writable(s))
+        rc = KV_EREADONLY;
+    else if ((rc = read_once(s, key, (uint32_t)key_len, kv_hash(key, key_len), &r)) == KV_NOTFOUND)
+        rc = 0; /* a missing key counts as 0 */
+    else if (rc == KV_EBUFSIZE)
+        rc = KV_ENOTNUM; /* longer than any int64 */
+    else if (rc == KV_RETRY)
+        rc = KV_ECORRUPT; /* no writer runs while we hold the lock: the entry is damaged */
+    else if (!rc)
+        rc = parse_int64(digits, r.value_len, &value);
+    if (!rc && __builtin_add_overflow(value, delta, &value))
+        rc = -ERANGE;
+    if (!rc) {
+        size_t len = format_int64(value, digits);
+        static const kv_stamp next = {0, 0};
+        rc = len > s->value_max ? KV_EVALLEN
+                                : set_locked(s, key, (uint32_t)key_len, digits, len, KV_ANY_REVISION,
+                                             revision, &next);
+    }
+    unlock_store(s);
+    if (!rc && result)
+        *result = value;
+    return rc;
+}
+
+int kv_incr(kv_store *s, const char *key, size_t key_len, int64_t delta, int64_t *result)
+{
+    return kv_incr_rev(s, key, key_len, delta, result, NULL);
+}
+
 static int delete_locked(kv_store *s, const char *key, uint32_t key_len, uint64_t expected_rev,
                          uint64_t *current_rev, const kv_stamp *at)
 {
@@ -1221,6 +1316,7 @@ const char *kv_strerror(int rc)
     case KV_ECONFLICT: return "conflict: the entry is at another revision";
     case KV_EEXPIRED:  return "change expired: it is no longer in the change ring";
     case KV_EBUSY:     return "store busy: another process holds the write lock (try again later)";
+    case KV_ENOTNUM:   return "the value is not a decimal integer (within int64) to increment";
     case KV_EUNTRUSTED:
         return "untrusted segment: another user owns it, or others may write it (KV_CHECK_OWNER)";
     case KV_EREADONLY: return "the store is a read-only replica: write through its server (shmkv serve --replicate), not directly";

@@ -27,9 +27,11 @@
  *   entry, never a torn one. A process that is stopped (SIGSTOP) or hung while holding the lock does
  *   block writers: robustness covers death, not stalls. kv_set_lock_timeout() bounds how long a
  *   handle waits (KV_EBUSY after), and kv_lock_held_ms() tells how long the lock has been held.
- *   Lock-free readers go on: a reader that meets a write in progress reads the state before it
- *   (see "Reading without the lock"); only when writers keep overtaking it does kv_get() fall back
- *   to the lock, within the handle's timeout.
+ *   Readers of other entries go on. kv_get() of the entry being written (or of any key while an
+ *   insert or delete is in progress) retries, then after KV_READ_SPINS attempts falls back to the
+ *   lock: it waits like a writer, within the handle's lock timeout. A reader that must never wait
+ *   can read the state before the write instead (see "Reading without the lock"), as the Bun
+ *   binding does.
  * - Robust mutexes are tied to the kernel's view of thread ids: processes sharing a store must share
  *   a PID namespace (no sharing across containers with separate PID namespaces).
  * - kv_unlink() removes the name only. Processes that have the segment mapped keep using it (and each
@@ -81,6 +83,7 @@ extern "C" {
 #define KV_EBUSY        (-30989) /**< the lock was not free within the handle's lock timeout */
 #define KV_EREADONLY    (-30988) /**< the store is a replica: write through its server, not directly */
 #define KV_EUNTRUSTED   (-30987) /**< KV_CHECK_OWNER: another user owns the segment, or others may write it */
+#define KV_ENOTNUM      (-30986) /**< kv_incr: the value is not a decimal integer within int64 */
 #define KV_ERR_LAST     (-30901)
 /** @} */
 
@@ -216,6 +219,34 @@ KV_API int kv_get(kv_store *s, const char *key, size_t key_len, char *buf, size_
  */
 KV_API int kv_get_rev(kv_store *s, const char *key, size_t key_len, char *buf, size_t buf_len,
                size_t *value_len, int64_t *timestamp, uint64_t *revision);
+
+/**
+ * Atomic increment: add `delta` to the integer the entry holds and store the sum, under one hold of
+ * the write lock, so concurrent increments from any number of processes never lose one. It is one
+ * write like kv_set: crash-atomic, a new revision, recorded in the change ring as a set of the new
+ * value (watchers see the digits). Refused on a replica (KV_EREADONLY), as every direct write.
+ *
+ * The value is kept as decimal ASCII, as Redis keeps its counters (kv_get reads "42"): "0", or an
+ * optional "-" then a digit 1-9 and more digits, within int64 (no "+", spaces, leading zeros or
+ * "-0"). A missing key counts as 0 and is created.
+ *
+ * @param key,key_len as kv_set; not retained.
+ * @param delta       any int64, negative included.
+ * @param result      when not NULL, receives the new value (on success only). Owned by the caller.
+ * @return 0; KV_ENOTNUM (the value is not such an integer, or lies beyond int64: nothing is
+ *         written); -ERANGE (the sum would overflow int64: nothing is written); KV_EVALLEN (the
+ *         sum's digits are longer than the store's value_max); KV_EINVAL; KV_EKEYLEN; KV_EFULL (a new
+ *         key and no free slot); KV_ECORRUPT; KV_EREADONLY; a lock failure (KV_EBUSY, -errno).
+ */
+KV_API int kv_incr(kv_store *s, const char *key, size_t key_len, int64_t delta, int64_t *result);
+
+/**
+ * Like kv_incr(), also reporting the revision the increment gave the entry (its ETag over HTTP).
+ * @param revision when not NULL, receives the new revision on success; on a failure it may hold
+ *                 the entry's revision as found. Owned by the caller.
+ */
+KV_API int kv_incr_rev(kv_store *s, const char *key, size_t key_len, int64_t delta, int64_t *result,
+                       uint64_t *revision);
 
 /**
  * Remove an entry. Takes the write lock; crash-atomic; version grows by one on success.

@@ -7,6 +7,7 @@
 import { COMMANDS, EXIT, type Command, type Io } from "./cli/commands.ts";
 import { CONDITION_OPTIONS } from "./cli/conditions.ts";
 import { EmbeddedLibraryError, useEmbeddedLibrary } from "./cli/embedded-lib.ts";
+import { LIST_OPTIONS } from "./cli/list.ts";
 import { WATCH_OPTIONS } from "./cli/watch.ts";
 import { ConfigError, CREATE_OPTIONS, DEFAULT_STORE_NAME, parseFlags, TRUST_OPTION, type Env } from "./config.ts";
 import { KvError } from "./errors.ts";
@@ -17,7 +18,7 @@ import { runReplicator } from "./replication/run.ts";
 const COMMON_OPTIONS = { name: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean" }, ...TRUST_OPTION } as const;
 
 /** The options only some commands take (each lists its own in Command.options). */
-export const COMMAND_OPTIONS = { ...CONDITION_OPTIONS, ...WATCH_OPTIONS, replace: { type: "boolean" } } as const;
+export const COMMAND_OPTIONS = { ...CONDITION_OPTIONS, ...WATCH_OPTIONS, ...LIST_OPTIONS, replace: { type: "boolean" } } as const;
 
 /** Each option's line in a command's --help. */
 const OPTION_HELP: Record<string, string> = {
@@ -25,6 +26,7 @@ const OPTION_HELP: Record<string, string> = {
   "if-absent": "--if-absent         only while KEY is missing (exit 1 otherwise)",
   since: "--since N           start after revision N (default: from now)",
   prefix: "--prefix P          only the keys that start with P",
+  limit: "--limit N           at most N keys",
   replace: "--replace           delete every entry of the store before loading the dump",
   "max-entries": `--max-entries N     capacity of a store it creates (or KV_MAX_ENTRIES; default ${DEFAULTS.maxEntries})`,
   "key-max": `--key-max BYTES     longest key of a store it creates (or KV_KEY_MAX; default ${DEFAULTS.keyMax})`,
@@ -69,7 +71,7 @@ Options:
   --trust-segment-owner  open the store even when another user owns it or others may write it, which is
                        refused by default (or KV_TRUST_SEGMENT_OWNER=1; see docs/security.md)
   --help               help; with a command, that command's, with every option it takes
-  set and restore also take --max-entries N, --key-max BYTES, --value-max BYTES and --mode OCTAL (or
+  set, incr and restore also take --max-entries N, --key-max BYTES, --value-max BYTES and --mode OCTAL (or
   KV_MAX_ENTRIES, KV_KEY_MAX, KV_VALUE_MAX, KV_SHM_MODE), used when they create the store.
 
 Exit status: 0; 1 when the key or the store is not found, or the operation failed; 2 for a usage error.`;
@@ -119,7 +121,7 @@ async function withLibrary(
 }
 
 function run(name: string, command: Command, argv: string[], env: Env, io: Io, embeddedLibrary: string | undefined): number | Promise<number> {
-  const { values: flags, positionals: args } = parseFlags(argv, { ...COMMON_OPTIONS, ...CREATE_OPTIONS, ...COMMAND_OPTIONS }, true);
+  const { values: flags, positionals: args } = parseFlags(negativesAsArguments(argv), { ...COMMON_OPTIONS, ...CREATE_OPTIONS, ...COMMAND_OPTIONS }, true);
   const accepted = optionsOf(command);
   const notTaken = Object.keys(flags).find((flag) => !(flag in accepted));
   if (notTaken) throw new ConfigError(`${name} takes no --${notTaken}`);
@@ -127,12 +129,19 @@ function run(name: string, command: Command, argv: string[], env: Env, io: Io, e
     io.out(commandHelp(name, command));
     return EXIT.OK;
   }
-  const required = command.args.filter((arg) => !arg.startsWith("["));
-  if (args.length < required.length || args.length > command.args.length) {
+  const required = command.args.filter((arg) => !arg.startsWith("[")).length;
+  if (args.length < required || args.length > command.args.length) {
     throw new ConfigError(`${name} takes ${command.args.join(" and ") || "no arguments"}, not ${JSON.stringify(args)}`);
   }
   if (embeddedLibrary) useEmbeddedLibrary(embeddedLibrary, env);
   return command.run({ args, flags, env, io });
+}
+
+/** argv with each negative number ("-5") taken as an argument (incr KEY -5), not as an option. */
+function negativesAsArguments(argv: string[]): string[] {
+  const negative = (arg: string) => /^-\d+$/.test(arg);
+  if (argv.includes("--") || !argv.some(negative)) return argv;
+  return [...argv.filter((arg) => !negative(arg)), "--", ...argv.filter(negative)];
 }
 
 if (import.meta.main) process.exit(await main(Bun.argv.slice(2), process.env));

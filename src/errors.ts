@@ -16,6 +16,7 @@ export type KvErrorCode =
   | "STORE_BUSY"
   | "UNTRUSTED"
   | "READ_ONLY"
+  | "NOT_A_NUMBER"
   | "CLOSED"
   | "LIBRARY_MISSING"
   | `E${string}`;
@@ -39,6 +40,7 @@ export const RC = {
   STORE_BUSY: -30989,
   UNTRUSTED: -30987,
   READ_ONLY: -30988,
+  NOT_A_NUMBER: -30986,
 } as const;
 
 const codeByRc = new Map<number, KvErrorCode>(

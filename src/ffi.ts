@@ -13,6 +13,7 @@ const symbols = {
   kv_unlink: { args: [ptr], returns: i32 },
   kv_set_if: { args: [ptr, ptr, usize, ptr, usize, u64, ptr], returns: i32 },
   kv_get_rev: { args: [ptr, ptr, usize, ptr, usize, ptr, ptr, ptr], returns: i32 },
+  kv_incr_rev: { args: [ptr, ptr, usize, i64, ptr, ptr], returns: i32 },
   kv_delete_if: { args: [ptr, ptr, usize, u64, ptr], returns: i32 },
   kv_set_readonly: { args: [ptr, i32], returns: i32 },
   kv_readonly: { args: [ptr], returns: i32 },

@@ -166,8 +166,16 @@ export interface KvEntry {
   revision: number;
 }
 
-/** An entry with its key and value as the bytes stored (which need not be UTF-8). */
-export interface KvEntryBytes {
+/** An entry whose value is its bytes as stored, for a value that may not be UTF-8 text (written from C). */
+export interface KvBytesEntry {
+  key: string;
+  value: Uint8Array;
+  timestamp: number;
+  revision: number;
+}
+
+/** An entry with its key and value as the bytes stored (neither need be UTF-8): for a copy that loses nothing. */
+export interface KvRawEntry {
   key: Uint8Array;
   value: Uint8Array;
   timestamp: number;
@@ -339,6 +347,12 @@ export class SegmentView {
     return this.#decode(this.memory.open(slot) + ENTRY.data + this.layout.keyMax, length);
   }
 
+  /** A copy of the value's `length` bytes in a slot. */
+  valueBytes(slot: number, length: number): Uint8Array {
+    const at = this.memory.open(slot) + ENTRY.data + this.layout.keyMax;
+    return this.#u8.slice(at, at + length);
+  }
+
   /** UTF-8 text of `length` bytes at byte offset `at` (length within the geometry's limits). */
   #decode(at: number, length: number): string {
     const scratch = this.#scratch;
@@ -369,16 +383,29 @@ export class SegmentView {
     };
   }
 
-  /** The entry in a slot with its key and value as bytes (copies), exactly as stored; as entry(). */
-  entryBytes(slot: number): KvEntryBytes | undefined {
+  /** entry(), with the value's bytes rather than its text. */
+  entryBytes(slot: number, key: string): KvBytesEntry | undefined {
     const at = this.memory.open(slot);
     const keyLen = this.#u32(at);
     const valueLen = this.valueLength(slot);
     if (keyLen === 0 || keyLen > this.layout.keyMax || valueLen < 0) return undefined;
-    const valueAt = at + ENTRY.data + this.layout.keyMax;
+    return {
+      key,
+      value: this.valueBytes(slot, valueLen),
+      timestamp: this.#i64(at + ENTRY.timestamp),
+      revision: this.#u64(at + ENTRY.revision),
+    };
+  }
+
+  /** The entry in a slot with its key and value as bytes (copies), exactly as stored; as entry(). */
+  rawEntry(slot: number): KvRawEntry | undefined {
+    const at = this.memory.open(slot);
+    const keyLen = this.#u32(at);
+    const valueLen = this.valueLength(slot);
+    if (keyLen === 0 || keyLen > this.layout.keyMax || valueLen < 0) return undefined;
     return {
       key: this.#u8.slice(at + ENTRY.data, at + ENTRY.data + keyLen),
-      value: this.#u8.slice(valueAt, valueAt + valueLen),
+      value: this.valueBytes(slot, valueLen),
       timestamp: this.#i64(at + ENTRY.timestamp),
       revision: this.#u64(at + ENTRY.revision),
     };

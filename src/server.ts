@@ -1,7 +1,8 @@
 /**
  * The HTTP server's life cycle: open (or create) the store, listen, log, and on SIGINT or SIGTERM
  * stop accepting, finish the requests in flight, close the store (never unlink it) and exit 0.
- * `bun src/server.ts [options]` and `shmkv serve [options]` both run `runServer`.
+ * `bun run server [options]` (src/server-main.ts, which first checks the packages are installed),
+ * `bun src/server.ts [options]` and `shmkv serve [options]` all run `runServer`.
  */
 import { ConfigError, DEFAULT_IDLE_TIMEOUT_SECONDS, SERVER_HELP, serverConfig, type Env, type ServerConfig } from "./config.ts";
 import { createApp } from "./http/app.ts";
@@ -87,7 +88,7 @@ export function startServer(config: ServerConfig, log: Logger = consoleLogger): 
     });
   } catch (error) {
     void replication?.stop();
-    slot.close();
+    slot.discard(); // a segment this start created goes with it; one it found stays
     throw error;
   }
   const url = server.url.href;

@@ -12,10 +12,11 @@ import {
   kvHash,
   TORN,
   type Committed,
+  type KvBytesEntry,
   type KvChange,
   type KvChangeOf,
   type KvEntry,
-  type KvEntryBytes,
+  type KvRawEntry,
   type Torn,
 } from "./layout.ts";
 import { LockedMemory, memoryOf } from "./segment-memory.ts";
@@ -50,7 +51,7 @@ export interface OpenOptions extends KvOptions {
   checkOwner?: boolean;
 }
 
-export type { KvChange, KvChangeOf, KvEntry, KvEntryBytes };
+export type { KvBytesEntry, KvChange, KvChangeOf, KvEntry, KvRawEntry };
 
 /** A key or a value: text (written as UTF-8) or the bytes themselves. */
 export type KvData = string | Uint8Array;
@@ -268,12 +269,20 @@ export class KvStore implements Disposable {
 
   /** The value of `key`, or undefined. Never waits for the write lock. */
   get(key: string): string | undefined {
-    return this.#lookup(key, readValue, (entry) => entry.value);
+    return this.#lookup(key, readValue, (entry) => decoded(entry).value);
   }
 
   /** The value of `key` with its timestamp and revision, or undefined. */
   getEntry(key: string): KvEntry | undefined {
-    return this.#lookup(key, readEntry, (entry) => entry);
+    return this.#lookup(key, readEntry, decoded);
+  }
+
+  /**
+   * getEntry with the value's bytes as stored, for values that may not be UTF-8 text (a C writer
+   * may store any bytes; getEntry would replace what does not decode).
+   */
+  getEntryBytes(key: string): KvBytesEntry | undefined {
+    return this.#lookup(key, readEntryBytes, (entry) => entry);
   }
 
   /** Insert or replace `key`. Returns the entry's new revision (the store's new version). */
@@ -293,6 +302,28 @@ export class KvStore implements Disposable {
   /** Remove `key`. Returns false when it was not there. */
   delete(key: KvData): boolean {
     return this.#delete(key, ANY_REVISION);
+  }
+
+  /**
+   * Add `by` (default 1; negative subtracts) to the integer `key` holds, atomically across every
+   * process, and return the new value. The value is kept as decimal digits (get reads "42"); a
+   * missing key counts as 0. `by` is a safe integer number or any int64 bigint; the result is a
+   * bigint, exact over the whole int64 range. Throws NOT_A_NUMBER (the value is not such an
+   * integer), ERANGE (the sum leaves int64), and what set throws; nothing is written then.
+   */
+  incr(key: string, by: number | bigint = 1): bigint {
+    return this.increment(key, by).value;
+  }
+
+  /** Like incr, also giving the revision the increment gave the entry. */
+  increment(key: string, by: number | bigint = 1): { value: bigint; revision: number } {
+    const open = this.#live();
+    const delta = int64Of(by);
+    const length = this.#encodeKey(open, key, false);
+    const result = new BigInt64Array(1);
+    const rc = open.lib.kv_incr_rev(open.handle, open.key, length, delta, result, open.out);
+    if (rc !== 0) fail(open.lib, rc, `cannot increment ${JSON.stringify(key)} by ${delta}`);
+    return { value: result[0]!, revision: revisionOf(open.out) };
   }
 
   /** Remove `key` only when it is at `expectedRevision`; throws a KvConflictError otherwise. */
@@ -362,8 +393,8 @@ export class KvStore implements Disposable {
   }
 
   /** Like entriesFrom, with each key and value as the bytes stored (for a copy that loses nothing). */
-  entryBytesFrom(from: number, limit: number, budget = Number.MAX_SAFE_INTEGER): KvPage<KvEntryBytes> {
-    return this.#page(from, limit, "", budget, (view, cell) => view.entryBytes(cell));
+  rawEntriesFrom(from: number, limit: number, budget = Number.MAX_SAFE_INTEGER): KvPage<KvRawEntry> {
+    return this.#page(from, limit, "", budget, (view, cell) => view.rawEntry(cell));
   }
 
   /** Like keysFrom, with the whole entries. */
@@ -454,7 +485,7 @@ export class KvStore implements Disposable {
   #lookup<T>(
     key: string,
     read: (view: SegmentView, slot: number, key: string) => T | undefined,
-    fromLocked: (entry: KvEntry) => T,
+    fromLocked: (entry: KvBytesEntry) => T,
   ): T | undefined {
     const open = this.#live();
     const length = this.#encodeKey(open, key, true);
@@ -596,7 +627,7 @@ export class KvStore implements Disposable {
   }
 
   /** The read under the lock, for when writers overlap every lock-free attempt. */
-  #getLocked(open: Open, key: string, length: number): KvEntry | undefined {
+  #getLocked(open: Open, key: string, length: number): KvBytesEntry | undefined {
     const { lib, handle, out } = open;
     const lengths = new BigUint64Array(1);
     const stamps = new BigInt64Array(1);
@@ -605,7 +636,7 @@ export class KvStore implements Disposable {
     if (rc !== 0) fail(lib, rc, `cannot get ${JSON.stringify(key)}`);
     return {
       key,
-      value: new TextDecoder().decode(open.value.subarray(0, Number(lengths[0]))),
+      value: new Uint8Array(open.value.subarray(0, Number(lengths[0]))), // a copy: the scratch is reused
       timestamp: Number(stamps[0]),
       revision: revisionOf(out),
     };
@@ -665,6 +696,25 @@ function encodeInto(scratch: Buffer, data: KvData, max: number, what: string): n
 /** A key as messages quote it: JSON text (bytes as their UTF-8 reading). */
 function quoted(key: KvData): string {
   return JSON.stringify(typeof key === "string" ? key : Buffer.from(key).toString("utf8"));
+}
+
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+
+/** An increment as int64: a safe integer number or a bigint within int64; INVALID_ARGUMENT otherwise. */
+export function int64Of(by: number | bigint): bigint {
+  if (typeof by === "number" && Number.isSafeInteger(by)) return BigInt(by);
+  if (typeof by === "bigint" && by >= INT64_MIN && by <= INT64_MAX) return by;
+  throw new KvError("INVALID_ARGUMENT", `an increment must be an integer within int64 (as a number, within ±(2^53 − 1)), not ${String(by)}`, RC.INVALID_ARGUMENT);
+}
+
+function readEntryBytes(view: SegmentView, slot: number, key: string): KvBytesEntry | undefined {
+  return view.entryBytes(slot, key);
+}
+
+/** An entry read as bytes, its value decoded as UTF-8 text (what does not decode becomes U+FFFD). */
+function decoded(entry: KvBytesEntry): KvEntry {
+  return { ...entry, value: Buffer.from(entry.value.buffer, entry.value.byteOffset, entry.value.byteLength).toString("utf8") };
 }
 
 function revisionOf(out: Uint32Array): number {

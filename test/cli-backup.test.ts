@@ -39,7 +39,7 @@ const AWKWARD: [string | Uint8Array, string | Uint8Array][] = [
 
 /** Every entry of a store, keys and values as bytes, with revisions and timestamps, in revision order. */
 function contents(store: KvStore) {
-  const { items } = store.entryBytesFrom(0, Number.MAX_SAFE_INTEGER);
+  const { items } = store.rawEntriesFrom(0, Number.MAX_SAFE_INTEGER);
   return { version: store.version, entries: items.sort((a, b) => a.revision - b.revision) };
 }
 

@@ -178,10 +178,64 @@ describe("shmkv unlink", () => {
   });
 });
 
+describe("shmkv incr", () => {
+  it("adds 1, or BY (negative too), and prints the new value; a missing key counts as 0", async () => {
+    const runs = [await cli(["incr", "n"], env), await cli(["incr", "n", "41"], env), await cli(["incr", "n", "-50"], env)];
+    expect(runs).toEqual([
+      { code: 0, out: ["1"], err: [] },
+      { code: 0, out: ["42"], err: [] },
+      { code: 0, out: ["-8"], err: [] },
+    ]);
+    expect(temp.store.get("n")).toBe("-8");
+  });
+
+  it("prints {key, value} with --json, the value's digits exact beyond 2^53", async () => {
+    temp.store.set("n", "9007199254740993");
+    expect(await cli(["incr", "n", "--json"], env)).toEqual({ code: 0, out: ['{"key":"n","value":9007199254740994}'], err: [] });
+  });
+
+  it("exits 1 for a value that is no integer, or a sum beyond int64, changing nothing", async () => {
+    temp.store.set("name", "alice");
+    temp.store.set("max", "9223372036854775807");
+    const runs = [await cli(["incr", "name", "--json"], env), await cli(["incr", "max", "--json"], env)];
+    expect(runs.map((r) => [r.code, JSON.parse(r.err[0] ?? "{}").code])).toEqual([
+      [1, "NOT_A_NUMBER"],
+      [1, "ERANGE"],
+    ]);
+    expect([temp.store.get("name"), temp.store.get("max")]).toEqual(["alice", "9223372036854775807"]);
+  });
+
+  it("exits 2 without a key, with a BY that is no integer, or with too many arguments", async () => {
+    const codes = await Promise.all([["incr"], ["incr", "n", "x"], ["incr", "n", "1.5"], ["incr", "n", "1", "2"]].map(async (a) => (await cli(a, env)).code));
+    expect(codes).toEqual([2, 2, 2, 2]);
+    expect(temp.store.version).toBe(0);
+  });
+});
+
+describe("shmkv keys", () => {
+  it("prints the keys one a line, those with --prefix P, at most --limit N, as a JSON array with --json", async () => {
+    for (const key of ["user:1", "other", "user:2", "user:3"]) temp.store.set(key, "v");
+    expect(await cli(["keys"], env)).toEqual({ code: 0, out: ["user:1", "other", "user:2", "user:3"], err: [] });
+    expect(await cli(["keys", "--prefix", "user:", "--limit", "2"], env)).toEqual({ code: 0, out: ["user:1", "user:2"], err: [] });
+    expect(await cli(["keys", "--prefix", "user:", "--json"], env)).toEqual({ code: 0, out: ['["user:1","user:2","user:3"]'], err: [] });
+    expect(await cli(["keys", "--prefix", "none", "--json"], env)).toEqual({ code: 0, out: ["[]"], err: [] });
+  });
+
+  it("escapes a key's control characters", async () => {
+    temp.store.set("evil\x1b[2Jkey", "v");
+    expect(await cli(["keys"], env)).toEqual({ code: 0, out: ["evil\\u001b[2Jkey"], err: [] });
+  });
+
+  it("exits 2 for a bad --limit or an argument, and takes no --since", async () => {
+    const codes = await Promise.all([["keys", "--limit", "0"], ["keys", "--limit", "x"], ["keys", "k"], ["keys", "--since", "1"]].map(async (a) => (await cli(a, env)).code));
+    expect(codes).toEqual([2, 2, 2, 2]);
+  });
+});
+
 describe("usage", () => {
   it("prints help with --help, and exits 2 with none given", async () => {
     const help = await cli(["--help"]);
-    expect({ code: help.code, lists: ["serve", "get", "set", "delete", "status", "check", "unlink"].every((c) => help.out[0]?.includes(`  ${c} `)) })
+    expect({ code: help.code, lists: ["serve", "get", "set", "delete", "incr", "keys", "status", "check", "unlink"].every((c) => help.out[0]?.includes(`  ${c} `)) })
       .toEqual({ code: 0, lists: true });
     expect((await cli([])).code).toBe(2);
   });

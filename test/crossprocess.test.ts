@@ -2,7 +2,7 @@ import { describe, expect, it } from "bun:test";
 import { join } from "node:path";
 import { kvHash } from "../src/layout.ts";
 import { KvStore } from "../src/store.ts";
-import { BUILD, checksummed, kvtool, kvtoolAsync, verifyChecksummed, type Ran } from "./helpers/kvtool.ts";
+import { BUILD, checksummed, kvtool, kvtoolAsync, kvtoolSetBytes, verifyChecksummed, type Ran } from "./helpers/kvtool.ts";
 import { READ_PATHS, TempStore } from "./helpers/shm.ts";
 
 /** Run test/fixtures/writer.ts in a child bun process. */
@@ -35,6 +35,21 @@ describe("one segment, C and Bun", () => {
       const bytes = crypto.getRandomValues(new Uint8Array(1 + (i % 70)));
       expect(kvHash(bytes)).toBe(lib.kv_hash(bytes, bytes.length));
     }
+  });
+});
+
+describe.each(READ_PATHS)("a value a C program stored as bytes, in a segment %s", (_, geometry) => {
+  it("reads back byte for byte through getEntryBytes, and as text with U+FFFD through getEntry", () => {
+    using t = new TempStore(geometry);
+    const bytes = new Uint8Array([0x00, 0xff, 0x41, 0xe2, 0x82, 0xac, 0x80]); // NUL, a bad byte, "A", "€", a stray continuation
+    expect(kvtoolSetBytes(t.name, "bin", bytes).exitCode).toBe(0);
+    const { value, ...rest } = t.store.getEntryBytes("bin")!;
+    expect({ bytes: [...value], rest, text: t.store.getEntry("bin")?.value, missing: t.store.getEntryBytes("nokey") }).toEqual({
+      bytes: [...bytes],
+      rest: { key: "bin", timestamp: expect.any(Number), revision: 1 },
+      text: "\u0000\uFFFDA€\uFFFD",
+      missing: undefined,
+    });
   });
 });
 

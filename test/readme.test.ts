@@ -17,6 +17,8 @@ import { DEFAULTS, LIMITS, NAME_MAX, READ_ATTEMPTS } from "../src/limits.ts";
 import { startServer, type RunningServer } from "../src/server.ts";
 import { KvStore } from "../src/store.ts";
 import { ensureDebianPackage } from "./helpers/debian.ts";
+import { RedisServer } from "./helpers/redis.ts";
+import { Host, uniqueNamespace } from "./helpers/replicas.ts";
 import { uniqueName, unlinkQuietly } from "./helpers/shm.ts";
 
 const ROOT = join(import.meta.dir, "..");
@@ -88,8 +90,9 @@ async function runTranscript(commands: string[], cwd: string, env: Record<string
   return out.split(`${MARK}\n`).slice(1);
 }
 
-function expectTranscript(ran: string[], shown: { output: string }[], name: string) {
-  const replaced = shown.map(({ output }) => normalized(output.replaceAll(README_NAME, name)));
+function expectTranscript(ran: string[], shown: { output: string }[], names: string | Record<string, string>) {
+  const byName = typeof names === "string" ? { [README_NAME]: names } : names;
+  const replaced = shown.map(({ output }) => normalized(Object.entries(byName).reduce((text, [from, to]) => text.replaceAll(from, to), output)));
   expect(ran.map(normalized)).toEqual(replaced);
 }
 
@@ -98,9 +101,20 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
+/**
+ * A CURL_HOME whose .curlrc makes curl silent: it shows no progress meter on a terminal, but here its
+ * output is a pipe.
+ */
+function curlQuietly(): string {
+  const curlHome = mkdtempSync(join(tmpdir(), "shmkv-readme-curl-"));
+  writeFileSync(join(curlHome, ".curlrc"), "silent\n");
+  cleanups.push(() => rmSync(curlHome, { recursive: true, force: true }));
+  return curlHome;
+}
+
 describe("README.md", () => {
   it("marks every fenced block as an example of a kind this test runs", () => {
-    expect(EXAMPLES.map((e) => e.kind)).toEqual(["make", "http", "cli", "c", "c-build", "ts", "python", "crontab"]);
+    expect(EXAMPLES.map((e) => e.kind)).toEqual(["make", "http", "cli", "c", "c-build", "ts", "python", "replication", "crontab"]);
   });
 
   it("names Makefile targets that exist", () => {
@@ -118,10 +132,7 @@ describe("README.md", () => {
       { info: () => {}, error: () => {} },
     );
     cleanups.push(() => unlinkQuietly(name), () => server.stop());
-    // curl shows no progress meter on a terminal; here its output is a pipe, so it is told to be silent.
-    const curlHome = mkdtempSync(join(tmpdir(), "shmkv-readme-curl-"));
-    writeFileSync(join(curlHome, ".curlrc"), "silent\n");
-    cleanups.push(() => rmSync(curlHome, { recursive: true, force: true }));
+    const curlHome = curlQuietly();
     const address = new URL(server.url).host;
     const shown = transcript(example("http").code);
     const commands = shown.map(({ command }) => command.replaceAll(README_ADDRESS, address));
@@ -146,6 +157,23 @@ describe("README.md", () => {
     symlinkSync(join(ROOT, "build"), join(dir, "build"));
     const shown = transcript(example("c-build").code);
     expectTranscript(await runTranscript(shown.map(({ command }) => command), dir, {}), shown, name);
+  });
+
+  it("shows two replicating servers agreeing on revisions through one Redis", async () => {
+    ensureDebianPackage("/usr/bin/curl", "curl");
+    const redis = await RedisServer.start();
+    cleanups.push(() => redis[Symbol.asyncDispose]());
+    const namespace = uniqueNamespace();
+    const hosts = [new Host(redis.url, namespace), new Host(redis.url, namespace)];
+    cleanups.push(...hosts.map((host) => () => host[Symbol.asyncDispose]()));
+    const curlHome = curlQuietly();
+    const names = { "/orders-a": hosts[0]!.name, "/orders-b": hosts[1]!.name };
+    const addresses = { "localhost:8001": new URL(hosts[0]!.url).host, "localhost:8002": new URL(hosts[1]!.url).host };
+    const shown = transcript(example("replication").code);
+    const commands = shown.map(({ command }) =>
+      Object.entries({ ...names, ...addresses }).reduce((text, [from, to]) => text.replaceAll(from, to), command),
+    );
+    expectTranscript(await runTranscript(commands, ROOT, { CURL_HOME: curlHome }), shown, names);
   });
 
   it("has a Bun example whose console.log lines print what their comments say", async () => {
@@ -190,13 +218,13 @@ describe("README.md", () => {
       using store = KvStore.open(name, { create: true, maxEntries: 5 });
       store.set("greeting", "héllo");
       store.set(new Uint8Array([0x62, 0xff]), new Uint8Array([0, 0xfe]));
-      return store.entryBytesFrom(0, 10).items;
+      return store.rawEntriesFrom(0, 10).items;
     })();
     const [dumped = ""] = await runTranscript([commands[0]!], ROOT, { KV_SHM_NAME: name });
     KvStore.unlink(name); // the reboot
     const [restored = ""] = await runTranscript([commands[1]!], ROOT, { KV_SHM_NAME: name });
     using store = KvStore.open(name);
-    expect({ dumped, restored: restored.replace(/\(version .*\)/, "(...)"), entries: store.entryBytesFrom(0, 10).items, maxEntries: store.maxEntries }).toEqual({
+    expect({ dumped, restored: restored.replace(/\(version .*\)/, "(...)"), entries: store.rawEntriesFrom(0, 10).items, maxEntries: store.maxEntries }).toEqual({
       dumped: `dumped 2 entries of ${name} (version 2) to ${dir}/store.jsonl\n`,
       restored: `restored 2 entries into ${name} (...)\n`,
       entries: before,

@@ -198,7 +198,7 @@ describe("KvStore with bytes", () => {
     using t = new TempStore({ maxEntries: 4 });
     const revision = t.store.set(key, value);
     t.store.set("text", "héllo");
-    const { items } = t.store.entryBytesFrom(0, 10);
+    const { items } = t.store.rawEntriesFrom(0, 10);
     const stamp = items[0]!.timestamp;
     expect(items).toEqual([
       { key, value, revision, timestamp: stamp },
@@ -223,6 +223,31 @@ describe("KvStore with bytes", () => {
       errorOf(() => t.store.set(new Uint8Array([0x6b, 0]), "v")).code,
     ]).toEqual(["KEY_TOO_LONG", "VALUE_TOO_LONG", "INVALID_ARGUMENT"]);
     expect(t.store.version).toBe(0);
+  });
+});
+
+describe("KvStore.incr", () => {
+  it("adds a number or a bigint and gives the new value as a bigint; get reads the digits", () => {
+    using t = new TempStore();
+    expect([t.store.incr("n"), t.store.incr("n", 41), t.store.incr("n", -50n)]).toEqual([1n, 42n, -8n]);
+    expect(t.store.get("n")).toBe("-8");
+    expect(t.store.increment("n", 2n ** 62n)).toEqual({ value: 2n ** 62n - 8n, revision: 4 });
+    expect(t.store.getEntry("n")?.revision).toBe(4);
+  });
+
+  it("throws NOT_A_NUMBER and ERANGE, writing nothing", () => {
+    using t = new TempStore();
+    t.store.set("name", "alice");
+    t.store.set("max", "9223372036854775807");
+    expect([errorOf(() => t.store.incr("name")).code, errorOf(() => t.store.incr("max")).code]).toEqual(["NOT_A_NUMBER", "ERANGE"]);
+    expect([t.store.get("name"), t.store.get("max"), t.store.version]).toEqual(["alice", "9223372036854775807", 2]);
+  });
+
+  it("refuses an increment that is no integer, or lies beyond the number's or int64's range, before the library sees it", () => {
+    using t = new TempStore();
+    const codes = [1.5, Number.NaN, 2 ** 53, 2n ** 63n, -(2n ** 63n) - 1n].map((by) => errorOf(() => t.store.incr("n", by)).code);
+    expect(codes).toEqual(Array(5).fill("INVALID_ARGUMENT"));
+    expect(t.store.incr("n", -(2n ** 63n))).toBe(-(2n ** 63n));
   });
 });
 

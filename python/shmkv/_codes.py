@@ -16,6 +16,7 @@ RC = {
     "STORE_BUSY": -30989,
     "UNTRUSTED": -30987,
     "READ_ONLY": -30988,
+    "NOT_A_NUMBER": -30986,
 }
 
 ERRNO_NAMES = {

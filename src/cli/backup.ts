@@ -11,7 +11,7 @@
  */
 import { KvError } from "../errors.ts";
 import { LIMITS } from "../limits.ts";
-import type { KvEntryBytes, KvStore } from "../store.ts";
+import type { KvRawEntry, KvStore } from "../store.ts";
 import { json } from "./printable.ts";
 
 export const DUMP_FORMAT = "shmkv-dump";
@@ -33,7 +33,7 @@ export interface DumpHeader {
 }
 
 /** An entry of a dump, with the line it is on. */
-export interface DumpEntry extends KvEntryBytes {
+export interface DumpEntry extends KvRawEntry {
   line: number;
 }
 
@@ -49,10 +49,10 @@ export class DumpError extends Error {
 }
 
 /** Every entry of `store` as of one version, in revision order. */
-export function snapshot(store: KvStore): { version: number; entries: KvEntryBytes[] } {
+export function snapshot(store: KvStore): { version: number; entries: KvRawEntry[] } {
   const deadline = performance.now() + DUMP_PATIENCE_MS;
   for (let attempt = 1; ; attempt++) {
-    const scan = store.entryBytesFrom(0, Number.MAX_SAFE_INTEGER);
+    const scan = store.rawEntriesFrom(0, Number.MAX_SAFE_INTEGER);
     const { version, changes, expired } = store.changeBytesSince(scan.version);
     if (expired && performance.now() > deadline) {
       throw new KvError("STORE_BUSY", `cannot dump ${store.name}: more than 256 writes came during each of ${attempt} scans; try again`);
@@ -224,7 +224,7 @@ export function restore(store: KvStore, dump: Dump, replace: boolean): Restored 
   checkFits(store, dump, replace);
   let deleted = 0;
   if (replace) {
-    for (const { key } of store.entryBytesFrom(0, Number.MAX_SAFE_INTEGER).items) if (store.delete(key)) deleted++;
+    for (const { key } of store.rawEntriesFrom(0, Number.MAX_SAFE_INTEGER).items) if (store.delete(key)) deleted++;
   }
   const versionBefore = store.version;
   const first = dump.entries[0]?.revision ?? dump.header.store_version + 1;
@@ -256,7 +256,7 @@ function checkFits(store: KvStore, dump: Dump, replace: boolean): void {
     if (value.length > store.valueMax) throw new DumpError(`line ${line}: the value is ${value.length} bytes, over the store's ${store.valueMax} (--value-max when restore creates it)`);
   }
   const keys = new Set(dump.entries.map(({ key }) => keyId(key)));
-  if (!replace) for (const { key } of store.entryBytesFrom(0, Number.MAX_SAFE_INTEGER).items) keys.add(keyId(key));
+  if (!replace) for (const { key } of store.rawEntriesFrom(0, Number.MAX_SAFE_INTEGER).items) keys.add(keyId(key));
   if (keys.size > store.maxEntries) {
     throw new DumpError(`the store would need ${keys.size} entries and holds at most ${store.maxEntries} (--max-entries when restore creates it${replace ? "" : ", or --replace"})`);
   }

@@ -1,12 +1,13 @@
 /** The CLI's store commands: each opens the store, does one thing, prints, and returns an exit status. */
 import { randomUUID } from "node:crypto";
 import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { createOptions, storeName, trustsSegmentOwner, type CreateFlags, type Env } from "../config.ts";
+import { ConfigError, createOptions, storeName, trustsSegmentOwner, type CreateFlags, type Env } from "../config.ts";
 import { KvError } from "../errors.ts";
 import { KvStore, type OpenOptions } from "../store.ts";
 import { dumpText, DumpError, parseDump, PartialRestoreError, restore, type Dump } from "./backup.ts";
 import { expectedRevision, type ConditionFlags } from "./conditions.ts";
 import { json, shown } from "./printable.ts";
+import { limitOf, type ListFlags } from "./list.ts";
 import { printChanges, sinceOf, type WatchFlags } from "./watch.ts";
 
 export const EXIT = { OK: 0, FAILED: 1, USAGE: 2 } as const;
@@ -18,13 +19,13 @@ export interface Io {
 
 export interface Invocation {
   args: string[];
-  flags: { name?: string; json?: boolean; "trust-segment-owner"?: boolean; replace?: boolean } & CreateFlags & ConditionFlags & WatchFlags;
+  flags: { name?: string; json?: boolean; "trust-segment-owner"?: boolean; replace?: boolean } & CreateFlags & ConditionFlags & WatchFlags & ListFlags;
   env: Env;
   io: Io;
 }
 
 export interface Command {
-  /** The positional arguments, by name; "[NAME]" for an optional one (last). */
+  /** The positional arguments, by name; "[NAME]" for an optional one (only last). */
   args: string[];
   summary: string;
   /** Takes the options that shape a new segment (it creates the store when missing). */
@@ -80,6 +81,37 @@ export const COMMANDS: Record<string, Command> = {
         }
         const message = `Key '${shown(key)}' deleted successfully`;
         inv.io.out(inv.flags.json ? json({ success: true, message }) : message);
+        return EXIT.OK;
+      });
+    },
+  },
+  incr: {
+    args: ["KEY", "[BY]"],
+    summary:
+      "add BY (default 1, may be negative) to the integer KEY holds, atomically, and print the new value " +
+      "(a missing KEY counts as 0; creates the store when missing)",
+    creates: true,
+    run: (inv) => {
+      const [key = "", by = "1"] = inv.args;
+      if (!/^-?\d{1,19}$/.test(by)) throw new ConfigError(`BY must be an integer, not ${JSON.stringify(by)}`);
+      return withStore(inv, (store) => {
+        const value = store.incr(key, BigInt(by));
+        // Written as digits: a JSON number beyond 2^53 would lose them in JSON.stringify's hands.
+        inv.io.out(inv.flags.json ? `{"key":${json(key)},"value":${value}}` : String(value));
+        return EXIT.OK;
+      }, true);
+    },
+  },
+  keys: {
+    args: [],
+    summary: "print the keys, one a line, in slot order: only those starting with P with --prefix P, at most N with --limit N",
+    options: ["prefix", "limit"],
+    run: (inv) => {
+      const limit = limitOf(inv.flags);
+      return withStore(inv, (store) => {
+        const { items } = store.keysFrom(0, limit, inv.flags.prefix ?? "");
+        if (inv.flags.json) inv.io.out(json(items));
+        else for (const key of items) inv.io.out(shown(key));
         return EXIT.OK;
       });
     },

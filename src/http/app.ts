@@ -9,23 +9,31 @@ import { requireToken } from "./auth.ts";
 import { DEFAULT_MAX_BODY_BYTES } from "../config.ts";
 import { bodyReader, refuseLargeBodies } from "./body.ts";
 import { docs } from "./docs.ts";
-import { conditionOf, withEtag } from "./conditions.ts";
+import { bytesWithEtag, conditionOf, etag, unlessNotModified, withEtag } from "./conditions.ts";
 import { andThen } from "./busy.ts";
 import { answerAtOnce } from "./elysia.ts";
-import { AnswerLater, atOnce, failureResponse, toHttpFailure } from "./errors.ts";
+import { AnswerLater, ApiError, atOnce, failureResponse, KEY_NOT_DECODED, toHttpFailure } from "./errors.ts";
 import { requireHost, type HostPolicy } from "./hosts.ts";
+import { wrongMethod } from "./methods.ts";
 import { HttpMetrics, measure, METRICS_CONTENT_TYPE } from "./metrics.ts";
 import {
   ConditionHeaders,
   conditionParameters,
   errorResponse,
+  getParameters,
+  type GetQuery,
   GetResponse,
+  DeleteKeysQuery,
+  DeleteKeysResponse,
   HealthResponse,
+  IncrBody,
+  IncrResponse,
   IndexResponse,
   KeyParams,
   KeysQuery,
   KeysResponse,
   MetricsResponse,
+  notModifiedResponse,
   PreconditionFailedResponse,
   SetBody,
   SetResponse,
@@ -41,7 +49,7 @@ import { KvService } from "./service.ts";
 import { StoreSlot } from "./store-slot.ts";
 import { uiPage } from "./ui.ts";
 import { WatchHub, type WatchHubOptions } from "./watch.ts";
-import type { ReplicatedWriter } from "./writer.ts";
+import type { Incremented, ReplicatedWriter } from "./writer.ts";
 
 export interface AppOptions {
   /** Largest accepted request body, in bytes (413 above). Default 64 KiB. */
@@ -62,12 +70,14 @@ export interface AppOptions {
 
 const ENDPOINTS: Record<string, string> = {
   "GET /": "this description",
-  "GET /get/{key}": "the value of a key",
+  "GET /get/{key}": "the value of a key (a '/' in it as it is, or %2F; ?raw: its bytes, not JSON)",
   "POST /set": 'insert or replace an entry: JSON {"key": ..., "value": ...}',
   "DELETE /delete/{key}": "remove an entry",
   "GET /status": "version, entry count, capacity and every entry",
   "GET /health": "200 when the store is open, 503 with the reason when not",
   "GET /keys": "the keys (or entries, with values=1) in pages, optionally those with a prefix",
+  "POST /incr": 'add to an integer value, atomically: JSON {"key": ..., "by": N} (by defaults to 1)',
+  "DELETE /keys": "delete every key with a prefix (?prefix=P), or every key (?all=1)",
   "GET /metrics": "request and store metrics in the Prometheus text format",
   "GET /watch": "Server-Sent Events, one per change by any process (?since=, Last-Event-ID, ?prefix=)",
   "GET /ui": "a live page of the store: its entries, updated as they change, and forms to set and delete",
@@ -75,11 +85,31 @@ const ENDPOINTS: Record<string, string> = {
 };
 
 const SLASH = "/".charCodeAt(0);
+const hidden = { detail: { hide: true } };
+
+/** What a read route's handler is given (see answerAtOnce). */
+interface Read<P, Q> {
+  params: P;
+  query: Q;
+  request: Request;
+}
+interface WildcardParams {
+  "*": string;
+}
+
+/** The key of /get/* or /delete/*: the rest of the path, "/" included, percent-decoded. */
+function slashedKey(params: WildcardParams): string {
+  try {
+    return decodeURIComponent(params["*"]);
+  } catch {
+    throw new ApiError("BAD_REQUEST", KEY_NOT_DECODED);
+  }
+}
 const unavailable = errorResponse("The store is not available, or (a write, with --replicate) Redis is not: then Retry-After says when to try again; detail says why.");
 /** What every route but the public ones (src/http/auth.ts) may answer when the server has a token. */
 const unauthorized = errorResponse("The server has an API token (KV_API_TOKEN) and the request did not send it.");
-/** The OpenAPI security requirement of those routes. */
-const bearer = [{ bearer: [] }];
+/** The OpenAPI security requirement of those routes, when the server has a token. */
+const BEARER = [{ bearer: [] }];
 
 export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) {
   const slot = store instanceof KvStore ? StoreSlot.of(store) : store;
@@ -92,8 +122,19 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
   const checkToken = requireToken(options.token);
   const checkHost = requireHost({ ...options.hosts, token: options.token });
   const readSetBody = bodyReader(SetBody, maxBodyBytes);
+  const readIncrBody = bodyReader(IncrBody, maxBodyBytes);
+  const bearer = options.token === undefined ? undefined : BEARER;
   /** The failure of an answer that came later (AnswerLater), answered as onError answers any other. */
   const answerFailure = (error: unknown) => failureResponse(error, onInternalError);
+  const notAllowed = wrongMethod(() => app.routes);
+  /** GET /get/{key}: the entry as JSON, or (?raw) its value's bytes; 304 when If-None-Match names its revision. */
+  const readKey = (key: string, query: GetQuery, request: Request): Response => {
+    const ifNoneMatch = request.headers.get("if-none-match");
+    if (query.raw === undefined) {
+      return atOnce(andThen(service.get(key), (read) => unlessNotModified(ifNoneMatch, read, withEtag)));
+    }
+    return atOnce(andThen(service.getBytes(key), (read) => unlessNotModified(ifNoneMatch, read, bytesWithEtag)));
+  };
   // The path starts after "http://" and the host, which may be shorter than Elysia assumes.
   const app = new Elysia({ handler: { standardHostname: false } })
     .use(measure(metrics))
@@ -120,39 +161,45 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
       }
       return early;
     })
-    .onError(({ code, error, set }) => {
+    .onError(({ code, error, set, request }) => {
       if (error instanceof AnswerLater) {
         return error.answer.then(undefined, answerFailure).then((response) => {
           set.status = response.status;
           return response;
         });
       }
-      const failure = toHttpFailure(code, error);
+      const failure = toHttpFailure(code, (code === "NOT_FOUND" && notAllowed(request)) || error);
       if (failure.internal) onInternalError(error);
       set.status = failure.status;
       Object.assign(set.headers, failure.headers);
       return failure.body;
     })
-    .use(docs())
+    .use(docs({ token: options.token !== undefined }))
     .get("/", () => ({ name: pkg.name, version: pkg.version, endpoints: ENDPOINTS }), {
       response: { 200: IndexResponse },
       detail: { summary: "What this server is and its endpoints" },
     })
     // The read routes answer without a promise (see answerAtOnce), or, when the store is busy, later
     // through onError (see atOnce).
-    .get("/get/:key", answerAtOnce(({ params }: { params: KeyParams }) =>
-      atOnce(andThen(service.get(params.key), ({ body, revision }) => withEtag(body, revision))),
-    ), {
+    .get("/get/:key", answerAtOnce(({ params, query, request }: Read<KeyParams, GetQuery>) => readKey(params.key, query, request)), {
       params: KeyParams,
       response: {
         200: GetResponse,
+        304: notModifiedResponse,
         401: unauthorized,
         400: errorResponse("The key holds a NUL byte or does not decode."),
         404: errorResponse("No entry has that key."),
+        406: errorResponse("The value is bytes that are not UTF-8 text, which JSON cannot carry: ?raw answers them (code NOT_UTF8)."),
         503: unavailable,
       },
-      detail: { summary: "Get the value of a key", security: bearer },
+      detail: { summary: "Get the value of a key", security: bearer, parameters: getParameters },
     })
+    // A key with "/" in it, sent as it is (/get/a/b), as Consul's /v1/kv/a/b: documented above.
+    .get(
+      "/get/*",
+      answerAtOnce(({ params, query, request }: Read<WildcardParams, GetQuery>) => readKey(slashedKey(params), query, request)),
+      hidden,
+    )
     // The hot write path reads its condition headers from the request. Declared as its `headers`
     // schema, they cost every set a copy of all the request's headers into an object, a second copy
     // keeping only these two, and a check of it (`BENCH_ONLY=http make bench` shows it); so the
@@ -197,6 +244,10 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
       },
       detail: { summary: "Remove an entry", security: bearer },
     })
+    .delete("/delete/*", ({ params, request }) => service.delete(slashedKey(params), conditionOf(request.headers)), {
+      headers: ConditionHeaders,
+      ...hidden,
+    })
     .get("/status", answerAtOnce(({ query }: { query: StatusQuery }) => atOnce(service.status(query))), {
       query: StatusQuery,
       response: {
@@ -220,6 +271,36 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
         503: unavailable,
       },
       detail: { summary: "Page through the keys (or entries), in slot order", security: bearer },
+    })
+    // The counter's routes. /incr reads its body as /set does (parse: "none"); its value is written
+    // as exact digits (incrAnswer), for an int64 can exceed what a JSON number parses to exactly.
+    .post("/incr", async ({ request }) => {
+      const { key, by } = await readIncrBody(request);
+      return incrAnswer(key, await service.incr(key, by));
+    }, {
+      parse: "none",
+      body: IncrBody,
+      response: {
+        200: IncrResponse,
+        401: unauthorized,
+        400: errorResponse("Malformed: not JSON, a missing or non-string key, an empty key or a NUL in it, a by that is no integer or lies beyond its range."),
+        409: errorResponse("The value is not a decimal integer within int64 (NOT_A_NUMBER), or the sum would leave int64 (ERANGE); nothing was written."),
+        413: errorResponse("The key is longer than the store allows, the new value's digits longer than its value_max, or the body too large."),
+        415: errorResponse("The body is not sent as JSON (Content-Type: application/json)."),
+        503: unavailable,
+        507: errorResponse("The table is full: every slot is in use."),
+      },
+      detail: { summary: "Add to an integer value, atomically", security: bearer },
+    })
+    .delete("/keys", ({ query }) => service.deleteKeys(query), {
+      query: DeleteKeysQuery,
+      response: {
+        200: DeleteKeysResponse,
+        401: unauthorized,
+        400: errorResponse("No prefix (or an empty one) and no all=1, or both."),
+        503: unavailable,
+      },
+      detail: { summary: "Delete every key with a prefix, or every key", security: bearer },
     })
     .get("/metrics", ({ set }) => {
       set.headers["content-type"] = METRICS_CONTENT_TYPE;
@@ -255,3 +336,10 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
 }
 
 export type App = ReturnType<typeof createApp>;
+
+/** POST /incr's answer: `value` as its exact decimal digits, and the new revision as the ETag. */
+function incrAnswer(key: string, { value, revision }: Incremented): Response {
+  const response = new Response(`{"key":${JSON.stringify(key)},"value":${value}}`, { headers: { "content-type": "application/json;charset=utf-8" } });
+  response.headers.set("etag", etag(revision));
+  return response;
+}

@@ -28,6 +28,37 @@ export function withEtag<T>(body: T, revision: number): Response {
   return response;
 }
 
+/** The 304 of a GET whose If-None-Match names the entry's revision: no body, the ETag again. */
+function notModified(revision: number): Response {
+  return new Response(null, { status: 304, headers: { etag: etag(revision) } });
+}
+
+/**
+ * Whether a GET's If-None-Match names `revision`: "*", or a list of tags, weak ones (W/"7") compared
+ * as strong, as RFC 9110 has a GET compare them.
+ */
+export function namesRevision(ifNoneMatch: string, revision: number): boolean {
+  const wanted = etag(revision);
+  return ifNoneMatch.split(",").some((tag) => {
+    const t = tag.trim();
+    return t === "*" || t === wanted || t === `W/${wanted}`;
+  });
+}
+
+/** A read's answer: 304 when the client has this revision already (If-None-Match), else `answer`'s. */
+export function unlessNotModified<T>(
+  ifNoneMatch: string | null,
+  { body, revision }: { body: T; revision: number },
+  answer: (body: T, revision: number) => Response,
+): Response {
+  return ifNoneMatch !== null && namesRevision(ifNoneMatch, revision) ? notModified(revision) : answer(body, revision);
+}
+
+/** A value as its bytes (GET ?raw), with its revision as ETag. */
+export function bytesWithEtag(bytes: Uint8Array, revision: number): Response {
+  return new Response(bytes, { headers: { "content-type": "application/octet-stream", etag: etag(revision) } });
+}
+
 const ENTITY_TAG = /^"(\d{1,15})"$/;
 
 /** The condition a request's If-Match or If-None-Match states; BAD_REQUEST for a malformed or unsupported one. */

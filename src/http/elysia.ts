@@ -6,13 +6,13 @@
  * then awaits every answer, a promise and a microtask turn more per request. So the answer is
  * assigned to a variable and the variable returned (Bun's transpiler turns `const x = f(); return x`
  * into `return f()`, hence the `let`). The context is destructured so that Elysia, which reads which
- * parts a handler uses, prepares only the params and the query. test/http/routes.test.ts checks that
+ * parts a handler uses, prepares only the params and the query (the request is there anyway). test/http/routes.test.ts checks that
  * the routes built with it answer at once; `BENCH_ONLY=http make bench` prices the difference.
  */
-export function answerAtOnce<C extends { params?: unknown; query?: unknown }, R>(answer: (context: C) => R) {
-  return ({ params, query }: C): R => {
+export function answerAtOnce<C extends { params?: unknown; query?: unknown; request?: Request }, R>(answer: (context: C) => R) {
+  return ({ params, query, request }: C): R => {
     let answered;
-    answered = answer({ params, query } as C);
+    answered = answer({ params, query, request } as C);
     return answered;
   };
 }

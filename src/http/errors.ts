@@ -7,7 +7,9 @@ import type { ErrorResponse } from "./models.ts";
 export type ApiErrorCode =
   | "BAD_REQUEST"
   | "BODY_TOO_LARGE"
+  | "METHOD_NOT_ALLOWED"
   | "MISDIRECTED_REQUEST"
+  | "NOT_UTF8"
   | "PRECONDITION_FAILED"
   | "REPLICA_UNAVAILABLE"
   | "STORE_UNAVAILABLE"
@@ -23,6 +25,8 @@ export class ApiError extends Error {
     message: string,
     /** More fields for the body, after detail and code (a 412's current revision). */
     readonly fields?: Record<string, number>,
+    /** Headers of this answer, in place of those of its code (a 405's Allow). */
+    readonly headers?: Record<string, string>,
   ) {
     super(message);
   }
@@ -35,6 +39,10 @@ const statusByCode: Partial<Record<ApiErrorCode | KvErrorCode, number>> = {
   UNAUTHORIZED: 401,
   READ_ONLY: 403, // a replica's segment, served without --replicate
   NOT_FOUND: 404,
+  NOT_A_NUMBER: 409, // POST /incr of a value that is no integer
+  ERANGE: 409, // POST /incr whose sum would leave int64
+  METHOD_NOT_ALLOWED: 405,
+  NOT_UTF8: 406, // the JSON answer cannot carry the value: ?raw can
   PRECONDITION_FAILED: 412,
   MISDIRECTED_REQUEST: 421,
   BODY_TOO_LARGE: 413,
@@ -76,10 +84,10 @@ interface HttpFailure {
 export function toHttpFailure(code: string | number, error: unknown): HttpFailure {
   if (error instanceof ApiError || error instanceof KvError) {
     const status = statusByCode[error.code];
-    const fields = error instanceof ApiError ? error.fields : undefined;
+    const { fields, headers } = error instanceof ApiError ? error : {};
     if (status) {
       const body = { detail: error.message, code: error.code, ...fields };
-      return { status, body, internal: false, headers: headersByCode[error.code] };
+      return { status, body, internal: false, headers: headers ?? headersByCode[error.code] };
     }
   }
   if (error instanceof ValidationError && error.type !== "response") {
@@ -116,11 +124,14 @@ export function failureResponse(error: unknown, onInternal: (error: unknown) => 
   return Response.json(failure.body, { status: failure.status, headers: failure.headers });
 }
 
+/** The failure of a key in the path that does not decode. */
+export const KEY_NOT_DECODED = "the key in the URL is not valid percent-encoded UTF-8";
+
 function describeValidation(error: ValidationError): string {
   // The router always yields a non-empty key; the only way it fails is a key that does not decode.
-  if (error.type === "params") return "the key in the URL is not valid percent-encoded UTF-8";
+  if (error.type === "params") return KEY_NOT_DECODED;
   if (typeof error.customError === "string") return error.customError; // a schema's own `error` message
+  // A schema without one (every model has one where a client can go wrong): still a sentence.
   const where = error.valueError?.path.replace(/^\//, "").replaceAll("/", ".");
-  const what = error.valueError?.message ?? "invalid value";
-  return where ? `invalid ${error.type}: ${where}: ${what}` : `invalid ${error.type}: ${what}`;
+  return `the request's ${error.type}${where ? ` field ${where}` : ""} is not valid`;
 }

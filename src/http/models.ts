@@ -7,19 +7,62 @@ import { DEFAULTS } from "../limits.ts";
 const Integer = Type.Integer;
 
 export const KeyParams = t.Object({
-  key: t.String({ description: "The key, percent-encoded UTF-8 (a '/' in a key is %2F)." }),
+  key: t.String({
+    description:
+      "The key, percent-encoded UTF-8. A '/' in it may be sent as it is (/get/a/b is the key a/b) or as %2F; a final '/' only as %2F.",
+  }),
 });
 export type KeyParams = typeof KeyParams.static;
+
+/**
+ * GET /get/{key}'s query: ?raw for the value's bytes. Read from the query Elysia parses anyway, and
+ * documented as a parameter (getParameters) rather than checked by a schema on the hot read path.
+ */
+export interface GetQuery {
+  raw?: string;
+}
+
+/** The OpenAPI parameters GET /get/{key} reads itself: ?raw and If-None-Match. */
+export const getParameters = [
+  {
+    name: "raw",
+    in: "query",
+    required: false,
+    allowEmptyValue: true,
+    description: "Present (?raw): answer the value's bytes as they are stored, as application/octet-stream, not JSON (as Consul's ?raw).",
+    schema: { type: "string" as const },
+  },
+  {
+    name: "if-none-match",
+    in: "header",
+    required: false,
+    description: 'The ETag of the copy the client has ("7"): 304 with no body while the entry is still at that revision.',
+    schema: { type: "string" as const },
+  },
+];
 
 export const SetBody = t.Object(
   {
     key: t.String({
       minLength: 1,
       description: `1 to key_max UTF-8 bytes (${DEFAULTS.keyMax} by default), with no NUL byte.`,
+      error: "key must be a string of at least one character",
+      examples: ["mykey"],
     }),
-    value: t.String({ description: `0 to value_max UTF-8 bytes (${DEFAULTS.valueMax} by default).` }),
+    value: t.String({
+      description: `0 to value_max UTF-8 bytes (${DEFAULTS.valueMax} by default).`,
+      error: "value must be a string (it may be empty)",
+      examples: ["myvalue"],
+    }),
   },
-  { description: "The entry to insert or replace. Other fields are ignored.", additionalProperties: true },
+  {
+    description: "The entry to insert or replace. Other fields are ignored.",
+    // Said outright: Elysia makes a route's body schema refuse other fields unless it is. (The API
+    // page leaves it out of the document: see docs.ts.)
+    additionalProperties: true,
+    error: 'the body must be a JSON object: {"key": "mykey", "value": "myvalue"}',
+    examples: [{ key: "mykey", value: "myvalue" }],
+  },
 );
 export type SetBody = typeof SetBody.static;
 
@@ -36,6 +79,12 @@ export const GetResponse = t.Object(
   { description: "The entry.", headers: etagHeader },
 );
 export type GetResponse = typeof GetResponse.static;
+
+/** A GET whose If-None-Match names the entry's revision. */
+export const notModifiedResponse = t.Void({
+  description: "Not modified: the entry is still at the revision If-None-Match names; no body.",
+  headers: etagHeader,
+});
 
 export const SuccessResponse = t.Object(
   { success: t.Literal(true), message: t.String() },
@@ -135,12 +184,65 @@ export const conditionParameters = Object.entries(ConditionHeaders.properties).m
 /** A set's answer: the seed's body; for a conditional set, the entry's new revision in the ETag header. */
 export const SetResponse = t.Object(SuccessResponse.properties, { description: "The write was done.", headers: etagHeader });
 
+/** The largest integer a JSON number carries exactly in every client (2^53 - 1). */
+const SAFE = Number.MAX_SAFE_INTEGER;
+
+export const IncrBody = t.Object(
+  {
+    key: t.String({
+      minLength: 1,
+      description: `1 to key_max UTF-8 bytes (${DEFAULTS.keyMax} by default), with no NUL byte.`,
+    }),
+    by: t.Optional(
+      t.Union(
+        [
+          Integer({ minimum: -SAFE, maximum: SAFE }),
+          t.String({ pattern: "^-?[0-9]{1,19}$" }),
+        ],
+        {
+          description:
+            "What to add (negative subtracts); 1 when absent. A JSON integer within ±(2^53 − 1), or, for the rest " +
+            'of the int64 range, a string of decimal digits ("-9223372036854775808").',
+          error: "invalid body: by must be an integer within ±(2^53 − 1), or a string of decimal digits within int64",
+        },
+      ),
+    ),
+  },
+  { description: "The counter to increment. Other fields are ignored.", additionalProperties: true },
+);
+export type IncrBody = typeof IncrBody.static;
+
+export const IncrResponse = t.Object(
+  {
+    key: t.String(),
+    value: t.Integer({
+      description:
+        "The new value, int64, written as its exact decimal digits: beyond ±(2^53 − 1) a JavaScript client's JSON.parse rounds it.",
+    }),
+  },
+  { description: "The increment was done: the value it made.", headers: etagHeader },
+);
+export type IncrResponse = typeof IncrResponse.static;
+
+/** DELETE /keys: what to delete (one of the two). */
+export const DeleteKeysQuery = t.Object({
+  prefix: t.Optional(t.String({ description: "Delete every key that starts with it (not empty)." })),
+  all: t.Optional(t.Literal("1", { description: "1: delete every key. Without it, a prefix is required." })),
+});
+export type DeleteKeysQuery = typeof DeleteKeysQuery.static;
+
+export const DeleteKeysResponse = t.Object(
+  { deleted: Integer({ description: "How many keys were deleted, each a delete of its own (a revision and a /watch event)." }) },
+  { description: "The keys were deleted." },
+);
+export type DeleteKeysResponse = typeof DeleteKeysResponse.static;
+
 const pageLimit = (options: { default?: number } = {}) =>
   t.Integer({
     minimum: 1,
     maximum: 1000,
     description: "Entries per page, 1 to 1000.",
-    error: "invalid query: limit must be an integer from 1 to 1000",
+    error: "limit must be a whole number from 1 to 1000",
     ...options,
   });
 const Cursor = t.String({ description: "The next_cursor of the previous page." });
@@ -153,7 +255,9 @@ export const KeysQuery = t.Object({
   prefix: t.Optional(t.String({ description: "Only keys that start with it." })),
   limit: t.Optional(pageLimit({ default: 100 })),
   cursor: t.Optional(Cursor),
-  values: t.Optional(t.Union([t.Literal("1"), t.Literal("0")], { description: "1: the whole entries, not just the keys." })),
+  values: t.Optional(
+    t.Union([t.Literal("1"), t.Literal("0")], { description: "1: the whole entries, not just the keys.", error: "values must be 1 or 0" }),
+  ),
 });
 export type KeysQuery = typeof KeysQuery.static;
 
@@ -195,14 +299,24 @@ export function errorResponse(description: string) {
 
 /** GET /watch: where to start. Without either, the stream starts from now. */
 export const WatchQuery = t.Object({
-  since: t.Optional(t.Integer({ minimum: 0, description: "Send the changes after this revision (Last-Event-ID wins over it)." })),
+  since: t.Optional(
+    t.Integer({
+      minimum: 0,
+      description: "Send the changes after this revision (Last-Event-ID wins over it).",
+      error: "since must be a revision: a whole number from 0",
+    }),
+  ),
   prefix: t.Optional(t.String({ description: "Only changes to keys that start with it (resync events always)." })),
 });
 export type WatchQuery = typeof WatchQuery.static;
 
 export const WatchHeaders = t.Object({
   "last-event-id": t.Optional(
-    t.Integer({ minimum: 0, description: "The id of the last event received: EventSource sends it when it reconnects." }),
+    t.Integer({
+      minimum: 0,
+      description: "The id of the last event received: EventSource sends it when it reconnects.",
+      error: "Last-Event-ID must be a revision: a whole number from 0",
+    }),
   ),
 });
 export type WatchHeaders = typeof WatchHeaders.static;

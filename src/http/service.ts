@@ -1,14 +1,24 @@
 /** KvService: what each route does, in terms of the store. Knows nothing of HTTP requests. */
+import { isUtf8 } from "node:buffer";
 import { KvError } from "../errors.ts";
-import type { KvStore } from "../store.ts";
+import { int64Of, type KvBytesEntry, type KvStore } from "../store.ts";
 import { andThen, DEFAULT_BUSY_WAIT_MS, whenFree } from "./busy.ts";
 import type { Condition } from "./conditions.ts";
 import { ApiError } from "./errors.ts";
 import { keysPage, statusPage, wholeStatus, type WhenFree } from "./listing.ts";
 import type { StoreFigures } from "./metrics.ts";
-import type { GetResponse, HealthResponse, KeysQuery, KeysResponse, StatusQuery, SuccessResponse } from "./models.ts";
+import type {
+  DeleteKeysQuery,
+  DeleteKeysResponse,
+  GetResponse,
+  HealthResponse,
+  KeysQuery,
+  KeysResponse,
+  StatusQuery,
+  SuccessResponse,
+} from "./models.ts";
 import type { StoreSlot } from "./store-slot.ts";
-import { localWriter, type KvWriter, type ReplicatedWriter } from "./writer.ts";
+import { localWriter, type Incremented, type KvWriter, type ReplicatedWriter } from "./writer.ts";
 
 /** A body, and the revision of the entry it is about (its ETag). */
 export interface Revisioned<T> {
@@ -39,14 +49,27 @@ export class KvService {
   ) {
     this.#busyWaitMs = options.busyWaitMs ?? DEFAULT_BUSY_WAIT_MS;
     this.#replication = options.replication;
-    this.#writer = options.replication ?? localWriter(slot);
+    this.#writer = options.replication ?? localWriter(slot, (store) => this.#freeFor(store));
   }
 
+  /** The entry as text; NOT_UTF8 when its value is bytes that are not UTF-8 (getBytes reads them). */
   get(key: string): Revisioned<GetResponse> | Promise<Revisioned<GetResponse>> {
     return this.#withStore((store) => {
       const entry = unlessTooLong(() => store.getEntry(key));
       if (entry === undefined) throw notFound(key);
+      // Bytes that do not decode became U+FFFD: only then is the value read again as bytes, to tell
+      // such a value from text that holds U+FFFD itself.
+      if (entry.value.includes(REPLACEMENT)) return textEntry(key, unlessTooLong(() => store.getEntryBytes(key)));
       return { body: { key, value: entry.value }, revision: entry.revision };
+    });
+  }
+
+  /** The entry's value as the bytes stored, whatever they are. */
+  getBytes(key: string): Revisioned<Uint8Array> | Promise<Revisioned<Uint8Array>> {
+    return this.#withStore((store) => {
+      const entry = unlessTooLong(() => store.getEntryBytes(key));
+      if (entry === undefined) throw notFound(key);
+      return { body: entry.value, revision: entry.revision };
     });
   }
 
@@ -61,6 +84,22 @@ export class KvService {
     const deleted = this.#whenFree(() => unlessTooLong(() => this.#writer.delete(key, condition)));
     if (!(deleted instanceof Promise)) return deleteAnswer(key, deleted);
     return deleted.then((d) => deleteAnswer(key, d), (error: unknown) => deleteAnswer(key, absentIfTooLong(error)));
+  }
+
+  /** Add `by` (a safe integer, or decimal digits) to the integer `key` holds, atomically: the new value and revision. */
+  incr(key: string, by: string | number = 1): Incremented | Promise<Incremented> {
+    // Digits beyond int64 are INVALID_ARGUMENT (400), as a number beyond 2^53 is (its schema).
+    const delta = int64Of(typeof by === "string" ? BigInt(by) : by);
+    return this.#whenFree(() => this.#writer.incr(key, delta));
+  }
+
+  /** Delete every key with `query.prefix`, or every key with `query.all`; how many. */
+  deleteKeys(query: DeleteKeysQuery): Promise<DeleteKeysResponse> {
+    if (query.all !== undefined && query.prefix !== undefined) throw new ApiError("BAD_REQUEST", "send ?prefix=P or ?all=1, not both");
+    if (query.all === undefined && !query.prefix) {
+      throw new ApiError("BAD_REQUEST", "DELETE /keys needs a non-empty ?prefix=P (or ?all=1 to delete every key)");
+    }
+    return this.#writer.deletePrefix(query.prefix ?? "").then((deleted) => ({ deleted }));
   }
 
   /**
@@ -117,6 +156,20 @@ export class KvService {
   #freeFor(store: KvStore): WhenFree {
     return (read) => whenFree(read, this.#busyWaitMs, () => store.lockHeldMs);
   }
+}
+
+const REPLACEMENT = "\uFFFD";
+
+/** The GET answer of an entry read as bytes: its text, or NOT_UTF8. */
+function textEntry(key: string, entry: KvBytesEntry | undefined): Revisioned<GetResponse> {
+  if (entry === undefined) throw notFound(key);
+  if (!isUtf8(entry.value)) {
+    throw new ApiError(
+      "NOT_UTF8",
+      `the value of '${key}' is ${entry.value.length} bytes that are not UTF-8 text: GET it with ?raw for the bytes`,
+    );
+  }
+  return { body: { key, value: Buffer.from(entry.value).toString("utf8") }, revision: entry.revision };
 }
 
 function deleteAnswer(key: string, deleted: boolean | undefined): SuccessResponse {

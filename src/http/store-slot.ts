@@ -91,6 +91,19 @@ export class StoreSlot implements Disposable {
     this.#store?.close();
   }
 
+  /**
+   * Close, and unlink the segment when this slot's open created it and the name still leads to it:
+   * for a server that could not start, which must leave no segment behind it made (never one it
+   * merely opened, nor one that replaced it). Another process that opened the segment in between
+   * keeps its mapping.
+   */
+  discard(): void {
+    const store = this.current;
+    const ours = store?.created && replacement(store.name, store.identity) === undefined;
+    this.close();
+    if (ours) KvStore.unlink(store.name);
+  }
+
   [Symbol.dispose](): void {
     this.close();
   }

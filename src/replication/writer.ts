@@ -9,16 +9,21 @@ import type { RedisClient } from "bun";
 import { KvError, RC } from "../errors.ts";
 import { failed, type Condition } from "../http/conditions.ts";
 import { ApiError } from "../http/errors.ts";
-import type { ReplicatedWriter, ReplicationStatus } from "../http/writer.ts";
+import type { Incremented, ReplicatedWriter, ReplicationStatus } from "../http/writer.ts";
 import type { Follower } from "./follower.ts";
-import { connected, Script, WRITE } from "./scripts.ts";
+import { connected, DELETE_PREFIX, INCR, Script, WRITE } from "./scripts.ts";
 
 /** Milliseconds a write waits for its own change to reach this host's segment. */
 const APPLY_TIMEOUT_MS = 5000;
 /** Milliseconds a write waits for a connection to Redis (a blip passes, an outage answers 503). */
 const CONNECT_WAIT_MS = 1000;
 
+/** Hash fields HSCAN looks at per slice of a deletion by prefix (one script run each). */
+const DELETE_SLICE = 1000;
+
 const write = new Script(WRITE);
+const incr = new Script(INCR);
+const deletePrefix = new Script(DELETE_PREFIX);
 
 /** What the script answered, and (OK) the write's timestamp. */
 type Outcome = ["OK" | "CONFLICT" | "NOTFOUND" | "FULL", number, number?];
@@ -53,22 +58,65 @@ export class RedisWriter implements ReplicatedWriter {
     return true;
   }
 
+  async incr(key: string, by: bigint): Promise<Incremented> {
+    const { keys, store } = this.follower;
+    store.checkWrite(key);
+    const args = [key, String(by), String(store.maxEntries), String(this.maxlen), String(store.valueMax)];
+    const [outcome, revision, timestamp, value] = (await this.#script(incr, [keys.rev, keys.kv, keys.log, keys.scratch], args)) as [string, number, number?, string?];
+    const refused = incrRefusal(outcome, key);
+    if (refused) throw refused;
+    await this.#applied("set", key, value!, revision, timestamp!);
+    return { value: BigInt(value!), revision };
+  }
+
+  async deletePrefix(prefix: string): Promise<number> {
+    const { keys } = this.follower;
+    let deleted = 0;
+    let last = 0;
+    let cursor = "0";
+    do {
+      const args = [prefix, cursor, String(DELETE_SLICE), String(this.maxlen)];
+      const [next, count, revision] = (await this.#script(deletePrefix, [keys.rev, keys.kv, keys.log], args)) as [string, number, number];
+      cursor = next;
+      deleted += count;
+      last = Math.max(last, revision);
+    } while (cursor !== "0");
+    // The follower applies each delete from the stream, in order; answer once the last is here.
+    if (last > 0) await this.follower.applied(last, APPLY_TIMEOUT_MS);
+    return deleted;
+  }
+
   /** Once this host's segment holds the write: at once when it is the next change, else when followed. */
   async #applied(op: "set" | "delete", key: string, value: string, revision: number, timestamp: number): Promise<void> {
     if (!this.follower.applyOwn(op, key, value, revision, timestamp)) await this.follower.applied(revision, APPLY_TIMEOUT_MS);
   }
 
-  async #run(op: "set" | "del", key: string, value: string, condition: Condition): Promise<Outcome> {
+  #run(op: "set" | "del", key: string, value: string, condition: Condition): Promise<Outcome> {
     const { keys, store } = this.follower;
     const args = [op, key, value, conditionArg(condition), String(store.maxEntries), String(this.maxlen)];
+    return this.#script(write, [keys.rev, keys.kv, keys.log], args) as Promise<Outcome>;
+  }
+
+  /** Run `script` in Redis; REPLICA_UNAVAILABLE when Redis does not answer. */
+  async #script(script: Script, keys: string[], args: string[]): Promise<unknown> {
     try {
       await connectedWithin(this.redis, CONNECT_WAIT_MS);
-      return (await write.run(this.redis, [keys.rev, keys.kv, keys.log], args)) as Outcome;
+      return await script.run(this.redis, keys, args);
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
       throw new ApiError("REPLICA_UNAVAILABLE", `cannot write through Redis: ${message}`);
     }
   }
+}
+
+/** The error for an INCR script's refusal, or undefined for OK. */
+function incrRefusal(outcome: string, key: string): KvError | undefined {
+  const what = `cannot increment ${JSON.stringify(key)}`;
+  if (outcome === "NOTNUM") return new KvError("NOT_A_NUMBER", `${what}: the value is not a decimal integer (within int64)`, RC.NOT_A_NUMBER);
+  if (outcome === "RANGE") return new KvError("ERANGE", `${what}: the sum would leave int64`);
+  if (outcome === "FULL") return new KvError("TABLE_FULL", `${what}: the namespace holds as many entries as this store can`, RC.TABLE_FULL);
+  if (outcome === "VALUELEN") return new KvError("VALUE_TOO_LONG", `${what}: the new value is longer than this store's values`, RC.VALUE_TOO_LONG);
+  return undefined;
 }
 
 function conditionArg(condition: Condition): string {

@@ -2,8 +2,12 @@
  *
  *   kvtool NAME create [MAX_ENTRIES KEY_MAX VALUE_MAX]   create (or open) the segment
  *   kvtool NAME set KEY VALUE                             exit 0, or 1 with the error on stderr
+ *   kvtool NAME setin KEY                                 set KEY to the bytes on stdin, whatever they
+ *                                                         are (a value that is not UTF-8 text)
  *   kvtool NAME get KEY                                   value on stdout; exit 1 when missing
  *   kvtool NAME del KEY
+ *   kvtool NAME incr KEY BY [COUNT]                       COUNT (default 1) kv_incr calls adding BY;
+ *                                                         prints the value the last one made
  *   kvtool NAME check                                     kv_check; the broken invariant on stderr
  *   kvtool NAME status                                    "version count recoveries" on stdout
  *   kvtool NAME writer ID NKEYS COUNT                     COUNT checksummed sets over NKEYS keys;
@@ -78,6 +82,18 @@ static int run_counter(kv_store *s, const char *key)
     }
 }
 
+static int run_incr(kv_store *s, const char *key, long long by, long count)
+{
+    int64_t value = 0;
+    for (long i = 0; i < count; i++) {
+        int rc = kv_incr(s, key, strlen(key), by, &value);
+        if (rc)
+            return fail("incr", rc);
+    }
+    printf("%lld\n", (long long)value);
+    return 0;
+}
+
 static long long now_us(void)
 {
     struct timespec t;
@@ -100,6 +116,20 @@ static int run_stamp(kv_store *s, const char *key, long count, long gap_ms)
     return 0;
 }
 
+/* The value is stdin's bytes as they come: argv cannot carry every byte (a NUL, or a shell that
+ * re-encodes), and tests need values that are not text. */
+static int run_setin(kv_store *s, const char *key)
+{
+    static char value[KV_LIMIT_VALUE_MAX + 1];
+    size_t len = fread(value, 1, sizeof value, stdin);
+    if (len > KV_LIMIT_VALUE_MAX) {
+        fprintf(stderr, "kvtool: setin: more than %d bytes on stdin\n", KV_LIMIT_VALUE_MAX);
+        return 2;
+    }
+    int rc = kv_set(s, key, strlen(key), value, len);
+    return rc ? fail("setin", rc) : 0;
+}
+
 static int run(kv_store *s, int argc, char **argv)
 {
     const char *cmd = argv[2];
@@ -108,6 +138,8 @@ static int run(kv_store *s, int argc, char **argv)
         return 0;
     if (!strcmp(cmd, "set") && argc == 5)
         return (rc = kv_set(s, argv[3], strlen(argv[3]), argv[4], strlen(argv[4]))) ? fail("set", rc) : 0;
+    if (!strcmp(cmd, "setin") && argc == 4)
+        return run_setin(s, argv[3]);
     if (!strcmp(cmd, "del") && argc == 4)
         return (rc = kv_delete(s, argv[3], strlen(argv[3]))) ? fail("del", rc) : 0;
     if (!strcmp(cmd, "get") && argc == 4) {
@@ -128,6 +160,8 @@ static int run(kv_store *s, int argc, char **argv)
                (unsigned long long)kv_lock_recoveries(s));
         return 0;
     }
+    if (!strcmp(cmd, "incr") && (argc == 5 || argc == 6))
+        return run_incr(s, argv[3], atoll(argv[4]), argc == 6 ? atol(argv[5]) : 1);
     if (!strcmp(cmd, "writer") && argc == 6)
         return run_writer(s, atol(argv[3]), atol(argv[4]), atol(argv[5]));
     if (!strcmp(cmd, "counter") && argc == 4)

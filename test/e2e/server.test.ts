@@ -3,10 +3,14 @@
  * on the other, stopped with SIGTERM and started again.
  */
 import { afterEach, beforeEach, describe, expect, it } from "bun:test";
+import { cpSync, existsSync } from "node:fs";
+import { join } from "node:path";
+import pkg from "../../package.json";
 import { kvtool } from "../helpers/kvtool.ts";
 import { GarbageSegment } from "../helpers/segments.ts";
-import { BUN, ServerProcess } from "../helpers/server-process.ts";
+import { BUN, ROOT, ServerProcess } from "../helpers/server-process.ts";
 import { uniqueName, unlinkQuietly } from "../helpers/shm.ts";
+import { TempDir } from "../helpers/temp-dir.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 let name: string;
@@ -79,6 +83,26 @@ describe("bun run server", () => {
     await loud.printed(/GET \/status 200 /);
     expect(await loud.stop()).toBe(0);
     expect(quiet.stdout).not.toContain("GET /status");
+  });
+
+  it("without `make deps`, exits 1 with one line naming it, not a module-resolution trace", async () => {
+    // A checkout where `make deps` has not run: the sources and package.json, no node_modules.
+    using checkout = new TempDir();
+    cpSync(join(ROOT, "src"), join(checkout.path, "src"), { recursive: true });
+    for (const file of ["package.json", "bunfig.toml", "tsconfig.json"]) cpSync(join(ROOT, file), join(checkout.path, file));
+    await using proc = new ServerProcess([BUN, "run", "server"], { cwd: checkout.path, env: { PORT: "0", KV_SHM_NAME: name } });
+    expect(await proc.exited()).toBe(1);
+    // `bun run` frames the script's output with "$ bun src/server-main.ts" and its exit code.
+    const told = proc.stderr.split("\n").filter((line) => line.startsWith("shmkv: "));
+    expect({ stdout: proc.stdout, told, trace: /Cannot find|resolve|    at /.test(proc.stderr) }).toEqual({
+      stdout: "",
+      told: [
+        `shmkv: the packages it needs are not installed (${Object.keys(pkg.dependencies).join(", ")}): ` +
+          `run \`make deps\` in ${checkout.path} (it installs the pinned bun and the packages)`,
+      ],
+      trace: false,
+    });
+    expect(existsSync(`/dev/shm${name}`)).toBe(false);
   });
 
   it("exits 2 with a clear message for a bad setting", async () => {

@@ -1,7 +1,8 @@
 /**
  * A writer stopped (SIGSTOP) while it holds the store's lock, at every fault point of every kind of
  * write, while a real server serves clients and a /watch stream is open: every request still
- * answers within a second. Reads of the keys the write does not touch answer 200 with their values,
+ * answers within a second. Reads of the keys the write does not touch (as JSON, and a key with "/"
+ * as ?raw) answer 200 with their values,
  * /health tells how long the lock has been held, and a write answers 503 STORE_BUSY with
  * Retry-After. Once the writer goes on, its write lands and the server serves it.
  */
@@ -23,7 +24,7 @@ const writers = new Set<Bun.Subprocess>();
 beforeEach(() => {
   name = uniqueName();
   expect(kvtool(name, ["create", "16", "63", "255"]).exitCode).toBe(0);
-  for (const key of ["a", "b", "c", "untouched"]) expect(kvtool(name, ["set", key, `${key}-value`]).exitCode).toBe(0);
+  for (const key of ["a", "b", "c", "untouched", "dir/untouched"]) expect(kvtool(name, ["set", key, `${key}-value`]).exitCode).toBe(0);
   expect(kvtool(name, ["del", "c"]).exitCode).toBe(0); // a free slot for the insert to take
 });
 
@@ -48,12 +49,17 @@ async function stoppedWriter(args: string[], point: number) {
   return proc;
 }
 
-/** A request's status, body and the milliseconds it took. */
-async function timed(url: string, init?: RequestInit) {
+/** A request's status, body (JSON, or with `raw` the text) and the milliseconds it took. */
+async function timed(url: string, init?: RequestInit, raw = false) {
   const started = performance.now();
   const response = await fetch(url, { ...init, signal: AbortSignal.timeout(5 * ANSWER_MS) });
   // The fields of whichever answer it is: /health's lock, an error's code, a read's key and value.
-  const body = (await response.json()) as { lock: { held_for_ms: number }; code: string; key: string; value: string };
+  const body = (raw ? { value: await response.text() } : await response.json()) as {
+    lock: { held_for_ms: number };
+    code: string;
+    key: string;
+    value: string;
+  };
   return { status: response.status, body, ms: performance.now() - started, retryAfter: response.headers.get("retry-after") };
 }
 
@@ -66,21 +72,23 @@ describe("a writer stopped inside the lock", () => {
     for (const [kind, args, points] of WRITES) {
       for (const point of points) {
         const writer = await stoppedWriter(args, point);
-        const [health, untouched, status, metrics, keys, set] = await Promise.all([
+        const [health, untouched, rawSlashed, status, metrics, keys, set] = await Promise.all([
           timed(`${url}health`),
           timed(`${url}get/untouched`),
+          timed(`${url}get/dir/untouched?raw`, undefined, true),
           timed(`${url}status`),
           fetch(`${url}metrics`).then(async (r) => ({ status: r.status, text: await r.text() })),
           timed(`${url}keys`),
           timed(`${url}set`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ key: "untouched", value: "x" }) }),
         ]);
-        const slowest = Math.max(health.ms, untouched.ms, status.ms, keys.ms, set.ms);
+        const slowest = Math.max(health.ms, untouched.ms, rawSlashed.ms, status.ms, keys.ms, set.ms);
         expect({
           at: `${kind} at point ${point}`,
           answeredInTime: slowest < ANSWER_MS,
           health: health.status,
           lockHeld: health.body.lock.held_for_ms > 0,
           untouched: [untouched.status, untouched.body.key, untouched.body.value],
+          rawSlashed: [rawSlashed.status, rawSlashed.body.value],
           status: status.status,
           keys: keys.status,
           metrics: metrics.status,
@@ -92,6 +100,7 @@ describe("a writer stopped inside the lock", () => {
           health: 200,
           lockHeld: true,
           untouched: [200, "untouched", "untouched-value"],
+          rawSlashed: [200, "dir/untouched-value"],
           status: 200,
           keys: 200,
           metrics: 200,

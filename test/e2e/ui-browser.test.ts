@@ -1,7 +1,7 @@
 /**
  * The live page, /ui, in a real browser cut off from everything but loopback: it shows the store,
- * follows the writes of other processes (a C program among them) without a reload, and sets and
- * deletes through its forms. The screenshot is kept in test-artifacts/ui.png.
+ * follows the writes of other processes (a C program among them) without a reload, sets and
+ * deletes through its forms, and asks before it deletes from the table. The screenshot is kept in test-artifacts/ui.png.
  */
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "bun:test";
 import { mkdirSync } from "node:fs";
@@ -104,6 +104,43 @@ describe("the /ui page", () => {
     expect({ stored: store.get("from the form"), message: await text("#message") }).toEqual({
       stored: undefined,
       message: "Key 'from the form' deleted successfully",
+    });
+  });
+
+  it("asks before deleting from the table, and deletes nothing when the answer is no", async () => {
+    store.set("a/kept", "one");
+    store.set("gone", "two");
+    await openPage();
+    await row("gone").waitFor();
+    const asked: string[] = [];
+    page.on("dialog", (dialog) => {
+      asked.push(`${dialog.type()}: ${dialog.message()}`);
+      void (dialog.message().includes('"a/kept"') ? dialog.dismiss() : dialog.accept());
+    });
+    await row("a/kept").locator("button.remove").click();
+    await row("gone").locator("button.remove").click();
+    await row("gone").waitFor({ state: "detached" });
+    expect({ asked, kept: store.get("a/kept"), gone: store.get("gone"), rows: await page.locator("#entries td.key").allTextContents() }).toEqual({
+      asked: ['confirm: Delete "a/kept"? This cannot be undone.', 'confirm: Delete "gone"? This cannot be undone.'],
+      kept: "one",
+      gone: undefined,
+      rows: ["a/kept"],
+    });
+  });
+
+  it("deletes from the table only the value it showed: a write meanwhile makes it a 412", async () => {
+    store.set("k", "shown");
+    await openPage();
+    await row("k").waitFor();
+    page.on("dialog", (dialog) => {
+      store.set("k", "written while the question was open");
+      void dialog.accept();
+    });
+    await row("k").locator("button.remove").click();
+    await page.locator("#message.error").waitFor();
+    expect({ stored: store.get("k"), message: await text("#message") }).toEqual({
+      stored: "written while the question was open",
+      message: `Key 'k' is at revision ${store.version}: the condition does not hold`,
     });
   });
 

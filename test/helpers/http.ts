@@ -20,6 +20,20 @@ export function postSet(body: unknown, headers: Record<string, string> = { "cont
   });
 }
 
+/** POST /incr with `body` (as JSON). */
+export function postIncr(body: unknown, headers: Record<string, string> = {}): Request {
+  return new Request(`${BASE}/incr`, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+  });
+}
+
+/** DELETE /keys with the query `query` ("prefix=a", "all=1", ""). */
+export function deleteKeys(query: string, headers: Record<string, string> = {}): Request {
+  return new Request(`${BASE}/keys${query ? `?${query}` : ""}`, { method: "DELETE", headers });
+}
+
 /** A key as it goes in a URL path. */
 export function keyPath(route: "get" | "delete", key: string): string {
   return `/${route}/${encodeURIComponent(key)}`;

@@ -14,13 +14,21 @@ export interface Ran {
 export function kvtool(name: string, args: string[], fault?: number): Ran {
   const binary = join(BUILD, fault ? "kvtool_fault" : "kvtool");
   const env = fault ? { ...process.env, KV_FAULT_POINT: String(fault) } : process.env;
-  const r = Bun.spawnSync([binary, name, ...args], { env });
+  return ranOf(Bun.spawnSync([binary, name, ...args], { env }));
+}
+
+function ranOf(r: Bun.SyncSubprocess<"pipe", "pipe">): Ran {
   return {
     exitCode: r.exitCode,
     signalCode: r.signalCode ? String(r.signalCode) : null,
     stdout: r.stdout.toString(),
     stderr: r.stderr.toString(),
   };
+}
+
+/** kvtool NAME setin KEY: a C process sets KEY to `value`, any bytes (sent on its stdin). */
+export function kvtoolSetBytes(name: string, key: string, value: Uint8Array): Ran {
+  return ranOf(Bun.spawnSync([join(BUILD, "kvtool"), name, "setin", key], { stdin: value }));
 }
 
 /** kvtool NAME ARGS... in the background; resolves with its output when it exits. */

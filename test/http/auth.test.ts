@@ -3,7 +3,7 @@ import { afterEach, beforeEach, describe, expect, it } from "bun:test";
 import { createApp, type App } from "../../src/http/app.ts";
 import { isLoopback, PUBLIC_PATHS } from "../../src/http/auth.ts";
 import { startServer, type Logger } from "../../src/server.ts";
-import { BASE, expectError, postSet } from "../helpers/http.ts";
+import { BASE, deleteKeys, expectError, postIncr, postSet } from "../helpers/http.ts";
 import { TempStore, uniqueName, unlinkQuietly } from "../helpers/shm.ts";
 
 const TOKEN = "s3cret-Token_1";
@@ -56,7 +56,10 @@ describe("an app with a token", () => {
   it("answers 401 to a write without the token, and writes nothing", async () => {
     await expectUnauthorized(app.handle(postSet({ key: "k", value: "changed" })), /needs the API token/);
     await expectUnauthorized(app.handle(request("/delete/k", undefined, "DELETE")), /needs the API token/);
-    expect(temp.store.get("k")).toBe("v");
+    await expectUnauthorized(app.handle(postIncr({ key: "n" })), /needs the API token/);
+    await expectUnauthorized(app.handle(deleteKeys("prefix=k")), /needs the API token/);
+    await expectUnauthorized(app.handle(deleteKeys("all=1")), /needs the API token/);
+    expect([temp.store.get("k"), temp.store.get("n")]).toEqual(["v", undefined]);
   });
 
   it.each([

@@ -47,7 +47,7 @@ describe("GET /swagger/json", () => {
     );
     expect(statuses).toEqual({
       "GET /": ["200"],
-      "GET /get/{key}": ["200", "400", "401", "404", "503"],
+      "GET /get/{key}": ["200", "304", "400", "401", "404", "406", "503"],
       "POST /set": ["200", "400", "401", "412", "413", "415", "503", "507"],
       "DELETE /delete/{key}": ["200", "400", "401", "404", "412", "503"],
       "GET /status": ["200", "400", "401", "503"],
@@ -55,19 +55,29 @@ describe("GET /swagger/json", () => {
       "GET /watch": ["200", "400", "401", "503"],
       "GET /ui": ["200"],
       "GET /keys": ["200", "400", "401", "503"],
+      "POST /incr": ["200", "400", "401", "409", "413", "415", "503", "507"],
+      "DELETE /keys": ["200", "400", "401", "503"],
       "GET /metrics": ["200", "401"],
     });
   });
 
-  it("declares the bearer token, on exactly the routes that are not public", async () => {
-    const document = (await spec()) as unknown as {
-      components: { securitySchemes: Record<string, unknown> };
-      paths: Record<string, Record<string, { security?: unknown }>>;
-    };
-    const secured = Object.entries(document.paths).flatMap(([path, item]) =>
-      Object.entries(item).map(([method, op]) => [`${method.toUpperCase()} ${path}`, op.security !== undefined]),
-    );
-    expect({ scheme: document.components.securitySchemes.bearer, secured: Object.fromEntries(secured) }).toEqual({
+  it("declares the bearer token only when the server has one, then on exactly the routes that are not public", async () => {
+    type Secured = { components: { securitySchemes?: Record<string, unknown> }; paths: Record<string, Record<string, { security?: unknown }>> };
+    const secured = (document: Secured) =>
+      Object.fromEntries(
+        Object.entries(document.paths).flatMap(([path, item]) =>
+          Object.entries(item).map(([method, op]) => [`${method.toUpperCase()} ${path}`, op.security !== undefined]),
+        ),
+      );
+    const open = (await spec()) as unknown as Secured;
+    const tokenApp = createApp(temp.store, { token: "secret-token" });
+    const withToken = (await (await tokenApp.handle(get("/swagger/json"))).json()) as Secured;
+    tokenApp.close();
+    expect({ scheme: open.components.securitySchemes, secured: Object.values(secured(open)).filter(Boolean) }).toEqual({
+      scheme: undefined,
+      secured: [],
+    });
+    expect({ scheme: withToken.components.securitySchemes?.bearer, secured: secured(withToken) }).toEqual({
       scheme: { type: "http", scheme: "bearer" },
       secured: {
         "GET /": false,
@@ -79,8 +89,26 @@ describe("GET /swagger/json", () => {
         "GET /watch": true,
         "GET /ui": false,
         "GET /keys": true,
+        "POST /incr": true,
+        "DELETE /keys": true,
         "GET /metrics": true,
       },
+    });
+  });
+
+  it("names as its server the address it was asked at, so that code samples carry the host", async () => {
+    const at = async (url: string) => ((await (await app.handle(new Request(url))).json()) as { servers: unknown }).servers;
+    expect([await at("http://127.0.0.1:8000/swagger/json"), await at("http://localhost:41234/swagger/json")]).toEqual([
+      [{ url: "http://127.0.0.1:8000" }],
+      [{ url: "http://localhost:41234" }],
+    ]);
+  });
+
+  it("gives a real example of the set body, and no extra property", async () => {
+    const schema = (await spec()).paths["/set"]?.post?.requestBody?.content["application/json"]?.schema as Record<string, unknown>;
+    expect({ examples: schema.examples, additionalProperties: schema.additionalProperties }).toEqual({
+      examples: [{ key: "mykey", value: "myvalue" }],
+      additionalProperties: undefined,
     });
   });
 
@@ -89,6 +117,7 @@ describe("GET /swagger/json", () => {
     for (const [path, item] of Object.entries(paths)) {
       for (const [method, op] of Object.entries(item)) {
         for (const [status, response] of Object.entries(op.responses)) {
+          if (status === "304") continue; // no body
           expect(Object.keys(response.content)).toEqual([NOT_JSON[`${method.toUpperCase()} ${path} ${status}`] ?? "application/json"]);
           expect(response.description.length).toBeGreaterThan(0);
         }
@@ -133,9 +162,13 @@ describe("GET /swagger/json", () => {
     }
   });
 
-  it("names the key as a required path parameter", async () => {
+  it("names the key as a required path parameter, with ?raw and If-None-Match beside it", async () => {
     const { paths } = await spec();
-    expect(paths["/get/{key}"]?.get?.parameters).toEqual([expect.objectContaining({ name: "key", in: "path", required: true })]);
+    expect(paths["/get/{key}"]?.get?.parameters?.map(({ name, in: where, required }) => ({ name, in: where, required }))).toEqual([
+      { name: "key", in: "path", required: true },
+      { name: "raw", in: "query", required: false },
+      { name: "if-none-match", in: "header", required: false },
+    ]);
   });
 
   it("leaves out the documentation's own routes", async () => {

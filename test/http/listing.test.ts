@@ -105,10 +105,10 @@ describe("GET /keys", () => {
   });
 
   it.each([
-    ["limit=0", /limit/],
-    ["limit=1001", /limit/],
-    ["limit=many", /limit/],
-    ["values=yes", /values/],
+    ["limit=0", /^limit must be a whole number from 1 to 1000$/],
+    ["limit=1001", /^limit must be a whole number from 1 to 1000$/],
+    ["limit=many", /^limit must be a whole number from 1 to 1000$/],
+    ["values=yes", /^values must be 1 or 0$/],
     ["cursor=nonsense", /invalid cursor/],
     [`cursor=${encodeCursor(301)}`, /invalid cursor/],
   ])("answers 400 for %s", async (query, detail) => {

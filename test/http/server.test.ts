@@ -1,6 +1,6 @@
 /** startServer over a real socket (port 0): the API, its log, its limits and its graceful stop. */
 import { afterEach, beforeEach, describe, expect, it } from "bun:test";
-import { statSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import type { ServerConfig } from "../../src/config.ts";
 import { startServer, type Logger, type RunningServer } from "../../src/server.ts";
 import { KvStore } from "../../src/store.ts";
@@ -143,5 +143,29 @@ describe("startServer", () => {
     const first = start();
     const port = Number(new URL(first.url).port);
     expect(() => startServer(config({ port }), log)).toThrow();
+  });
+
+  describe("that cannot bind its port", () => {
+    let taken: Bun.Server<undefined>;
+    beforeEach(() => {
+      taken = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("taken") });
+    });
+    afterEach(() => taken.stop(true));
+
+    it("leaves no segment behind when it created it", () => {
+      expect(() => startServer(config({ port: taken.port }), log)).toThrow();
+      expect({ exists: existsSync(`/dev/shm${name}`), created: log.lines.some((line) => line.startsWith(`created segment ${name}`)) }).toEqual({
+        exists: false,
+        created: true,
+      });
+    });
+
+    it("keeps a segment it merely opened, with its entries", () => {
+      using existing = KvStore.open(name, { create: true });
+      existing.set("k", "kept");
+      expect(() => startServer(config({ port: taken.port }), log)).toThrow();
+      using reopened = KvStore.open(name);
+      expect(reopened.get("k")).toBe("kept");
+    });
   });
 });

@@ -73,6 +73,26 @@ describe("hosts replicating one namespace", () => {
     expect({ etagOnB: onB.headers.get("etag"), updated: updated.status }).toEqual({ etagOnB: etag, updated: 200 });
   });
 
+  it("delete a key with '/' sent as it is (DELETE /delete/a/b) on every host, and only that key", async () => {
+    const namespace = uniqueNamespace();
+    await using a = new Host(redis.url, namespace);
+    await using b = new Host(redis.url, namespace);
+    for (const key of ["config/db/url", "config/db", "config"]) expect((await a.set(key, `value of ${key}`)).status).toBe(200);
+    const deleted = await fetch(`${b.url}delete/config/db/url`, { method: "DELETE", headers: { "if-match": "*" } });
+    expect({ status: deleted.status, body: await deleted.json() }).toEqual({
+      status: 200,
+      body: { success: true, message: "Key 'config/db/url' deleted successfully" },
+    });
+    const revision = await redisRevision(redis.url, namespace);
+    await a.applied(revision);
+    const keys = (host: Host) => host.segment().entries.map(({ key }) => key);
+    expect({ onA: keys(a), onB: keys(b), read: (await fetch(`${a.url}get/config/db/url`)).status }).toEqual({
+      onA: ["config", "config/db"],
+      onB: ["config", "config/db"],
+      read: 404,
+    });
+  });
+
   it("show every host's writes on /watch of every host, in the same order with the same ids", async () => {
     const namespace = uniqueNamespace();
     await using a = new Host(redis.url, namespace);

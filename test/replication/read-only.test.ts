@@ -5,7 +5,7 @@
 import { describe, expect, it } from "bun:test";
 import { main } from "../../src/cli.ts";
 import { createApp } from "../../src/http/app.ts";
-import { answer, del, expectError, get, postSet } from "../helpers/http.ts";
+import { answer, del, deleteKeys, expectError, get, postIncr, postSet } from "../helpers/http.ts";
 import { TempStore } from "../helpers/shm.ts";
 
 describe("a read-only replica segment", () => {
@@ -16,6 +16,9 @@ describe("a read-only replica segment", () => {
     const app = createApp(temp.store);
     await expectError(app.handle(postSet({ key: "k", value: "w" })), 403, "READ_ONLY", /read-only replica: write through its server/);
     await expectError(app.handle(del("/delete/k")), 403, "READ_ONLY", /read-only replica/);
+    await expectError(app.handle(postIncr({ key: "n" })), 403, "READ_ONLY", /read-only replica/);
+    await expectError(app.handle(deleteKeys("prefix=k")), 403, "READ_ONLY", /read-only replica/);
+    expect(temp.store.version).toBe(1);
     expect(await answer(app.handle(get("/get/k")))).toEqual({ status: 200, body: { key: "k", value: "v" } });
   });
 
@@ -27,11 +30,16 @@ describe("a read-only replica segment", () => {
     const out: string[] = [];
     const io = { out: (t: string) => out.push(t), err: (t: string) => err.push(t) };
     const env = { KV_SHM_NAME: temp.name };
-    const codes = [await main(["set", "k", "w"], env, io), await main(["delete", "k"], env, io), await main(["get", "k"], env, io)];
+    const codes = [
+      await main(["set", "k", "w"], env, io),
+      await main(["delete", "k"], env, io),
+      await main(["incr", "n"], env, io),
+      await main(["get", "k"], env, io),
+    ];
     expect({ codes, out, err: err.map((line) => line.includes("write through its server")) }).toEqual({
-      codes: [1, 1, 0],
+      codes: [1, 1, 1, 0],
       out: ["v"],
-      err: [true, true],
+      err: [true, true, true],
     });
   });
 });

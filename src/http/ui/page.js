@@ -48,9 +48,19 @@ function row(entry) {
   remove.className = "remove";
   remove.title = `Delete ${entry.key}`;
   remove.textContent = "✕";
-  remove.addEventListener("click", () => send("DELETE", `/delete/${encodeURIComponent(entry.key)}`));
+  remove.addEventListener("click", () => removeAsked(entry));
   cell("actions", "").append(remove);
   return tr;
+}
+
+/**
+ * Delete the entry of a row once the user confirms, and only as it was shown (If-Match its
+ * revision): a write by another process meanwhile makes it a 412 that says so, not a lost value.
+ */
+function removeAsked(entry) {
+  if (!confirm(`Delete "${entry.key}"? This cannot be undone.`)) return;
+  const asShown = entry.revision === undefined ? {} : { "if-match": `"${entry.revision}"` };
+  send("DELETE", `/delete/${encodeURIComponent(entry.key)}`, undefined, asShown);
 }
 
 function apply(op, data) {
@@ -134,8 +144,10 @@ async function run() {
   }
 }
 
-async function send(method, path, body) {
-  const init = body ? { method, headers: { "content-type": "application/json" }, body: JSON.stringify(body) } : { method };
+async function send(method, path, body, headers = {}) {
+  const init = body
+    ? { method, headers: { ...headers, "content-type": "application/json" }, body: JSON.stringify(body) }
+    : { method, headers };
   const message = $("message");
   try {
     const response = await request(path, init);

@@ -18,7 +18,14 @@ import { runReplicator } from "./replication/run.ts";
 const COMMON_OPTIONS = { name: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean" }, ...TRUST_OPTION } as const;
 
 /** The options only some commands take (each lists its own in Command.options). */
-export const COMMAND_OPTIONS = { ...CONDITION_OPTIONS, ...WATCH_OPTIONS, ...LIST_OPTIONS, replace: { type: "boolean" } } as const;
+export const COMMAND_OPTIONS = {
+  ...CONDITION_OPTIONS,
+  ...WATCH_OPTIONS,
+  ...LIST_OPTIONS,
+  replace: { type: "boolean" },
+  server: { type: "string" },
+  "token-file": { type: "string" },
+} as const;
 
 /** Each option's line in a command's --help. */
 const OPTION_HELP: Record<string, string> = {
@@ -28,6 +35,8 @@ const OPTION_HELP: Record<string, string> = {
   prefix: "--prefix P          only the keys that start with P",
   limit: "--limit N           at most N keys",
   replace: "--replace           delete every entry of the store before loading the dump",
+  server: "--server URL        send the write to this shmkv server (or KV_SERVER), as a replica's writes must go",
+  "token-file": "--token-file FILE   with --server: the server's API token, read from FILE (or KV_API_TOKEN)",
   "max-entries": `--max-entries N     capacity of a store it creates (or KV_MAX_ENTRIES; default ${DEFAULTS.maxEntries})`,
   "key-max": `--key-max BYTES     longest key of a store it creates (or KV_KEY_MAX; default ${DEFAULTS.keyMax})`,
   "value-max": `--value-max BYTES   longest value of a store it creates (or KV_VALUE_MAX; default ${DEFAULTS.valueMax})`,

@@ -191,6 +191,28 @@ function apiToken(file: string | undefined, env: Env): string | undefined {
   return token;
 }
 
+/** Where the CLI sends its writes instead of the segment: --server URL, else KV_SERVER; and the token. */
+export interface WriteServer {
+  url: URL;
+  token: string | undefined;
+}
+
+/** --server, else KV_SERVER: an http(s) URL of a shmkv server; undefined when neither is given. */
+export function writeServer(flags: { server?: string; "token-file"?: string }, env: Env): WriteServer | undefined {
+  const raw = flags.server ?? setting(env, "KV_SERVER");
+  if (raw === undefined) return undefined;
+  let url: URL | undefined;
+  try {
+    url = new URL(raw.endsWith("/") ? raw : `${raw}/`);
+  } catch {
+    url = undefined;
+  }
+  if (!url || !/^https?:$/.test(url.protocol) || url.search || url.hash) {
+    throw new ConfigError(`KV_SERVER (--server) must be the http:// or https:// address of a shmkv server, such as http://127.0.0.1:8000, not ${JSON.stringify(raw)}`);
+  }
+  return { url, token: apiToken(flags["token-file"], env) };
+}
+
 /** parseArgs, with its errors (unknown option, missing value, extra argument) as ConfigErrors. */
 export function parseFlags<const O extends NonNullable<ParseArgsConfig["options"]>>(
   argv: string[],

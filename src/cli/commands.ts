@@ -1,13 +1,14 @@
 /** The CLI's store commands: each opens the store, does one thing, prints, and returns an exit status. */
 import { randomUUID } from "node:crypto";
 import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { ConfigError, createOptions, storeName, trustsSegmentOwner, type CreateFlags, type Env } from "../config.ts";
+import { ConfigError, createOptions, storeName, trustsSegmentOwner, writeServer, type CreateFlags, type Env, type WriteServer } from "../config.ts";
 import { KvError } from "../errors.ts";
 import { KvStore, type OpenOptions } from "../store.ts";
 import { dumpText, DumpError, parseDump, PartialRestoreError, restore, type Dump } from "./backup.ts";
 import { expectedRevision, type ConditionFlags } from "./conditions.ts";
 import { json, shown } from "./printable.ts";
 import { limitOf, type ListFlags } from "./list.ts";
+import { conditionHeaders, keyPath, RemoteError, send } from "./remote.ts";
 import { printChanges, sinceOf, type WatchFlags } from "./watch.ts";
 
 export const EXIT = { OK: 0, FAILED: 1, USAGE: 2 } as const;
@@ -19,7 +20,11 @@ export interface Io {
 
 export interface Invocation {
   args: string[];
-  flags: { name?: string; json?: boolean; "trust-segment-owner"?: boolean; replace?: boolean } & CreateFlags & ConditionFlags & WatchFlags & ListFlags;
+  flags: { name?: string; json?: boolean; "trust-segment-owner"?: boolean; replace?: boolean; server?: string; "token-file"?: string } &
+    CreateFlags &
+    ConditionFlags &
+    WatchFlags &
+    ListFlags;
   env: Env;
   io: Io;
 }
@@ -36,6 +41,9 @@ export interface Command {
   options?: string[];
   run(inv: Invocation): number | Promise<number>;
 }
+
+/** The options of a write that may go to a server in place of the segment. */
+const SERVER_OPTIONS = ["server", "token-file"];
 
 export const COMMANDS: Record<string, Command> = {
   get: {
@@ -56,33 +64,42 @@ export const COMMANDS: Record<string, Command> = {
       "insert or replace KEY (creates the store when missing); only if KEY is at revision N with --if-revision N, " +
       "only if it is missing with --if-absent (exit 1 otherwise)",
     creates: true,
-    options: ["if-revision", "if-absent"],
+    options: ["if-revision", "if-absent", ...SERVER_OPTIONS],
     run: (inv) => {
       const expected = expectedRevision(inv.flags);
-      return withStore(inv, (store) => {
-        const [key = "", value = ""] = inv.args;
-        const revision = expected === undefined ? store.set(key, value) : store.setIf(key, value, expected);
+      const [key = "", value = ""] = inv.args;
+      const printed = (revision: number | undefined) => {
         const message = `Key '${shown(key)}' set successfully`;
         inv.io.out(inv.flags.json ? json({ success: true, message, revision }) : message);
         return EXIT.OK;
-      }, true);
+      };
+      const server = serverFor(inv);
+      if (server) {
+        return remotely(inv, send(server, "POST", "set", { body: { key, value }, headers: conditionHeaders(expected) }), (w) => printed(w.revision));
+      }
+      return withStore(inv, offeringServer(inv, (store) => printed(expected === undefined ? store.set(key, value) : store.setIf(key, value, expected))), true);
     },
   },
   delete: {
     args: ["KEY"],
     summary: "remove KEY (exit 1 when it is missing); only if it is at revision N with --if-revision N",
-    options: ["if-revision"],
+    options: ["if-revision", ...SERVER_OPTIONS],
     run: (inv) => {
       const expected = expectedRevision(inv.flags);
-      return withStore(inv, (store) => {
-        const [key = ""] = inv.args;
-        if (!(expected === undefined ? store.delete(key) : store.deleteIf(key, expected))) {
-          return fail(inv, "NOT_FOUND", `Key '${shown(key)}' not found`);
-        }
+      const [key = ""] = inv.args;
+      const printed = () => {
         const message = `Key '${shown(key)}' deleted successfully`;
         inv.io.out(inv.flags.json ? json({ success: true, message }) : message);
         return EXIT.OK;
-      });
+      };
+      const server = serverFor(inv);
+      if (server) return remotely(inv, send(server, "DELETE", keyPath("delete", key), { headers: conditionHeaders(expected) }), printed);
+      return withStore(inv, offeringServer(inv, (store) => {
+        if (!(expected === undefined ? store.delete(key) : store.deleteIf(key, expected))) {
+          return fail(inv, "NOT_FOUND", `Key '${shown(key)}' not found`);
+        }
+        return printed();
+      }));
     },
   },
   incr: {
@@ -91,15 +108,20 @@ export const COMMANDS: Record<string, Command> = {
       "add BY (default 1, may be negative) to the integer KEY holds, atomically, and print the new value " +
       "(a missing KEY counts as 0; creates the store when missing)",
     creates: true,
+    options: SERVER_OPTIONS,
     run: (inv) => {
       const [key = "", by = "1"] = inv.args;
       if (!/^-?\d{1,19}$/.test(by)) throw new ConfigError(`BY must be an integer, not ${JSON.stringify(by)}`);
-      return withStore(inv, (store) => {
-        const value = store.incr(key, BigInt(by));
-        // Written as digits: a JSON number beyond 2^53 would lose them in JSON.stringify's hands.
-        inv.io.out(inv.flags.json ? `{"key":${json(key)},"value":${value}}` : String(value));
+      // Written as digits: a JSON number beyond 2^53 would lose them in JSON.stringify's (and JSON.parse's) hands.
+      const printed = (value: string) => {
+        inv.io.out(inv.flags.json ? `{"key":${json(key)},"value":${value}}` : value);
         return EXIT.OK;
-      }, true);
+      };
+      const server = serverFor(inv);
+      if (server) {
+        return remotely(inv, send(server, "POST", "incr", { body: { key, by } }), (w) => printed(/"value":(-?\d+)/.exec(w.text)?.[1] ?? "?"));
+      }
+      return withStore(inv, offeringServer(inv, (store) => printed(String(store.incr(key, BigInt(by))))), true);
     },
   },
   keys: {
@@ -215,6 +237,37 @@ export const COMMANDS: Record<string, Command> = {
       }),
   },
 };
+
+/** --server (KV_SERVER): where to send a write; a creation option with it is a usage error. */
+function serverFor(inv: Invocation): WriteServer | undefined {
+  const server = writeServer(inv.flags, inv.env);
+  const creation = (["max-entries", "key-max", "value-max", "mode"] as const).find((flag) => inv.flags[flag] !== undefined);
+  if (server && creation) throw new ConfigError(`--${creation} shapes a store the CLI creates: a write sent with --server creates none`);
+  if (!server && inv.flags["token-file"] !== undefined) throw new ConfigError("--token-file goes with --server (KV_SERVER)");
+  return server;
+}
+
+/** A local write whose refusal by a replica's segment names the way around it: --server. */
+function offeringServer(inv: Invocation, write: (store: KvStore) => number): (store: KvStore) => number {
+  return (store) => {
+    try {
+      return write(store);
+    } catch (error) {
+      if (!(error instanceof KvError && error.code === "READ_ONLY")) throw error;
+      return fail(inv, error.code, `${error.message.replace(/^shmkv: /, "")}; or send it there with --server URL (KV_SERVER)`);
+    }
+  };
+}
+
+/** A write sent to a server: `printed` its answer; the server's refusal as a message and exit 1. */
+async function remotely<T>(inv: Invocation, written: Promise<T>, printed: (answer: T) => number): Promise<number> {
+  try {
+    return printed(await written);
+  } catch (error) {
+    if (error instanceof RemoteError) return fail(inv, error.code, error.message);
+    throw error;
+  }
+}
 
 /**
  * Open the store named by --name or KV_SHM_NAME, run, close. `creates`: create it when missing, with

@@ -46,6 +46,19 @@
  *   server's --trust-segment-owner). The check covers the owner and the mode, not the group: a
  *   group-writable segment of the caller's own is trusted.
  * - Timestamps come from the writer's CLOCK_REALTIME, in seconds.
+ * - Following a resize: kv_resize marks the old segment superseded (header flags bit 1) under its
+ *   lock once the copy is in place under the name. Every call on a handle first checks the mark
+ *   (one atomic load) and, when it is set, opens the name again and goes on there, transparently;
+ *   writers also check it under the lock, so no write lands in the old segment after the copy. A
+ *   lock-free read that began before the mark reads the old segment, whose state is the copy's,
+ *   and is validated as usual. While a resize runs (flags bit 2, "resizing"), each call also
+ *   compares the name's inode with its mapping's (one stat), because the rename, not the mark, is
+ *   the moment the new segment takes over. A handle that followed keeps its old mapping until
+ *   kv_close, since another thread may still be reading it: close and reopen a long-lived handle
+ *   after a resize to give that memory back. kv_base, kv_map_size, kv_snapshot, kv_copy_cell and
+ *   kv_read_cell stay on the mapping the handle was opened on (so buffers sized from it stay
+ *   right): a binding that reads the mapping itself watches the flags and opens the name again. If
+ *   the name can no longer be opened (unlinked after the resize), calls fail with that -errno.
  */
 #ifndef SHARED_MEMORY_KV_H
 #define SHARED_MEMORY_KV_H
@@ -168,6 +181,37 @@ KV_API void kv_close(kv_store *s);
  * @return 0; KV_EINVAL (bad name, as for kv_open); -ENOENT; -EACCES; another -errno.
  */
 KV_API int kv_unlink(const char *name);
+
+/**
+ * Give the store `name` a new geometry without losing it: build a new segment, copy every entry
+ * into it (keys, values, revisions and timestamps), and the change ring, version, lock-recovery
+ * count, creation time and read-only flag, all under the old segment's write lock; then put the
+ * copy in place of the name atomically and mark the old segment superseded. Every handle on the
+ * old segment, in any process, follows on its next call (see "Following a resize" in Caveats).
+ *
+ * The copy is made under the name `name` + ".resize" and renamed over `name` in /dev/shm: rename(2)
+ * swaps the name in one step, so an opener finds the old store or the new one, never neither. A
+ * copy left there by a resizer that died is removed by the next locker of the old segment.
+ * Entries keep their slots when the new max_entries holds every slot in use (a listing's cursor
+ * stays good); otherwise they are packed in slot order. Linux only (POSIX shared memory has no
+ * rename elsewhere).
+ *
+ * @param name POSIX shm name of an existing store, as kv_open; at most KV_NAME_MAX - 7 bytes
+ *             (room for the ".resize" suffix).
+ * @param opts the new geometry, and the new mode; a zero field (or NULL opts) keeps the store's
+ *             own. The caller keeps ownership. The new segment belongs to the caller's effective
+ *             user: resize a store as its owner, or KV_CHECK_OWNER openers will refuse the copy.
+ * @return 0; nothing changes on any error, and the old store stays in use: KV_EFULL (the store
+ *         holds more entries than the new max_entries), KV_EKEYLEN (a key is longer than the new
+ *         key_max), KV_EVALLEN (a value is longer than the new value_max), KV_EINVAL (bad name or
+ *         geometry), -ENOENT, -EACCES, KV_EINCOMPAT, -EEXIST (a store other than a stale copy is
+ *         called `name` + ".resize"), -ENOSPC (no room in /dev/shm for the copy while the old one
+ *         exists), -ENOTSUP (not Linux), another -errno. Waits for the write lock as long as it
+ *         takes; readers go on reading the old segment meanwhile, writers wait.
+ * Safe to call from any process while others use the store; two resizes of one store run one
+ * after the other (the second resizes the first's result).
+ */
+KV_API int kv_resize(const char *name, const kv_options *opts);
 
 /**
  * Insert or replace an entry. Takes the write lock; crash-atomic (see Caveats).
@@ -406,7 +450,10 @@ KV_API uint32_t kv_hash(const char *key, size_t key_len);
  *               delete or a repair is in progress |
  * | 112 | u64  | lock since: CLOCK_MONOTONIC milliseconds, made odd, when the lock's holder took it;
  *               0 while the lock is free (kv_lock_held_ms) |
- * | 120 | u32  | flags: bit 0 (1) read-only, set by kv_set_readonly: only kv_apply writes |
+ * | 120 | u32  | flags: bit 0 (1) read-only, set by kv_set_readonly: only kv_apply writes; bit 1
+ *               (2) superseded: a resize put a copy in its place, open the name again; bit 2 (4)
+ *               resizing: a resize is copying it (or died doing so; the next locker settles it);
+ *               bit 3 (8) building: a resize's copy not yet in place (meaningless once it is) |
  * | 124 | u32  | reserved |
  * | 128 | ...  | the pthread mutex (process-shared, robust) |
  * | 192 | ...  | undo record: u32 state (1 = armed), u32 slot, u32 entry_count, u32 free head,

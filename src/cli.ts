@@ -30,7 +30,8 @@ Options:
                        refused by default (or KV_TRUST_SEGMENT_OWNER=1; see docs/security.md)
   --help               help; with a command, that command's
   set also takes --max-entries N, --key-max BYTES, --value-max BYTES and --mode OCTAL (or KV_MAX_ENTRIES,
-  KV_KEY_MAX, KV_VALUE_MAX, KV_SHM_MODE), used when it creates the store.
+  KV_KEY_MAX, KV_VALUE_MAX, KV_SHM_MODE), used when it creates the store; an existing store keeps its
+  own (a warning says so): resize takes the same flags (not the variables) to change it.
 
 Exit status: 0; 1 when the key or the store is not found, or the operation failed; 2 for a usage error.`;
 
@@ -70,7 +71,7 @@ async function withLibrary(argv: string[], env: Env, start: (argv: string[], env
 }
 
 function run(name: string, command: Command, argv: string[], env: Env, io: Io): number | Promise<number> {
-  const options = command.creates ? { ...COMMON_OPTIONS, ...CREATE_OPTIONS } : COMMON_OPTIONS;
+  const options = command.creates || command.resizes ? { ...COMMON_OPTIONS, ...CREATE_OPTIONS } : COMMON_OPTIONS;
   const { values: flags, positionals: args } = parseFlags(argv, { ...options, ...CONDITION_OPTIONS, ...WATCH_OPTIONS }, true);
   const taken = (flag: string) => command.conditions?.some((condition) => condition === flag);
   const notTaken = Object.keys(CONDITION_OPTIONS).find((flag) => flag in flags && !taken(flag));

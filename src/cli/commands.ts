@@ -1,6 +1,7 @@
 /** The CLI's store commands: each opens the store, does one thing, prints, and returns an exit status. */
 import { createOptions, storeName, trustsSegmentOwner, type CreateFlags, type Env } from "../config.ts";
 import { KvError } from "../errors.ts";
+import { geometryMismatch } from "../geometry.ts";
 import { KvStore } from "../store.ts";
 import { expectedRevision, type ConditionFlags } from "./conditions.ts";
 import { json, shown } from "./printable.ts";
@@ -26,6 +27,8 @@ export interface Command {
   summary: string;
   /** Takes the options that shape a new segment (it creates the store when missing). */
   creates?: boolean;
+  /** Takes the geometry options, to give an existing store a new one. */
+  resizes?: boolean;
   /** The compare-and-set flags it takes (src/cli/conditions.ts). */
   conditions?: (keyof ConditionFlags)[];
   run(inv: Invocation): number | Promise<number>;
@@ -123,6 +126,24 @@ export const COMMANDS: Record<string, Command> = {
       }
     },
   },
+  resize: {
+    args: [],
+    summary:
+      "give the store a new geometry, keeping every entry, revision and the version (--max-entries N, " +
+      "--key-max BYTES, --value-max BYTES, --mode OCTAL; any not given stays); every process using it follows",
+    resizes: true,
+    run: (inv) =>
+      withStore(inv, (store) => {
+        const before = geometryOf(store);
+        // Flags only: a KV_MAX_ENTRIES left in the environment must not resize a store by surprise.
+        const options = createOptions(inv.flags, {}, trustsSegmentOwner(inv.flags, inv.env));
+        KvStore.resize(store.name, options);
+        const after = geometryOf(store);
+        const message = `${store.name} resized: ${describeGeometry(before)} -> ${describeGeometry(after)}; ${store.count} entries kept, version ${store.version}`;
+        inv.io.out(inv.flags.json ? json({ success: true, message, before, after }) : message);
+        return EXIT.OK;
+      }),
+  },
   unlink: {
     args: [],
     summary: "remove the store's name (processes that have it open keep using it)",
@@ -143,8 +164,18 @@ function withStore(inv: Invocation, run: (store: KvStore) => number, creates = f
     const trusted = trustsSegmentOwner(inv.flags, inv.env);
     const create = creates ? { create: true, ...createOptions(inv.flags, inv.env, trusted) } : {};
     using store = KvStore.open(name, { ...create, checkOwner: !trusted });
+    const mismatch = creates && !store.created && geometryMismatch(store, create);
+    if (mismatch) inv.io.err(`shmkv: warning: ${mismatch}`);
     return run(store);
   });
+}
+
+function geometryOf(store: KvStore) {
+  return { max_entries: store.maxEntries, key_max: store.keyMax, value_max: store.valueMax };
+}
+
+function describeGeometry(g: ReturnType<typeof geometryOf>): string {
+  return `${g.max_entries} entries, keys up to ${g.key_max} bytes, values up to ${g.value_max} bytes`;
 }
 
 /** Run, turning the store's errors into a message and exit status 1. */

@@ -1368,6 +1368,13 @@ static int name_moved(const kv_store *s)
     return named.st_ino != mine.st_ino || named.st_dev != mine.st_dev;
 }
 
+static int same_file(const kv_store *a, const kv_store *b)
+{
+    struct stat sa, sb;
+    return fstat(a->fd, &sa) == 0 && fstat(b->fd, &sb) == 0 && sa.st_ino == sb.st_ino &&
+           sa.st_dev == sb.st_dev;
+}
+
 static int superseded(const kv_store *s)
 {
     uint32_t flags = __atomic_load_n(&s->h->flags, __ATOMIC_ACQUIRE);
@@ -1442,6 +1449,13 @@ static kv_store *current(kv_store *s, int *rc)
         kv_store *fresh;
         if ((*rc = kv_open(s->name, s->open_flags, NULL, &fresh)))
             return NULL;
+        if (same_file(s, fresh)) {
+            /* No resize marks a segment that still has the name: the flags are damaged. */
+            kv_close(fresh);
+            s->check_detail = "header: marked superseded, but its name still leads to it";
+            *rc = KV_ECORRUPT;
+            return NULL;
+        }
         fresh->lock_timeout_ms = s->lock_timeout_ms;
         kv_store *none = NULL;
         /* Another thread may have followed first: keep its mapping, drop ours. */

@@ -451,8 +451,15 @@ export class KvStore implements Disposable {
     const out = new BigUint64Array(1);
     const rc = lib.kv_open(cString(this.name), this.#reopen.flags, null, out);
     if (rc !== 0) failOpen(lib, rc, this.name);
-    this.#open = attach(lib, this.name, Number(out[0]) as Pointer, this.#reopen);
-    this.#identity = undefined;
+    const next = attach(lib, this.name, Number(out[0]) as Pointer, this.#reopen);
+    const was = this.#mapped(open);
+    const now = mappedIdentity(Number(lib.kv_base(next.handle)));
+    if (was && now && was.ino === now.ino && was.dev === now.dev) {
+      lib.kv_close(next.handle); // nothing has read through its views yet
+      throw new KvError("CORRUPT", `${this.name} is damaged: its header says a resize replaced it, but its name still leads to it`, RC.CORRUPT);
+    }
+    this.#open = next;
+    this.#identity = now;
     queueMicrotask(() => lib.kv_close(open.handle));
     return this.#live();
   }

@@ -137,6 +137,23 @@ async function crossProcess(): Promise<Json> {
   }
 }
 
+/** kv_resize of a 1,000,000-entry store to twice its capacity and back, from C: RUNS fresh processes. */
+async function resize(): Promise<Json> {
+  const ENTRIES = 1_000_000;
+  const runs: Record<string, number>[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    runs.push((await json<{ resize: Record<string, number> }>([BENCH_C, `/shmkv-bench-resize-${process.pid}`, `${ENTRIES}`, "0", "resize"])).resize);
+  }
+  const med = (field: string) => median(runs.map((r) => r[field]!));
+  const mb = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
+  table(`Resize of a ${ENTRIES.toLocaleString("en")}-entry store (kv_resize from C; writers wait this long, readers do not)`,
+    ["resize", "copy and swap", "first call of a handle that follows", "new segment"], [
+      [`grow to ${(2 * ENTRIES).toLocaleString("en")} entries`, `${med("grow_ms").toFixed(0)} ms`, fmtNs(med("grow_follow_us") * 1e3), mb(med("grow_segment_bytes"))],
+      [`shrink back to ${ENTRIES.toLocaleString("en")}`, `${med("shrink_ms").toFixed(0)} ms`, fmtNs(med("shrink_follow_us") * 1e3), mb(med("shrink_segment_bytes"))],
+    ]);
+  return { entries: ENTRIES, runs, median: Object.fromEntries(Object.keys(runs[0]!).map((k) => [k, med(k)])) };
+}
+
 const machine = {
   cpu: cpus()[0]?.model ?? "unknown",
   cores: cpus().length,
@@ -152,6 +169,7 @@ const SECTIONS: Record<string, () => Promise<Json>> = {
   crossProcess,
   http: () => httpBench({ runs: RUNS, seconds: SECONDS, table }),
   watchers: () => watchersBench({ runs: RUNS, seconds: SECONDS, table }),
+  resize,
 };
 const only = process.env.BENCH_ONLY?.split(",");
 const unknown = only?.filter((name) => !(name in SECTIONS));

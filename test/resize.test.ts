@@ -3,6 +3,7 @@ import { describe, expect, it } from "bun:test";
 import { existsSync, statSync } from "node:fs";
 import { main } from "../src/cli.ts";
 import { ChangeFeed, type FeedEvent } from "../src/feed.ts";
+import { StoreSlot } from "../src/http/store-slot.ts";
 import { kvHash } from "../src/layout.ts";
 import { startServer, type Logger } from "../src/server.ts";
 import { KvStore } from "../src/store.ts";
@@ -161,6 +162,16 @@ describe("following a resize, above the store", () => {
       [1, "before"],
       [2, "after"],
     ]);
+  });
+
+  it("a server's store slot keeps its store, which follows, instead of reattaching as to a replaced segment", () => {
+    using t = new TempStore();
+    t.store.set("k", "v");
+    using slot = StoreSlot.opening(() => KvStore.open(t.name));
+    const store = slot.current;
+    expect(kvtool(t.name, ["resize", "30", "0", "0"]).exitCode).toBe(0);
+    slot.recheck();
+    expect([slot.reattached, slot.current === store, store?.maxEntries, store?.get("k")]).toEqual([undefined, true, 30, "v"]);
   });
 
   it("a server started with another geometry warns, naming both and the resize command, and changes nothing", async () => {

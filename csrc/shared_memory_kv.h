@@ -35,7 +35,8 @@
  * - kv_unlink() removes the name only. Processes that have the segment mapped keep using it (and each
  *   other's writes) until they close; a later kv_open() of the same name with KV_CREATE makes a new,
  *   empty segment that they do not see. Nothing in the library unlinks on its own: the segment lives
- *   until kv_unlink() or a reboot.
+ *   until kv_unlink() or a reboot (or kv_resize(), which puts a copy in its place, and removes the
+ *   copy a resizer that died left under NAME.resize).
  * - Anyone who can write the segment can corrupt it (it is plain shared memory). Opening validates
  *   the header, and readers bounds-check everything they follow, so a corrupt segment yields errors or
  *   wrong data, not crashes; kv_check() reports the damage. Protect the segment with its file mode.
@@ -134,7 +135,8 @@ extern "C" {
 
 /**
  * Geometry and permissions of a new segment. A zero field takes its default. Only used when
- * kv_open() creates the segment; an existing segment's own geometry always wins.
+ * kv_open() creates the segment; an existing segment's own geometry always wins. kv_resize() takes
+ * the same structure, where a zero field keeps the store's own value.
  */
 typedef struct kv_options {
     uint32_t max_entries; /**< 1..KV_LIMIT_MAX_ENTRIES, default 10 */
@@ -345,7 +347,9 @@ KV_API const char *kv_check_detail(const kv_store *s);
 /**
  * Copy the whole segment, as one consistent state, into a caller's buffer while holding the write
  * lock: the fallback for a reader whose lock-free scan keeps being overtaken by writers. The copy
- * has the segment's layout (see below) with the mutex bytes meaningless.
+ * has the segment's layout (see below) with the mutex bytes meaningless. Like kv_copy_cell and
+ * kv_read_cell, it copies the mapping the handle was opened on (kv_map_size), even after a resize
+ * superseded it: that mapping then holds the state the resize copied.
  * @param buf,buf_len destination owned by the caller, at least kv_map_size() bytes.
  * @return 0; KV_EBUFSIZE (buf_len too small); KV_EINVAL; lock -errno.
  */
@@ -397,7 +401,11 @@ KV_API int kv_read_cell(kv_store *s, uint32_t cell, void *buf);
 /** A static, human-readable description of any return code of this library (or of -errno). */
 KV_API const char *kv_strerror(int rc);
 
-/** @defgroup accessors Read-only accessors. All take a valid handle; none takes the lock. */
+/**
+ * @defgroup accessors Read-only accessors. All take a valid handle; none takes the lock. kv_base and
+ * kv_map_size describe the mapping the handle was opened on, even after a resize (see Caveats); the
+ * others describe the store, following a resize first.
+ */
 /** @{ */
 KV_API void    *kv_base(const kv_store *s);        /**< start of the mapping (the header); see layout */
 KV_API size_t   kv_map_size(const kv_store *s);    /**< bytes mapped (the whole segment) */

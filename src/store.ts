@@ -225,9 +225,19 @@ export class KvStore implements Disposable {
     return this.#open === undefined;
   }
 
-  /** Device and inode of the segment this handle maps, read from the mapping itself (Linux). */
+  /**
+   * Device and inode of the segment this handle maps, read from the mapping itself (Linux): after
+   * following a resize, the new segment's. When a resize cannot be followed (its segment was unlinked
+   * since), the segment the store still has: a watcher then sees the name lead elsewhere, never throws.
+   */
   get identity(): FileIdentity | undefined {
-    return this.#mapped(this.#live());
+    const open = this.#open;
+    try {
+      return this.#mapped(this.#live());
+    } catch (error) {
+      if (!open || !(error instanceof KvError)) throw error;
+      return this.#mapped(open);
+    }
   }
 
   get maxEntries(): number {

@@ -174,6 +174,15 @@ describe("following a resize, above the store", () => {
     expect([slot.reattached, slot.current === store, store?.maxEntries, store?.get("k")]).toEqual([undefined, true, 30, "v"]);
   });
 
+  it("a server's store slot reattaches, not throws, when the resized segment was unlinked before its store followed", () => {
+    using t = new TempStore();
+    using slot = StoreSlot.opening(() => KvStore.open(t.name), { retryMs: 60_000 });
+    expect(kvtool(t.name, ["resize", "30", "0", "0"]).exitCode).toBe(0);
+    KvStore.unlink(t.name);
+    slot.recheck();
+    expect([slot.reattached?.reason, slot.current]).toEqual([`/dev/shm${t.name} was unlinked`, undefined]);
+  });
+
   it("a server started with another geometry warns, naming both and the resize command, and changes nothing", async () => {
     const name = uniqueName();
     try {

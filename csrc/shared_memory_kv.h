@@ -59,7 +59,9 @@
  *   after a resize to give that memory back. kv_base, kv_map_size, kv_snapshot, kv_copy_cell and
  *   kv_read_cell stay on the mapping the handle was opened on (so buffers sized from it stay
  *   right): a binding that reads the mapping itself watches the flags and opens the name again. If
- *   the name can no longer be opened (unlinked after the resize), calls fail with that -errno.
+ *   the name can no longer be opened (unlinked after the resize), calls fail with that -errno; a
+ *   mark on a segment the name still leads to is damage (KV_ECORRUPT, named by kv_check_detail);
+ *   a name that leads to superseded segments 64 times over gives -ESTALE.
  */
 #ifndef SHARED_MEMORY_KV_H
 #define SHARED_MEMORY_KV_H

@@ -1271,12 +1271,16 @@ int kv_check(kv_store *s)
 }
 
 /* The mapping the handle uses now, for the accessors: the last one it followed to, or (when the
- * next cannot be opened) the one it has. */
+ * next cannot be opened) the last one it has. */
 static const kv_store *now_of(const kv_store *s)
 {
     int rc;
     kv_store *now = current((kv_store *)s, &rc);
-    return now ? now : s;
+    if (now)
+        return now;
+    while (s->successor)
+        s = s->successor;
+    return s;
 }
 
 const char *kv_check_detail(const kv_store *s) { return s ? now_of(s)->check_detail : ""; }

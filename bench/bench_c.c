@@ -117,13 +117,10 @@ static int time_resize(const char *name, kv_store *s, uint32_t max_entries, cons
     size_t len;
     int got = kv_get(s, key, key_of(key, 1), out, sizeof out, &len, NULL);
     double t2 = now_ns();
-    if (rc || got || kv_max_entries(s) != max_entries) {
+    kv_store *fresh = NULL; /* a handle's geometry and size stay its first mapping's: ask a new one */
+    if (rc || got || kv_open(name, 0, NULL, &fresh) || kv_max_entries(fresh) != max_entries) {
         fprintf(stderr, "bench_c: resize: %s / %s\n", kv_strerror(rc), kv_strerror(got));
-        return 1;
-    }
-    kv_store *fresh; /* kv_map_size stays on the mapping a handle opened: ask a new one */
-    if ((rc = kv_open(name, 0, NULL, &fresh))) {
-        fprintf(stderr, "bench_c: reopen: %s\n", kv_strerror(rc));
+        kv_close(fresh);
         return 1;
     }
     printf("\"%s_ms\": %.1f, \"%s_follow_us\": %.1f, \"%s_segment_bytes\": %zu%s", label, (t1 - t0) / 1e6, label,

@@ -1291,9 +1291,11 @@ void *kv_base(const kv_store *s) { return s->base; }
 size_t kv_map_size(const kv_store *s) { return s->size; }
 uint64_t kv_version(const kv_store *s) { return __atomic_load_n(&now_of(s)->h->version, __ATOMIC_RELAXED); }
 uint32_t kv_count(const kv_store *s) { return __atomic_load_n(&now_of(s)->h->entry_count, __ATOMIC_RELAXED); }
-uint32_t kv_max_entries(const kv_store *s) { return now_of(s)->max_entries; }
-uint32_t kv_key_max(const kv_store *s) { return now_of(s)->key_max; }
-uint32_t kv_value_max(const kv_store *s) { return now_of(s)->value_max; }
+/* The geometry of the mapping the handle was opened on, as kv_base and kv_copy_cell see it: a caller
+ * sizing a cell buffer from these must never get a larger cell from a resized store. */
+uint32_t kv_max_entries(const kv_store *s) { return s->max_entries; }
+uint32_t kv_key_max(const kv_store *s) { return s->key_max; }
+uint32_t kv_value_max(const kv_store *s) { return s->value_max; }
 uint64_t kv_lock_recoveries(const kv_store *s)
 {
     return __atomic_load_n(&now_of(s)->h->lock_recoveries, __ATOMIC_RELAXED);
@@ -1510,21 +1512,29 @@ static void write_record(kv_store *d, uint32_t slot, const kv_record *r)
     d->index[pos] = slot + 1;
 }
 
-/* Whether geometry g holds every entry of s (lock held): 0, or the code that says what does not fit. */
+/* Whether geometry g holds every entry of s (lock held): 0, or the code that says what does not fit.
+ * The copy follows what this checks, so lengths are checked against the old geometry as well and
+ * the live entries counted, not taken from the header: a damaged store is KV_ECORRUPT, never a copy
+ * out of bounds. */
 static int resize_fits(const kv_store *s, const kv_geometry *g)
 {
-    if (s->h->entry_count > g->max_entries)
-        return KV_EFULL;
+    uint32_t live = 0;
+    int rc = 0;
     kv_record r;
     for (uint32_t slot = 0; slot < s->h->high_water && slot < s->max_entries; slot++) {
         if (!read_record(s, slot, &r))
             continue;
-        if (r.key_len > g->key_max)
-            return KV_EKEYLEN;
-        if (r.value_len > g->value_max)
-            return KV_EVALLEN;
+        live++;
+        if (r.key_len > s->key_max || r.value_len > s->value_max)
+            return KV_ECORRUPT;
+        if (!rc && r.key_len > g->key_max)
+            rc = KV_EKEYLEN;
+        if (!rc && r.value_len > g->value_max)
+            rc = KV_EVALLEN;
     }
-    return 0;
+    if (live != s->h->entry_count)
+        return KV_ECORRUPT;
+    return live > g->max_entries ? KV_EFULL : rc;
 }
 
 /* Copy the entries of s into d. Each keeps its slot when d has room for every slot s used, so a

@@ -56,9 +56,10 @@
  *   compares the name's inode with its mapping's (one stat), because the rename, not the mark, is
  *   the moment the new segment takes over. A handle that followed keeps its old mapping until
  *   kv_close, since another thread may still be reading it: close and reopen a long-lived handle
- *   after a resize to give that memory back. kv_base, kv_map_size, kv_snapshot, kv_copy_cell and
- *   kv_read_cell stay on the mapping the handle was opened on (so buffers sized from it stay
- *   right): a binding that reads the mapping itself watches the flags and opens the name again. If
+ *   after a resize to give that memory back (and to see the new geometry). kv_base, kv_map_size,
+ *   kv_max_entries, kv_key_max, kv_value_max, kv_snapshot, kv_copy_cell and kv_read_cell stay on the
+ *   mapping the handle was opened on (so buffers sized from them stay right): a binding that reads
+ *   the mapping itself watches the flags and opens the name again. If
  *   the name can no longer be opened (unlinked after the resize), calls fail with that -errno; a
  *   mark on a segment the name still leads to is damage (KV_ECORRUPT, named by kv_check_detail);
  *   a name that leads to superseded segments 64 times over gives -ESTALE.
@@ -208,7 +209,8 @@ KV_API int kv_unlink(const char *name);
  * @return 0; nothing changes on any error, and the old store stays in use: KV_EFULL (the store
  *         holds more entries than the new max_entries), KV_EKEYLEN (a key is longer than the new
  *         key_max), KV_EVALLEN (a value is longer than the new value_max), KV_EINVAL (bad name or
- *         geometry), -ENOENT, -EACCES, KV_EINCOMPAT, -EEXIST (a store other than a stale copy is
+ *         geometry), KV_ECORRUPT (an entry's lengths or the entry count are damaged: kv_check says
+ *         more), -ENOENT, -EACCES, KV_EINCOMPAT, -EEXIST (a store other than a stale copy is
  *         called `name` + ".resize"), -ENOSPC (no room in /dev/shm for the copy while the old one
  *         exists), -ENOTSUP (not Linux), another -errno. Waits for the write lock as long as it
  *         takes; readers go on reading the old segment meanwhile, writers wait.
@@ -404,9 +406,11 @@ KV_API int kv_read_cell(kv_store *s, uint32_t cell, void *buf);
 KV_API const char *kv_strerror(int rc);
 
 /**
- * @defgroup accessors Read-only accessors. All take a valid handle; none takes the lock. kv_base and
- * kv_map_size describe the mapping the handle was opened on, even after a resize (see Caveats); the
- * others describe the store, following a resize first.
+ * @defgroup accessors Read-only accessors. All take a valid handle; none takes the lock. kv_base,
+ * kv_map_size, kv_max_entries, kv_key_max and kv_value_max describe the mapping the handle was
+ * opened on, even after a resize (see Caveats), so that buffers sized from them fit what kv_copy_cell
+ * and kv_snapshot copy; open the name again for a resized store's geometry. The others describe the
+ * store, following a resize first.
  */
 /** @{ */
 KV_API void    *kv_base(const kv_store *s);        /**< start of the mapping (the header); see layout */

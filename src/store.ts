@@ -2,11 +2,10 @@
  * KvStore: a typed handle on one shmkv segment. Reads go straight to the mapping (lock-free,
  * validated by the seqlock); writes call the C library, which takes the lock.
  */
-import { read } from "bun:ffi";
 import { constants } from "node:os";
 import { codeOf, KvConflictError, KvError, RC } from "./errors.ts";
 import { kvLib, type KvLib, type Pointer } from "./ffi.ts";
-import { FLAG, HEADER, layoutOf, RING_CELLS, SegmentView, kvHash, TORN, type Committed, type KvChange, type KvEntry, type Torn } from "./layout.ts";
+import { FLAG, layoutOf, RING_CELLS, SegmentView, kvHash, TORN, type Committed, type KvChange, type KvEntry, type Torn } from "./layout.ts";
 import { LockedMemory, memoryOf } from "./segment-memory.ts";
 import { mappedIdentity, namedIdentity, type FileIdentity } from "./segment-identity.ts";
 import { CONTROL_CHARACTER, LIMITS, READ_ATTEMPTS } from "./limits.ts";
@@ -697,17 +696,13 @@ function conflict(action: string, key: string, expected: bigint, out: Uint32Arra
   return new KvConflictError(`cannot ${action} ${JSON.stringify(key)}: ${state}${wanted}`, found);
 }
 
-/**
- * Views of the segment a handle maps. Its geometry is read from the header the library validated at
- * open, not asked of the library, whose accessors follow a resize the mapping does not.
- */
+/** Views of the segment a handle maps (the one it was opened on, whatever resizes come later). */
 function attach(lib: KvLib, name: string, handle: Pointer, reopen: Reopen): Open {
   if (reopen.lockTimeoutMs !== undefined) lib.kv_set_lock_timeout(handle, Math.min(Math.trunc(reopen.lockTimeoutMs), 2 ** 31 - 1));
-  const base = lib.kv_base(handle)!;
   const layout = layoutOf({
-    maxEntries: read.u32(base, HEADER.maxEntries),
-    keyMax: read.u32(base, HEADER.keyMax),
-    valueMax: read.u32(base, HEADER.valueMax),
+    maxEntries: lib.kv_max_entries(handle),
+    keyMax: lib.kv_key_max(handle),
+    valueMax: lib.kv_value_max(handle),
   });
   const memory = memoryOf(lib, handle, layout);
   const view = memory && new SegmentView(memory, layout);

@@ -16,6 +16,17 @@ static ino_t inode_of(const char *name)
     return stat(path, &st) == 0 ? st.st_ino : 0;
 }
 
+/* The geometry a fresh open of the name finds (a handle keeps its first mapping's). */
+static uint32_t capacity_of(const char *name)
+{
+    kv_store *s;
+    if (kv_open(name, 0, NULL, &s))
+        return 0;
+    uint32_t max = kv_max_entries(s);
+    kv_close(s);
+    return max;
+}
+
 static int temp_exists(const char *name)
 {
     char path[300];
@@ -69,10 +80,10 @@ static void growing_keeps_everything_and_every_handle_follows(void)
     CHECK_RC(kv_resize(name, &big), 0);
     CHECK(inode_of(name) != before);
     CHECK(!temp_exists(name));
-    /* Both handles follow on their next call: geometry, entries, version, ring. */
-    CHECK_EQ(kv_max_entries(s), 64);
-    CHECK_EQ(kv_key_max(other), 32);
-    CHECK_EQ(kv_value_max(s), 100);
+    /* Both handles follow on their next call: entries, version, ring. Their geometry accessors
+     * stay on the mapping they opened (as kv_base does); a fresh open sees the new one. */
+    CHECK_EQ(kv_max_entries(s), 4);
+    CHECK_EQ(capacity_of(name), 64);
     CHECK_EQ(kv_version(other), version);
     CHECK_EQ(kv_count(s), 4);
     seen a2 = get_full(other, "a"), d2 = get_full(s, "d");
@@ -92,6 +103,8 @@ static void growing_keeps_everything_and_every_handle_follows(void)
     kv_store *fresh = check_open(name, 0, NULL, &rc);
     REQUIRE(fresh);
     CHECK_EQ(kv_max_entries(fresh), 64);
+    CHECK_EQ(kv_key_max(fresh), 32);
+    CHECK_EQ(kv_value_max(fresh), 100);
     CHECK_GET(fresh, "f", "a value longer than sixteen bytes");
 }
 
@@ -105,7 +118,7 @@ static void shrinking_to_just_fit_packs_the_slots(void)
     uint64_t version = kv_version(s);
     kv_options fit = {3, 1, 3, 0};
     CHECK_RC(kv_resize(name, &fit), 0);
-    CHECK_EQ(kv_max_entries(s), 3);
+    CHECK_EQ(capacity_of(name), 3);
     CHECK_EQ(kv_count(s), 3);
     CHECK_EQ(kv_version(s), version);
     CHECK_GET(s, "a", "one");
@@ -141,14 +154,14 @@ static void a_resize_that_cannot_fit_changes_nothing(void)
     CHECK_RC(kv_resize("bad", NULL), KV_EINVAL);
     CHECK_EQ(inode_of(name), before);
     CHECK(!temp_exists(name));
-    CHECK_EQ(kv_max_entries(s), KV_DEFAULT_MAX_ENTRIES);
+    CHECK_EQ(capacity_of(name), KV_DEFAULT_MAX_ENTRIES);
     CHECK_EQ(kv_version(s), version);
     CHECK_RC(check_set_str(s, "more", "x"), 0);
     CHECK_RC(kv_check(s), 0);
     /* NULL options: the same geometry, a new segment (a compaction). */
     CHECK_RC(kv_resize(name, NULL), 0);
     CHECK(inode_of(name) != before);
-    CHECK_EQ(kv_max_entries(s), KV_DEFAULT_MAX_ENTRIES);
+    CHECK_EQ(capacity_of(name), KV_DEFAULT_MAX_ENTRIES);
     CHECK_GET(s, "more", "x");
 }
 
@@ -191,7 +204,7 @@ static void resizer_killed_at(int point)
     /* The next write recovers (the dead resizer held the lock) and lands in the store in force. */
     CHECK_RC(check_set_str(s, "after", "x"), 0);
     CHECK(!temp_exists(name));
-    CHECK_EQ(kv_max_entries(s), point == 22 ? 32 : 8);
+    CHECK_EQ(capacity_of(name), point == 22 ? 32 : 8);
     CHECK(point == 22 ? inode_of(name) != before : inode_of(name) == before);
     CHECK_EQ(kv_version(s), version + 1);
     CHECK_GET(s, "a", "one");
@@ -205,7 +218,7 @@ static void resizer_killed_at(int point)
     /* And it can be resized again. */
     kv_options again = {40, 0, 0, 0};
     CHECK_RC(kv_resize(name, &again), 0);
-    CHECK_EQ(kv_max_entries(s), 40);
+    CHECK_EQ(capacity_of(name), 40);
     CHECK_GET(s, "after", "x");
 }
 
@@ -273,6 +286,27 @@ static void a_damaged_superseded_mark_is_corruption(void)
     CHECK_RC(kv_check(s), 0);
 }
 
+/* A store whose entries are damaged is refused before anything is copied out of its bounds. */
+static void a_damaged_store_is_not_copied(void)
+{
+    const char *name;
+    kv_store *s = check_new_store(NULL, &name);
+    REQUIRE(s);
+    CHECK_RC(check_set_str(s, "a", "1"), 0);
+    unsigned char *base = kv_base(s);
+    uint64_t entries_off;
+    memcpy(&entries_off, base + 40, sizeof entries_off);
+    uint32_t *key_len = (uint32_t *)(base + entries_off); /* slot 0's key length */
+    *key_len = 4000;
+    ino_t before = inode_of(name);
+    kv_options longer_keys = {0, 4096, 0, 0};
+    CHECK_RC(kv_resize(name, &longer_keys), KV_ECORRUPT);
+    CHECK_EQ(inode_of(name), before);
+    CHECK(!temp_exists(name));
+    *key_len = 1;
+    CHECK_RC(kv_check(s), 0);
+}
+
 /* ---- writers and readers running through resizes ---------------------------------------------- */
 
 #define WRITERS 2
@@ -337,7 +371,7 @@ static void writers_and_readers_run_through_grow_and_shrink(void)
     CHECK_EQ(torn, 0);
     CHECK_EQ(backwards, 0);
     CHECK(inode_of(name) != first);
-    CHECK_EQ(kv_max_entries(s), total);
+    CHECK_EQ(capacity_of(name), total);
     CHECK_EQ(kv_count(s), total);
     CHECK_EQ(kv_version(s), (uint64_t)WRITERS * WRITES);
     CHECK_RC(kv_check(s), 0);
@@ -368,6 +402,7 @@ int main(void)
     RUN(a_replica_stays_read_only);
     RUN(a_writer_waiting_for_the_resizer_follows_it);
     RUN(a_damaged_superseded_mark_is_corruption);
+    RUN(a_damaged_store_is_not_copied);
     char name[64];
     for (int point = 20; point <= 22; point++) {
         snprintf(name, sizeof name, "resizer_killed_at(point %d)", point);

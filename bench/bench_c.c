@@ -2,6 +2,9 @@
  *   bench_c NAME ENTRIES SECONDS          ->  one JSON line: {"get": {...}, "set": {...}}
  *   bench_c NAME ENTRIES SECONDS hammer   ->  a busy writer on an existing store: sets for SECONDS
  *                                             over its ENTRIES keys, then {"set": {...}}
+ *   bench_c NAME ENTRIES SECONDS resize   ->  a store of ENTRIES entries grown to twice that, then
+ *                                             shrunk back, by kv_resize: {"resize": {...}} with each
+ *                                             one's time, and the first call of a handle following
  * Latencies are per operation, measured over batches of BATCH operations (a clock read per
  * operation would cost more than the operation). */
 #define _GNU_SOURCE
@@ -93,16 +96,68 @@ static int hammer(const char *name, long entries, double seconds)
     return 0;
 }
 
+static void fill(kv_store *s, long entries)
+{
+    char key[32], value[80];
+    for (long i = 0; i < entries; i++) {
+        value_of(value, i);
+        kv_set(s, key, key_of(key, i), value, 64);
+    }
+}
+
+/* One resize of the store to max_entries, timed; then the first call of a handle that had the old
+ * segment open, which follows (opens and maps the new one). Milliseconds and microseconds. */
+static int time_resize(const char *name, kv_store *s, uint32_t max_entries, const char *label, int last)
+{
+    kv_options o = {max_entries, 0, 0, 0};
+    double t0 = now_ns();
+    int rc = kv_resize(name, &o);
+    double t1 = now_ns();
+    char key[32], out[256];
+    size_t len;
+    int got = kv_get(s, key, key_of(key, 1), out, sizeof out, &len, NULL);
+    double t2 = now_ns();
+    kv_store *fresh = NULL; /* a handle's geometry and size stay its first mapping's: ask a new one */
+    if (rc || got || kv_open(name, 0, NULL, &fresh) || kv_max_entries(fresh) != max_entries) {
+        fprintf(stderr, "bench_c: resize: %s / %s\n", kv_strerror(rc), kv_strerror(got));
+        kv_close(fresh);
+        return 1;
+    }
+    printf("\"%s_ms\": %.1f, \"%s_follow_us\": %.1f, \"%s_segment_bytes\": %zu%s", label, (t1 - t0) / 1e6, label,
+           (t2 - t1) / 1e3, label, kv_map_size(fresh), last ? "" : ", ");
+    kv_close(fresh);
+    return 0;
+}
+
+static int resize_bench(const char *name, long entries)
+{
+    kv_options o = {(uint32_t)entries, 0, 0, 0};
+    kv_store *s;
+    int rc = kv_open(name, KV_CREATE | KV_EXCL, &o, &s);
+    if (rc) {
+        fprintf(stderr, "bench_c: %s\n", kv_strerror(rc));
+        return 1;
+    }
+    fill(s, entries);
+    printf("{\"resize\": {\"entries\": %ld, ", entries);
+    rc = time_resize(name, s, (uint32_t)(2 * entries), "grow", 0) ||
+         time_resize(name, s, (uint32_t)entries, "shrink", 1);
+    printf("}}\n");
+    kv_close(s);
+    kv_unlink(name);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
-    if (argc != 4 && !(argc == 5 && !strcmp(argv[4], "hammer"))) {
-        fprintf(stderr, "usage: bench_c NAME ENTRIES SECONDS [hammer]\n");
+    if (argc != 4 && !(argc == 5 && (!strcmp(argv[4], "hammer") || !strcmp(argv[4], "resize")))) {
+        fprintf(stderr, "usage: bench_c NAME ENTRIES SECONDS [hammer | resize]\n");
         return 2;
     }
     long entries = atol(argv[2]);
     double seconds = atof(argv[3]);
     if (argc == 5)
-        return hammer(argv[1], entries, seconds);
+        return !strcmp(argv[4], "hammer") ? hammer(argv[1], entries, seconds) : resize_bench(argv[1], entries);
     kv_options o = {(uint32_t)(entries < 10 ? 10 : entries), 0, 0, 0};
     kv_store *s;
     int rc = kv_open(argv[1], KV_CREATE | KV_EXCL, &o, &s);
@@ -111,11 +166,7 @@ int main(int argc, char **argv)
         return 1;
     }
     kv_unlink(argv[1]); /* the mapping is all we need; nothing is left behind */
-    char key[32], value[80];
-    for (long i = 0; i < entries; i++) {
-        value_of(value, i);
-        kv_set(s, key, key_of(key, i), value, 64);
-    }
+    fill(s, entries);
     printf("{");
     measure(s, entries, seconds, do_get, "get", 0);
     measure(s, entries, seconds, do_set, "set", 1);

@@ -1,7 +1,7 @@
 /**
  * `make bench`: every benchmark, each figure the median of at least RUNS runs in fresh processes; a
  * table on stdout and bench/results.json. BENCH_SECONDS (default 1) is the time per measured loop.
- * BENCH_ONLY=inProcess,http (any of inProcess, crossProcess, http, status, watchers) runs just those, and
+ * BENCH_ONLY=inProcess,http (any of inProcess, crossProcess, http, status, watchers, resize) runs just those, and
  * leaves bench/results.json as it is.
  */
 import { cpus, totalmem } from "node:os";
@@ -138,6 +138,23 @@ async function crossProcess(): Promise<Json> {
   }
 }
 
+/** kv_resize of a 1,000,000-entry store to twice its capacity and back, from C: RUNS fresh processes. */
+async function resize(): Promise<Json> {
+  const ENTRIES = 1_000_000;
+  const runs: Record<string, number>[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    runs.push((await json<{ resize: Record<string, number> }>([BENCH_C, `/shmkv-bench-resize-${process.pid}`, `${ENTRIES}`, "0", "resize"])).resize);
+  }
+  const med = (field: string) => median(runs.map((r) => r[field]!));
+  const mb = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
+  table(`Resize of a ${ENTRIES.toLocaleString("en")}-entry store (kv_resize from C; writers wait this long, readers do not)`,
+    ["resize", "copy and swap", "first call of a handle that follows", "new segment"], [
+      [`grow to ${(2 * ENTRIES).toLocaleString("en")} entries`, `${med("grow_ms").toFixed(0)} ms`, fmtNs(med("grow_follow_us") * 1e3), mb(med("grow_segment_bytes"))],
+      [`shrink back to ${ENTRIES.toLocaleString("en")}`, `${med("shrink_ms").toFixed(0)} ms`, fmtNs(med("shrink_follow_us") * 1e3), mb(med("shrink_segment_bytes"))],
+    ]);
+  return { entries: ENTRIES, runs, median: Object.fromEntries(Object.keys(runs[0]!).map((k) => [k, med(k)])) };
+}
+
 const machine = {
   cpu: cpus()[0]?.model ?? "unknown",
   cores: cpus().length,
@@ -154,6 +171,7 @@ const SECTIONS: Record<string, () => Promise<Json>> = {
   http: () => httpBench({ runs: RUNS, seconds: SECONDS, table }),
   status: () => statusBench({ runs: RUNS, seconds: SECONDS, table }),
   watchers: () => watchersBench({ runs: RUNS, seconds: SECONDS, table }),
+  resize,
 };
 const only = process.env.BENCH_ONLY?.split(",");
 const unknown = only?.filter((name) => !(name in SECTIONS));

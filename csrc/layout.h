@@ -12,6 +12,9 @@
 #define KV_READY          0x52454459u
 #define KV_UNDO_ARMED     1u
 #define KV_FLAG_READONLY  1u
+#define KV_FLAG_SUPERSEDED 2u /* a resize replaced this segment: open the name again */
+#define KV_FLAG_RESIZING  4u  /* a resize is copying this segment (or died doing so) */
+#define KV_FLAG_BUILDING  8u  /* a resize's copy, not in place under the name yet */
 
 #define KV_ENTRY_HEAD 32u /* bytes of kv_entry before the key */
 

@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -23,6 +24,7 @@
 
 #define KV_READY_WAIT_MS 1000  /* how long an opener waits for a creator to finish */
 #define KV_RETRY         1     /* internal: a lock-free read saw a torn state */
+#define KV_MOVED         2     /* internal: a resize superseded the segment; follow it and retry */
 
 struct kv_store {
     int            fd;
@@ -37,6 +39,12 @@ struct kv_store {
     uint32_t       max_entries, key_max, value_max, entry_size, index_mask;
     int32_t        lock_timeout_ms; /* how long this handle waits for the lock; < 0: for ever */
     const char    *check_detail;
+    /* Following a resize (see "following a resize" below): the name to open again, the flags to open
+     * it with, and the mapping that replaced this one. A replaced mapping stays mapped until
+     * kv_close, so a thread still reading it never faults. */
+    char           name[KV_NAME_MAX + 1];
+    int            open_flags;
+    kv_store      *successor;
 };
 
 /* Sizes derived from a geometry; the header must agree with them exactly. */
@@ -67,6 +75,25 @@ static void kv_fault(int point)
 #else
 #define KV_FAULT(n) ((void)0)
 #endif
+
+/* Following a resize: defined with kv_resize, used by recovery, the lock and every entry point. */
+static int superseded(const kv_store *s);
+static void settle_resize(kv_store *s);
+static kv_store *current(kv_store *s, int *rc);
+static void unlock_store(kv_store *s);
+
+/* Run `call` on the handle's current mapping (s is moved on to it), and again on the next one while
+ * the call answers KV_MOVED: a resize superseded the mapping between the check and the lock. */
+#define KV_ON_CURRENT(s, call)                                                                     \
+    do {                                                                                           \
+        for (;;) {                                                                                 \
+            int rc_;                                                                               \
+            if (!((s) = current((s), &rc_)))                                                       \
+                return rc_;                                                                        \
+            if ((rc_ = (call)) != KV_MOVED)                                                        \
+                return rc_;                                                                        \
+        }                                                                                          \
+    } while (0)
 
 /* ---- small helpers --------------------------------------------------------------------------- */
 
@@ -335,6 +362,7 @@ static void recover(kv_store *s)
             e->seq++;
     }
     index_rebuild(s);
+    settle_resize(s);
     h->lock_recoveries++;
     counter_end(&h->index_seq);
     seq_end(h);
@@ -361,7 +389,8 @@ static int acquire_mutex(kv_store *s)
     return pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &deadline);
 }
 
-static int lock_store(kv_store *s)
+/* Take the lock of this mapping, whether or not a resize has superseded it (copies of it stay true). */
+static int lock_mapping(kv_store *s)
 {
     int rc = acquire_mutex(s);
     if (rc == EBUSY || rc == ETIMEDOUT)
@@ -373,6 +402,18 @@ static int lock_store(kv_store *s)
     if (!rc) /* never 0: 0 means "free" */
         __atomic_store_n(&s->h->lock_since_ms, monotonic_ms() | 1, __ATOMIC_RELAXED);
     return -rc;
+}
+
+/* Take the lock to use the store: KV_MOVED, unlocked, when a resize has superseded this mapping.
+ * Checked under the lock, so no write lands in a segment a resize has copied and replaced. */
+static int lock_store(kv_store *s)
+{
+    int rc = lock_mapping(s);
+    if (!rc && superseded(s)) {
+        unlock_store(s);
+        return KV_MOVED;
+    }
+    return rc;
 }
 
 static void unlock_store(kv_store *s)
@@ -417,15 +458,12 @@ static int map_store(kv_store *s, int fd, const kv_geometry *g)
     return 0;
 }
 
-static int create_segment(const char *name, const kv_options *o, kv_store *s)
+/* Create and map a segment of geometry g with everything but the ready marker: kv_open publishes it
+ * at once, kv_resize once it has copied the store into it. On failure nothing is left behind. */
+static int make_segment(const char *name, const kv_geometry *gp, uint32_t mode, kv_store *s)
 {
-    kv_geometry g;
-    uint32_t mode = o && o->mode ? o->mode : KV_DEFAULT_MODE;
-    int rc = compute_geometry(o && o->max_entries ? o->max_entries : KV_DEFAULT_MAX_ENTRIES,
-                              o && o->key_max ? o->key_max : KV_DEFAULT_KEY_MAX,
-                              o && o->value_max ? o->value_max : KV_DEFAULT_VALUE_MAX, &g);
-    if (rc)
-        return rc;
+    kv_geometry g = *gp;
+    int rc;
     if (mode > 0777)
         return KV_EINVAL;
     int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -455,15 +493,26 @@ static int create_segment(const char *name, const kv_options *o, kv_store *s)
         h->ring_cells = KV_RING_CELLS;
         h->created = now_seconds();
         rc = init_mutex(&h->lock.mutex);
-        if (!rc)
-            __atomic_store_n(&h->ready, KV_READY, __ATOMIC_RELEASE);
-        else
+        if (rc)
             munmap(s->base, s->size);
     }
     if (rc) {
         shm_unlink(name);
         close(fd);
     }
+    return rc;
+}
+
+static int create_segment(const char *name, const kv_options *o, kv_store *s)
+{
+    kv_geometry g;
+    int rc = compute_geometry(o && o->max_entries ? o->max_entries : KV_DEFAULT_MAX_ENTRIES,
+                              o && o->key_max ? o->key_max : KV_DEFAULT_KEY_MAX,
+                              o && o->value_max ? o->value_max : KV_DEFAULT_VALUE_MAX, &g);
+    if (!rc)
+        rc = make_segment(name, &g, o && o->mode ? o->mode : KV_DEFAULT_MODE, s);
+    if (!rc)
+        __atomic_store_n(&s->h->ready, KV_READY, __ATOMIC_RELEASE);
     return rc;
 }
 
@@ -577,17 +626,21 @@ int kv_open(const char *name, int flags, const kv_options *opts, kv_store **out)
     }
     s->check_detail = "";
     s->lock_timeout_ms = -1;
+    strcpy(s->name, name); /* valid_name bounded it by KV_NAME_MAX */
+    s->open_flags = flags & KV_CHECK_OWNER;
     *out = s;
     return 0;
 }
 
 void kv_close(kv_store *s)
 {
-    if (!s)
-        return;
-    munmap(s->base, s->size);
-    close(s->fd);
-    free(s);
+    while (s) {
+        kv_store *next = s->successor;
+        munmap(s->base, s->size);
+        close(s->fd);
+        free(s);
+        s = next;
+    }
 }
 
 int kv_unlink(const char *name)
@@ -671,8 +724,8 @@ static int read_entry(kv_store *s, const char *key, uint32_t key_len, kv_read *r
     return rc == KV_RETRY ? KV_ECORRUPT : rc;
 }
 
-int kv_get_rev(kv_store *s, const char *key, size_t key_len, char *buf, size_t buf_len,
-               size_t *value_len, int64_t *timestamp, uint64_t *revision)
+static int get_rev_at(kv_store *s, const char *key, size_t key_len, char *buf, size_t buf_len,
+                      size_t *value_len, int64_t *timestamp, uint64_t *revision)
 {
     int rc = check_key(s, key, key_len);
     if (rc)
@@ -690,6 +743,12 @@ int kv_get_rev(kv_store *s, const char *key, size_t key_len, char *buf, size_t b
     if (revision)
         *revision = r.revision;
     return rc;
+}
+
+int kv_get_rev(kv_store *s, const char *key, size_t key_len, char *buf, size_t buf_len,
+               size_t *value_len, int64_t *timestamp, uint64_t *revision)
+{
+    KV_ON_CURRENT(s, get_rev_at(s, key, key_len, buf, buf_len, value_len, timestamp, revision));
 }
 
 int kv_get(kv_store *s, const char *key, size_t key_len, char *buf, size_t buf_len,
@@ -816,8 +875,8 @@ static int set_locked(kv_store *s, const char *key, uint32_t key_len, const char
     return 0;
 }
 
-int kv_set_if(kv_store *s, const char *key, size_t key_len, const char *value, size_t value_len,
-              uint64_t expected_rev, uint64_t *current_rev)
+static int set_if_at(kv_store *s, const char *key, size_t key_len, const char *value,
+                     size_t value_len, uint64_t expected_rev, uint64_t *current_rev)
 {
     int rc = check_key(s, key, key_len);
     if (rc)
@@ -837,6 +896,12 @@ int kv_set_if(kv_store *s, const char *key, size_t key_len, const char *value, s
                      : KV_EREADONLY;
     unlock_store(s);
     return rc;
+}
+
+int kv_set_if(kv_store *s, const char *key, size_t key_len, const char *value, size_t value_len,
+              uint64_t expected_rev, uint64_t *current_rev)
+{
+    KV_ON_CURRENT(s, set_if_at(s, key, key_len, value, value_len, expected_rev, current_rev));
 }
 
 int kv_set(kv_store *s, const char *key, size_t key_len, const char *value, size_t value_len)
@@ -895,8 +960,8 @@ static size_t format_int64(int64_t v, char *out)
     return len;
 }
 
-int kv_incr_rev(kv_store *s, const char *key, size_t key_len, int64_t delta, int64_t *result,
-                uint64_t *revision)
+static int incr_at(kv_store *s, const char *key, size_t key_len, int64_t delta, int64_t *result,
+                   uint64_t *revision)
 {
     int rc = check_key(s, key, key_len);
     if (rc)
@@ -932,6 +997,12 @@ int kv_incr_rev(kv_store *s, const char *key, size_t key_len, int64_t delta, int
     if (!rc && result)
         *result = value;
     return rc;
+}
+
+int kv_incr_rev(kv_store *s, const char *key, size_t key_len, int64_t delta, int64_t *result,
+                uint64_t *revision)
+{
+    KV_ON_CURRENT(s, incr_at(s, key, key_len, delta, result, revision));
 }
 
 int kv_incr(kv_store *s, const char *key, size_t key_len, int64_t delta, int64_t *result)
@@ -978,8 +1049,8 @@ static int delete_locked(kv_store *s, const char *key, uint32_t key_len, uint64_
     return 0;
 }
 
-int kv_delete_if(kv_store *s, const char *key, size_t key_len, uint64_t expected_rev,
-                 uint64_t *current_rev)
+static int delete_if_at(kv_store *s, const char *key, size_t key_len, uint64_t expected_rev,
+                        uint64_t *current_rev)
 {
     int rc = check_key(s, key, key_len);
     if (rc)
@@ -995,15 +1066,19 @@ int kv_delete_if(kv_store *s, const char *key, size_t key_len, uint64_t expected
     return rc;
 }
 
+int kv_delete_if(kv_store *s, const char *key, size_t key_len, uint64_t expected_rev,
+                 uint64_t *current_rev)
+{
+    KV_ON_CURRENT(s, delete_if_at(s, key, key_len, expected_rev, current_rev));
+}
+
 int kv_delete(kv_store *s, const char *key, size_t key_len)
 {
     return kv_delete_if(s, key, key_len, KV_ANY_REVISION, NULL);
 }
 
-int kv_set_readonly(kv_store *s, int readonly)
+static int set_readonly_at(kv_store *s, int readonly)
 {
-    if (!s)
-        return KV_EINVAL;
     int rc = lock_store(s);
     if (rc)
         return rc;
@@ -1012,6 +1087,11 @@ int kv_set_readonly(kv_store *s, int readonly)
     __atomic_store_n(&s->h->flags, flags, __ATOMIC_RELEASE);
     unlock_store(s);
     return 0;
+}
+
+int kv_set_readonly(kv_store *s, int readonly)
+{
+    KV_ON_CURRENT(s, set_readonly_at(s, readonly));
 }
 
 /* A delete of a key the replica does not hold: only the version moves (under the seqlock, so a
@@ -1023,8 +1103,8 @@ static void apply_absent_delete(kv_store *s, const char *key, uint32_t key_len, 
     seq_end(s->h);
 }
 
-int kv_apply(kv_store *s, int op, const char *key, size_t key_len, const char *value,
-             size_t value_len, uint64_t revision, int64_t timestamp)
+static int apply_at(kv_store *s, int op, const char *key, size_t key_len, const char *value,
+                    size_t value_len, uint64_t revision, int64_t timestamp)
 {
     int rc = op == KV_APPLY_VERSION ? (s ? 0 : KV_EINVAL) : check_key(s, key, key_len);
     if (rc)
@@ -1055,6 +1135,12 @@ int kv_apply(kv_store *s, int op, const char *key, size_t key_len, const char *v
     return rc;
 }
 
+int kv_apply(kv_store *s, int op, const char *key, size_t key_len, const char *value,
+             size_t value_len, uint64_t revision, int64_t timestamp)
+{
+    KV_ON_CURRENT(s, apply_at(s, op, key, key_len, value, value_len, revision, timestamp));
+}
+
 /* The version as of the last completed write. Read under the seqlock, so a write in progress, or one
  * whose writer died (which recovery may roll back), is never counted; when writers keep the counter
  * moving, or a dead one left it odd, take the lock, which also repairs. */
@@ -1076,9 +1162,9 @@ static int committed_version(kv_store *s, uint64_t *version)
     return 0;
 }
 
-int kv_change(kv_store *s, uint64_t revision, int *op, char *key, size_t key_cap,
-              size_t *key_len, char *value, size_t value_cap, size_t *value_len,
-              int64_t *timestamp)
+static int change_on(kv_store *s, uint64_t revision, int *op, char *key, size_t key_cap,
+                     size_t *key_len, char *value, size_t value_cap, size_t *value_len,
+                     int64_t *timestamp)
 {
     if (!s || (!key && key_cap) || (!value && value_cap))
         return KV_EINVAL;
@@ -1124,20 +1210,32 @@ int kv_change(kv_store *s, uint64_t revision, int *op, char *key, size_t key_cap
     return KV_EEXPIRED; /* overwritten again and again while we read: certainly behind */
 }
 
+int kv_change(kv_store *s, uint64_t revision, int *op, char *key, size_t key_cap,
+              size_t *key_len, char *value, size_t value_cap, size_t *value_len,
+              int64_t *timestamp)
+{
+    KV_ON_CURRENT(s, change_on(s, revision, op, key, key_cap, key_len, value, value_cap, value_len,
+                               timestamp));
+}
+
 void kv_set_lock_timeout(kv_store *s, int32_t timeout_ms)
 {
-    if (s)
+    /* Every mapping of the handle: the next one a resize brings inherits it from the last. */
+    for (; s; s = __atomic_load_n(&s->successor, __ATOMIC_ACQUIRE))
         s->lock_timeout_ms = timeout_ms;
 }
 
-int kv_repair(kv_store *s)
+static int repair_at(kv_store *s)
 {
-    if (!s)
-        return KV_EINVAL;
     int rc = lock_store(s);
     if (!rc)
         unlock_store(s);
     return rc;
+}
+
+int kv_repair(kv_store *s)
+{
+    KV_ON_CURRENT(s, repair_at(s));
 }
 
 int kv_snapshot(kv_store *s, void *buf, size_t buf_len)
@@ -1146,7 +1244,7 @@ int kv_snapshot(kv_store *s, void *buf, size_t buf_len)
         return KV_EINVAL;
     if (buf_len < s->size)
         return KV_EBUFSIZE;
-    int rc = lock_store(s);
+    int rc = lock_mapping(s);
     if (rc)
         return rc;
     memcpy(buf, s->base, s->size);
@@ -1170,7 +1268,7 @@ int kv_read_cell(kv_store *s, uint32_t cell, void *buf)
 {
     if (!s || !buf || cell >= s->max_entries + KV_RING_CELLS)
         return KV_EINVAL;
-    int rc = lock_store(s);
+    int rc = lock_mapping(s);
     if (rc)
         return rc;
     memcpy(buf, s->entries + (size_t)cell * s->entry_size, s->entry_size);
@@ -1253,10 +1351,8 @@ static const char *check_index_and_free_list(const kv_store *s)
     return NULL;
 }
 
-int kv_check(kv_store *s)
+static int check_at(kv_store *s)
 {
-    if (!s)
-        return KV_EINVAL;
     int rc = lock_store(s);
     if (rc)
         return rc;
@@ -1270,24 +1366,45 @@ int kv_check(kv_store *s)
     return detail ? KV_ECORRUPT : 0;
 }
 
-const char *kv_check_detail(const kv_store *s) { return s ? s->check_detail : ""; }
+int kv_check(kv_store *s)
+{
+    KV_ON_CURRENT(s, check_at(s));
+}
+
+/* The mapping the handle uses now, for the accessors: the last one it followed to, or (when the
+ * next cannot be opened) the last one it has. */
+static const kv_store *now_of(const kv_store *s)
+{
+    int rc;
+    kv_store *now = current((kv_store *)s, &rc);
+    if (now)
+        return now;
+    while (s->successor)
+        s = s->successor;
+    return s;
+}
+
+const char *kv_check_detail(const kv_store *s) { return s ? now_of(s)->check_detail : ""; }
 
 /* ---- accessors and errors --------------------------------------------------------------------- */
 
 void *kv_base(const kv_store *s) { return s->base; }
 size_t kv_map_size(const kv_store *s) { return s->size; }
-uint64_t kv_version(const kv_store *s) { return __atomic_load_n(&s->h->version, __ATOMIC_RELAXED); }
-uint32_t kv_count(const kv_store *s) { return __atomic_load_n(&s->h->entry_count, __ATOMIC_RELAXED); }
+uint64_t kv_version(const kv_store *s) { return __atomic_load_n(&now_of(s)->h->version, __ATOMIC_RELAXED); }
+uint32_t kv_count(const kv_store *s) { return __atomic_load_n(&now_of(s)->h->entry_count, __ATOMIC_RELAXED); }
+/* The geometry of the mapping the handle was opened on, as kv_base and kv_copy_cell see it: a caller
+ * sizing a cell buffer from these must never get a larger cell from a resized store. */
 uint32_t kv_max_entries(const kv_store *s) { return s->max_entries; }
 uint32_t kv_key_max(const kv_store *s) { return s->key_max; }
 uint32_t kv_value_max(const kv_store *s) { return s->value_max; }
 uint64_t kv_lock_recoveries(const kv_store *s)
 {
-    return __atomic_load_n(&s->h->lock_recoveries, __ATOMIC_RELAXED);
+    return __atomic_load_n(&now_of(s)->h->lock_recoveries, __ATOMIC_RELAXED);
 }
 
 uint64_t kv_lock_held_ms(const kv_store *s)
 {
+    s = now_of(s);
     uint64_t since = __atomic_load_n(&s->h->lock_since_ms, __ATOMIC_RELAXED);
     uint64_t now = monotonic_ms();
     if (!since)
@@ -1297,6 +1414,7 @@ uint64_t kv_lock_held_ms(const kv_store *s)
 
 int kv_readonly(const kv_store *s)
 {
+    s = now_of(s);
     return (__atomic_load_n(&s->h->flags, __ATOMIC_ACQUIRE) & KV_FLAG_READONLY) != 0;
 }
 
@@ -1327,4 +1445,329 @@ const char *kv_strerror(int rc)
             return msg;
     }
     return "unknown error";
+}
+
+/* ---- following a resize ------------------------------------------------------------------------
+ *
+ * kv_resize copies the store, under the old segment's lock, into a new segment made under a
+ * temporary name, renames that file over the old name (/dev/shm: one atomic rename(2)), then marks
+ * the old header superseded and lets go of the lock. Between its start and the mark, the old header
+ * says "resizing": the rename is the commit point, so while that flag is up a handle also compares
+ * the name's inode with its own. A handle that finds its mapping superseded opens the name again
+ * and moves on to it (`successor`); the old mapping stays mapped until kv_close. */
+
+#define KV_RESIZE_SUFFIX ".resize"
+
+/* The file behind a segment name (Linux: POSIX shared memory lives in /dev/shm). */
+static void shm_path(const char *name, char *path, size_t cap)
+{
+    snprintf(path, cap, "/dev/shm%s", name);
+}
+
+/* Whether the handle's name now leads to another file than its mapping: a resize renamed its copy
+ * over it. A name that leads nowhere has not moved (it was unlinked; the mapping is still the store). */
+static int name_moved(const kv_store *s)
+{
+    char path[KV_NAME_MAX + 16];
+    struct stat named, mine;
+    shm_path(s->name, path, sizeof path);
+    if (stat(path, &named) < 0 || fstat(s->fd, &mine) < 0)
+        return 0;
+    return named.st_ino != mine.st_ino || named.st_dev != mine.st_dev;
+}
+
+static int same_file(const kv_store *a, const kv_store *b)
+{
+    struct stat sa, sb;
+    return fstat(a->fd, &sa) == 0 && fstat(b->fd, &sb) == 0 && sa.st_ino == sb.st_ino &&
+           sa.st_dev == sb.st_dev;
+}
+
+static int superseded(const kv_store *s)
+{
+    uint32_t flags = __atomic_load_n(&s->h->flags, __ATOMIC_ACQUIRE);
+    if (flags & KV_FLAG_SUPERSEDED)
+        return 1;
+    return (flags & KV_FLAG_RESIZING) && name_moved(s);
+}
+
+static void set_flags(kv_header *h, uint32_t set, uint32_t clear)
+{
+    __atomic_store_n(&h->flags, (h->flags | set) & ~clear, __ATOMIC_RELEASE);
+}
+
+/* The temporary name of a resize of `name`: KV_EINVAL when the name leaves no room for the suffix. */
+static int resize_temp_name(const char *name, char *temp, size_t cap)
+{
+    if (strlen(name) + sizeof KV_RESIZE_SUFFIX - 1 > KV_NAME_MAX)
+        return KV_EINVAL;
+    snprintf(temp, cap, "%s%s", name, KV_RESIZE_SUFFIX);
+    return 0;
+}
+
+/* Remove a copy a resizer left under the temporary name when it died (lock held: no resize of this
+ * store is running). A ready segment without the building flag is someone's store: -EEXIST. */
+static int drop_stale_copy(const char *temp)
+{
+    int fd = shm_open(temp, O_RDONLY | O_CLOEXEC, 0);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -errno;
+    kv_header h;
+    ssize_t got = pread(fd, &h, sizeof h, 0);
+    close(fd);
+    int ours = got != (ssize_t)sizeof h || h.magic != KV_MAGIC || h.ready != KV_READY ||
+               (h.flags & KV_FLAG_BUILDING);
+    if (!ours)
+        return -EEXIST;
+    return shm_unlink(temp) < 0 && errno != ENOENT ? -errno : 0;
+}
+
+/* Recovery (lock held, EOWNERDEAD) of a segment whose resizer died: superseded when its copy had
+ * been renamed into place, else back to normal with the copy removed. */
+static void settle_resize(kv_store *s)
+{
+    if (!(s->h->flags & KV_FLAG_RESIZING))
+        return;
+    if (name_moved(s)) {
+        set_flags(s->h, KV_FLAG_SUPERSEDED, KV_FLAG_RESIZING);
+        return;
+    }
+    char temp[KV_NAME_MAX + 1];
+    if (!resize_temp_name(s->name, temp, sizeof temp))
+        drop_stale_copy(temp);
+    set_flags(s->h, 0, KV_FLAG_RESIZING);
+}
+
+static kv_store *current(kv_store *s, int *rc)
+{
+    *rc = KV_EINVAL;
+    for (int hops = 0; s; hops++) {
+        kv_store *next = __atomic_load_n(&s->successor, __ATOMIC_ACQUIRE);
+        if (next) {
+            s = next;
+            continue;
+        }
+        if (!superseded(s))
+            return s;
+        /* A name that keeps leading to superseded segments is not settling: give up. */
+        if (hops > 64) {
+            *rc = -ESTALE;
+            return NULL;
+        }
+        kv_store *fresh;
+        if ((*rc = kv_open(s->name, s->open_flags, NULL, &fresh)))
+            return NULL;
+        if (same_file(s, fresh)) {
+            /* No resize marks a segment that still has the name: the flags are damaged. */
+            kv_close(fresh);
+            s->check_detail = "header: marked superseded, but its name still leads to it";
+            *rc = KV_ECORRUPT;
+            return NULL;
+        }
+        fresh->lock_timeout_ms = s->lock_timeout_ms;
+        kv_store *none = NULL;
+        /* Another thread may have followed first: keep its mapping, drop ours. */
+        if (!__atomic_compare_exchange_n(&s->successor, &none, fresh, 0, __ATOMIC_ACQ_REL,
+                                         __ATOMIC_ACQUIRE))
+            kv_close(fresh);
+    }
+    return NULL;
+}
+
+/* ---- kv_resize ------------------------------------------------------------------------------ */
+
+/* One entry as a resize copies it. The copy goes through read_record and write_record only, so a
+ * layout that keeps entries elsewhere changes this pair and nothing else. */
+typedef struct kv_record {
+    const unsigned char *key, *value;
+    uint32_t key_len, value_len, hash;
+    int64_t  timestamp;
+    uint64_t revision;
+} kv_record;
+
+/* Slot `slot` of s (lock held): 1 with the record when it is live, 0 when it is free. */
+static int read_record(const kv_store *s, uint32_t slot, kv_record *r)
+{
+    const kv_entry *e = entry_at(s, slot);
+    if (e->key_len == 0)
+        return 0;
+    *r = (kv_record){e->data, e->data + s->key_max, e->key_len, e->value_len, e->hash,
+                     e->timestamp, e->revision};
+    return 1;
+}
+
+/* Put a record in slot `slot` of d, a segment no one else sees yet, and index it. */
+static void write_record(kv_store *d, uint32_t slot, const kv_record *r)
+{
+    kv_entry *e = entry_at(d, slot);
+    e->key_len = r->key_len;
+    e->value_len = r->value_len;
+    e->hash = r->hash;
+    e->seq = 0;
+    e->timestamp = r->timestamp;
+    e->revision = r->revision;
+    memcpy(e->data, r->key, r->key_len);
+    memcpy(e->data + d->key_max, r->value, r->value_len);
+    uint32_t pos = r->hash & d->index_mask;
+    while (d->index[pos])
+        pos = (pos + 1) & d->index_mask;
+    d->index[pos] = slot + 1;
+}
+
+/* Whether geometry g holds every entry of s (lock held): 0, or the code that says what does not fit.
+ * The copy follows what this checks, so lengths are checked against the old geometry as well and
+ * the live entries counted, not taken from the header: a damaged store is KV_ECORRUPT, never a copy
+ * out of bounds. */
+static int resize_fits(const kv_store *s, const kv_geometry *g)
+{
+    uint32_t live = 0;
+    int rc = 0;
+    kv_record r;
+    for (uint32_t slot = 0; slot < s->h->high_water && slot < s->max_entries; slot++) {
+        if (!read_record(s, slot, &r))
+            continue;
+        live++;
+        if (r.key_len > s->key_max || r.value_len > s->value_max)
+            return KV_ECORRUPT;
+        if (!rc && r.key_len > g->key_max)
+            rc = KV_EKEYLEN;
+        if (!rc && r.value_len > g->value_max)
+            rc = KV_EVALLEN;
+    }
+    if (live != s->h->entry_count)
+        return KV_ECORRUPT;
+    return live > g->max_entries ? KV_EFULL : rc;
+}
+
+/* Copy the entries of s into d. Each keeps its slot when d has room for every slot s used, so a
+ * listing's cursor (a slot) stays good across a grow; a shrink below that packs them in order. */
+static void copy_entries(const kv_store *s, kv_store *d)
+{
+    const kv_header *h = s->h;
+    uint32_t high = h->high_water <= s->max_entries ? h->high_water : s->max_entries;
+    int keep_slots = high <= d->max_entries;
+    uint32_t to = 0;
+    kv_record r;
+    for (uint32_t slot = 0; slot < high; slot++) {
+        if (read_record(s, slot, &r))
+            write_record(d, keep_slots ? slot : to++, &r);
+        else if (keep_slots)
+            entry_at(d, slot)->next_free = entry_at(s, slot)->next_free;
+        if (slot == high / 2)
+            KV_FAULT(20); /* mid-copy */
+    }
+    d->h->entry_count = h->entry_count;
+    d->h->high_water = keep_slots ? high : to;
+    d->h->free_head = keep_slots ? h->free_head : 0;
+}
+
+/* Copy the change ring, so revisions (and /watch ids) carry over. A record the new limits cannot hold
+ * stays empty: kv_change answers KV_EEXPIRED for it, as for any change it no longer has. */
+static void copy_ring(const kv_store *s, kv_store *d)
+{
+    for (uint32_t cell = 0; cell < KV_RING_CELLS; cell++) {
+        const kv_change_rec *c = (const kv_change_rec *)(s->ring + (size_t)cell * s->entry_size);
+        kv_change_rec *to = (kv_change_rec *)(d->ring + (size_t)cell * d->entry_size);
+        if (c->revision == 0 || c->revision > s->h->version || c->key_len > d->key_max ||
+            c->key_len > s->key_max || c->value_len > d->value_max || c->value_len > s->value_max)
+            continue;
+        *to = *c;
+        memcpy(to->data, c->data, c->key_len);
+        memcpy(to->data + d->key_max, c->data + s->key_max, c->value_len);
+    }
+}
+
+static void copy_header(const kv_store *s, kv_store *d)
+{
+    d->h->version = s->h->version;
+    d->h->lock_recoveries = s->h->lock_recoveries;
+    d->h->created = s->h->created;
+    d->h->flags = (s->h->flags & KV_FLAG_READONLY) | KV_FLAG_BUILDING;
+}
+
+/* The geometry and mode a resize of s to `o` makes: a zero field keeps the store's own. */
+static int resize_target(const kv_store *s, const kv_options *o, kv_geometry *g, uint32_t *mode)
+{
+    struct stat st;
+    if (fstat(s->fd, &st) < 0)
+        return -errno;
+    *mode = o && o->mode ? o->mode : (uint32_t)(st.st_mode & 0777);
+    if (*mode > 0777)
+        return KV_EINVAL;
+    return compute_geometry(o && o->max_entries ? o->max_entries : s->max_entries,
+                            o && o->key_max ? o->key_max : s->key_max,
+                            o && o->value_max ? o->value_max : s->value_max, g);
+}
+
+/* Build the copy under `temp` and rename it over the name (lock of s held, resizing flag up). */
+static int build_and_swap(kv_store *s, const char *temp, const kv_geometry *g, uint32_t mode)
+{
+    kv_store d = {0};
+    int rc = make_segment(temp, g, mode, &d);
+    if (rc)
+        return rc;
+    copy_header(s, &d);
+    copy_entries(s, &d);
+    copy_ring(s, &d);
+    __atomic_store_n(&d.h->ready, KV_READY, __ATOMIC_RELEASE);
+    KV_FAULT(21);
+    char from[KV_NAME_MAX + 16], to[KV_NAME_MAX + 16];
+    shm_path(temp, from, sizeof from);
+    shm_path(s->name, to, sizeof to);
+    if (rename(from, to) < 0) {
+        rc = -errno;
+        shm_unlink(temp);
+    }
+    KV_FAULT(22);
+    if (!rc)
+        set_flags(d.h, 0, KV_FLAG_BUILDING);
+    munmap(d.base, d.size);
+    close(d.fd);
+    return rc;
+}
+
+/* One attempt at the resize of s (KV_MOVED when another resize superseded it first). */
+static int resize_at(kv_store *s, const kv_options *o)
+{
+    kv_geometry g;
+    uint32_t mode = 0;
+    char temp[KV_NAME_MAX + 1];
+    int rc = resize_target(s, o, &g, &mode);
+    if (!rc)
+        rc = resize_temp_name(s->name, temp, sizeof temp);
+    if (rc || (rc = lock_store(s)))
+        return rc;
+    rc = resize_fits(s, &g);
+    if (!rc)
+        rc = drop_stale_copy(temp);
+    if (!rc) {
+        set_flags(s->h, KV_FLAG_RESIZING, 0);
+        rc = build_and_swap(s, temp, &g, mode);
+        /* From the rename on, the name is the copy's: mark this one so every handle follows. */
+        set_flags(s->h, rc ? 0 : KV_FLAG_SUPERSEDED, KV_FLAG_RESIZING);
+    }
+    unlock_store(s);
+    return rc;
+}
+
+static int resize_on(kv_store *s, const kv_options *o)
+{
+    KV_ON_CURRENT(s, resize_at(s, o));
+}
+
+int kv_resize(const char *name, const kv_options *opts)
+{
+#ifndef __linux__
+    (void)name;
+    (void)opts;
+    return -ENOTSUP; /* the atomic swap renames a file in /dev/shm: Linux only */
+#else
+    kv_store *s;
+    int rc = kv_open(name, 0, NULL, &s);
+    if (rc)
+        return rc;
+    rc = resize_on(s, opts);
+    kv_close(s); /* with every mapping it followed to */
+    return rc;
+#endif
 }

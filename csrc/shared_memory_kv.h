@@ -37,7 +37,8 @@
  * - kv_unlink() removes the name only. Processes that have the segment mapped keep using it (and each
  *   other's writes) until they close; a later kv_open() of the same name with KV_CREATE makes a new,
  *   empty segment that they do not see. Nothing in the library unlinks on its own: the segment lives
- *   until kv_unlink() or a reboot.
+ *   until kv_unlink() or a reboot (or kv_resize(), which puts a copy in its place, and removes the
+ *   copy a resizer that died left under NAME.resize).
  * - Anyone who can write the segment can corrupt it (it is plain shared memory). Opening validates
  *   the header, and readers bounds-check everything they follow, so a corrupt segment yields errors or
  *   wrong data, not crashes; kv_check() reports the damage. Protect the segment with its file mode.
@@ -48,6 +49,22 @@
  *   server's --trust-segment-owner). The check covers the owner and the mode, not the group: a
  *   group-writable segment of the caller's own is trusted.
  * - Timestamps come from the writer's CLOCK_REALTIME, in seconds.
+ * - Following a resize: kv_resize marks the old segment superseded (header flags bit 1) under its
+ *   lock once the copy is in place under the name. Every call on a handle first checks the mark
+ *   (one atomic load) and, when it is set, opens the name again and goes on there, transparently;
+ *   writers also check it under the lock, so no write lands in the old segment after the copy. A
+ *   lock-free read that began before the mark reads the old segment, whose state is the copy's,
+ *   and is validated as usual. While a resize runs (flags bit 2, "resizing"), each call also
+ *   compares the name's inode with its mapping's (one stat), because the rename, not the mark, is
+ *   the moment the new segment takes over. A handle that followed keeps its old mapping until
+ *   kv_close, since another thread may still be reading it: close and reopen a long-lived handle
+ *   after a resize to give that memory back (and to see the new geometry). kv_base, kv_map_size,
+ *   kv_max_entries, kv_key_max, kv_value_max, kv_snapshot, kv_copy_cell and kv_read_cell stay on the
+ *   mapping the handle was opened on (so buffers sized from them stay right): a binding that reads
+ *   the mapping itself watches the flags and opens the name again. If
+ *   the name can no longer be opened (unlinked after the resize), calls fail with that -errno; a
+ *   mark on a segment the name still leads to is damage (KV_ECORRUPT, named by kv_check_detail);
+ *   a name that leads to superseded segments 64 times over gives -ESTALE.
  */
 #ifndef SHARED_MEMORY_KV_H
 #define SHARED_MEMORY_KV_H
@@ -124,7 +141,8 @@ extern "C" {
 
 /**
  * Geometry and permissions of a new segment. A zero field takes its default. Only used when
- * kv_open() creates the segment; an existing segment's own geometry always wins.
+ * kv_open() creates the segment; an existing segment's own geometry always wins. kv_resize() takes
+ * the same structure, where a zero field keeps the store's own value.
  */
 typedef struct kv_options {
     uint32_t max_entries; /**< 1..KV_LIMIT_MAX_ENTRIES, default 10 */
@@ -171,6 +189,38 @@ KV_API void kv_close(kv_store *s);
  * @return 0; KV_EINVAL (bad name, as for kv_open); -ENOENT; -EACCES; another -errno.
  */
 KV_API int kv_unlink(const char *name);
+
+/**
+ * Give the store `name` a new geometry without losing it: build a new segment, copy every entry
+ * into it (keys, values, revisions and timestamps), and the change ring, version, lock-recovery
+ * count, creation time and read-only flag, all under the old segment's write lock; then put the
+ * copy in place of the name atomically and mark the old segment superseded. Every handle on the
+ * old segment, in any process, follows on its next call (see "Following a resize" in Caveats).
+ *
+ * The copy is made under the name `name` + ".resize" and renamed over `name` in /dev/shm: rename(2)
+ * swaps the name in one step, so an opener finds the old store or the new one, never neither. A
+ * copy left there by a resizer that died is removed by the next locker of the old segment.
+ * Entries keep their slots when the new max_entries holds every slot in use (a listing's cursor
+ * stays good); otherwise they are packed in slot order. Linux only (POSIX shared memory has no
+ * rename elsewhere).
+ *
+ * @param name POSIX shm name of an existing store, as kv_open; at most KV_NAME_MAX - 7 bytes
+ *             (room for the ".resize" suffix).
+ * @param opts the new geometry, and the new mode; a zero field (or NULL opts) keeps the store's
+ *             own. The caller keeps ownership. The new segment belongs to the caller's effective
+ *             user: resize a store as its owner, or KV_CHECK_OWNER openers will refuse the copy.
+ * @return 0; nothing changes on any error, and the old store stays in use: KV_EFULL (the store
+ *         holds more entries than the new max_entries), KV_EKEYLEN (a key is longer than the new
+ *         key_max), KV_EVALLEN (a value is longer than the new value_max), KV_EINVAL (bad name or
+ *         geometry), KV_ECORRUPT (an entry's lengths or the entry count are damaged: kv_check says
+ *         more), -ENOENT, -EACCES, KV_EINCOMPAT, -EEXIST (a store other than a stale copy is
+ *         called `name` + ".resize"), -ENOSPC (no room in /dev/shm for the copy while the old one
+ *         exists), -ENOTSUP (not Linux), another -errno. Waits for the write lock as long as it
+ *         takes; readers go on reading the old segment meanwhile, writers wait.
+ * Safe to call from any process while others use the store; two resizes of one store run one
+ * after the other (the second resizes the first's result).
+ */
+KV_API int kv_resize(const char *name, const kv_options *opts);
 
 /**
  * Insert or replace an entry. Takes the write lock; crash-atomic (see Caveats).
@@ -332,7 +382,9 @@ KV_API const char *kv_check_detail(const kv_store *s);
 /**
  * Copy the whole segment, as one consistent state, into a caller's buffer while holding the write
  * lock: the fallback for a reader whose lock-free scan keeps being overtaken by writers. The copy
- * has the segment's layout (see below) with the mutex bytes meaningless.
+ * has the segment's layout (see below) with the mutex bytes meaningless. Like kv_copy_cell and
+ * kv_read_cell, it copies the mapping the handle was opened on (kv_map_size), even after a resize
+ * superseded it: that mapping then holds the state the resize copied.
  * @param buf,buf_len destination owned by the caller, at least kv_map_size() bytes.
  * @return 0; KV_EBUFSIZE (buf_len too small); KV_EINVAL; lock -errno.
  */
@@ -384,7 +436,13 @@ KV_API int kv_read_cell(kv_store *s, uint32_t cell, void *buf);
 /** A static, human-readable description of any return code of this library (or of -errno). */
 KV_API const char *kv_strerror(int rc);
 
-/** @defgroup accessors Read-only accessors. All take a valid handle; none takes the lock. */
+/**
+ * @defgroup accessors Read-only accessors. All take a valid handle; none takes the lock. kv_base,
+ * kv_map_size, kv_max_entries, kv_key_max and kv_value_max describe the mapping the handle was
+ * opened on, even after a resize (see Caveats), so that buffers sized from them fit what kv_copy_cell
+ * and kv_snapshot copy; open the name again for a resized store's geometry. The others describe the
+ * store, following a resize first.
+ */
 /** @{ */
 KV_API void    *kv_base(const kv_store *s);        /**< start of the mapping (the header); see layout */
 KV_API size_t   kv_map_size(const kv_store *s);    /**< bytes mapped (the whole segment) */
@@ -437,7 +495,10 @@ KV_API uint32_t kv_hash(const char *key, size_t key_len);
  *               delete or a repair is in progress |
  * | 112 | u64  | lock since: CLOCK_MONOTONIC milliseconds, made odd, when the lock's holder took it;
  *               0 while the lock is free (kv_lock_held_ms) |
- * | 120 | u32  | flags: bit 0 (1) read-only, set by kv_set_readonly: only kv_apply writes |
+ * | 120 | u32  | flags: bit 0 (1) read-only, set by kv_set_readonly: only kv_apply writes; bit 1
+ *               (2) superseded: a resize put a copy in its place, open the name again; bit 2 (4)
+ *               resizing: a resize is copying it (or died doing so; the next locker settles it);
+ *               bit 3 (8) building: a resize's copy not yet in place (meaningless once it is) |
  * | 124 | u32  | reserved |
  * | 128 | ...  | the pthread mutex (process-shared, robust) |
  * | 192 | ...  | undo record: u32 state (1 = armed), u32 slot, u32 entry_count, u32 free head,

@@ -51,7 +51,7 @@ const OPTION_HELP: Record<string, string> = {
 /** The options `command` accepts: the common ones, the creation ones when it creates, its own. */
 export function optionsOf(command: Command): Record<string, { type: "string" | "boolean" }> {
   const own = Object.entries(COMMAND_OPTIONS).filter(([flag]) => command.options?.includes(flag));
-  return { ...(command.creates ? CREATE_OPTIONS : {}), ...Object.fromEntries(own), ...COMMON_OPTIONS };
+  return { ...(command.creates || command.resizes ? CREATE_OPTIONS : {}), ...Object.fromEntries(own), ...COMMON_OPTIONS };
 }
 
 /** `shmkv NAME --help`: its usage, what it does, and every option it takes. */
@@ -59,7 +59,9 @@ export function commandHelp(name: string, command: Command): string {
   const usage = ["Usage: shmkv", name, ...command.args, "[options]"].join(" ");
   const options = Object.keys(optionsOf(command)).map((flag) => {
     const line = OPTION_HELP[flag] ?? `--${flag}`;
-    const like = command.createdLike && ["max-entries", "key-max", "value-max"].includes(flag);
+    const geometry = ["max-entries", "key-max", "value-max", "mode"].includes(flag);
+    if (geometry && command.resizes) return `  ${line.replace(/ of a store it creates.*$/, " to give the store (default: its own)")}`;
+    const like = command.createdLike && geometry;
     return `  ${like ? line.replace(/default \d+\)$/, `default: ${command.createdLike})`) : line}`;
   });
   return `${usage}\n${command.summary}\n\nOptions:\n${options.join("\n")}`;
@@ -81,7 +83,8 @@ Options:
                        refused by default (or KV_TRUST_SEGMENT_OWNER=1; see docs/security.md)
   --help               help; with a command, that command's, with every option it takes
   set, incr and restore also take --max-entries N, --key-max BYTES, --value-max BYTES and --mode OCTAL (or
-  KV_MAX_ENTRIES, KV_KEY_MAX, KV_VALUE_MAX, KV_SHM_MODE), used when they create the store.
+  KV_MAX_ENTRIES, KV_KEY_MAX, KV_VALUE_MAX, KV_SHM_MODE), used when they create the store; an existing store
+  keeps its own (a warning says so): resize takes the same flags (not the variables) to change it.
 
 Exit status: 0; 1 when the key or the store is not found, or the operation failed; 2 for a usage error.`;
 

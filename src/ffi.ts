@@ -11,6 +11,7 @@ const symbols = {
   kv_open: { args: [ptr, i32, ptr, ptr], returns: i32 },
   kv_close: { args: [ptr], returns: none },
   kv_unlink: { args: [ptr], returns: i32 },
+  kv_resize: { args: [ptr, ptr], returns: i32 },
   kv_set_if: { args: [ptr, ptr, usize, ptr, usize, u64, ptr], returns: i32 },
   kv_get_rev: { args: [ptr, ptr, usize, ptr, usize, ptr, ptr, ptr], returns: i32 },
   kv_incr_rev: { args: [ptr, ptr, usize, i64, ptr, ptr], returns: i32 },

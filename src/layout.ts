@@ -32,6 +32,7 @@ export const HEADER = {
   ringCells: 104,
   indexSeq: 108,
   lockSince: 112,
+  flags: 120,
   undoState: 192,
   undoSlot: 196,
   undoEntryCount: 200,
@@ -59,6 +60,15 @@ export const CHANGE = {
   keyLen: 20,
   valueLen: 24,
   data: 32,
+} as const;
+
+/** Bits of the header's flags word. */
+export const FLAG = {
+  readOnly: 1,
+  /** A resize put a copy in place of the segment: open the name again. */
+  superseded: 2,
+  /** A resize is copying the segment; once its copy is renamed over the name, it takes over. */
+  resizing: 4,
 } as const;
 
 /** KV_RING_CELLS: how many recent changes the ring keeps. */
@@ -250,6 +260,11 @@ export class SegmentView {
 
   lockRecoveries(): number {
     return this.#headU64(HEADER.lockRecoveries);
+  }
+
+  /** The header's flags (FLAG), as the last writer published them. */
+  flags(): number {
+    return Atomics.load(this.#head, HEADER.flags / 4);
   }
 
   /**

@@ -9,6 +9,7 @@ import { createApp } from "./http/app.ts";
 import { exposureWarning } from "./http/auth.ts";
 import { hostCheckNotice, withWholeUrl } from "./http/hosts.ts";
 import { withRequestLog } from "./http/request-log.ts";
+import { geometryMismatch } from "./geometry.ts";
 import { StoreSlot } from "./http/store-slot.ts";
 import { watchRoute } from "./http/watch.ts";
 import { KvStore } from "./store.ts";
@@ -50,7 +51,11 @@ export function startServer(config: ServerConfig, log: Logger = consoleLogger): 
   // Lock timeout 0: the event loop never waits for a writer's lock (see src/http/busy.ts).
   const checkOwner = !config.trustSegmentOwner;
   const slot = StoreSlot.opening(() => KvStore.open(config.name, { create: true, ...config.create, checkOwner, lockTimeoutMs: 0 }), {
-    onOpen: (store) => log.info(`${store.created ? "created" : "opened"} segment ${describe(store)}`),
+    onOpen: (store) => {
+      log.info(`${store.created ? "created" : "opened"} segment ${describe(store)}`);
+      const mismatch = !store.created && geometryMismatch(store, config.create);
+      if (mismatch) log.error(`warning: ${mismatch}`);
+    },
     onFailure: (reason) => log.error(`cannot open ${config.name}: ${reason} (answering 503; retrying every second)`),
     onReplaced: (reason) => log.error(`${reason}: closing it and opening ${config.name} again`),
   });

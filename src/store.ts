@@ -6,6 +6,7 @@ import { constants } from "node:os";
 import { codeOf, KvConflictError, KvError, RC } from "./errors.ts";
 import { kvLib, type KvLib, type Pointer } from "./ffi.ts";
 import {
+  FLAG,
   layoutOf,
   RING_CELLS,
   SegmentView,
@@ -20,7 +21,7 @@ import {
   type Torn,
 } from "./layout.ts";
 import { LockedMemory, memoryOf } from "./segment-memory.ts";
-import { mappedIdentity, type FileIdentity } from "./segment-identity.ts";
+import { mappedIdentity, namedIdentity, type FileIdentity } from "./segment-identity.ts";
 import { CONTROL_CHARACTER, LIMITS, READ_ATTEMPTS } from "./limits.ts";
 import { untrustedMessage } from "./segment-owner.ts";
 
@@ -134,6 +135,22 @@ function u32Option(name: string, value: number | undefined, max: number): number
   return value;
 }
 
+/** kv_options for kv_open and kv_resize: 0 for a field not given. */
+function optionsOf(options: KvOptions): Uint32Array {
+  return new Uint32Array([
+    u32Option("maxEntries", options.maxEntries, LIMITS.maxEntries),
+    u32Option("keyMax", options.keyMax, LIMITS.keyMax),
+    u32Option("valueMax", options.valueMax, LIMITS.valueMax),
+    u32Option("mode", options.mode, LIMITS.mode),
+  ]);
+}
+
+/** How a store opens its name again, to follow a resize. */
+interface Reopen {
+  flags: number;
+  lockTimeoutMs: number | undefined;
+}
+
 /** Everything that exists only while the store is open. */
 interface Open {
   lib: KvLib;
@@ -150,14 +167,17 @@ export class KvStore implements Disposable {
   #open: Open | undefined;
   #retries = 0;
   #identity: FileIdentity | undefined;
+  readonly #reopen: Reopen;
 
   private constructor(
     readonly name: string,
     /** True when this open created the segment. */
     readonly created: boolean,
     open: Open,
+    reopen: Reopen,
   ) {
     this.#open = open;
+    this.#reopen = reopen;
   }
 
   /**
@@ -168,12 +188,7 @@ export class KvStore implements Disposable {
   static open(name: string, options: OpenOptions = {}): KvStore {
     const lib = kvLib();
     checkName(name);
-    const opts = new Uint32Array([
-      u32Option("maxEntries", options.maxEntries, LIMITS.maxEntries),
-      u32Option("keyMax", options.keyMax, LIMITS.keyMax),
-      u32Option("valueMax", options.valueMax, LIMITS.valueMax),
-      u32Option("mode", options.mode, LIMITS.mode),
-    ]);
+    const opts = optionsOf(options);
     const out = new BigUint64Array(1);
     const cname = cString(name);
     const check = options.checkOwner ? KV_CHECK_OWNER : 0;
@@ -189,29 +204,29 @@ export class KvStore implements Disposable {
       }
     }
     if (rc !== 0) failOpen(lib, rc, name);
-    const handle = Number(out[0]) as Pointer;
-    if (options.lockTimeoutMs !== undefined) lib.kv_set_lock_timeout(handle, Math.min(Math.trunc(options.lockTimeoutMs), 2 ** 31 - 1));
-    const layout = layoutOf({
-      maxEntries: lib.kv_max_entries(handle),
-      keyMax: lib.kv_key_max(handle),
-      valueMax: lib.kv_value_max(handle),
-    });
-    const memory = memoryOf(lib, handle, layout);
-    const view = memory && new SegmentView(memory, layout);
-    if (!view || !view.matches(layout)) {
-      lib.kv_close(handle);
-      throw new KvError("INCOMPATIBLE", `cannot open ${name}: the mapping disagrees with its geometry`, RC.INCOMPATIBLE);
+    const reopen = { flags: check, lockTimeoutMs: options.lockTimeoutMs };
+    return new KvStore(name, created, attach(lib, name, Number(out[0]) as Pointer, reopen), reopen);
+  }
+
+  /**
+   * Give the store `name` a new geometry (kv_resize): a new segment takes its place with every entry,
+   * revision and timestamp, the version and the recent changes; a field not given keeps the store's
+   * own. Every process that has it open follows on its next call. When the new geometry cannot hold
+   * the data, throws TABLE_FULL, KEY_TOO_LONG or VALUE_TOO_LONG saying what does not fit, and
+   * nothing changes. Blocks until the copy is done (writers wait for it; readers do not).
+   */
+  static resize(name: string, options: KvOptions): void {
+    const lib = kvLib();
+    checkName(name);
+    const rc = lib.kv_resize(cString(name), optionsOf(options));
+    if (rc === 0) return;
+    if (rc === RC.TABLE_FULL || rc === RC.KEY_TOO_LONG || rc === RC.VALUE_TOO_LONG) {
+      throw new KvError(codeOf(rc), `cannot resize ${name}: ${misfit(name, rc, options)}; nothing changed`, rc);
     }
-    const locked = new SegmentView(new LockedMemory(memory, layout, lib, handle, (rc) => fail(lib, rc, `cannot read ${name}`)), layout);
-    return new KvStore(name, created, {
-      lib,
-      handle,
-      view,
-      locked,
-      key: Buffer.alloc(layout.keyMax + OVERFLOW_ROOM),
-      value: Buffer.alloc(layout.valueMax + OVERFLOW_ROOM),
-      out: new Uint32Array(2),
-    });
+    if (rc === -EEXIST) {
+      throw new KvError("EEXIST", `cannot resize ${name}: another store is called ${name}.resize, the name a resize builds its copy under`, rc);
+    }
+    fail(lib, rc, `cannot resize ${name}`);
   }
 
   /** Remove the name `name`. Processes that have it open keep their mapping. */
@@ -226,11 +241,19 @@ export class KvStore implements Disposable {
     return this.#open === undefined;
   }
 
-  /** Device and inode of the segment this handle maps, read from the mapping itself (Linux). */
+  /**
+   * Device and inode of the segment this handle maps, read from the mapping itself (Linux): after
+   * following a resize, the new segment's. When a resize cannot be followed (its segment was unlinked
+   * since), the segment the store still has: a watcher then sees the name lead elsewhere, never throws.
+   */
   get identity(): FileIdentity | undefined {
-    const { lib, handle } = this.#live();
-    this.#identity ??= mappedIdentity(Number(lib.kv_base(handle)));
-    return this.#identity;
+    const open = this.#open;
+    try {
+      return this.#mapped(this.#live());
+    } catch (error) {
+      if (!open || !(error instanceof KvError)) throw error;
+      return this.#mapped(open);
+    }
   }
 
   get maxEntries(): number {
@@ -470,9 +493,45 @@ export class KvStore implements Disposable {
     this.close();
   }
 
+  /** The open store, moved on to the segment a resize put in place of this one, if any. */
   #live(): Open {
-    if (!this.#open) throw new KvError("CLOSED", `store ${this.name} is closed`);
-    return this.#open;
+    const open = this.#open;
+    if (!open) throw new KvError("CLOSED", `store ${this.name} is closed`);
+    return open.view.flags() & (FLAG.superseded | FLAG.resizing) ? this.#follow(open) : open;
+  }
+
+  #mapped(open: Open): FileIdentity | undefined {
+    this.#identity ??= mappedIdentity(Number(open.lib.kv_base(open.handle)));
+    return this.#identity;
+  }
+
+  /**
+   * Follow a resize (see "Following a resize" in the header): when the segment is marked superseded,
+   * or is being resized and the name already leads to the copy, open the name again and use that.
+   * The old handle is closed once the current call is over, never during it: a caller up the stack
+   * may still hold its views, and reading an ArrayBuffer after munmap kills the process.
+   */
+  #follow(open: Open): Open {
+    if (!(open.view.flags() & FLAG.superseded)) {
+      const named = namedIdentity(this.name);
+      const mapped = this.#mapped(open);
+      if (!named || !mapped || (named.ino === mapped.ino && named.dev === mapped.dev)) return open;
+    }
+    const { lib } = open;
+    const out = new BigUint64Array(1);
+    const rc = lib.kv_open(cString(this.name), this.#reopen.flags, null, out);
+    if (rc !== 0) failOpen(lib, rc, this.name);
+    const next = attach(lib, this.name, Number(out[0]) as Pointer, this.#reopen);
+    const was = this.#mapped(open);
+    const now = mappedIdentity(Number(lib.kv_base(next.handle)));
+    if (was && now && was.ino === now.ino && was.dev === now.dev) {
+      lib.kv_close(next.handle); // nothing has read through its views yet
+      throw new KvError("CORRUPT", `${this.name} is damaged: its header says a resize replaced it, but its name still leads to it`, RC.CORRUPT);
+    }
+    this.#open = next;
+    this.#identity = now;
+    queueMicrotask(() => lib.kv_close(open.handle));
+    return this.#live();
   }
 
   /**
@@ -727,6 +786,46 @@ function conflict(action: string, key: KvData, expected: bigint, out: Uint32Arra
   const state = found === 0 ? "it does not exist" : expected === 0n ? `it exists (revision ${found})` : `it is at revision ${found}`;
   const wanted = expected === 0n ? "" : ` (expected revision ${expected})`;
   return new KvConflictError(`cannot ${action} ${quoted(key)}: ${state}${wanted}`, found);
+}
+
+/** Views of the segment a handle maps (the one it was opened on, whatever resizes come later). */
+function attach(lib: KvLib, name: string, handle: Pointer, reopen: Reopen): Open {
+  if (reopen.lockTimeoutMs !== undefined) lib.kv_set_lock_timeout(handle, Math.min(Math.trunc(reopen.lockTimeoutMs), 2 ** 31 - 1));
+  const layout = layoutOf({
+    maxEntries: lib.kv_max_entries(handle),
+    keyMax: lib.kv_key_max(handle),
+    valueMax: lib.kv_value_max(handle),
+  });
+  const memory = memoryOf(lib, handle, layout);
+  const view = memory && new SegmentView(memory, layout);
+  if (!view || !view.matches(layout)) {
+    lib.kv_close(handle);
+    throw new KvError("INCOMPATIBLE", `cannot open ${name}: the mapping disagrees with its geometry`, RC.INCOMPATIBLE);
+  }
+  const locked = new SegmentView(new LockedMemory(memory, layout, lib, handle, (rc) => fail(lib, rc, `cannot read ${name}`)), layout);
+  return {
+    lib,
+    handle,
+    view,
+    locked,
+    key: Buffer.alloc(layout.keyMax + OVERFLOW_ROOM),
+    value: Buffer.alloc(layout.valueMax + OVERFLOW_ROOM),
+    out: new Uint32Array(2),
+  };
+}
+
+/** What of the store `name` a resize to `options` could not hold, for the error that refuses it. */
+function misfit(name: string, rc: number, options: KvOptions): string {
+  using store = KvStore.open(name);
+  if (rc === RC.TABLE_FULL) return `it holds ${store.count} entries, more than max_entries ${options.maxEntries}`;
+  let longest = 0;
+  const bytes = (text: string) => Buffer.byteLength(text);
+  for (const entry of store.entriesFrom(0, Number.MAX_SAFE_INTEGER).items) {
+    longest = Math.max(longest, bytes(rc === RC.KEY_TOO_LONG ? entry.key : entry.value));
+  }
+  return rc === RC.KEY_TOO_LONG
+    ? `its longest key is ${longest} bytes, more than key_max ${options.keyMax}`
+    : `its longest value is ${longest} bytes, more than value_max ${options.valueMax}`;
 }
 
 function failOpen(lib: KvLib, rc: number, name: string): never {

@@ -2,19 +2,12 @@ import { describe, expect, it } from "bun:test";
 import { join } from "node:path";
 import { kvHash } from "../src/layout.ts";
 import { KvStore } from "../src/store.ts";
-import { BUILD, checksummed, kvtool, kvtoolAsync, kvtoolSetBytes, verifyChecksummed, type Ran } from "./helpers/kvtool.ts";
+import { BUILD, bunFixture, checksummed, kvtool, kvtoolAsync, kvtoolSetBytes, verifyChecksummed, type Ran } from "./helpers/kvtool.ts";
 import { READ_PATHS, TempStore } from "./helpers/shm.ts";
 
 /** Run test/fixtures/writer.ts in a child bun process. */
-async function bunWriter(name: string, id: number, nkeys: number, count: number, env: Record<string, string> = {}): Promise<Ran> {
-  const p = Bun.spawn([process.execPath, join(import.meta.dir, "fixtures", "writer.ts"), name, `${id}`, `${nkeys}`, `${count}`], {
-    env: { ...process.env, ...env },
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const [stdout, stderr] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text()]);
-  await p.exited;
-  return { exitCode: p.exitCode, signalCode: p.signalCode ? String(p.signalCode) : null, stdout, stderr };
+function bunWriter(name: string, id: number, nkeys: number, count: number, env: Record<string, string> = {}): Promise<Ran> {
+  return bunFixture("writer.ts", [name, `${id}`, `${nkeys}`, `${count}`], env);
 }
 
 describe("one segment, C and Bun", () => {

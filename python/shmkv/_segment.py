@@ -30,12 +30,15 @@ _ENTRY_COUNT = 60
 _VERSION = 64
 _HIGH_WATER = 76
 _INDEX_SEQ = 108
+_FLAGS = 120
 _UNDO_STATE = 192
 _UNDO_SLOT = 196
 _UNDO_ENTRY_COUNT = 200
 _UNDO_VERSION = 216
 _UNDO_ENTRY = 224
 _UNDO_ARMED = 1
+SUPERSEDED = 2  # header flags: a resize put a copy in place of this segment
+RESIZING = 4  # header flags: a resize is copying it; the copy takes over once renamed over the name
 _HEADER_SIZE = 12
 _INDEX_CELLS = 36
 # Entry fields.
@@ -64,6 +67,7 @@ class Segment:
         self._entry_count = u32(_ENTRY_COUNT)
         self._version = u64(_VERSION)
         self._high_water = u32(_HIGH_WATER)
+        self._flags = u32(_FLAGS)
         self._undo_state = u32(_UNDO_STATE)
         self._undo_slot = u32(_UNDO_SLOT)
         self._undo_entry_count = u32(_UNDO_ENTRY_COUNT)
@@ -74,6 +78,9 @@ class Segment:
         cells = u32(_INDEX_CELLS).value
         self._index = (ctypes.c_uint32 * cells).from_address(self._base + u32(_HEADER_SIZE).value)
         self._mask = cells - 1
+
+    def flags(self) -> int:
+        return self._flags.value
 
     def committed(self):
         """(version, entry_count) as of the last committed write, never waiting for a writer."""

@@ -2,6 +2,7 @@
 
 import ctypes
 import errno
+import os
 from dataclasses import dataclass
 from typing import List, Optional, Union
 
@@ -67,11 +68,21 @@ class KvStore:
     Every failure is a KvError with a stable ``code``.
     """
 
-    def __init__(self, name: str, created: bool, lib, handle):
+    def __init__(self, name: str, created: bool, lib, handle, check: int = 0):
         self.name = name
         self.created = created  # True when this open created the segment
         self._lib = lib
+        self._check = check
+        self._lock_timeout_ms: Optional[int] = None
+        # Handles of segments a resize replaced: another thread may still be reading through one.
+        self._retired: list = []
+        self._attach(handle)
+
+    def _attach(self, handle) -> None:
+        """Read through `handle`'s mapping: its geometry, its views, the file it is."""
+        lib = self._lib
         self._handle = handle
+        self._inode = _inode(self.name)
         self.max_entries = lib.kv_max_entries(handle)
         self.key_max = lib.kv_key_max(handle)
         self.value_max = lib.kv_value_max(handle)
@@ -107,9 +118,10 @@ class KvStore:
                 rc = lib.kv_open(cname, check, ctypes.byref(options), ctypes.byref(handle))
         if rc != 0:
             raise KvError(code_of(rc), f"cannot open {name}: {lib.kv_strerror(rc).decode()}", rc)
+        store = cls(name, created, lib, handle, check)
         if lock_timeout_ms is not None:
-            lib.kv_set_lock_timeout(handle, min(int(lock_timeout_ms), _INT32_MAX))
-        store = cls(name, created, lib, handle)
+            store._lock_timeout_ms = min(int(lock_timeout_ms), _INT32_MAX)
+            lib.kv_set_lock_timeout(handle, store._lock_timeout_ms)
         if store._segment.layout_version != _segment.LAYOUT_VERSION:
             store.close()
             raise KvError("INCOMPATIBLE", f"cannot open {name}: its layout is not the one this client reads",
@@ -163,8 +175,8 @@ class KvStore:
     def keys(self, prefix: Data = "", *, raw: bool = False) -> List[Data]:
         """The keys that start with ``prefix``, in slot order; each read whole, never waiting for a writer."""
         start = _encode("prefix", prefix)
-        segment = self._segment
         self._live()
+        segment = self._segment
 
         def parse(buffer, key_len, _value_len):
             key = _segment.key_bytes(buffer, key_len)
@@ -258,7 +270,9 @@ class KvStore:
         """Unmap the store (never unlinks). Idempotent; afterwards every other method raises CLOSED."""
         handle, self._handle = self._handle, None
         if handle is not None:
-            self._lib.kv_close(handle)
+            for old in [handle, *self._retired]:
+                self._lib.kv_close(old)
+            self._retired.clear()
 
     def __enter__(self) -> "KvStore":
         return self
@@ -273,7 +287,35 @@ class KvStore:
     def _live(self):
         if self._handle is None:
             raise KvError("CLOSED", f"store {self.name} is closed")
+        if self._segment.flags() & (_segment.SUPERSEDED | _segment.RESIZING):
+            self._follow()
         return self._handle
+
+    def _follow(self) -> None:
+        """Follow a resize (kv_resize): its copy now has the name, so open the name again.
+
+        The library's own calls follow by themselves, but the lock-free reads here read this
+        handle's mapping, which a resize leaves as it was. While the copy is being made (RESIZING)
+        the old segment is still the store, until the copy is renamed over the name.
+        """
+        if not self._segment.flags() & _segment.SUPERSEDED and _inode(self.name) == self._inode:
+            return
+        fresh = ctypes.c_void_p()
+        rc = self._lib.kv_open(self.name.encode("utf-8"), self._check, None, ctypes.byref(fresh))
+        if rc != 0:
+            self._fail(rc, f"cannot follow {self.name} after a resize")
+        if self._lock_timeout_ms is not None:
+            self._lib.kv_set_lock_timeout(fresh, self._lock_timeout_ms)
+        self._retired.append(self._handle)
+        self._attach(fresh)
+
+
+def _inode(name: str) -> int:
+    """The inode the name leads to now (0 when it leads nowhere)."""
+    try:
+        return os.stat(f"/dev/shm{name}").st_ino
+    except OSError:
+        return 0
 
 
 def _revision(expected: int) -> int:

@@ -5,7 +5,7 @@ import subprocess
 import sys
 import unittest
 
-from tests.helpers import ROOT, TempStore, unique_name, unlink_quietly
+from tests.helpers import ROOT, TempStore, kvtool, unique_name, unlink_quietly
 from shmkv import Entry, KvConflictError, KvError, KvStore, Status
 
 
@@ -167,3 +167,21 @@ class Errors(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class FollowingAResize(unittest.TestCase):
+    def test_a_handle_open_across_a_resize_reads_and_writes_the_new_segment(self):
+        with TempStore(max_entries=4, key_max=8, value_max=16) as t:
+            t.store.set("a", "1")
+            before = t.store.get_entry("a")
+            resized = kvtool(t.name, "resize", "64", "32", "100")
+            self.assertEqual(resized.returncode, 0, resized.stderr)
+            # Another process writes to the new segment; the old handle's lock-free reads must see it.
+            self.assertEqual(kvtool(t.name, "set", "b", "a value longer than sixteen").returncode, 0)
+            self.assertEqual(t.store.get("b"), "a value longer than sixteen")
+            self.assertEqual(t.store.get_entry("a"), before)
+            status = t.store.status()
+            self.assertEqual((status.version, status.entry_count, status.max_entries, status.value_max), (2, 2, 64, 100))
+            self.assertEqual(t.store.keys(), ["a", "b"])
+            self.assertEqual(t.store.set("c", "x" * 50), 3)
+            self.assertEqual(t.store.version, 3)

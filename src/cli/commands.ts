@@ -3,6 +3,7 @@ import { randomUUID } from "node:crypto";
 import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { ConfigError, createOptions, storeName, trustsSegmentOwner, writeServer, type CreateFlags, type Env, type WriteServer } from "../config.ts";
 import { KvError } from "../errors.ts";
+import { geometryMismatch } from "../geometry.ts";
 import { KvStore, type OpenOptions } from "../store.ts";
 import { dumpText, DumpError, parseDump, PartialRestoreError, restore, type Dump } from "./backup.ts";
 import { expectedRevision, type ConditionFlags } from "./conditions.ts";
@@ -39,6 +40,8 @@ export interface Command {
   createdLike?: string;
   /** The options of its own it takes (src/cli.ts, COMMAND_OPTIONS). */
   options?: string[];
+  /** Takes the geometry options, to give an existing store a new one. */
+  resizes?: boolean;
   run(inv: Invocation): number | Promise<number>;
 }
 
@@ -225,6 +228,24 @@ export const COMMANDS: Record<string, Command> = {
       }, dumpGeometry(dump));
       }),
   },
+  resize: {
+    args: [],
+    summary:
+      "give the store a new geometry, keeping every entry, revision and the version (--max-entries N, " +
+      "--key-max BYTES, --value-max BYTES, --mode OCTAL; any not given stays); every process using it follows",
+    resizes: true,
+    run: (inv) =>
+      withStore(inv, (store) => {
+        const before = geometryOf(store);
+        // Flags only: a KV_MAX_ENTRIES left in the environment must not resize a store by surprise.
+        const options = createOptions(inv.flags, {}, trustsSegmentOwner(inv.flags, inv.env));
+        KvStore.resize(store.name, options);
+        const after = geometryOf(store);
+        const message = `${store.name} resized: ${describeGeometry(before)} -> ${describeGeometry(after)}; ${store.count} entries kept, version ${store.version}`;
+        inv.io.out(inv.flags.json ? json({ success: true, message, before, after }) : message);
+        return EXIT.OK;
+      }),
+  },
   unlink: {
     args: [],
     summary: "remove the store's name (processes that have it open keep using it)",
@@ -289,6 +310,8 @@ function withStore(inv: Invocation, run: (store: KvStore) => number, creates: bo
         }
       : {};
     using store = KvStore.open(name, { ...create, checkOwner: !trusted });
+    const mismatch = creates && !store.created && geometryMismatch(store, given);
+    if (mismatch) inv.io.err(`shmkv: warning: ${mismatch}`);
     return run(store);
   });
 }
@@ -329,6 +352,14 @@ function writeWhole(file: string, text: string): void {
     rmSync(partial, { force: true });
     throw new KvError(errnoCode(error), `cannot write ${file}: ${(error as Error).message}`);
   }
+}
+
+function geometryOf(store: KvStore) {
+  return { max_entries: store.maxEntries, key_max: store.keyMax, value_max: store.valueMax };
+}
+
+function describeGeometry(g: ReturnType<typeof geometryOf>): string {
+  return `${g.max_entries} entries, keys up to ${g.key_max} bytes, values up to ${g.value_max} bytes`;
 }
 
 /** Run, turning the store's errors into a message and exit status 1. */

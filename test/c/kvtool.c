@@ -19,6 +19,12 @@
  *                                                         is how many of its writes were applied
  *   kvtool NAME stamp KEY COUNT GAP_MS                    COUNT sets of KEY, GAP_MS apart, each value the
  *                                                         Unix time in microseconds just before the set
+ *   kvtool NAME sequence PREFIX NKEYS COUNT               sets PREFIX-(i % NKEYS) to checksummed "PREFIX:i"
+ *                                                         for i = 0..COUNT-1; stops at the first error;
+ *                                                         prints the number acknowledged
+ *   kvtool NAME monotone PREFIX NKEYS COUNT               COUNT gets over those keys: prints "reads torn
+ *                                                         backwards" (a key's i going down); exit 1 if any
+ *   kvtool NAME resize MAX_ENTRIES KEY_MAX VALUE_MAX      kv_resize (0 keeps a field)
  *
  * Checksummed values are BODY "#" HEX8 where HEX8 is kv_hash(BODY) in lower-case hex; the Bun tests
  * verify the same format. Built with -DKV_FAULT_INJECTION it dies where KV_FAULT_POINT says. */
@@ -130,6 +136,53 @@ static int run_setin(kv_store *s, const char *key)
     return rc ? fail("setin", rc) : 0;
 }
 
+static int run_sequence(kv_store *s, const char *prefix, long nkeys, long count)
+{
+    char key[64], body[96], value[128];
+    long ok = 0;
+    int rc = 0;
+    for (long i = 0; i < count && !rc; i++) {
+        snprintf(key, sizeof key, "%s-%ld", prefix, i % nkeys);
+        snprintf(body, sizeof body, "%s:%ld", prefix, i);
+        size_t len = checksummed(value, sizeof value, body);
+        if (!(rc = kv_set(s, key, strlen(key), value, len)))
+            ok++;
+    }
+    printf("%ld\n", ok);
+    return rc ? fail("sequence", rc) : 0;
+}
+
+#define MONOTONE_KEYS 4096
+static int run_monotone(kv_store *s, const char *prefix, long nkeys, long count)
+{
+    static long last[MONOTONE_KEYS];
+    char key[64], value[256];
+    long reads = 0, torn = 0, backwards = 0;
+    if (nkeys < 1 || nkeys > MONOTONE_KEYS)
+        return fail("monotone", KV_EINVAL);
+    for (long j = 0; j < nkeys; j++)
+        last[j] = -1;
+    for (long i = 0; i < count; i++) {
+        long j = i % nkeys;
+        snprintf(key, sizeof key, "%s-%ld", prefix, j);
+        size_t len;
+        if (kv_get(s, key, strlen(key), value, sizeof value - 1, &len, NULL) != 0)
+            continue;
+        reads++;
+        if (!checksum_ok(value, len)) {
+            torn++;
+            continue;
+        }
+        value[len] = 0;
+        const char *colon = strrchr(value, ':');
+        long seen = colon ? atol(colon + 1) : -1;
+        backwards += seen < last[j];
+        last[j] = seen;
+    }
+    printf("%ld %ld %ld\n", reads, torn, backwards);
+    return torn || backwards ? 1 : 0;
+}
+
 static int run(kv_store *s, int argc, char **argv)
 {
     const char *cmd = argv[2];
@@ -170,6 +223,14 @@ static int run(kv_store *s, int argc, char **argv)
         return run_stamp(s, argv[3], atol(argv[4]), atol(argv[5]));
     if (!strcmp(cmd, "reader") && argc == 5)
         return run_reader(s, atol(argv[3]), atol(argv[4]));
+    if (!strcmp(cmd, "sequence") && argc == 6)
+        return run_sequence(s, argv[3], atol(argv[4]), atol(argv[5]));
+    if (!strcmp(cmd, "monotone") && argc == 6)
+        return run_monotone(s, argv[3], atol(argv[4]), atol(argv[5]));
+    if (!strcmp(cmd, "resize") && argc == 6) {
+        kv_options o = {(uint32_t)atol(argv[3]), (uint32_t)atol(argv[4]), (uint32_t)atol(argv[5]), 0};
+        return (rc = kv_resize(argv[1], &o)) ? fail("resize", rc) : 0;
+    }
     fprintf(stderr, "kvtool: bad command\n");
     return 2;
 }

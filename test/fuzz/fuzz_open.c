@@ -7,7 +7,7 @@
  * documented codes. When kv_check calls the store sound, it must also behave like one (a set
  * reads back, counts and version move by one).
  *
- * Input: byte 0 is the mode: bit 0 raw, bit 1 dead owner, bit 2 resize.
+ * Input: byte 0 is the mode: bit 0 raw, bit 1 dead owner, bit 2 resize, bit 3 kv_resize.
  *   raw (bit 0)      the rest of the input is the segment, byte for byte.
  *   mutated (else)   a sound store made fresh, then damaged:
  *                      3 bytes geometry (max_entries 1 + b % 64, key_max 1 + b % 16, value_max
@@ -18,6 +18,9 @@
  *                      a u32, else one byte), u32 value.
  *   dead owner (bit 1)  before kv_open, a thread locks the segment's mutex and exits holding it, so
  *                      the first lock gets EOWNERDEAD and runs crash recovery on the damaged bytes.
+ *   kv_resize (bit 3)  after kv_open, kv_resize the segment to a geometry taken from the last three
+ *                      input bytes (as the mutated geometry is): it must answer a documented code and
+ *                      leave no copy behind; the handle follows, then a fresh one is probed.
  *
  * What the target keeps sound, and why (nothing else is spared):
  * - The mutex bytes (offset 128, sizeof(pthread_mutex_t)). glibc trusts them completely: an owner tid
@@ -39,6 +42,7 @@
 #define MODE_RAW        1
 #define MODE_DEAD_OWNER 2
 #define MODE_RESIZE     4
+#define MODE_KV_RESIZE  8
 
 #define MUTEX_OFF   128u        /* documented layout */
 #define MUTEX_END   (MUTEX_OFF + sizeof(pthread_mutex_t))
@@ -280,9 +284,21 @@ static void probe_cells(kv_store *s)
     free(buf);
 }
 
+/* Whether the header says a resize superseded the segment (flags, offset 120, bit 1). Every call
+ * then opens the name again to follow it, and this target has unlinked the name: they answer
+ * -ENOENT, as the header documents for a name that can no longer be opened. */
+static int marked_superseded(const kv_store *s)
+{
+    uint32_t flags;
+    memcpy(&flags, (const unsigned char *)kv_base(s) + 120, sizeof flags);
+    return (flags & 2) != 0;
+}
+
 static int check_rc(kv_store *s)
 {
     int rc = kv_check(s);
+    if (rc == -ENOENT && marked_superseded(s))
+        return rc;
     FZ_REQUIRE(rc == 0 || rc == KV_ECORRUPT, "kv_check: rc %d (%s)", rc, kv_strerror(rc));
     FZ_REQUIRE((rc == 0) == (kv_check_detail(s)[0] == 0), "kv_check_detail disagrees with rc");
     return rc;
@@ -347,6 +363,18 @@ static void exercise(kv_store *s)
     check_rc(s);
 }
 
+/* kv_resize on hostile bytes: a documented code, no copy left under NAME.resize, and a handle that
+ * follows (its next call opens the name, still there). */
+static void resize_by_name(const char *name, const uint8_t geometry[3])
+{
+    kv_options o = {1u + geometry[0] % 64u, 1u + geometry[1] % 16u, 1u + geometry[2] % 64u, 0};
+    int rc = kv_resize(name, &o);
+    FZ_REQUIRE(fz_known_rc(rc), "kv_resize: rc %d", rc);
+    char copy[128];
+    snprintf(copy, sizeof copy, "/dev/shm%s.resize", name);
+    FZ_REQUIRE(access(copy, F_OK) != 0, "kv_resize left %s behind (rc %d)", copy, rc);
+}
+
 /* ---- the target -------------------------------------------------------------------------------- */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -364,10 +392,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         with_mutex(fd, abandon_mutex);
     kv_store *s = NULL;
     int rc = kv_open(name, 0, NULL, &s);
-    shm_unlink(name); /* only the mapping keeps it now */
     close(fd);
     FZ_REQUIRE(fz_known_rc(rc) && (rc == 0) == (s != NULL), "kv_open: rc %d, handle %p", rc,
                (void *)s);
+    if (s && (mode & MODE_KV_RESIZE) && size >= 3) {
+        resize_by_name(name, data + size - 3);
+        (void)kv_version(s); /* follows, while the name is there */
+        /* A fresh handle, whose geometry accessors describe the store in force (the old handle's
+         * keep describing the mapping it opened), for the probes below. */
+        kv_close(s);
+        rc = kv_open(name, 0, NULL, &s);
+        FZ_REQUIRE(fz_known_rc(rc) && (rc == 0) == (s != NULL), "kv_open after kv_resize: rc %d", rc);
+    }
+    shm_unlink(name); /* only the mapping keeps it now (the handle followed a resize first) */
     if (s)
         exercise(s);
     kv_close(s);

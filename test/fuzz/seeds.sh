@@ -71,5 +71,9 @@ seed "$open/undo_armed" 02 03 07 0f 03 00 c000 01 01000000 c400 01 01000000
 seed "$open/truncated" 04 03 07 0f 02 00 f8
 seed "$open/entry_count" 00 00 03 03 01 00 3c00 01 05000000
 seed "$open/odd_seq" 00 03 07 0f 02 00 3800 01 03000000
+# kv_resize (bit 3) to the geometry of the last three bytes (too short to be a patch): 64, 16, 64; and
+# to 2, 16, 64: more entries than fit.
+seed "$open/resize_grow" 08 03 07 0f 03 01 3f 0f 3f
+seed "$open/resize_too_small" 08 03 07 0f 03 00 01 0f 3f
 
 ls -l "$ops" "$open"

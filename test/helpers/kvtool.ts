@@ -39,6 +39,18 @@ export async function kvtoolAsync(name: string, args: string[]): Promise<Ran> {
   return { exitCode: p.exitCode, signalCode: p.signalCode ? String(p.signalCode) : null, stdout, stderr };
 }
 
+/** test/fixtures/SCRIPT ARGS... in a child bun process (the Bun twins of kvtool's commands). */
+export async function bunFixture(script: string, args: string[], env: Record<string, string> = {}): Promise<Ran> {
+  const p = Bun.spawn([process.execPath, join(import.meta.dir, "..", "fixtures", script), ...args], {
+    env: { ...process.env, ...env },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [stdout, stderr] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text()]);
+  await p.exited;
+  return { exitCode: p.exitCode, signalCode: p.signalCode ? String(p.signalCode) : null, stdout, stderr };
+}
+
 /** A value in kvtool's checksummed format: BODY "#" hex8(kv_hash(BODY)). */
 export function checksummed(body: string, hash: (b: Uint8Array) => number): string {
   return `${body}#${hash(new TextEncoder().encode(body)).toString(16).padStart(8, "0")}`;

@@ -64,6 +64,17 @@ describe("GET /watch", () => {
     });
   });
 
+  it("carries on through a resize of the store, with the same ids and no resync", async () => {
+    const client = await watcher();
+    expect(kvtool(temp.name, ["set", "before", "1"]).exitCode).toBe(0);
+    await client.received(1);
+    expect(kvtool(temp.name, ["resize", "200", "0", "0"]).exitCode).toBe(0);
+    expect(kvtool(temp.name, ["set", "after", "2"]).exitCode).toBe(0);
+    const events = (await client.received(2)).map(({ id, event }) => `${id} ${event}`);
+    const status = (await (await app.handle(get("/status"))).json()) as { max_entries: number; version: number };
+    expect({ events, max_entries: status.max_entries, version: status.version }).toEqual({ events: ["1 set", "2 set"], max_entries: 200, version: 2 });
+  });
+
   it("starts from now when no revision is given", async () => {
     temp.store.set("before", "1");
     const client = await watcher();

@@ -25,13 +25,20 @@ async function bunIncrementer(key: string, by: number, count: number): Promise<{
   return { exitCode: await p.exited, stdout };
 }
 
-/** `requests` POST /incr of KEY by BY, one after another: the statuses that were not 200, and the values answered. */
+/**
+ * `requests` POST /incr of KEY by BY, one after another: the statuses that were not 200, and the values
+ * answered. A 503 STORE_BUSY (the processes held the lock past the server's busy wait) promises that
+ * nothing was written, so the increment is sent again, as a client honouring Retry-After would: had it
+ * been applied, the sum would come out too high.
+ */
 async function httpIncrementer(url: string, key: string, by: number, requests: number): Promise<{ failed: number[]; values: number[] }> {
   const failed: number[] = [];
   const values: number[] = [];
   for (let i = 0; i < requests; i++) {
     const r = await fetch(`${url}incr`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ key, by }) });
-    if (r.status === 200) values.push(((await r.json()) as { value: number }).value);
+    const body = (await r.json()) as { value?: number; code?: string };
+    if (r.status === 200) values.push(body.value!);
+    else if (r.status === 503 && body.code === "STORE_BUSY") i--;
     else failed.push(r.status);
   }
   return { failed, values };

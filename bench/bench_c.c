@@ -103,7 +103,7 @@ int main(int argc, char **argv)
     double seconds = atof(argv[3]);
     if (argc == 5)
         return hammer(argv[1], entries, seconds);
-    kv_options o = {(uint32_t)(entries < 10 ? 10 : entries), 0, 0, 0};
+    kv_options o = {(uint32_t)(entries < 10 ? 10 : entries), 0, 0, 0, 0};
     kv_store *s;
     int rc = kv_open(argv[1], KV_CREATE | KV_EXCL, &o, &s);
     if (rc) {

@@ -70,7 +70,7 @@ extern "C" {
 #define KV_NOTFOUND     (-31000) /**< no entry with that key */
 #define KV_EKEYLEN      (-30999) /**< key longer than the segment's key_max */
 #define KV_EVALLEN      (-30998) /**< value longer than the segment's value_max */
-#define KV_EFULL        (-30997) /**< every slot is in use */
+#define KV_EFULL        (-30997) /**< every slot is in use, or no room in the heap for the entry */
 #define KV_EINVAL       (-30996) /**< invalid argument: bad name, empty key, NUL in key, bad geometry */
 #define KV_EINCOMPAT    (-30995) /**< the segment is not a shmkv store of this layout, or is damaged */
 #define KV_EBUFSIZE     (-30994) /**< the caller's buffer is too small; the needed size was reported */
@@ -117,7 +117,10 @@ extern "C" {
 /** Upper limits accepted for a new segment's geometry. */
 #define KV_LIMIT_MAX_ENTRIES (1u << 24) /**< 16,777,216 entries */
 #define KV_LIMIT_KEY_MAX     4096u      /**< bytes */
-#define KV_LIMIT_VALUE_MAX   (1u << 20) /**< 1 MiB */
+#define KV_LIMIT_VALUE_MAX   (1u << 20) /**< 1 MiB, for a store made without memory_bytes */
+#define KV_LIMIT_VALUE_MAX_MEMORY (1u << 26) /**< 64 MiB, for a store made with memory_bytes */
+#define KV_LIMIT_MEMORY_MIN  4096u      /**< the smallest memory_bytes but 0, bytes */
+#define KV_LIMIT_MEMORY      34359738368 /**< the largest memory_bytes, bytes (32 GiB) */
 
 /**
  * Geometry and permissions of a new segment. A zero field takes its default. Only used when
@@ -126,8 +129,18 @@ extern "C" {
 typedef struct kv_options {
     uint32_t max_entries; /**< 1..KV_LIMIT_MAX_ENTRIES, default 10 */
     uint32_t key_max;     /**< 1..KV_LIMIT_KEY_MAX bytes, default 63 */
-    uint32_t value_max;   /**< 1..KV_LIMIT_VALUE_MAX bytes, default 255 */
+    uint32_t value_max;   /**< 1..KV_LIMIT_VALUE_MAX bytes (with memory_bytes:
+                               1..KV_LIMIT_VALUE_MAX_MEMORY), default 255 */
     uint32_t mode;        /**< file mode bits (at most 0777), default 0600; applied whatever the umask */
+    /**
+     * Bytes for keys and values together (the heap), KV_LIMIT_MEMORY_MIN..KV_LIMIT_MEMORY, rounded
+     * down to a multiple of 16. 0 (the default) reserves room for max_entries entries of key_max +
+     * value_max bytes each, as layout 1 did: such a store is full only when its entries are. With
+     * memory_bytes, value_max only bounds one value and reserves nothing: a set that finds no room
+     * in the heap answers KV_EFULL. Each entry's chunk takes 8 bytes of head plus its key and value,
+     * rounded up to 16 (32 at least).
+     */
+    uint64_t memory_bytes;
 } kv_options;
 
 /** An open store: one process's mapping of a segment. Opaque. */
@@ -362,6 +375,12 @@ KV_API uint32_t kv_count(const kv_store *s);       /**< live entries */
 KV_API uint32_t kv_max_entries(const kv_store *s); /**< capacity */
 KV_API uint32_t kv_key_max(const kv_store *s);     /**< longest key, bytes */
 KV_API uint32_t kv_value_max(const kv_store *s);   /**< longest value, bytes */
+/** Bytes of the heap that holds keys and values (memory_bytes as created, rounded down to 16; for a
+ *  store made without it, the room max_entries + 1 largest entries take). */
+KV_API uint64_t kv_memory_bytes(const kv_store *s);
+/** Bytes of the heap live entries hold: their chunks, heads and rounding included. Read lock-free: a
+ *  write in progress may be counted or not. */
+KV_API uint64_t kv_memory_used(const kv_store *s);
 KV_API uint64_t kv_lock_recoveries(const kv_store *s); /**< times any process repaired after a dead writer */
 /** Milliseconds the write lock has been held by its current holder (at least 1), 0 when it is free. A holder
  *  that died keeps counting until the next locker repairs (kv_repair). Same clock for every process

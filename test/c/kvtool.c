@@ -1,6 +1,6 @@
 /* kvtool: a minimal C client of the library, so tests can act as "another process written in C".
  *
- *   kvtool NAME create [MAX_ENTRIES KEY_MAX VALUE_MAX]   create (or open) the segment
+ *   kvtool NAME create [MAX_ENTRIES KEY_MAX VALUE_MAX [MEMORY]]  create (or open) the segment
  *   kvtool NAME set KEY VALUE                             exit 0, or 1 with the error on stderr
  *   kvtool NAME get KEY                                   value on stdout; exit 1 when missing
  *   kvtool NAME del KEY
@@ -146,12 +146,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: kvtool NAME COMMAND [ARGS]\n");
         return 2;
     }
-    kv_options opts = {0, 0, 0, 0};
+    kv_options opts = {0, 0, 0, 0, 0};
     int flags = 0;
     if (!strcmp(argv[2], "create")) {
         flags = KV_CREATE;
-        if (argc == 6)
-            opts = (kv_options){(uint32_t)atol(argv[3]), (uint32_t)atol(argv[4]), (uint32_t)atol(argv[5]), 0};
+        if (argc == 6 || argc == 7)
+            opts = (kv_options){(uint32_t)atol(argv[3]), (uint32_t)atol(argv[4]), (uint32_t)atol(argv[5]), 0,
+                                argc == 7 ? strtoull(argv[6], NULL, 10) : 0};
     }
     kv_store *s;
     int rc = kv_open(argv[1], flags, &opts, &s);

@@ -135,7 +135,7 @@ static void prefill(kv_store *s, uint32_t n, uint8_t delete_mask)
 /* A sound store with a few entries and a free list, left under name. */
 static void make_sound_segment(const char *name, fz_in *in)
 {
-    kv_options o = {0, 0, 0, 0600}; /* one field at a time: initialisers are unsequenced */
+    kv_options o = {0, 0, 0, 0600, 0}; /* one field at a time: initialisers are unsequenced */
     o.max_entries = 1 + fz_u8(in) % 64u;
     o.key_max = 1 + fz_u8(in) % 16u;
     o.value_max = 1 + fz_u8(in) % 64u;

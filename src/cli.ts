@@ -29,8 +29,8 @@ Options:
   --trust-segment-owner  open the store even when another user owns it or others may write it, which is
                        refused by default (or KV_TRUST_SEGMENT_OWNER=1; see docs/security.md)
   --help               help; with a command, that command's
-  set also takes --max-entries N, --key-max BYTES, --value-max BYTES and --mode OCTAL (or KV_MAX_ENTRIES,
-  KV_KEY_MAX, KV_VALUE_MAX, KV_SHM_MODE), used when it creates the store.
+  set also takes --max-entries N, --key-max BYTES, --value-max BYTES, --memory SIZE and --mode OCTAL (or
+  KV_MAX_ENTRIES, KV_KEY_MAX, KV_VALUE_MAX, KV_MEMORY, KV_SHM_MODE), used when it creates the store.
 
 Exit status: 0; 1 when the key or the store is not found, or the operation failed; 2 for a usage error.`;
 

@@ -36,6 +36,14 @@ export const HEADER = {
   undoSlot: 196,
   undoEntryCount: 200,
   undoVersion: 216,
+  heapOff: 224,
+  heapSize: 232,
+  memoryUsed: 240,
+  heapFree: 248,
+  fixedChunk: 256,
+  ringCellSize: 260,
+  ringData: 264,
+  heapClasses: 268,
 } as const;
 
 /** Byte offsets of an entry's fields, from the start of its slot. */
@@ -48,8 +56,20 @@ export const ENTRY = {
   seq: 12,
   timestamp: 16,
   revision: 24,
-  data: 32,
+  /** Offset of its chunk from the heap's start; the key and value follow the chunk's head. */
+  chunk: 32,
+  chunkSize: 40,
 } as const;
+
+/** Bytes of every slot; a copy of a cell (kv_copy_cell) has the entry's key and value after them. */
+export const ENTRY_SIZE = 64;
+/** Bytes of a heap chunk's head, before its key and value. */
+const CHUNK_HEAD = 8;
+const CHUNK_ALIGN = 16;
+const CHUNK_MIN = 32;
+const HEADER_SIZE = 640;
+/** Key + value bytes a ring cell keeps when the store has memory_bytes (KV_RING_DATA_MAX). */
+const RING_DATA_MAX = 3040;
 
 /** Byte offsets of a change record's fields, from the start of its cell. */
 export const CHANGE = {
@@ -58,6 +78,8 @@ export const CHANGE = {
   op: 16,
   keyLen: 20,
   valueLen: 24,
+  /** 1: the change was too big for the cell, which keeps its lengths only. */
+  flags: 28,
   data: 32,
 } as const;
 
@@ -67,10 +89,13 @@ const OP_SET = 1;
 const OP_DELETE = 2;
 
 /** Where the undo record keeps its copy of the entry a write in progress changes. */
-export const UNDO_ENTRY_OFF = 224;
+export const UNDO_ENTRY_OFF = 576;
 /** The cell number, for SegmentMemory.open, of that copy. */
 export const UNDO_CELL = -2;
 const UNDO_ARMED = 1;
+
+/** What find() gives when a rewrite overlapped its comparison of a key: it must be retried. */
+export const TORN_SLOT = -2;
 
 /** What a read gives when a write overlapped it: it must be retried. */
 export const TORN = Symbol("torn");
@@ -88,28 +113,60 @@ export interface Geometry {
   maxEntries: number;
   keyMax: number;
   valueMax: number;
+  /** Bytes of the heap; 0 (the default): room for maxEntries + 1 of the largest entries, every chunk that size. */
+  memoryBytes?: number;
 }
 
 /** Sizes derived from a geometry, computed exactly as the C library does. */
-export interface Layout extends Geometry {
+export interface Layout extends Required<Geometry> {
   headerSize: number;
   entrySize: number;
   indexCells: number;
   entriesOff: number;
   ringOff: number;
+  /** Bytes of a change-ring cell, and the key + value bytes it keeps. */
+  ringCell: number;
+  ringData: number;
+  /** The size of every chunk (a store made without memoryBytes), else 0. */
+  fixedChunk: number;
+  heapOff: number;
+  heapSize: number;
   totalSize: number;
 }
 
 const alignUp = (v: number, a: number) => Math.ceil(v / a) * a;
 
-export function layoutOf(g: Geometry): Layout {
-  const entrySize = alignUp(ENTRY.data + g.keyMax + g.valueMax, 8);
-  const headerSize = alignUp(UNDO_ENTRY_OFF + entrySize, 64);
+export function layoutOf(geometry: Geometry): Layout {
+  const g = { memoryBytes: 0, ...geometry };
   let indexCells = 1;
   while (indexCells < 2 * g.maxEntries) indexCells *= 2;
-  const entriesOff = alignUp(headerSize + 4 * indexCells, 64);
-  const ringOff = entriesOff + g.maxEntries * entrySize;
-  return { ...g, headerSize, entrySize, indexCells, entriesOff, ringOff, totalSize: ringOff + RING_CELLS * entrySize };
+  const entriesOff = alignUp(HEADER_SIZE + 4 * indexCells, 64);
+  const ringOff = entriesOff + g.maxEntries * ENTRY_SIZE;
+  const largest = Math.max(CHUNK_MIN, alignUp(CHUNK_HEAD + g.keyMax + g.valueMax, CHUNK_ALIGN));
+  const fixedChunk = g.memoryBytes ? 0 : largest;
+  const heapSize = g.memoryBytes ? g.memoryBytes - (g.memoryBytes % CHUNK_ALIGN) : (g.maxEntries + 1) * largest;
+  const ringData = g.memoryBytes ? Math.min(g.keyMax + g.valueMax, RING_DATA_MAX) : g.keyMax + g.valueMax;
+  const ringCell = alignUp(CHANGE.data + ringData, 8);
+  const heapOff = alignUp(ringOff + RING_CELLS * ringCell, 64);
+  return {
+    ...g,
+    headerSize: HEADER_SIZE,
+    entrySize: ENTRY_SIZE,
+    indexCells,
+    entriesOff,
+    ringOff,
+    ringCell,
+    ringData,
+    fixedChunk,
+    heapOff,
+    heapSize,
+    totalSize: heapOff + heapSize,
+  };
+}
+
+/** Bytes a copy of one cell takes (kv_copy_cell, kv_read_cell): an entry, its key and its value. */
+export function cellBytes(layout: Layout): number {
+  return alignUp(ENTRY_SIZE + layout.keyMax + layout.valueMax, 8); // whole words for the u32 view
 }
 
 /** kv_hash: 32-bit FNV-1a over the bytes, then the murmur3 finaliser. */
@@ -131,6 +188,11 @@ export interface SegmentMemory {
   /** What `open` makes a cell readable in. */
   readonly u8: Uint8Array;
   readonly u32: Uint32Array;
+  /**
+   * Where, in u8, the key and value of the entry opened at `at` are, given its chunk (already
+   * checked to lie within the heap): in the heap, or after the entry in a copy.
+   */
+  dataAt(at: number, chunk: number): number;
   /** Index cell `pos`: 0 when empty, else slot + 1. */
   indexCell(pos: number): number;
   /**
@@ -171,6 +233,9 @@ export class SegmentView {
   // Strings are decoded from a copy in this small buffer.
   readonly #scratch: Buffer;
   readonly #mask: number;
+  // The lengths #data last checked, so that what is decoded is what was bounds-checked.
+  #keyLen = 0;
+  #valueLen = 0;
 
   constructor(
     /** The live segment, or a snapshot of it. */
@@ -231,6 +296,11 @@ export class SegmentView {
 
   lockRecoveries(): number {
     return this.#headU64(HEADER.lockRecoveries);
+  }
+
+  /** Bytes of the heap live entries hold (a write in progress may be counted or not). */
+  memoryUsed(): number {
+    return this.#headU64(HEADER.memoryUsed);
   }
 
   /**
@@ -302,8 +372,27 @@ export class SegmentView {
     return true;
   }
 
-  /** The slot holding key (its first `length` bytes), or -1. Bounded, whatever the index holds. */
-  find(key: Uint8Array, length: number, hash: number): number {
+  /**
+   * Where the key and value of the entry opened at `at` are (see SegmentMemory.dataAt), or -1 when
+   * its chunk and lengths do not fit the heap: bytes anyone can write are checked before followed.
+   */
+  #data(at: number): number {
+    const chunk = this.#u64(at + ENTRY.chunk);
+    const keyLen = (this.#keyLen = this.#u32(at + ENTRY.keyLen));
+    const valueLen = (this.#valueLen = this.#u32(at + ENTRY.valueLen));
+    const { keyMax, valueMax, heapSize } = this.layout;
+    if (keyLen > keyMax || valueLen > valueMax || chunk + CHUNK_HEAD + keyLen + valueLen > heapSize) return -1;
+    return this.memory.dataAt(at, chunk);
+  }
+
+  /**
+   * The slot holding key (its first `length` bytes), -1 when absent, or TORN_SLOT when a rewrite
+   * overlapped a comparison: a key lives in its entry's chunk, which a rewrite replaces under the
+   * entry's own counter, so each comparison is validated by it. Bounded, whatever the index holds.
+   * `duringWrite`: the caller validates by the store's counter, odd and unchanged (no chunk is
+   * freed while it is odd), so an entry's odd counter does not matter.
+   */
+  find(key: Uint8Array, length: number, hash: number, duringWrite = false): number {
     const maxEntries = this.layout.maxEntries;
     let pos = hash & this.#mask;
     for (let n = 0; n <= this.#mask; n++, pos = (pos + 1) & this.#mask) {
@@ -313,7 +402,11 @@ export class SegmentView {
       if (slot >= maxEntries) continue;
       const at = this.memory.open(slot);
       if (this.#u32(at + ENTRY.hash) !== hash || this.#u32(at) !== length) continue;
-      if (this.#equals(at + ENTRY.data, key, length)) return slot;
+      const counter = this.memory.counter(slot);
+      const data = this.#data(at);
+      const same = data >= 0 && this.#keyLen === length && this.#equals(data, key, length);
+      if (!duringWrite && (counter & 1 || this.memory.counter(slot) !== counter)) return TORN_SLOT;
+      if (same) return slot;
     }
     return -1;
   }
@@ -324,8 +417,10 @@ export class SegmentView {
     return len <= this.layout.valueMax ? len : -1;
   }
 
-  value(slot: number, length: number): string {
-    return this.#decode(this.memory.open(slot) + ENTRY.data + this.layout.keyMax, length);
+  /** The value in a slot, `length` bytes long; undefined when its chunk is out of range (torn). */
+  value(slot: number, length: number): string | undefined {
+    const data = this.#data(this.memory.open(slot));
+    return data < 0 || this.#valueLen !== length ? undefined : this.#decode(data + this.#keyLen, length);
   }
 
   /** UTF-8 text of `length` bytes at byte offset `at` (length within the geometry's limits). */
@@ -347,12 +442,12 @@ export class SegmentView {
    */
   entry(slot: number, key?: string): KvEntry | undefined {
     const at = this.memory.open(slot);
-    const keyLen = this.#u32(at);
-    const valueLen = this.valueLength(slot);
-    if (keyLen === 0 || keyLen > this.layout.keyMax || valueLen < 0) return undefined;
+    const data = this.#data(at);
+    const keyLen = this.#keyLen;
+    if (keyLen === 0 || data < 0) return undefined;
     return {
-      key: key ?? this.#decode(at + ENTRY.data, keyLen),
-      value: this.value(slot, valueLen),
+      key: key ?? this.#decode(data, keyLen),
+      value: this.#decode(data + keyLen, this.#valueLen),
       timestamp: this.#i64(at + ENTRY.timestamp),
       revision: this.#u64(at + ENTRY.revision),
     };
@@ -362,19 +457,17 @@ export class SegmentView {
     return this.#u32(byteOffset) + (this.#u32(byteOffset + 4) | 0) * TWO_32;
   }
 
-  /** The key in a slot, or undefined when the slot is free or its length is out of range. */
+  /** The key in a slot, or undefined when the slot is free or its chunk is out of range. */
   key(slot: number): string | undefined {
-    const at = this.memory.open(slot);
-    const keyLen = this.#u32(at);
-    if (keyLen === 0 || keyLen > this.layout.keyMax) return undefined;
-    return this.#decode(at + ENTRY.data, keyLen);
+    const data = this.#data(this.memory.open(slot));
+    return this.#keyLen === 0 || data < 0 ? undefined : this.#decode(data, this.#keyLen);
   }
 
   /** Whether a cell holds a live entry whose key starts with the bytes `prefix`. */
   hasPrefix(cell: number, prefix: Uint8Array): boolean {
-    const at = this.memory.open(cell);
-    const keyLen = this.#u32(at);
-    return keyLen !== 0 && keyLen <= this.layout.keyMax && keyLen >= prefix.length && this.#equals(at + ENTRY.data, prefix, prefix.length);
+    const data = this.#data(this.memory.open(cell));
+    const keyLen = this.#keyLen;
+    return data >= 0 && keyLen !== 0 && keyLen >= prefix.length && this.#equals(data, prefix, prefix.length);
   }
 
   /**
@@ -397,7 +490,8 @@ export class SegmentView {
     const keyLen = this.#u32(at + CHANGE.keyLen);
     const valueLen = this.#u32(at + CHANGE.valueLen);
     const op = this.#u32(at + CHANGE.op);
-    if (keyLen > this.layout.keyMax || valueLen > this.layout.valueMax || (op !== OP_SET && op !== OP_DELETE)) return "expired";
+    // A change too big for its cell (flags 1) is known by its outcome only: the reader rereads.
+    if (this.#u32(at + CHANGE.flags) !== 0 || keyLen + valueLen > this.layout.ringData || (op !== OP_SET && op !== OP_DELETE)) return "expired";
     const keyAt = at + CHANGE.data;
     const change: KvChange = {
       revision,
@@ -405,7 +499,7 @@ export class SegmentView {
       key: this.#decode(keyAt, keyLen),
       timestamp: this.#i64(at + CHANGE.timestamp),
     };
-    if (op === OP_SET) change.value = this.#decode(keyAt + this.layout.keyMax, valueLen);
+    if (op === OP_SET) change.value = this.#decode(keyAt + keyLen, valueLen);
     return change;
   }
 
@@ -422,7 +516,12 @@ export class SegmentView {
       this.#headU64(HEADER.entriesOff) === layout.entriesOff &&
       this.#headU64(HEADER.ringOff) === layout.ringOff &&
       u32[HEADER.ringCells / 4] === RING_CELLS &&
-      this.#headU64(HEADER.totalSize) === layout.totalSize
+      this.#headU64(HEADER.totalSize) === layout.totalSize &&
+      this.#headU64(HEADER.heapOff) === layout.heapOff &&
+      this.#headU64(HEADER.heapSize) === layout.heapSize &&
+      u32[HEADER.fixedChunk / 4] === layout.fixedChunk &&
+      u32[HEADER.ringCellSize / 4] === layout.ringCell &&
+      u32[HEADER.ringData / 4] === layout.ringData
     );
   }
 }

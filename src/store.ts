@@ -5,7 +5,9 @@
 import { constants } from "node:os";
 import { codeOf, KvConflictError, KvError, RC } from "./errors.ts";
 import { kvLib, type KvLib, type Pointer } from "./ffi.ts";
-import { layoutOf, RING_CELLS, SegmentView, kvHash, TORN, type Committed, type KvChange, type KvEntry, type Torn } from "./layout.ts";
+import { read as readPointer } from "bun:ffi";
+import { closeSync, openSync, readSync } from "node:fs";
+import { HEADER, layoutOf, RING_CELLS, SegmentView, kvHash, TORN, TORN_SLOT, type Committed, type KvChange, type KvEntry, type Torn } from "./layout.ts";
 import { LockedMemory, memoryOf } from "./segment-memory.ts";
 import { mappedIdentity, type FileIdentity } from "./segment-identity.ts";
 import { CONTROL_CHARACTER, LIMITS, READ_ATTEMPTS } from "./limits.ts";
@@ -18,6 +20,12 @@ export interface KvOptions {
   valueMax?: number;
   /** File mode bits, e.g. 0o660. Default 0o600, whatever the umask. */
   mode?: number;
+  /**
+   * Bytes for keys and values together (LIMITS.memoryMin..LIMITS.memory). Default: room for
+   * maxEntries entries of keyMax + valueMax bytes. With it, valueMax (up to LIMITS.valueMaxMemory)
+   * only bounds one value, and a set that finds no room throws FULL.
+   */
+  memoryBytes?: number;
 }
 
 export interface OpenOptions extends KvOptions {
@@ -68,6 +76,9 @@ export interface KvStats {
   lock_recoveries: number;
   /** Milliseconds the write lock has been held by its current holder; 0 when it is free. */
   lock_held_ms: number;
+  /** Bytes of the heap for keys and values, and those live entries hold (chunk rounding included). */
+  memory_bytes: number;
+  memory_used: number;
 }
 
 export interface KvStatus {
@@ -76,6 +87,8 @@ export interface KvStatus {
   max_entries: number;
   key_max: number;
   value_max: number;
+  memory_bytes: number;
+  memory_used: number;
   entries: KvEntry[];
 }
 
@@ -87,6 +100,8 @@ const KV_CHECK_OWNER = 4;
  * bytes), so that text over the limit always writes more bytes than the limit.
  */
 const OVERFLOW_ROOM = 4;
+/** KV_MAGIC: "SMKV", the first word of every shmkv segment. */
+const MAGIC = 0x564b4d53;
 /** KV_ANY_REVISION: no condition on the write. */
 const ANY_REVISION = 0xffff_ffff_ffff_ffffn;
 
@@ -108,6 +123,15 @@ function checkName(name: string): void {
 
 function fail(lib: KvLib, rc: number, context: string): never {
   throw new KvError(codeOf(rc), `${context}: ${lib.kv_strerror(rc)}`, rc);
+}
+
+/** memoryBytes as kv_options takes it: 0 (the default), or LIMITS.memoryMin..LIMITS.memory. */
+function memoryOption(value: number | undefined): number {
+  if (value === undefined || value === 0) return 0;
+  if (!Number.isSafeInteger(value) || value < LIMITS.memoryMin || value > LIMITS.memory) {
+    throw new KvError("INVALID_ARGUMENT", `memoryBytes must be 0 or an integer from ${LIMITS.memoryMin} to ${LIMITS.memory}, not ${value}`);
+  }
+  return value;
 }
 
 function u32Option(name: string, value: number | undefined, max: number): number {
@@ -152,11 +176,15 @@ export class KvStore implements Disposable {
   static open(name: string, options: OpenOptions = {}): KvStore {
     const lib = kvLib();
     checkName(name);
+    const memoryBytes = memoryOption(options.memoryBytes);
+    // kv_options: four u32 fields, then memory_bytes as a u64 (two words, low first).
     const opts = new Uint32Array([
       u32Option("maxEntries", options.maxEntries, LIMITS.maxEntries),
       u32Option("keyMax", options.keyMax, LIMITS.keyMax),
-      u32Option("valueMax", options.valueMax, LIMITS.valueMax),
+      u32Option("valueMax", options.valueMax, memoryBytes ? LIMITS.valueMaxMemory : LIMITS.valueMax),
       u32Option("mode", options.mode, LIMITS.mode),
+      memoryBytes % 2 ** 32,
+      Math.floor(memoryBytes / 2 ** 32),
     ]);
     const out = new BigUint64Array(1);
     const cname = cString(name);
@@ -175,10 +203,13 @@ export class KvStore implements Disposable {
     if (rc !== 0) failOpen(lib, rc, name);
     const handle = Number(out[0]) as Pointer;
     if (options.lockTimeoutMs !== undefined) lib.kv_set_lock_timeout(handle, Math.min(Math.trunc(options.lockTimeoutMs), 2 ** 31 - 1));
+    // A store made without memory_bytes has every chunk one size (the header says which).
+    const fixedChunk = readPointer.u32(lib.kv_base(handle)!, HEADER.fixedChunk);
     const layout = layoutOf({
       maxEntries: lib.kv_max_entries(handle),
       keyMax: lib.kv_key_max(handle),
       valueMax: lib.kv_value_max(handle),
+      memoryBytes: fixedChunk ? 0 : Number(lib.kv_memory_bytes(handle)),
     });
     const memory = memoryOf(lib, handle, layout);
     const view = memory && new SegmentView(memory, layout);
@@ -243,6 +274,16 @@ export class KvStore implements Disposable {
   /** Times any process repaired the store after a writer died holding the lock. */
   get lockRecoveries(): number {
     return this.#live().view.lockRecoveries();
+  }
+
+  /** Bytes of the heap that holds keys and values. */
+  get memoryBytes(): number {
+    return this.#live().view.layout.heapSize;
+  }
+
+  /** Bytes of the heap live entries hold, chunk heads and rounding included. */
+  get memoryUsed(): number {
+    return this.#live().view.memoryUsed();
   }
 
   /** Milliseconds the write lock has been held by its current holder (any process); 0 when free. */
@@ -332,7 +373,16 @@ export class KvStore implements Disposable {
     const { version, entryCount } = this.#committed();
     const { layout } = this.#live().view;
     const { items } = this.entriesFrom(0, Number.MAX_SAFE_INTEGER);
-    return { version, entry_count: entryCount, max_entries: layout.maxEntries, key_max: layout.keyMax, value_max: layout.valueMax, entries: items };
+    return {
+      version,
+      entry_count: entryCount,
+      max_entries: layout.maxEntries,
+      key_max: layout.keyMax,
+      value_max: layout.valueMax,
+      memory_bytes: layout.heapSize,
+      memory_used: this.memoryUsed,
+      entries: items,
+    };
   }
 
   /**
@@ -362,6 +412,8 @@ export class KvStore implements Disposable {
       segment_bytes: layout.totalSize,
       lock_recoveries: this.lockRecoveries,
       lock_held_ms: this.lockHeldMs,
+      memory_bytes: layout.heapSize,
+      memory_used: this.memoryUsed,
     };
   }
 
@@ -436,8 +488,8 @@ export class KvStore implements Disposable {
     for (let attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
       const before = view.indexSeq();
       const slot = before & 1 ? -1 : view.find(open.key, length, hash);
-      if (before & 1) {
-        // an insert or a delete is in progress: read around it, below
+      if (before & 1 || slot === TORN_SLOT) {
+        // an insert or a delete is in progress (read around it, below), or a rewrite overlapped
       } else if (slot < 0) {
         if (view.indexSeq() === before) return undefined;
       } else {
@@ -557,8 +609,20 @@ export class KvStore implements Disposable {
     const valueLength = this.#encodeValue(open, value);
     const rc = open.lib.kv_set_if(open.handle, open.key, keyLength, open.value, valueLength, expected, open.out);
     if (rc === RC.CONFLICT) throw conflict("set", key, expected, open.out);
+    if (rc === RC.TABLE_FULL) throw this.#full(key, keyLength + valueLength);
     if (rc !== 0) fail(open.lib, rc, `cannot set ${JSON.stringify(key)}`);
     return revisionOf(open.out);
+  }
+
+  /** The TABLE_FULL of a set of `bytes` of key and value: which limit it met, and how to grow it. */
+  #full(key: string, bytes: number): KvError {
+    const { layout } = this.#live().view;
+    const why =
+      this.count >= layout.maxEntries && this.get(key) === undefined
+        ? `all ${layout.maxEntries} entries are in use; grow it with shmkv resize --name ${this.name} --max-entries ${2 * layout.maxEntries}`
+        : `its memory has no room for ${bytes} more bytes (${this.memoryUsed} of ${layout.heapSize} in use); ` +
+          `grow it with shmkv resize --name ${this.name} --memory ${Math.max(2 * layout.heapSize, LIMITS.memoryMin)}`;
+    return new KvError("TABLE_FULL", `cannot set ${JSON.stringify(key)}: the store is full: ${why}`, RC.TABLE_FULL);
   }
 
   #delete(key: string, expected: bigint): boolean {
@@ -604,7 +668,7 @@ function lookupDuringWrite<T>(
   const seq = view.seq();
   if (!(seq & 1)) return TORN;
   const index = view.indexSeq();
-  const slot = view.find(key, length, hash);
+  const slot = view.find(key, length, hash, true);
   let result: T | undefined | Torn = TORN;
   if (slot >= 0) {
     const cell = view.cellOf(slot);
@@ -648,5 +712,30 @@ function failOpen(lib: KvLib, rc: number, name: string): never {
     );
   }
   if (rc === RC.UNTRUSTED) throw new KvError("UNTRUSTED", untrustedMessage(name), rc);
+  if (rc === RC.INCOMPATIBLE && layoutVersionOf(name) === 1) {
+    throw new KvError(
+      "INCOMPATIBLE",
+      `cannot open ${name}: it is a store of layout 1, made by an older shmkv; this one reads layout 2 ` +
+        `(values in a heap). Read its entries with the shmkv that made it (shmkv status --json), ` +
+        `unlink it (rm /dev/shm${name}), and set them again with this one`,
+      rc,
+    );
+  }
   fail(lib, rc, `cannot open ${name}`);
+}
+
+/** The layout version a shmkv segment's header states, or undefined (not one, or unreadable). */
+function layoutVersionOf(name: string): number | undefined {
+  const head = new Uint32Array(2);
+  try {
+    const fd = openSync(`/dev/shm${name}`, "r");
+    try {
+      if (readSync(fd, head, 0, 8, 0) !== 8) return undefined;
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return undefined;
+  }
+  return head[HEADER.magic / 4] === MAGIC ? head[HEADER.layoutVersion / 4] : undefined;
 }

@@ -91,7 +91,8 @@ export const COMMANDS: Record<string, Command> = {
         }
         inv.io.out(
           `${store.name}: version ${status.version}, ${status.entry_count} of ${status.max_entries} entries, ` +
-            `keys up to ${status.key_max} bytes, values up to ${status.value_max} bytes`,
+            `keys up to ${status.key_max} bytes, values up to ${status.value_max} bytes, ` +
+            `memory ${status.memory_used} of ${status.memory_bytes} bytes in use`,
         );
         for (const { key, value, timestamp } of status.entries) {
           inv.io.out(`${new Date(timestamp * 1000).toISOString()}  ${json(key)} = ${json(value)}`);

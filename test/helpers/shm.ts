@@ -50,9 +50,10 @@ export class TempStore implements Disposable {
   }
 }
 
-/** Seed-sized entries, enough of them that the segment is larger than VIEW_BUDGET. */
+/** Seed-sized entries, enough of them (each a slot and a chunk) that the segment is larger than VIEW_BUDGET. */
+const SEED_LAYOUT = layoutOf({ maxEntries: 1, keyMax: 63, valueMax: 255 });
 export const BEYOND_VIEW_BUDGET = {
-  maxEntries: Math.ceil(VIEW_BUDGET / layoutOf({ maxEntries: 1, keyMax: 63, valueMax: 255 }).entrySize) + 1,
+  maxEntries: Math.ceil(VIEW_BUDGET / (SEED_LAYOUT.entrySize + SEED_LAYOUT.fixedChunk)) + 1,
 };
 
 /**

@@ -57,10 +57,12 @@ export const BEYOND_VIEW_BUDGET = {
 };
 
 /**
- * The two ways the binding reads a segment (src/segment-memory.ts), with a geometry for each:
- * through views of all of it, and, beyond VIEW_BUDGET, entry by entry through copies.
+ * The ways the binding reads a segment (src/segment-memory.ts), with a geometry for each: through
+ * views of all of it, and, beyond VIEW_BUDGET, entry by entry through copies; and a store with
+ * memoryBytes, whose chunks are sized to their entries (freed and reused by every rewrite).
  */
 export const READ_PATHS = [
   ["viewed whole", { maxEntries: 16 }],
   ["copied entry by entry", BEYOND_VIEW_BUDGET],
+  ["with memoryBytes", { maxEntries: 16, memoryBytes: 4096 }],
 ] as const;

@@ -44,6 +44,7 @@ export const HEADER = {
   ringCellSize: 260,
   ringData: 264,
   heapClasses: 268,
+  compactions: 272,
 } as const;
 
 /** Byte offsets of an entry's fields, from the start of its slot. */

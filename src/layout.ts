@@ -65,7 +65,7 @@ export const ENTRY = {
 /** Bytes of every slot; a copy of a cell (kv_copy_cell) has the entry's key and value after them. */
 export const ENTRY_SIZE = 64;
 /** Bytes of a heap chunk's head, before its key and value. */
-const CHUNK_HEAD = 8;
+export const CHUNK_HEAD = 8;
 const CHUNK_ALIGN = 16;
 const CHUNK_MIN = 32;
 const HEADER_SIZE = 640;

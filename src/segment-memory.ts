@@ -12,7 +12,7 @@
  */
 import { ptr, read, toArrayBuffer, type Pointer } from "bun:ffi";
 import type { KvLib } from "./ffi.ts";
-import { cellBytes, ENTRY, ENTRY_SIZE, RING_CELLS, UNDO_CELL, UNDO_ENTRY_OFF, type Layout, type SegmentMemory } from "./layout.ts";
+import { cellBytes, CHUNK_HEAD, ENTRY, ENTRY_SIZE, RING_CELLS, UNDO_CELL, UNDO_ENTRY_OFF, type Layout, type SegmentMemory } from "./layout.ts";
 
 /** The most bytes of a segment a process views at once: views this small leave the collector alone. */
 export const VIEW_BUDGET = 16 << 20;
@@ -31,13 +31,22 @@ export class ViewedMemory implements SegmentMemory {
   readonly u8: Uint8Array;
   readonly u32: Uint32Array;
   readonly #indexWord: number;
-  readonly #layout: Layout;
+  // The layout's offsets, as fields: read on every cell a lookup visits.
+  readonly #maxEntries: number;
+  readonly #entriesOff: number;
+  readonly #ringOff: number;
+  readonly #ringCell: number;
+  readonly #dataOff: number; // where chunk 0's key starts: the heap, past the chunk's head
 
   constructor(buffer: ArrayBuffer, layout: Layout) {
     this.u8 = new Uint8Array(buffer, 0, layout.totalSize);
     this.head = this.u32 = new Uint32Array(buffer, 0, layout.totalSize / 4);
     this.#indexWord = layout.headerSize / 4;
-    this.#layout = layout;
+    this.#maxEntries = layout.maxEntries;
+    this.#entriesOff = layout.entriesOff;
+    this.#ringOff = layout.ringOff;
+    this.#ringCell = layout.ringCell;
+    this.#dataOff = layout.heapOff + CHUNK_HEAD;
   }
 
   indexCell(pos: number): number {
@@ -45,13 +54,12 @@ export class ViewedMemory implements SegmentMemory {
   }
 
   open(cell: number): number {
-    const { maxEntries, entriesOff, ringOff, ringCell } = this.#layout;
-    if (cell === UNDO_CELL) return UNDO_ENTRY_OFF;
-    return cell < maxEntries ? entriesOff + cell * ENTRY_SIZE : ringOff + (cell - maxEntries) * ringCell;
+    if (cell < this.#maxEntries && cell >= 0) return this.#entriesOff + cell * ENTRY_SIZE;
+    return cell === UNDO_CELL ? UNDO_ENTRY_OFF : this.#ringOff + (cell - this.#maxEntries) * this.#ringCell;
   }
 
   dataAt(_at: number, chunk: number): number {
-    return this.#layout.heapOff + chunk + 8;
+    return this.#dataOff + chunk;
   }
 
   counter(cell: number): number {

@@ -414,23 +414,35 @@ static void heap_release(kv_store *s, uint64_t off, uint64_t size)
     fl_insert(s, start, end - start);
 }
 
-/* The first free chunk of at least `size` bytes: first fit in its own class, else the head of the
- * next class that has one (any of which fits). UINT64_MAX when none; KV_ECORRUPT (as a negative
- * offset's bit pattern would be ambiguous, through *corrupt) when a list is damaged. */
-static uint64_t heap_find(const kv_store *s, uint64_t size, int *corrupt)
+/* A free chunk of at least `size` bytes: one of the first KV_FIT_TRIES of its own class that fits,
+ * else the head of the next class that has one (any of which fits), else the rest of its own class.
+ * The bound keeps a set O(1) when its class holds many chunks just too small. UINT64_MAX when none;
+ * *corrupt set when a list is damaged (its walk is bounded too, so a cycle ends it). */
+#define KV_FIT_TRIES 8
+static uint64_t fit_in_class(const kv_store *s, uint32_t k, uint64_t size, uint64_t tries,
+                             int *corrupt)
 {
-    uint64_t steps = s->heap_size / KV_CHUNK_MIN + 1; /* bounds a walk of a damaged, cyclic list */
-    for (uint32_t k = size_class(size); k < KV_HEAP_CLASSES; k++) {
-        for (uint64_t link = s->h->free_heads[k]; link; link = chunk_at(s, link - 1)->next) {
-            if (!link_ok(s, link) || !free_chunk_ok(s, link - 1) || steps-- == 0) {
-                *corrupt = 1;
-                return UINT64_MAX;
-            }
-            if (chunk_size(chunk_at(s, link - 1)) >= size)
-                return link - 1;
+    uint64_t steps = s->heap_size / KV_CHUNK_MIN + 1;
+    for (uint64_t link = s->h->free_heads[k]; link && tries--; link = chunk_at(s, link - 1)->next) {
+        if (!link_ok(s, link) || !free_chunk_ok(s, link - 1) || steps-- == 0) {
+            *corrupt = 1;
+            return UINT64_MAX;
         }
+        if (chunk_size(chunk_at(s, link - 1)) >= size)
+            return link - 1;
     }
     return UINT64_MAX;
+}
+
+static uint64_t heap_find(const kv_store *s, uint64_t size, int *corrupt)
+{
+    uint32_t own = size_class(size);
+    uint64_t at = fit_in_class(s, own, size, KV_FIT_TRIES, corrupt);
+    for (uint32_t k = own + 1; at == UINT64_MAX && !*corrupt && k < KV_HEAP_CLASSES; k++)
+        at = fit_in_class(s, k, size, 1, corrupt);
+    if (at == UINT64_MAX && !*corrupt)
+        at = fit_in_class(s, own, size, UINT64_MAX, corrupt);
+    return at;
 }
 
 static int heap_compact(kv_store *s, uint64_t size);

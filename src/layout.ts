@@ -237,6 +237,12 @@ export class SegmentView {
   // The lengths #data last checked, so that what is decoded is what was bounds-checked.
   #keyLen = 0;
   #valueLen = 0;
+  // The geometry #data checks against, as fields: it runs on every lookup.
+  readonly #keyMax: number;
+  readonly #valueMax: number;
+  readonly #heapSize: number;
+  /** The entry counter find() read before the comparison that found its slot: validate by it. */
+  foundCounter = 0;
 
   constructor(
     /** The live segment, or a snapshot of it. */
@@ -248,6 +254,9 @@ export class SegmentView {
     this.#u32s = memory.u32;
     this.#scratch = Buffer.allocUnsafe(Math.max(layout.keyMax, layout.valueMax));
     this.#mask = layout.indexCells - 1;
+    this.#keyMax = layout.keyMax;
+    this.#valueMax = layout.valueMax;
+    this.#heapSize = layout.heapSize;
   }
 
   /**
@@ -381,15 +390,16 @@ export class SegmentView {
     const chunk = this.#u64(at + ENTRY.chunk);
     const keyLen = (this.#keyLen = this.#u32(at + ENTRY.keyLen));
     const valueLen = (this.#valueLen = this.#u32(at + ENTRY.valueLen));
-    const { keyMax, valueMax, heapSize } = this.layout;
-    if (keyLen > keyMax || valueLen > valueMax || chunk + CHUNK_HEAD + keyLen + valueLen > heapSize) return -1;
+    if (keyLen > this.#keyMax || valueLen > this.#valueMax || chunk + CHUNK_HEAD + keyLen + valueLen > this.#heapSize) return -1;
     return this.memory.dataAt(at, chunk);
   }
 
   /**
    * The slot holding key (its first `length` bytes), -1 when absent, or TORN_SLOT when a rewrite
    * overlapped a comparison: a key lives in its entry's chunk, which a rewrite replaces under the
-   * entry's own counter, so each comparison is validated by it. Bounded, whatever the index holds.
+   * entry's own counter, so each comparison is validated by it. A comparison that fails is
+   * validated here; the one that finds the key, by the caller, against foundCounter, after it has
+   * read the entry (one validation covers both). Bounded, whatever the index holds.
    * `duringWrite`: the caller validates by the store's counter, odd and unchanged (no chunk is
    * freed while it is odd), so an entry's odd counter does not matter.
    */
@@ -406,22 +416,19 @@ export class SegmentView {
       const counter = this.memory.counter(slot);
       const data = this.#data(at);
       const same = data >= 0 && this.#keyLen === length && this.#equals(data, key, length);
+      if (same && (duringWrite || !(counter & 1))) {
+        this.foundCounter = counter;
+        return slot;
+      }
       if (!duringWrite && (counter & 1 || this.memory.counter(slot) !== counter)) return TORN_SLOT;
-      if (same) return slot;
     }
     return -1;
   }
 
-  /** The value length of a slot, or -1 when it is out of range (a torn read). */
-  valueLength(slot: number): number {
-    const len = this.#u32(this.memory.open(slot) + ENTRY.valueLen);
-    return len <= this.layout.valueMax ? len : -1;
-  }
-
-  /** The value in a slot, `length` bytes long; undefined when its chunk is out of range (torn). */
-  value(slot: number, length: number): string | undefined {
+  /** The value in a slot; undefined when its chunk is out of range (a torn read). */
+  value(slot: number): string | undefined {
     const data = this.#data(this.memory.open(slot));
-    return data < 0 || this.#valueLen !== length ? undefined : this.#decode(data + this.#keyLen, length);
+    return data < 0 ? undefined : this.#decode(data + this.#keyLen, this.#valueLen);
   }
 
   /** UTF-8 text of `length` bytes at byte offset `at` (length within the geometry's limits). */

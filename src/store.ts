@@ -493,8 +493,9 @@ export class KvStore implements Disposable {
       } else if (slot < 0) {
         if (view.indexSeq() === before) return undefined;
       } else {
-        const entryBefore = view.entrySeq(slot);
-        const result = entryBefore & 1 ? undefined : read(view, slot, key);
+        // Even: find() took it before comparing the key, so this validates the comparison too.
+        const entryBefore = view.foundCounter;
+        const result = read(view, slot, key);
         if (result !== undefined && view.entrySeq(slot) === entryBefore && view.indexSeq() === before) return result;
       }
       const around = lookupDuringWrite(view, open.key, length, hash, (cell) => read(view, cell, key));
@@ -682,8 +683,7 @@ function lookupDuringWrite<T>(
 
 /** The value in a slot: what get() reads (the only string it decodes). */
 function readValue(view: SegmentView, slot: number): string | undefined {
-  const length = view.valueLength(slot);
-  return length < 0 ? undefined : view.value(slot, length);
+  return view.value(slot);
 }
 
 function readEntry(view: SegmentView, slot: number, key: string): KvEntry | undefined {

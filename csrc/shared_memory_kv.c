@@ -204,12 +204,19 @@ static int check_key(const kv_store *s, const char *key, size_t key_len)
 
 /* Whether the entry holds key. Its bytes are in its chunk, which a rewrite replaces under the
  * entry's own counter (not the index's), so a lock-free comparison is validated by that counter:
- * 1, 0, or -1 when a rewrite overlapped it (the answer cannot be trusted). */
-static int entry_has_key(const kv_store *s, const kv_entry *e, const char *key, uint32_t key_len)
+ * 1, 0, or -1 when a rewrite overlapped it (the answer cannot be trusted). With `seen`, a match is
+ * left for the caller to validate against *seen (the counter before the comparison), after it has
+ * copied the value: one validation covers both. */
+static int entry_has_key(const kv_store *s, const kv_entry *e, const char *key, uint32_t key_len,
+                         uint32_t *seen)
 {
     uint32_t before = __atomic_load_n(&e->seq, __ATOMIC_ACQUIRE), klen, vlen;
     const unsigned char *data = entry_data(s, e, &klen, &vlen);
     int same = data && klen == key_len && memcmp(data, key, key_len) == 0;
+    if (same && seen && !(before & 1)) {
+        *seen = before;
+        return 1;
+    }
     __atomic_thread_fence(__ATOMIC_ACQUIRE);
     if ((before & 1) || __atomic_load_n(&e->seq, __ATOMIC_RELAXED) != before)
         return -1;
@@ -221,7 +228,7 @@ static int entry_has_key(const kv_store *s, const kv_entry *e, const char *key, 
  * rewrite overlapped a key comparison (lock-free readers retry). Returns the cell: the key's, else
  * the empty cell that ends its probe run, else (a corrupt, full index) UINT32_MAX. */
 static uint32_t index_find(const kv_store *s, const char *key, uint32_t key_len, uint32_t hash,
-                           uint32_t *slot)
+                           uint32_t *slot, uint32_t *seen)
 {
     uint32_t pos = hash & s->index_mask;
     for (uint32_t n = 0; n <= s->index_mask; n++, pos = (pos + 1) & s->index_mask) {
@@ -234,7 +241,7 @@ static uint32_t index_find(const kv_store *s, const char *key, uint32_t key_len,
         if (__atomic_load_n(&e->hash, __ATOMIC_RELAXED) != hash ||
             __atomic_load_n(&e->key_len, __ATOMIC_RELAXED) != key_len)
             continue;
-        int same = entry_has_key(s, e, key, key_len);
+        int same = entry_has_key(s, e, key, key_len, seen);
         if (same) {
             *slot = same > 0 ? cell - 1 : KV_TORN_SLOT;
             return pos;
@@ -933,16 +940,13 @@ static int counter_read_valid(const uint32_t *counter, uint32_t before)
  * validates the copy. KV_RETRY when what it saw cannot be a consistent state. */
 static int read_once(const kv_store *s, const char *key, uint32_t key_len, uint32_t hash, kv_read *r)
 {
-    uint32_t slot;
-    index_find(s, key, key_len, hash, &slot);
+    uint32_t slot, before;
+    index_find(s, key, key_len, hash, &slot, &before);
     if (slot == UINT32_MAX)
         return KV_NOTFOUND;
     if (slot == KV_TORN_SLOT)
         return KV_RETRY;
     const kv_entry *e = entry_at(s, slot);
-    uint32_t before;
-    if (!counter_read_begin(&e->seq, 0, &before))
-        return KV_RETRY;
     /* The chunk is followed only once bounds-checked; a chunk freed and reused meanwhile moves the
      * entry's counter (the rewrite that freed it did), so such a copy is never returned. */
     uint32_t klen, len;
@@ -1147,7 +1151,7 @@ static int set_locked(kv_store *s, const char *key, uint32_t key_len, const char
                       const kv_stamp *at)
 {
     uint32_t hash = kv_hash(key, key_len), slot;
-    uint32_t pos = index_find(s, key, key_len, hash, &slot);
+    uint32_t pos = index_find(s, key, key_len, hash, &slot, NULL);
     if (slot == KV_TORN_SLOT) /* under the lock: an odd entry counter no writer is changing */
         return KV_ECORRUPT;
     int is_new = slot == UINT32_MAX;
@@ -1252,7 +1256,7 @@ static int delete_locked(kv_store *s, const char *key, uint32_t key_len, uint64_
 {
     kv_header *h = s->h;
     uint32_t slot;
-    uint32_t pos = index_find(s, key, key_len, kv_hash(key, key_len), &slot);
+    uint32_t pos = index_find(s, key, key_len, kv_hash(key, key_len), &slot, NULL);
     if (slot == KV_TORN_SLOT)
         return KV_ECORRUPT;
     uint64_t found_rev = slot == UINT32_MAX ? 0 : entry_at(s, slot)->revision;
@@ -1561,7 +1565,7 @@ static const char *check_entries(const kv_store *s)
         if (e->seq & 1)
             return "entry: its sequence counter is odd with no writer";
         uint32_t found;
-        index_find(s, key, e->key_len, e->hash, &found);
+        index_find(s, key, e->key_len, e->hash, &found, NULL);
         if (found != slot)
             return "index: a live entry is not reachable from its home cell";
         live++;

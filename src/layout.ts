@@ -190,10 +190,11 @@ export interface SegmentMemory {
   readonly u8: Uint8Array;
   readonly u32: Uint32Array;
   /**
-   * Where, in u8, the key and value of the entry opened at `at` are, given its chunk (already
-   * checked to lie within the heap): in the heap, or after the entry in a copy.
+   * Where, in u8, the key and value of the entry opened at `at` are, given the low word of its
+   * chunk's offset (the chunk already checked to lie within the heap): in the heap, which a view
+   * reaches only below 4 GiB, or after the entry in a copy.
    */
-  dataAt(at: number, chunk: number): number;
+  dataAt(at: number, chunkLow: number): number;
   /** Index cell `pos`: 0 when empty, else slot + 1. */
   indexCell(pos: number): number;
   /**
@@ -243,6 +244,11 @@ export class SegmentView {
   readonly #heapSize: number;
   /** The entry counter find() read before the comparison that found its slot: validate by it. */
   foundCounter = 0;
+  // Where find() found the key's bytes, so that reading the value there does not check the chunk
+  // again: valid for that slot until the next read begins (seq(), indexSeq()).
+  #foundSlot = -1;
+  #foundData = 0;
+  #foundValueLen = 0;
 
   constructor(
     /** The live segment, or a snapshot of it. */
@@ -265,12 +271,14 @@ export class SegmentView {
    */
   seq(): number {
     this.memory.renew();
+    this.#foundSlot = -1;
     return Atomics.load(this.#head, HEADER.seq / 4);
   }
 
   /** The counter of the index and the slots' keys (inserts, deletes, repairs); see seq(). */
   indexSeq(): number {
     this.memory.renew();
+    this.#foundSlot = -1;
     return Atomics.load(this.#head, HEADER.indexSeq / 4);
   }
 
@@ -387,11 +395,15 @@ export class SegmentView {
    * its chunk and lengths do not fit the heap: bytes anyone can write are checked before followed.
    */
   #data(at: number): number {
-    const chunk = this.#u64(at + ENTRY.chunk);
+    // The offset's two words apart: an index computed from a double makes every access through it
+    // slow, and a heap that can be viewed is far below 4 GiB (its high word is 0).
+    const low = this.#u32(at + ENTRY.chunk);
+    const high = this.#u32(at + ENTRY.chunk + 4);
     const keyLen = (this.#keyLen = this.#u32(at + ENTRY.keyLen));
     const valueLen = (this.#valueLen = this.#u32(at + ENTRY.valueLen));
-    if (keyLen > this.#keyMax || valueLen > this.#valueMax || chunk + CHUNK_HEAD + keyLen + valueLen > this.#heapSize) return -1;
-    return this.memory.dataAt(at, chunk);
+    if (keyLen > this.#keyMax || valueLen > this.#valueMax) return -1;
+    const end = (high === 0 ? low : low + high * TWO_32) + CHUNK_HEAD + keyLen + valueLen;
+    return end > this.#heapSize ? -1 : this.memory.dataAt(at, low);
   }
 
   /**
@@ -418,6 +430,9 @@ export class SegmentView {
       const same = data >= 0 && this.#keyLen === length && this.#equals(data, key, length);
       if (same && (duringWrite || !(counter & 1))) {
         this.foundCounter = counter;
+        this.#foundSlot = slot;
+        this.#foundData = data + length;
+        this.#foundValueLen = this.#valueLen;
         return slot;
       }
       if (!duringWrite && (counter & 1 || this.memory.counter(slot) !== counter)) return TORN_SLOT;
@@ -427,6 +442,7 @@ export class SegmentView {
 
   /** The value in a slot; undefined when its chunk is out of range (a torn read). */
   value(slot: number): string | undefined {
+    if (slot === this.#foundSlot) return this.#decode(this.#foundData, this.#foundValueLen);
     const data = this.#data(this.memory.open(slot));
     return data < 0 ? undefined : this.#decode(data + this.#keyLen, this.#valueLen);
   }
@@ -435,9 +451,12 @@ export class SegmentView {
   #decode(at: number, length: number): string {
     const scratch = this.#scratch;
     if (length <= 64) {
-      // A loop beats set() for the short strings most keys and values are.
+      // A loop beats set() for the short strings most keys and values are; it also tells whether
+      // they are ASCII, which Bun decodes faster as latin1 (the same characters).
       const u8 = this.#u8;
-      for (let i = 0; i < length; i++) scratch[i] = u8[at + i]!;
+      let bits = 0;
+      for (let i = 0; i < length; i++) bits |= scratch[i] = u8[at + i]!;
+      if (bits < 0x80) return scratch.toString("latin1", 0, length);
     } else {
       scratch.set(this.#u8.subarray(at, at + length));
     }

@@ -4,8 +4,10 @@
  * writer arms an undo record (a copy of the one entry it will change plus the header counters), then
  * makes seq odd, mutates, makes seq even and disarms. A writer that dies anywhere in there leaves the
  * mutex EOWNERDEAD; the next locker restores the entry and counters from the armed record and rebuilds
- * the index from the entries (the only structure a write may have left half-shifted). Readers take no
- * lock: they copy under the seqlock and retry when seq moved. */
+ * the index and the heap's free lists from the entries (the structures a write may have left half
+ * done). Keys and values live in chunks of a heap: a write fills a new chunk before it arms the
+ * record and frees the old one after its counters are even again. Readers take no lock: they copy
+ * under the seqlock and retry when seq moved. */
 #define _GNU_SOURCE
 #include "shared_memory_kv.h"
 #include "layout.h"

@@ -217,8 +217,8 @@ describe("shmkv resize", () => {
     expect(await cli(["resize", "--max-entries", "1000", "--value-max", "1024"], env)).toEqual({
       code: 0,
       out: [
-        `${t.name} resized: 10 entries, keys up to 63 bytes, values up to 255 bytes -> 1000 entries, keys up to 63 bytes, ` +
-          "values up to 1024 bytes; 1 entries kept, version 1",
+        `${t.name} resized: 10 entries, keys up to 63 bytes, values up to 255 bytes, memory 3696 bytes -> 1000 entries, ` +
+          "keys up to 63 bytes, values up to 1024 bytes, memory 1105104 bytes; 1 entries kept, version 1",
       ],
       err: [],
     });

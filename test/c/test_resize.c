@@ -62,7 +62,7 @@ static seen get_full(kv_store *s, const char *key)
 static void growing_keeps_everything_and_every_handle_follows(void)
 {
     const char *name;
-    kv_options small = {4, 8, 16, 0};
+    kv_options small = {4, 8, 16, 0, 0};
     kv_store *s = check_new_store(&small, &name);
     REQUIRE(s);
     fill(s);
@@ -76,7 +76,7 @@ static void growing_keeps_everything_and_every_handle_follows(void)
     CHECK_RC(check_set_str(s, "f", "6"), KV_EFULL);
     version++;
 
-    kv_options big = {64, 32, 100, 0};
+    kv_options big = {64, 32, 100, 0, 0};
     CHECK_RC(kv_resize(name, &big), 0);
     CHECK(inode_of(name) != before);
     CHECK(!temp_exists(name));
@@ -117,12 +117,12 @@ static void growing_keeps_everything_and_every_handle_follows(void)
 static void shrinking_to_just_fit_packs_the_slots(void)
 {
     const char *name;
-    kv_options opts = {16, 8, 16, 0};
+    kv_options opts = {16, 8, 16, 0, 0};
     kv_store *s = check_new_store(&opts, &name);
     REQUIRE(s);
     fill(s); /* a, c, d live; slot 1 free */
     uint64_t version = kv_version(s);
-    kv_options fit = {3, 1, 3, 0};
+    kv_options fit = {3, 1, 3, 0, 0};
     CHECK_RC(kv_resize(name, &fit), 0);
     CHECK_EQ(capacity_of(name), 3);
     CHECK_EQ(kv_count(s), 3);
@@ -150,8 +150,9 @@ static void a_resize_that_cannot_fit_changes_nothing(void)
     CHECK_RC(check_set_str(s, "j", "v"), 0);
     ino_t before = inode_of(name);
     uint64_t version = kv_version(s);
-    kv_options fewer = {2, 0, 0, 0}, shorter_keys = {0, 9, 0, 0}, shorter_values = {0, 0, 13, 0};
-    kv_options bad = {KV_LIMIT_MAX_ENTRIES + 1, 0, 0, 0};
+    kv_options fewer = {2, 0, 0, 0, 0}, shorter_keys = {0, 9, 0, 0, 0};
+    kv_options shorter_values = {0, 0, 13, 0, 0};
+    kv_options bad = {KV_LIMIT_MAX_ENTRIES + 1, 0, 0, 0, 0};
     CHECK_RC(kv_resize(name, &fewer), KV_EFULL);
     CHECK_RC(kv_resize(name, &shorter_keys), KV_EKEYLEN);
     CHECK_RC(kv_resize(name, &shorter_values), KV_EVALLEN);
@@ -179,7 +180,7 @@ static void a_replica_stays_read_only(void)
     REQUIRE(s);
     CHECK_RC(kv_set_readonly(s, 1), 0);
     CHECK_RC(kv_apply(s, KV_CHANGE_SET, "a", 1, "1", 1, 7, 100), 0);
-    kv_options grow = {20, 0, 0, 0};
+    kv_options grow = {20, 0, 0, 0, 0};
     CHECK_RC(kv_resize(name, &grow), 0);
     CHECK_EQ(kv_readonly(s), 1);
     CHECK_RC(check_set_str(s, "b", "2"), KV_EREADONLY);
@@ -194,7 +195,7 @@ static void a_replica_stays_read_only(void)
 static void resizer_killed_at(int point)
 {
     const char *name;
-    kv_options opts = {8, 8, 16, 0};
+    kv_options opts = {8, 8, 16, 0, 0};
     kv_store *s = check_new_store(&opts, &name);
     REQUIRE(s);
     fill(s);
@@ -222,7 +223,7 @@ static void resizer_killed_at(int point)
     CHECK_RC(kv_check(fresh), 0);
     CHECK_RC(kv_check(s), 0);
     /* And it can be resized again. */
-    kv_options again = {40, 0, 0, 0};
+    kv_options again = {40, 0, 0, 0, 0};
     CHECK_RC(kv_resize(name, &again), 0);
     CHECK_EQ(capacity_of(name), 40);
     CHECK_GET(s, "after", "x");
@@ -305,7 +306,7 @@ static void a_damaged_store_is_not_copied(void)
     uint32_t *key_len = (uint32_t *)(base + entries_off); /* slot 0's key length */
     *key_len = 4000;
     ino_t before = inode_of(name);
-    kv_options longer_keys = {0, 4096, 0, 0};
+    kv_options longer_keys = {0, 4096, 0, 0, 0};
     CHECK_RC(kv_resize(name, &longer_keys), KV_ECORRUPT);
     CHECK_EQ(inode_of(name), before);
     CHECK(!temp_exists(name));
@@ -345,7 +346,7 @@ static void writers_and_readers_run_through_grow_and_shrink(void)
 {
     const char *name;
     uint32_t total = WRITERS * NKEYS;
-    kv_options opts = {total, 16, 48, 0};
+    kv_options opts = {total, 16, 48, 0, 0};
     kv_store *s = check_new_store(&opts, &name);
     REQUIRE(s);
     ino_t first = inode_of(name);
@@ -363,7 +364,7 @@ static void writers_and_readers_run_through_grow_and_shrink(void)
     double deadline = check_now() + 20;
     /* Grow once the writers are under way, then shrink to exactly what they will fill. */
     CHECK(wait_count(s, total / 4, deadline));
-    kv_options grow = {4 * total, 0, 0, 0}, fit = {total, 0, 0, 0};
+    kv_options grow = {4 * total, 0, 0, 0, 0}, fit = {total, 0, 0, 0, 0};
     CHECK_RC(kv_resize(name, &grow), 0);
     CHECK(wait_count(s, total / 2, deadline));
     CHECK_RC(kv_resize(name, &fit), 0);

@@ -1165,6 +1165,10 @@ static void put_entry(kv_store *s, const kv_put *p)
     /* A new key moves the index (its counter guards it); a new value only the entry (its own). */
     uint32_t *guard = is_new ? &h->index_seq : &e->seq;
     counter_begin(guard);
+    /* The chunk first: a reader reading around a stopped insert (validated by the store's counter)
+     * then compares the new key with its own bytes, never with a stale chunk's, and finds it. */
+    e->chunk = p->chunk;
+    e->chunk_size = (uint32_t)p->chunk_size;
     if (is_new) {
         take_free_slot(s, p->slot);
         e->value_len = 0; /* a reader must never pair this key with a stale value length */
@@ -1177,8 +1181,6 @@ static void put_entry(kv_store *s, const kv_put *p)
         h->entry_count++;
         KV_FAULT(5);
     }
-    e->chunk = p->chunk;
-    e->chunk_size = (uint32_t)p->chunk_size;
     e->value_len = p->value_len;
     h->memory_used += p->chunk_size - old_size;
     if (p->at) {

@@ -236,6 +236,37 @@ describe("shmkv resize", () => {
     });
   });
 
+  it("--memory grows the heap, shrinks it to just fit the entries, and refuses less, saying what they need", async () => {
+    using t = new TempStore({ maxEntries: 16, valueMax: 5000, memoryBytes: 8192 });
+    const values = { a: "x".repeat(3000), b: "y".repeat(1500), c: "z" };
+    for (const [key, value] of Object.entries(values)) t.store.set(key, value);
+    // 8 bytes of head, key and value, rounded up to 16: 3024 + 1520 + 32.
+    const need = 3024 + 1520 + 32;
+    const env = { KV_SHM_NAME: t.name };
+    expect((await cli(["resize", "--memory", "1M", "--value-max", "200000"], env)).code).toBe(0);
+    t.store.set("big", "w".repeat(150_000));
+    expect([t.store.memoryBytes, t.store.valueMax, t.store.get("big")]).toEqual([2 ** 20, 200_000, "w".repeat(150_000)]);
+    t.store.delete("big");
+    const refused = await cli(["resize", "--memory", `${need - 16}`, "--json"], env);
+    expect(refused).toEqual({
+      code: 1,
+      out: [],
+      err: [
+        JSON.stringify({
+          detail: `cannot resize ${t.name}: its entries need ${need} bytes of memory (chunk heads and rounding included), more than --memory ${need - 16}; nothing changed`,
+          code: "TABLE_FULL",
+        }),
+      ],
+    });
+    expect(t.store.memoryBytes).toBe(2 ** 20);
+    expect((await cli(["resize", "--memory", `${need}`], env)).code).toBe(0);
+    expect([t.store.memoryBytes, t.store.memoryUsed]).toEqual([need, need]);
+    expect(Object.fromEntries(t.store.status().entries.map((e) => [e.key, e.value]))).toEqual(values);
+    expect(kvtool(t.name, ["check"]).exitCode).toBe(0);
+    // Full to the byte: a set says so, and how to grow it.
+    expect(() => t.store.set("d", "1")).toThrow(`grow it with shmkv resize --name ${t.name} --memory`);
+  });
+
   it("set on an existing store with another geometry warns and leaves it as it is", async () => {
     using t = new TempStore();
     const run = await cli(["set", "k", "v", "--max-entries", "1000"], { KV_SHM_NAME: t.name });

@@ -395,6 +395,96 @@ static void writers_and_readers_run_through_grow_and_shrink(void)
         }
 }
 
+/* The chunk bytes an entry takes in a heap: 8 of head, key and value, rounded up to 16, 32 at least
+ * (the header's kv_options.memory_bytes). */
+static uint64_t chunk_of(size_t key_len, size_t value_len)
+{
+    uint64_t size = (8 + key_len + value_len + 15) / 16 * 16;
+    return size < 32 ? 32 : size;
+}
+
+static int set_filled(kv_store *s, const char *key, size_t len, char fill)
+{
+    static char value[30000];
+    memset(value, fill, len);
+    return kv_set(s, key, strlen(key), value, len);
+}
+
+static void has_filled(kv_store *s, const char *key, size_t len, char fill)
+{
+    static char want[30000];
+    memset(want, fill, len);
+    want[len] = 0;
+    CHECK_GET(s, key, want);
+}
+
+static uint64_t memory_of(const char *name)
+{
+    kv_store *s;
+    if (kv_open(name, 0, NULL, &s))
+        return 0;
+    uint64_t memory = kv_memory_bytes(s);
+    kv_close(s);
+    return memory;
+}
+
+/* memory_bytes: a resize moves every value into the new heap. Grown, it takes a value the old heap
+ * could not; shrunk to the entries' chunks exactly, it holds them and nothing more; one byte less
+ * (16: the heap's unit) is KV_EFULL with nothing changed. A store made without memory_bytes gets a
+ * heap when given one. */
+static void memory_grows_shrinks_to_just_fit_and_refuses_what_does_not_fit(void)
+{
+    static const size_t sizes[] = {0, 9, 100, 1000, 3000, 777};
+    const char *name;
+    kv_options opts = {32, 8, 4000, 0, 8192};
+    kv_store *s = check_new_store(&opts, &name);
+    REQUIRE(s);
+    uint64_t need = 0;
+    char key[8];
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        snprintf(key, sizeof key, "v%zu", i);
+        CHECK_RC(set_filled(s, key, sizes[i], (char)('a' + i)), 0);
+        need += chunk_of(strlen(key), sizes[i]);
+    }
+    CHECK_RC(set_filled(s, "big", 20000, 'z'), KV_EVALLEN);
+    kv_options grow = {0, 0, 25000, 0, 64 * 1024};
+    CHECK_RC(kv_resize(name, &grow), 0);
+    CHECK_EQ(memory_of(name), 64 * 1024);
+    CHECK_RC(set_filled(s, "big", 20000, 'z'), 0); /* s follows, into a heap that holds it */
+    has_filled(s, "big", 20000, 'z');
+    CHECK_RC(kv_delete(s, "big", 3), 0);
+    CHECK_RC(kv_check(s), 0);
+    ino_t before = inode_of(name);
+    kv_options too_small = {0, 0, 0, 0, need - 16};
+    CHECK_RC(kv_resize(name, &too_small), KV_EFULL);
+    CHECK_EQ(inode_of(name), before);
+    CHECK(!temp_exists(name));
+    CHECK_EQ(memory_of(name), 64 * 1024);
+    kv_options just_fit = {0, 0, 0, 0, need};
+    CHECK_RC(kv_resize(name, &just_fit), 0);
+    CHECK_EQ(memory_of(name), need);
+    CHECK_RC(kv_check(s), 0);
+    CHECK_EQ(kv_memory_used(s), need);
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        snprintf(key, sizeof key, "v%zu", i);
+        has_filled(s, key, sizes[i], (char)('a' + i));
+    }
+    CHECK_RC(check_set_str(s, "one", "more"), KV_EFULL);
+    /* A store without memory_bytes, given some: its values move from fixed-size chunks. */
+    const char *plain;
+    kv_store *p = check_new_store(NULL, &plain);
+    REQUIRE(p);
+    CHECK_RC(check_set_str(p, "k", "v"), 0);
+    uint64_t fixed = memory_of(plain);
+    kv_options heap = {0, 0, 5000, 0, 4096};
+    CHECK_RC(kv_resize(plain, &heap), 0);
+    CHECK_EQ(memory_of(plain), 4096);
+    CHECK(fixed != 4096);
+    CHECK_GET(p, "k", "v");
+    CHECK_RC(set_filled(p, "long", 3000, 'l'), 0);
+    CHECK_RC(kv_check(p), 0);
+}
+
 int main(void)
 {
     if (access(FAULT_TOOL, X_OK) != 0 || access(TOOL, X_OK) != 0) {
@@ -410,6 +500,7 @@ int main(void)
     RUN(a_writer_waiting_for_the_resizer_follows_it);
     RUN(a_damaged_superseded_mark_is_corruption);
     RUN(a_damaged_store_is_not_copied);
+    RUN(memory_grows_shrinks_to_just_fit_and_refuses_what_does_not_fit);
     char name[64];
     for (int point = 20; point <= 22; point++) {
         snprintf(name, sizeof name, "resizer_killed_at(point %d)", point);

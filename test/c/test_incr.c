@@ -147,21 +147,6 @@ static void processes_incrementing_together_sum_exactly(void)
     CHECK_EQ(kv_version(s), 4 * EACH);
 }
 
-/* key = `len` bytes of `fill`: a value of its own size in a store with a heap. */
-static int set_filled(kv_store *s, const char *key, size_t len, char fill)
-{
-    static char value[8192];
-    memset(value, fill, len);
-    return kv_set(s, key, strlen(key), value, len);
-}
-
-static void has_filled(kv_store *s, const char *key, size_t len, char fill)
-{
-    static char want[8192];
-    memset(want, fill, len);
-    want[len] = 0;
-    CHECK_GET(s, key, want);
-}
 
 /* Layout 2: counters live in heap chunks among values of other sizes; each increment takes a new
  * chunk and frees the old. When the heap has no room for the new chunk, KV_EFULL, and the counter
@@ -171,9 +156,9 @@ static void counters_among_values_of_mixed_sizes_in_a_heap(void)
     kv_options opts = {.max_entries = 32, .key_max = 16, .value_max = 8000, .memory_bytes = 8192};
     kv_store *s = check_new_store(&opts, NULL);
     REQUIRE(s);
-    CHECK_RC(set_filled(s, "big", 3000, 'b'), 0);
+    CHECK_RC(check_set_filled(s, "big", 3000, 'b'), 0);
     CHECK_RC(check_set_str(s, "n", "98"), 0);
-    CHECK_RC(set_filled(s, "mid", 500, 'm'), 0);
+    CHECK_RC(check_set_filled(s, "mid", 500, 'm'), 0);
     int64_t v = 0;
     for (int i = 0; i < 5; i++) /* 98 -> 103: the digits grow, the chunk moves each time */
         CHECK_RC(incr_str(s, "n", 1, &v), 0);
@@ -182,8 +167,8 @@ static void counters_among_values_of_mixed_sizes_in_a_heap(void)
     CHECK_RC(incr_str(s, "fresh", -7, &v), 0); /* a new key: a chunk of its own */
     CHECK_EQ(v, -7);
     CHECK_RC(incr_str(s, "big", 1, &v), KV_ENOTNUM); /* longer than any int64 */
-    has_filled(s, "big", 3000, 'b');
-    has_filled(s, "mid", 500, 'm');
+    CHECK_FILLED(s, "big", 3000, 'b');
+    CHECK_FILLED(s, "mid", 500, 'm');
     CHECK_RC(kv_check(s), 0);
     /* Fill the heap to its last byte, in values of falling sizes. */
     char key[16];
@@ -191,7 +176,7 @@ static void counters_among_values_of_mixed_sizes_in_a_heap(void)
     for (size_t len = 2048; len >= 1; len /= 2)
         for (int rc = 0; rc == 0; made++) {
             snprintf(key, sizeof key, "f%d", made);
-            rc = set_filled(s, key, len, 'f');
+            rc = check_set_filled(s, key, len, 'f');
             if (rc)
                 CHECK_RC(rc, KV_EFULL);
         }
@@ -205,7 +190,7 @@ static void counters_among_values_of_mixed_sizes_in_a_heap(void)
     CHECK_RC(kv_delete(s, "mid", 3), 0);
     CHECK_RC(incr_str(s, "n", 1, &v), 0);
     CHECK_EQ(v, 104);
-    has_filled(s, "big", 3000, 'b');
+    CHECK_FILLED(s, "big", 3000, 'b');
     CHECK_RC(kv_check(s), 0);
 }
 

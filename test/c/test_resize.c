@@ -17,16 +17,16 @@ static ino_t inode_of(const char *name)
 }
 
 /* The geometry a fresh open of the name finds (a handle keeps its first mapping's). */
-static uint32_t capacity_of(const char *name)
+static kv_options geometry_of(const char *name)
 {
     kv_store *s;
+    kv_options g = {0, 0, 0, 0, 0};
     if (kv_open(name, 0, NULL, &s))
-        return 0;
-    uint32_t max = kv_max_entries(s);
+        return g;
+    g = (kv_options){kv_max_entries(s), kv_key_max(s), kv_value_max(s), 0, kv_memory_bytes(s)};
     kv_close(s);
-    return max;
+    return g;
 }
-
 static int temp_exists(const char *name)
 {
     char path[300];
@@ -83,7 +83,7 @@ static void growing_keeps_everything_and_every_handle_follows(void)
     /* Both handles follow on their next call: entries, version, ring. Their geometry accessors
      * stay on the mapping they opened (as kv_base does); a fresh open sees the new one. */
     CHECK_EQ(kv_max_entries(s), 4);
-    CHECK_EQ(capacity_of(name), 64);
+    CHECK_EQ(geometry_of(name).max_entries, 64);
     CHECK_EQ(kv_version(other), version);
     CHECK_EQ(kv_count(s), 4);
     seen a2 = get_full(other, "a"), d2 = get_full(s, "d");
@@ -124,7 +124,7 @@ static void shrinking_to_just_fit_packs_the_slots(void)
     uint64_t version = kv_version(s);
     kv_options fit = {3, 1, 3, 0, 0};
     CHECK_RC(kv_resize(name, &fit), 0);
-    CHECK_EQ(capacity_of(name), 3);
+    CHECK_EQ(geometry_of(name).max_entries, 3);
     CHECK_EQ(kv_count(s), 3);
     CHECK_EQ(kv_version(s), version);
     CHECK_GET(s, "a", "one");
@@ -161,14 +161,14 @@ static void a_resize_that_cannot_fit_changes_nothing(void)
     CHECK_RC(kv_resize("bad", NULL), KV_EINVAL);
     CHECK_EQ(inode_of(name), before);
     CHECK(!temp_exists(name));
-    CHECK_EQ(capacity_of(name), KV_DEFAULT_MAX_ENTRIES);
+    CHECK_EQ(geometry_of(name).max_entries, KV_DEFAULT_MAX_ENTRIES);
     CHECK_EQ(kv_version(s), version);
     CHECK_RC(check_set_str(s, "more", "x"), 0);
     CHECK_RC(kv_check(s), 0);
     /* NULL options: the same geometry, a new segment (a compaction). */
     CHECK_RC(kv_resize(name, NULL), 0);
     CHECK(inode_of(name) != before);
-    CHECK_EQ(capacity_of(name), KV_DEFAULT_MAX_ENTRIES);
+    CHECK_EQ(geometry_of(name).max_entries, KV_DEFAULT_MAX_ENTRIES);
     CHECK_GET(s, "more", "x");
 }
 
@@ -211,7 +211,7 @@ static void resizer_killed_at(int point)
     /* The next write recovers (the dead resizer held the lock) and lands in the store in force. */
     CHECK_RC(check_set_str(s, "after", "x"), 0);
     CHECK(!temp_exists(name));
-    CHECK_EQ(capacity_of(name), point == 22 ? 32 : 8);
+    CHECK_EQ(geometry_of(name).max_entries, point == 22 ? 32 : 8);
     CHECK(point == 22 ? inode_of(name) != before : inode_of(name) == before);
     CHECK_EQ(kv_version(s), version + 1);
     CHECK_GET(s, "a", "one");
@@ -225,7 +225,7 @@ static void resizer_killed_at(int point)
     /* And it can be resized again. */
     kv_options again = {40, 0, 0, 0, 0};
     CHECK_RC(kv_resize(name, &again), 0);
-    CHECK_EQ(capacity_of(name), 40);
+    CHECK_EQ(geometry_of(name).max_entries, 40);
     CHECK_GET(s, "after", "x");
 }
 
@@ -378,7 +378,7 @@ static void writers_and_readers_run_through_grow_and_shrink(void)
     CHECK_EQ(torn, 0);
     CHECK_EQ(backwards, 0);
     CHECK(inode_of(name) != first);
-    CHECK_EQ(capacity_of(name), total);
+    CHECK_EQ(geometry_of(name).max_entries, total);
     CHECK_EQ(kv_count(s), total);
     CHECK_EQ(kv_version(s), (uint64_t)WRITERS * WRITES);
     CHECK_RC(kv_check(s), 0);
@@ -403,30 +403,6 @@ static uint64_t chunk_of(size_t key_len, size_t value_len)
     return size < 32 ? 32 : size;
 }
 
-static int set_filled(kv_store *s, const char *key, size_t len, char fill)
-{
-    static char value[30000];
-    memset(value, fill, len);
-    return kv_set(s, key, strlen(key), value, len);
-}
-
-static void has_filled(kv_store *s, const char *key, size_t len, char fill)
-{
-    static char want[30000];
-    memset(want, fill, len);
-    want[len] = 0;
-    CHECK_GET(s, key, want);
-}
-
-static uint64_t memory_of(const char *name)
-{
-    kv_store *s;
-    if (kv_open(name, 0, NULL, &s))
-        return 0;
-    uint64_t memory = kv_memory_bytes(s);
-    kv_close(s);
-    return memory;
-}
 
 /* memory_bytes: a resize moves every value into the new heap. Grown, it takes a value the old heap
  * could not; shrunk to the entries' chunks exactly, it holds them and nothing more; one byte less
@@ -443,15 +419,15 @@ static void memory_grows_shrinks_to_just_fit_and_refuses_what_does_not_fit(void)
     char key[8];
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
         snprintf(key, sizeof key, "v%zu", i);
-        CHECK_RC(set_filled(s, key, sizes[i], (char)('a' + i)), 0);
+        CHECK_RC(check_set_filled(s, key, sizes[i], (char)('a' + i)), 0);
         need += chunk_of(strlen(key), sizes[i]);
     }
-    CHECK_RC(set_filled(s, "big", 20000, 'z'), KV_EVALLEN);
+    CHECK_RC(check_set_filled(s, "big", 20000, 'z'), KV_EVALLEN);
     kv_options grow = {0, 0, 25000, 0, 64 * 1024};
     CHECK_RC(kv_resize(name, &grow), 0);
-    CHECK_EQ(memory_of(name), 64 * 1024);
-    CHECK_RC(set_filled(s, "big", 20000, 'z'), 0); /* s follows, into a heap that holds it */
-    has_filled(s, "big", 20000, 'z');
+    CHECK_EQ(geometry_of(name).memory_bytes, 64 * 1024);
+    CHECK_RC(check_set_filled(s, "big", 20000, 'z'), 0); /* s follows, into a heap that holds it */
+    CHECK_FILLED(s, "big", 20000, 'z');
     CHECK_RC(kv_delete(s, "big", 3), 0);
     CHECK_RC(kv_check(s), 0);
     ino_t before = inode_of(name);
@@ -459,15 +435,15 @@ static void memory_grows_shrinks_to_just_fit_and_refuses_what_does_not_fit(void)
     CHECK_RC(kv_resize(name, &too_small), KV_EFULL);
     CHECK_EQ(inode_of(name), before);
     CHECK(!temp_exists(name));
-    CHECK_EQ(memory_of(name), 64 * 1024);
+    CHECK_EQ(geometry_of(name).memory_bytes, 64 * 1024);
     kv_options just_fit = {0, 0, 0, 0, need};
     CHECK_RC(kv_resize(name, &just_fit), 0);
-    CHECK_EQ(memory_of(name), need);
+    CHECK_EQ(geometry_of(name).memory_bytes, need);
     CHECK_RC(kv_check(s), 0);
     CHECK_EQ(kv_memory_used(s), need);
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
         snprintf(key, sizeof key, "v%zu", i);
-        has_filled(s, key, sizes[i], (char)('a' + i));
+        CHECK_FILLED(s, key, sizes[i], (char)('a' + i));
     }
     CHECK_RC(check_set_str(s, "one", "more"), KV_EFULL);
     /* A store without memory_bytes, given some: its values move from fixed-size chunks. */
@@ -475,13 +451,13 @@ static void memory_grows_shrinks_to_just_fit_and_refuses_what_does_not_fit(void)
     kv_store *p = check_new_store(NULL, &plain);
     REQUIRE(p);
     CHECK_RC(check_set_str(p, "k", "v"), 0);
-    uint64_t fixed = memory_of(plain);
+    uint64_t fixed = geometry_of(plain).memory_bytes;
     kv_options heap = {0, 0, 5000, 0, 4096};
     CHECK_RC(kv_resize(plain, &heap), 0);
-    CHECK_EQ(memory_of(plain), 4096);
+    CHECK_EQ(geometry_of(plain).memory_bytes, 4096);
     CHECK(fixed != 4096);
     CHECK_GET(p, "k", "v");
-    CHECK_RC(set_filled(p, "long", 3000, 'l'), 0);
+    CHECK_RC(check_set_filled(p, "long", 3000, 'l'), 0);
     CHECK_RC(kv_check(p), 0);
 }
 

@@ -921,8 +921,8 @@ function failOpen(lib: KvLib, rc: number, name: string): never {
     throw new KvError(
       "INCOMPATIBLE",
       `cannot open ${name}: it is a store of layout 1, made by an older shmkv; this one reads layout 2 ` +
-        `(values in a heap). Read its entries with the shmkv that made it (shmkv status --json), ` +
-        `unlink it (rm /dev/shm${name}), and set them again with this one`,
+        `(values in a heap). Dump it with the shmkv that made it (shmkv dump FILE --name ${name}), ` +
+        `unlink it (rm /dev/shm${name}), and restore it with this one (shmkv restore FILE --name ${name})`,
       rc,
     );
   }

@@ -61,8 +61,8 @@ describe("opening a segment that is not a sound store", () => {
     expect(openError(seg.name)).toEqual({
       code: "INCOMPATIBLE",
       message: `cannot open ${seg.name}: it is a store of layout 1, made by an older shmkv; this one reads layout 2 ` +
-        `(values in a heap). Read its entries with the shmkv that made it (shmkv status --json), ` +
-        `unlink it (rm /dev/shm${seg.name}), and set them again with this one`,
+        `(values in a heap). Dump it with the shmkv that made it (shmkv dump FILE --name ${seg.name}), ` +
+        `unlink it (rm /dev/shm${seg.name}), and restore it with this one (shmkv restore FILE --name ${seg.name})`,
     });
   });
 

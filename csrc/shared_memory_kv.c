@@ -2129,14 +2129,43 @@ static int read_record(const kv_store *s, uint32_t slot, kv_record *r)
     return 1;
 }
 
-/* Put a record in slot `slot` of d, a segment no one else sees yet, in a chunk of d's heap, and index
- * it. resize_fits has checked that d's heap holds every record: its allocations cannot fail. */
-static int write_record(kv_store *d, uint32_t slot, const kv_record *r)
+/* The copy's heap is filled from its start, one chunk after another, with no free list until the
+ * end (fill_end): no search, no split, and no fragmentation in the copy. */
+typedef struct kv_fill {
+    uint64_t next;      /* where the next chunk starts */
+    uint32_t last_slot; /* the slot whose chunk ends at next */
+} kv_fill;
+
+static void fill_begin(kv_store *d, kv_fill *f)
 {
-    uint64_t chunk, size;
-    int rc = heap_alloc(d, chunk_need(d, (uint64_t)r->key_len + r->value_len), slot, &chunk, &size);
-    if (rc)
-        return rc;
+    fl_remove(d, 0); /* the one free chunk a new heap starts as */
+    *f = (kv_fill){0, 0};
+}
+
+/* The rest of the heap becomes its free chunk; a rest too small to be one joins the last chunk. */
+static void fill_end(kv_store *d, const kv_fill *f)
+{
+    uint64_t rest = d->heap_size - f->next;
+    if (rest >= KV_CHUNK_MIN) {
+        fl_insert(d, f->next, rest);
+    } else if (rest) {
+        kv_entry *e = entry_at(d, f->last_slot);
+        e->chunk_size += (uint32_t)rest;
+        chunk_at(d, e->chunk)->units = e->chunk_size / KV_CHUNK_ALIGN;
+        d->h->memory_used += rest;
+    }
+}
+
+/* Put a record in slot `slot` of d, a segment no one else sees yet, in the next chunk of d's heap,
+ * and index it. resize_fits has checked that d's heap holds every record's chunk. */
+static void write_record(kv_store *d, uint32_t slot, const kv_record *r, kv_fill *f)
+{
+    uint64_t chunk = f->next, size = chunk_need(d, (uint64_t)r->key_len + r->value_len);
+    kv_chunk *c = chunk_at(d, chunk);
+    c->units = (uint32_t)(size / KV_CHUNK_ALIGN);
+    c->tag = KV_CHUNK_USED | (slot + 1);
+    f->next += size;
+    f->last_slot = slot;
     write_chunk(d, chunk, (const char *)r->key, r->key_len, (const char *)r->value, r->value_len);
     kv_entry *e = entry_at(d, slot);
     e->key_len = r->key_len;
@@ -2152,7 +2181,6 @@ static int write_record(kv_store *d, uint32_t slot, const kv_record *r)
     while (d->index[pos])
         pos = (pos + 1) & d->index_mask;
     d->index[pos] = slot + 1;
-    return 0;
 }
 
 /* Whether geometry g holds every entry of s (lock held): 0, or the code that says what does not fit.
@@ -2186,18 +2214,19 @@ static int resize_fits(const kv_store *s, const kv_geometry *g)
 
 /* Copy the entries of s into d. Each keeps its slot when d has room for every slot s used, so a
  * listing's cursor (a slot) stays good across a grow; a shrink below that packs them in order. */
-static int copy_entries(const kv_store *s, kv_store *d)
+static void copy_entries(const kv_store *s, kv_store *d)
 {
     const kv_header *h = s->h;
     uint32_t high = h->high_water <= s->max_entries ? h->high_water : s->max_entries;
     int keep_slots = high <= d->max_entries;
     uint32_t to = 0;
     kv_record r;
+    kv_fill fill;
+    fill_begin(d, &fill);
     for (uint32_t slot = 0; slot < high; slot++) {
-        int rc = read_record(s, slot, &r) > 0 ? write_record(d, keep_slots ? slot : to++, &r) : 0;
-        if (rc)
-            return rc;
-        if (!entry_at(s, slot)->key_len && keep_slots)
+        if (read_record(s, slot, &r) > 0)
+            write_record(d, keep_slots ? slot : to++, &r, &fill);
+        else if (keep_slots)
             entry_at(d, slot)->next_free = entry_at(s, slot)->next_free;
         if (slot == high / 2)
             KV_FAULT(20); /* mid-copy */
@@ -2205,7 +2234,7 @@ static int copy_entries(const kv_store *s, kv_store *d)
     d->h->entry_count = h->entry_count;
     d->h->high_water = keep_slots ? high : to;
     d->h->free_head = keep_slots ? h->free_head : 0;
-    return 0;
+    fill_end(d, &fill);
 }
 
 /* Copy the change ring, so revisions (and /watch ids) carry over. A record the new cells cannot hold
@@ -2260,16 +2289,14 @@ static int build_and_swap(kv_store *s, const char *temp, const kv_geometry *g, u
     if (rc)
         return rc;
     copy_header(s, &d);
-    rc = copy_entries(s, &d);
+    copy_entries(s, &d);
     copy_ring(s, &d);
     __atomic_store_n(&d.h->ready, KV_READY, __ATOMIC_RELEASE);
     KV_FAULT(21);
     char from[KV_NAME_MAX + 16], to[KV_NAME_MAX + 16];
     shm_path(temp, from, sizeof from);
     shm_path(s->name, to, sizeof to);
-    if (rc)
-        shm_unlink(temp);
-    else if (rename(from, to) < 0) {
+    if (rename(from, to) < 0) {
         rc = -errno;
         shm_unlink(temp);
     }

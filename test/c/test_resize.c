@@ -446,6 +446,12 @@ static void memory_grows_shrinks_to_just_fit_and_refuses_what_does_not_fit(void)
         CHECK_FILLED(s, key, sizes[i], (char)('a' + i));
     }
     CHECK_RC(check_set_str(s, "one", "more"), KV_EFULL);
+    /* 16 bytes over: too few for a free chunk, they join the last entry's chunk. */
+    kv_options snug = {0, 0, 0, 0, need + 16};
+    CHECK_RC(kv_resize(name, &snug), 0);
+    CHECK_RC(kv_check(s), 0);
+    CHECK_EQ(kv_memory_used(s), need + 16);
+    CHECK_FILLED(s, "v5", 777, 'f');
     /* A store without memory_bytes, given some: its values move from fixed-size chunks. */
     const char *plain;
     kv_store *p = check_new_store(NULL, &plain);

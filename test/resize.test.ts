@@ -280,4 +280,16 @@ describe("shmkv resize", () => {
     });
     expect(t.store.maxEntries).toBe(10);
   });
+
+  it("set with another --memory warns, a size that rounds to the store's own does not", async () => {
+    using t = new TempStore({ memoryBytes: 8192 });
+    const env = { KV_SHM_NAME: t.name };
+    expect((await cli(["set", "k", "v", "--memory", "8200"], env)).err).toEqual([]);
+    expect((await cli(["set", "k", "v", "--memory", "9K"], env)).err).toEqual([
+      `shmkv: warning: ${t.name} exists with 10 entries, 63 bytes of key, 255 bytes of value, 8192 bytes of memory; asked ` +
+        `for 9216 bytes of memory: the existing segment is used as it is (to change it, keeping every entry: shmkv resize ` +
+        `--name ${t.name} --memory 9216)`,
+    ]);
+    expect(t.store.memoryBytes).toBe(8192);
+  });
 });

@@ -307,6 +307,7 @@ function withStore(inv: Invocation, run: (store: KvStore) => number, creates: bo
           maxEntries: given.maxEntries ?? fallback.maxEntries,
           keyMax: given.keyMax ?? fallback.keyMax,
           valueMax: given.valueMax ?? fallback.valueMax,
+          memoryBytes: given.memoryBytes ?? fallback.memoryBytes,
           mode: given.mode,
         }
       : {};

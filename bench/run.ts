@@ -1,7 +1,7 @@
 /**
  * `make bench`: every benchmark, each figure the median of at least RUNS runs in fresh processes; a
  * table on stdout and bench/results.json. BENCH_SECONDS (default 1) is the time per measured loop.
- * BENCH_ONLY=inProcess,http (any of inProcess, crossProcess, http, status, watchers, resize) runs just those, and
+ * BENCH_ONLY=inProcess,http (any of inProcess, memory, crossProcess, http, status, watchers, resize) runs just those, and
  * leaves bench/results.json as it is.
  */
 import { cpus, totalmem } from "node:os";

@@ -242,9 +242,10 @@ export class KvStore implements Disposable {
   /**
    * Give the store `name` a new geometry (kv_resize): a new segment takes its place with every entry,
    * revision and timestamp, the version and the recent changes; a field not given keeps the store's
-   * own. Every process that has it open follows on its next call. When the new geometry cannot hold
-   * the data, throws TABLE_FULL, KEY_TOO_LONG or VALUE_TOO_LONG saying what does not fit, and
-   * nothing changes. Blocks until the copy is done (writers wait for it; readers do not).
+   * own (memoryBytes too: every value moves into a heap of that size). Every process that has it
+   * open follows on its next call. When the new geometry cannot hold the data, throws TABLE_FULL (too
+   * many entries, or more bytes than memoryBytes), KEY_TOO_LONG or VALUE_TOO_LONG saying what does
+   * not fit, and nothing changes. Blocks until the copy is done (writers wait for it; readers do not).
    */
   static resize(name: string, options: KvOptions): void {
     const lib = kvLib();

@@ -84,13 +84,26 @@ describe("KvStore.resize", () => {
   });
 });
 
-describe("writers and readers, C and Bun, running through a grow and a shrink to just fit", () => {
+const NKEYS = 200;
+const TOTAL = 3 * NKEYS;
+// A heap: each entry's chunk is 32 bytes (8 of head, a key of 6 and a value of 18 at most, rounded up),
+// so 24 KiB holds them with room for the new chunk of the rewrite in progress.
+const THROUGH_RESIZES = [
+  { store: "without memoryBytes", options: {}, resizes: [[`${4 * TOTAL}`, "0", "0"], [`${TOTAL}`, "0", "0"]] },
+  {
+    store: "with memoryBytes, its heap grown then shrunk close to its data",
+    options: { memoryBytes: 24 * 1024 },
+    resizes: [[`${4 * TOTAL}`, "0", "0", `${256 * 1024}`], [`${TOTAL}`, "0", "0", `${24 * 1024}`]],
+  },
+];
+
+describe.each(THROUGH_RESIZES)("writers and readers, C and Bun, running through a grow and a shrink to just fit, a store $store", ({ options, resizes }) => {
   it("lose no acknowledged write, see no torn or older value, and get no error", async () => {
-    const nkeys = 200;
+    const nkeys = NKEYS;
     const prefixes = ["b0", "c1", "c2"];
     const writes = { b0: 200_000, c1: 500_000, c2: 500_000 } as Record<string, number>;
-    const total = prefixes.length * nkeys;
-    using t = new TempStore({ maxEntries: total, keyMax: 16, valueMax: 40 });
+    const total = TOTAL;
+    using t = new TempStore({ maxEntries: total, keyMax: 16, valueMax: 40, ...options });
     const firstInode = inode(t.name);
     const running = new Set(prefixes);
     const writer = (prefix: string, started: Promise<Ran>) => started.finally(() => running.delete(prefix));
@@ -116,8 +129,8 @@ describe("writers and readers, C and Bun, running through a grow and a shrink to
     };
     const resizedWhileWriting: string[][] = [];
     await waitFor(() => readSome() && t.store.get("c1-0") && t.store.get("c2-0"), { what: "the C writers to start" });
-    for (const maxEntries of [4 * total, total]) {
-      const resize = kvtoolAsync(t.name, ["resize", `${maxEntries}`, "0", "0"]);
+    for (const geometry of resizes) {
+      const resize = kvtoolAsync(t.name, ["resize", ...geometry]);
       while (!Bun.peek.status(resize).startsWith("fulfilled")) {
         readSome();
         await Bun.sleep(0); // let the resizer's exit in
@@ -134,7 +147,7 @@ describe("writers and readers, C and Bun, running through a grow and a shrink to
     expect(resizedWhileWriting).toEqual([prefixes, prefixes]);
     expect(inode(t.name)).not.toBe(firstInode);
     const version = prefixes.reduce((sum, p) => sum + writes[p]!, 0);
-    expect([t.store.maxEntries, t.store.count, t.store.version]).toEqual([total, total, version]);
+    expect([t.store.maxEntries, t.store.count, t.store.version, t.store.memoryOption]).toEqual([total, total, version, options.memoryBytes ?? 0]);
     t.store.check();
     // Every key holds its last write: no acknowledged write was lost to an old segment.
     const wrong = prefixes.flatMap((prefix) =>

@@ -45,7 +45,7 @@ $(BUILD)/kvtool_fault: test/c/kvtool.c test/c/checksum.h $(LIB_DEPS)
 # C unit tests: the library compiled in, under AddressSanitizer and UndefinedBehaviorSanitizer.
 $(BUILD)/test/%: test/c/%.c test/c/check.h test/c/checksum.h $(LIB_DEPS)
 	@mkdir -p $(BUILD)/test
-	$(CC) $(SAN_FLAGS) -Icsrc -o $@ $< $(LIB_SRC)
+	$(CC) $(SAN_FLAGS) -Icsrc -o $@ $< $(LIB_SRC) -lm -lpthread
 
 tools: $(LIB) $(FAULT_LIB) $(C_TOOLS)
 

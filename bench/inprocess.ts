@@ -1,13 +1,14 @@
 /**
  * One in-process benchmark run, in its own process:
  *   bun bench/inprocess.ts IMPL ENTRIES SECONDS  ->  one JSON line {get, set[, status]}
- * IMPL: shmkv (the binding), map (a JS Map), lmdb (lmdb-js, noSync: neither side touches a disk).
+ * IMPL: shmkv (the binding), map (a JS Map), lmdb (lmdb-js, noSync: neither side touches a disk),
+ * mixed (the binding on a store with memoryBytes, each key's value of its own size, 16 B to 1 KiB).
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { KvStore } from "../src/store.ts";
-import { keyOf, measure, scatter, valueOf, type Figures } from "./measure.ts";
+import { keyOf, measure, mixedValueOf, scatter, valueOf, type Figures } from "./measure.ts";
 
 const [impl, entriesArg, secondsArg] = process.argv.slice(2);
 const entries = Number(entriesArg);
@@ -28,6 +29,24 @@ function shmkv(): Subject {
   const store = KvStore.open(name, { create: true, exclusive: true, maxEntries: Math.max(10, entries) });
   KvStore.unlink(name); // the mapping is all we need; nothing is left behind
   return { get: (k) => store.get(k), set: (k, v) => store.set(k, v), status: () => store.status(), close: () => store.close() };
+}
+
+/** Mixed sizes: a heap of 1.5 times the data (chunks of 8 bytes of head, key and value, rounded to 16). */
+function mixed(): Subject {
+  const name = `/shmkv-bench-mixed-${process.pid}`;
+  let bytes = 0;
+  for (let i = 0; i < entries; i++) bytes += Math.ceil((8 + keyOf(i).length + mixedValueOf(i).length) / 16) * 16;
+  const memoryBytes = Math.max(1 << 16, Math.ceil(bytes * 1.5));
+  const store = KvStore.open(name, { create: true, exclusive: true, maxEntries: Math.max(10, entries), valueMax: 1024, memoryBytes });
+  KvStore.unlink(name);
+  return {
+    get: (k) => store.get(k),
+    set: (k, v) => store.set(k, v),
+    load: (n) => {
+      for (let i = 0; i < n; i++) store.set(keyOf(i), mixedValueOf(i));
+    },
+    close: () => store.close(),
+  };
 }
 
 function map(): Subject {
@@ -55,7 +74,7 @@ async function lmdb(): Promise<Subject> {
   };
 }
 
-const subject = await { shmkv, map, lmdb }[impl as "shmkv" | "map" | "lmdb"]();
+const subject = await { shmkv, map, lmdb, mixed }[impl as "shmkv" | "map" | "lmdb" | "mixed"]();
 if (subject.load) subject.load(entries);
 else for (let i = 0; i < entries; i++) subject.set(keyOf(i), valueOf(i));
 // "get-hot": the same 10 keys, spread over the store, so the figure shows the index's cost rather
@@ -67,7 +86,12 @@ const hot = Array.from({ length: 10 }, (_, i) => keyOf(Math.floor((i * entries) 
 const result: Record<string, Figures> = { "get-hot": measure(seconds, (i) => subject.get(hot[i % 10]!)) };
 const keys = Array.from({ length: entries }, (_, i) => keyOf(i));
 result.get = measure(seconds, (i) => subject.get(keys[scatter(i, entries)]!));
-result.set = measure(seconds, (i) => subject.set(keys[scatter(i, entries)]!, value));
+// "mixed": each key keeps its own size, so a set rewrites a chunk of the size it had.
+const valueAt = impl === "mixed" ? mixedValueOf : () => value;
+result.set = measure(seconds, (i) => {
+  const at = scatter(i, entries);
+  return subject.set(keys[at]!, valueAt(at));
+});
 if (subject.status && entries <= 10) result.status = measure(seconds, () => subject.status!());
 subject.close();
 console.log(JSON.stringify(result));

@@ -14,6 +14,7 @@ import { unlessNotModified, withEtag } from "../src/http/conditions.ts";
 import { answerAtOnce } from "../src/http/elysia.ts";
 import { HttpMetrics, measure } from "../src/http/metrics.ts";
 import { errorResponse, GetResponse, SetBody, SetResponse, StatusResponse } from "../src/http/models.ts";
+import { layoutOf } from "../src/layout.ts";
 
 const MAX_BODY_BYTES = 64 * 1024;
 
@@ -41,6 +42,12 @@ class MapTable {
   status<T>(shown: (key: string, entry: Entry) => T) {
     const entries = [...this.entries].map(([key, e]) => shown(key, e));
     return { version: this.version, entry_count: this.entries.size, max_entries: this.maxEntries, entries };
+  }
+
+  /** The memory figures our store gives at the seed's geometry (every chunk the largest entry's). */
+  memory() {
+    const chunk = layoutOf({ maxEntries: this.maxEntries, keyMax: 63, valueMax: 255 }).fixedChunk;
+    return { memory_bytes: (this.maxEntries + 1) * chunk, memory_used: this.entries.size * chunk };
   }
 }
 
@@ -109,7 +116,7 @@ export function createFeaturedMapApp(maxEntries = 10, without: ReadonlySet<Featu
       body: SetBody,
       response: has("schemas") ? { 200: SetResponse, 507: errorResponse("The table is full.") } : undefined,
     })
-    .get("/status", () => table.status((key, e) => ({ key, value: e.value, timestamp: e.timestamp, revision: e.revision })), {
+    .get("/status", () => ({ ...table.status((key, e) => ({ key, value: e.value, timestamp: e.timestamp, revision: e.revision })), ...table.memory() }), {
       response: has("schemas") ? { 200: StatusResponse } : undefined,
     });
 }

@@ -66,5 +66,16 @@ export function pairedRatio<T>(a: T[], b: T[], of: (run: T) => number): number {
 export const keyOf = (i: number) => `key-${i}`;
 export const valueOf = (i: number) => `value-${i}-${".".repeat(64)}`.slice(0, 64);
 
+/**
+ * A value of mixed size for index i: 16 B to 1 KiB, log-uniform (each size decade as likely), the
+ * same for every run. Its mean is about 240 bytes.
+ */
+export function mixedValueOf(i: number): string {
+  const u = (Math.imul(i, 2654435761) >>> 0) / 2 ** 32;
+  return MIXED[Math.floor(16 * 64 ** u)]!;
+}
+/** One string per length, so that a benchmark loop allocates none. */
+const MIXED = Array.from({ length: 1025 }, (_, n) => "m".repeat(n));
+
 /** Visit keys in a scattered order that still covers all of them. */
 export const scatter = (i: number, entries: number) => (i * 7919) % entries;

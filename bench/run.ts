@@ -1,7 +1,7 @@
 /**
  * `make bench`: every benchmark, each figure the median of at least RUNS runs in fresh processes; a
  * table on stdout and bench/results.json. BENCH_SECONDS (default 1) is the time per measured loop.
- * BENCH_ONLY=inProcess,http (any of inProcess, crossProcess, http, status, watchers, resize) runs just those, and
+ * BENCH_ONLY=inProcess,http (any of inProcess, memory, crossProcess, http, status, watchers, resize) runs just those, and
  * leaves bench/results.json as it is.
  */
 import { cpus, totalmem } from "node:os";
@@ -68,7 +68,7 @@ async function inProcess(): Promise<Json> {
   const runs: Record<string, () => Promise<Run>> = {};
   for (const entries of SIZES) {
     const run = (impl: string) => () => json<Run>([bun, "bench/inprocess.ts", impl, `${entries}`, `${SECONDS}`]);
-    for (const impl of ["shmkv", "map", "lmdb"]) runs[`${entries} ${impl}`] = run(impl);
+    for (const impl of ["shmkv", "mixed", "map", "lmdb"]) runs[`${entries} ${impl}`] = run(impl);
     runs[`${entries} c`] = () => json([BENCH_C, `/shmkv-bench-c-${process.pid}`, `${entries}`, `${SECONDS}`]);
   }
   const { all, medians } = await interleaved(IN_PROCESS_ROUNDS, runs);
@@ -86,7 +86,11 @@ async function inProcess(): Promise<Json> {
       }
     }
   }
-  table(`In process (Bun; c = the library from a C loop; medians of ${IN_PROCESS_ROUNDS} rounds)`, ["entries", "op", "impl", "ops/s", "p50", "p99"], rows);
+  table(
+    `In process (Bun; mixed = a store with memoryBytes, values of 16 B to 1 KiB; c = the library from a C loop; medians of ${IN_PROCESS_ROUNDS} rounds)`,
+    ["entries", "op", "impl", "ops/s", "p50", "p99"],
+    rows,
+  );
   // Each target is the median of its per-round ratios, as the HTTP ones: two runs of one round are
   // seconds apart, where their medians may come from rounds a minute apart.
   const paired = (a: string, b: string, op: string) => pairedRatio(all[a]!, all[b]!, (run) => run[op]!.ops);
@@ -96,6 +100,39 @@ async function inProcess(): Promise<Json> {
     "get time (10 hot keys) at 1,000,000 / at 10 entries, target <= 1.5": paired("10 shmkv", "1000000 shmkv", "get-hot"),
   };
   return { results, targets };
+}
+
+/** How a store with memoryBytes uses it (bench/memory.ts): deterministic sizes, so one run. */
+async function memory(): Promise<Json> {
+  const MIB = 64;
+  const r = await json<{
+    first: { entries: number; live_of_memory: number; compactions: number; sets_per_second: number };
+    after_delete_live_of_memory: number;
+    second: { entries: number; live_of_memory: number; compactions: number; sets_per_second: number };
+    file_bytes: number;
+    file_of_live: number;
+    file_bound: number;
+    file_without_memory_for_these_entries: number;
+  }>([bun, "bench/memory.ts", `${MIB}`]);
+  const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+  table(`Memory (a store with memoryBytes ${MIB} MiB, 200,000 entries at most, keys up to 16 B)`, ["phase", "entries", "live bytes / memoryBytes", "compactions", "sets/s"], [
+    ["fill, 16 B to 16 KiB, until full", `${r.first.entries}`, pct(r.first.live_of_memory), `${r.first.compactions}`, fmtOps(r.first.sets_per_second)],
+    ["a random half deleted", "-", pct(r.after_delete_live_of_memory), "-", "-"],
+    ["fill, 1 KiB to 64 KiB, until full", `${r.second.entries}`, pct(r.second.live_of_memory), `${r.second.compactions}`, fmtOps(r.second.sets_per_second)],
+  ]);
+  const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
+  console.log(
+    `segment file: ${mib(r.file_bytes)} for ${mib(r.file_bytes / r.file_of_live)} of live data (${r.file_of_live.toFixed(2)}×; ` +
+      `bound ${mib(r.file_bound)}); without memoryBytes these entries would take ${mib(r.file_without_memory_for_these_entries)}`,
+  );
+  return {
+    results: r,
+    targets: {
+      "live bytes / memoryBytes, values of 16 B to 16 KiB until full, target >= 0.7": r.first.live_of_memory,
+      "live bytes / memoryBytes, after a random half deleted and 1 KiB to 64 KiB until full, target >= 0.6": r.second.live_of_memory,
+      "segment file / (memoryBytes + 96 × max_entries + 1 MiB), target <= 1": r.file_bytes / r.file_bound,
+    },
+  };
 }
 
 async function crossProcess(): Promise<Json> {
@@ -167,6 +204,7 @@ const machine = {
 console.log(`shmkv benchmarks: ${machine.cpu}, ${machine.cores} cores, bun ${machine.bun}, median of ${RUNS} runs of ${SECONDS} s`);
 const SECTIONS: Record<string, () => Promise<Json>> = {
   inProcess,
+  memory,
   crossProcess,
   http: () => httpBench({ runs: RUNS, seconds: SECONDS, table }),
   status: () => statusBench({ runs: RUNS, seconds: SECONDS, table }),

@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #define KV_MAGIC          0x564B4D53u /* "SMKV" */
-#define KV_LAYOUT_VERSION 1u
+#define KV_LAYOUT_VERSION 2u
 #define KV_READY          0x52454459u
 #define KV_UNDO_ARMED     1u
 #define KV_FLAG_READONLY  1u
@@ -16,7 +16,19 @@
 #define KV_FLAG_RESIZING  4u  /* a resize is copying this segment (or died doing so) */
 #define KV_FLAG_BUILDING  8u  /* a resize's copy, not in place under the name yet */
 
-#define KV_ENTRY_HEAD 32u /* bytes of kv_entry before the key */
+#define KV_ENTRY_SIZE     64u /* bytes of one slot: every entry head, whatever the geometry */
+#define KV_CHANGE_HEAD    32u /* bytes of a change record before its key */
+#define KV_CHANGE_UNKEPT  1u  /* change flags: the key and value did not fit the ring cell */
+#define KV_RING_DATA_MAX  3040u /* key + value bytes a ring cell holds when memory_bytes is set */
+
+/* The heap: chunks of KV_CHUNK_ALIGN-multiple sizes, each with an 8-byte head. */
+#define KV_CHUNK_HEAD      8u
+#define KV_CHUNK_ALIGN     16u
+#define KV_CHUNK_MIN       32u /* a free chunk holds its head, two links and a footer */
+#define KV_CHUNK_USED      (1u << 31) /* tag: the chunk belongs to a live entry */
+#define KV_CHUNK_PREV_FREE (1u << 30) /* tag: the chunk before this one is free */
+#define KV_CHUNK_OWNER     ((1u << 30) - 1) /* tag: slot + 1 of a used chunk's entry */
+#define KV_HEAP_CLASSES    32u /* free lists: class k holds free chunks of 2^(k+5) .. 2^(k+6)-1 bytes */
 
 typedef struct kv_entry {
     uint32_t key_len;   /* 0 = free */
@@ -24,12 +36,25 @@ typedef struct kv_entry {
     uint32_t hash;
     union {
         uint32_t next_free; /* free slots: slot + 1 of the next free slot, 0 = end */
-        uint32_t seq;       /* live slots: the entry's seqlock, odd while its value is rewritten */
+        uint32_t seq;       /* live slots: the entry's seqlock, odd while it is rewritten */
     };
     int64_t  timestamp;
     uint64_t revision;
-    unsigned char data[]; /* key_max bytes of key, then value_max bytes of value */
+    uint64_t chunk;         /* offset of its chunk from the heap's start */
+    uint32_t chunk_size;    /* bytes of that chunk, its head included */
+    uint32_t last_access;   /* reserved for LRU eviction (issue 18): always 0 for now */
+    uint64_t expires_at_ms; /* reserved for TTLs (issue 18): 0 = never; always 0 for now */
+    uint64_t reserved;
 } kv_entry;
+
+/* A heap chunk's head. A used chunk's key and value bytes follow it; a free chunk's links do, and
+ * its last 8 bytes repeat its size (a footer, so the chunk after it can find its start). */
+typedef struct kv_chunk {
+    uint32_t units; /* size / KV_CHUNK_ALIGN */
+    uint32_t tag;   /* KV_CHUNK_USED | KV_CHUNK_PREV_FREE | owner */
+    uint64_t next;       /* free: offset + 1 of the next chunk of its free list, 0 = end */
+    uint64_t prev;       /* free: offset + 1 of the previous one, 0 = it is the list's head */
+} kv_chunk;
 
 /* One record of the change ring. The revision doubles as the record's own seqlock: a writer sets it
  * to 0, fills the record, then stores the revision; a reader copies and checks it is unchanged. */
@@ -39,8 +64,8 @@ typedef struct kv_change_rec {
     uint32_t op; /* KV_CHANGE_SET or KV_CHANGE_DELETE */
     uint32_t key_len;
     uint32_t value_len;
-    uint32_t reserved;
-    unsigned char data[]; /* key_max bytes of key, then value_max bytes of value */
+    uint32_t flags; /* KV_CHANGE_UNKEPT */
+    unsigned char data[]; /* key bytes, then value bytes */
 } kv_change_rec;
 
 /* What a write changes besides one entry and the index: saved in the undo record. */
@@ -52,7 +77,6 @@ typedef struct kv_undo {
     uint32_t high_water;
     uint32_t reserved;
     uint64_t version;
-    /* entry copy follows at offset 32 of the record (224 in the header) */
 } kv_undo;
 
 typedef struct kv_header {
@@ -87,16 +111,34 @@ typedef struct kv_header {
         unsigned char   space[64];
     } lock;
     kv_undo undo;
-    /* the undo entry copy follows at offset 224 */
+    /* The heap (layout 2). */
+    uint64_t heap_off;
+    uint64_t heap_size;     /* memory_bytes */
+    uint64_t memory_used;   /* bytes of the chunks live entries hold */
+    uint64_t heap_free;     /* bytes of the free chunks */
+    uint32_t fixed_chunk;   /* 0, or the size of every chunk (a store made without memory_bytes) */
+    uint32_t ring_cell_size;
+    uint32_t ring_data;     /* key + value bytes a ring cell holds */
+    uint32_t heap_classes;  /* KV_HEAP_CLASSES */
+    uint64_t compactions;
+    uint64_t free_heads[KV_HEAP_CLASSES]; /* offset + 1 of each class's first free chunk, 0 = none */
+    unsigned char pad2[40];
+    /* the undo entry copy follows at offset 576 */
 } kv_header;
 
-#define KV_UNDO_ENTRY_OFF 224u
+#define KV_UNDO_ENTRY_OFF 576u
+#define KV_HEADER_SIZE    640u
 
-_Static_assert(sizeof(kv_entry) == KV_ENTRY_HEAD, "entry head");
-_Static_assert(sizeof(kv_change_rec) == KV_ENTRY_HEAD, "change head");
+_Static_assert(sizeof(kv_entry) == KV_ENTRY_SIZE, "entry size");
+_Static_assert(offsetof(kv_entry, seq) == 12, "entry seq offset");
+_Static_assert(offsetof(kv_entry, chunk) == 32, "entry chunk offset");
+_Static_assert(offsetof(kv_entry, chunk_size) == 40, "entry chunk size offset");
+_Static_assert(offsetof(kv_entry, last_access) == 44, "entry last access offset");
+_Static_assert(offsetof(kv_entry, expires_at_ms) == 48, "entry expiry offset");
+_Static_assert(sizeof(kv_chunk) == 24 && sizeof(kv_chunk) + 8 <= KV_CHUNK_MIN, "free chunk fits");
+_Static_assert(sizeof(kv_change_rec) == KV_CHANGE_HEAD, "change head");
 _Static_assert(offsetof(kv_header, ring_off) == 96, "ring offset");
 _Static_assert(offsetof(kv_header, index_seq) == 108, "index seq offset");
-_Static_assert(offsetof(kv_entry, seq) == 12, "entry seq offset");
 _Static_assert(offsetof(kv_header, seq) == 56, "seq offset");
 _Static_assert(offsetof(kv_header, version) == 64, "version offset");
 _Static_assert(offsetof(kv_header, created) == 88, "created offset");
@@ -105,6 +147,12 @@ _Static_assert(offsetof(kv_header, flags) == 120, "flags offset");
 _Static_assert(offsetof(kv_header, lock) == 128, "mutex offset");
 _Static_assert(sizeof(pthread_mutex_t) <= 64, "mutex fits its room");
 _Static_assert(offsetof(kv_header, undo) == 192, "undo offset");
+_Static_assert(offsetof(kv_header, heap_off) == 224, "heap offset");
+_Static_assert(offsetof(kv_header, memory_used) == 240, "memory used offset");
+_Static_assert(offsetof(kv_header, fixed_chunk) == 256, "fixed chunk offset");
+_Static_assert(offsetof(kv_header, compactions) == 272, "compactions offset");
+_Static_assert(offsetof(kv_header, free_heads) == 280, "free heads offset");
 _Static_assert(sizeof(kv_header) == KV_UNDO_ENTRY_OFF, "undo entry offset");
+_Static_assert(KV_UNDO_ENTRY_OFF + KV_ENTRY_SIZE <= KV_HEADER_SIZE, "undo entry fits the header");
 
 #endif

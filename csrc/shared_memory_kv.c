@@ -4,8 +4,10 @@
  * writer arms an undo record (a copy of the one entry it will change plus the header counters), then
  * makes seq odd, mutates, makes seq even and disarms. A writer that dies anywhere in there leaves the
  * mutex EOWNERDEAD; the next locker restores the entry and counters from the armed record and rebuilds
- * the index from the entries (the only structure a write may have left half-shifted). Readers take no
- * lock: they copy under the seqlock and retry when seq moved. */
+ * the index and the heap's free lists from the entries (the structures a write may have left half
+ * done). Keys and values live in chunks of a heap: a write fills a new chunk before it arms the
+ * record and frees the old one after its counters are even again. Readers take no lock: they copy
+ * under the seqlock and retry when seq moved. */
 #define _GNU_SOURCE
 #include "shared_memory_kv.h"
 #include "layout.h"
@@ -34,9 +36,11 @@ struct kv_store {
     uint32_t      *index;
     unsigned char *entries;
     unsigned char *ring;
+    unsigned char *heap;
     /* Geometry as validated at open. Never re-read from the segment: another process could change
      * those bytes, and every bound below must hold whatever the segment says. */
-    uint32_t       max_entries, key_max, value_max, entry_size, index_mask;
+    uint32_t       max_entries, key_max, value_max, index_mask, fixed_chunk, ring_cell, ring_data;
+    uint64_t       heap_size;
     int32_t        lock_timeout_ms; /* how long this handle waits for the lock; < 0: for ever */
     const char    *check_detail;
     /* Following a resize (see "following a resize" below): the name to open again, the flags to open
@@ -50,8 +54,8 @@ struct kv_store {
 /* Sizes derived from a geometry; the header must agree with them exactly. */
 typedef struct kv_geometry {
     uint32_t max_entries, key_max, value_max;
-    uint32_t header_size, entry_size, index_cells;
-    uint64_t entries_off, ring_off, total_size;
+    uint32_t header_size, index_cells, fixed_chunk, ring_cell, ring_data;
+    uint64_t entries_off, ring_off, heap_off, heap_size, total_size;
 } kv_geometry;
 
 /* ---- fault injection (test builds only) ------------------------------------------------------ */
@@ -145,29 +149,50 @@ static int valid_name(const char *name)
     return 1;
 }
 
-static int compute_geometry(uint32_t max_entries, uint32_t key_max, uint32_t value_max,
-                            kv_geometry *g)
+/* The chunk that holds `bytes` of key and value: its head, rounded up to KV_CHUNK_ALIGN, at least
+ * KV_CHUNK_MIN so that it can become a free chunk again. */
+static uint64_t chunk_bytes(uint64_t bytes)
 {
+    uint64_t size = align_up(KV_CHUNK_HEAD + bytes, KV_CHUNK_ALIGN);
+    return size < KV_CHUNK_MIN ? KV_CHUNK_MIN : size;
+}
+
+/* memory 0: a heap of max_entries + 1 chunks of the largest size, every chunk that size, so that
+ * max_entries entries of any size always fit (the + 1: a rewrite holds its new chunk before it
+ * frees the old). Otherwise a heap of `memory` bytes (rounded down to 16) with chunks sized to fit. */
+static int compute_geometry(uint32_t max_entries, uint32_t key_max, uint32_t value_max,
+                            uint64_t memory, kv_geometry *g)
+{
+    uint32_t value_limit = memory ? KV_LIMIT_VALUE_MAX_MEMORY : KV_LIMIT_VALUE_MAX;
     if (max_entries < 1 || max_entries > KV_LIMIT_MAX_ENTRIES || key_max < 1 ||
-        key_max > KV_LIMIT_KEY_MAX || value_max < 1 || value_max > KV_LIMIT_VALUE_MAX)
+        key_max > KV_LIMIT_KEY_MAX || value_max < 1 || value_max > value_limit ||
+        (memory && (memory < KV_LIMIT_MEMORY_MIN || memory > KV_LIMIT_MEMORY)))
         return KV_EINVAL;
     g->max_entries = max_entries;
     g->key_max = key_max;
     g->value_max = value_max;
-    g->entry_size = (uint32_t)align_up(KV_ENTRY_HEAD + (uint64_t)key_max + value_max, 8);
-    g->header_size = (uint32_t)align_up(KV_UNDO_ENTRY_OFF + (uint64_t)g->entry_size, 64);
+    g->header_size = KV_HEADER_SIZE;
     g->index_cells = 1;
     while (g->index_cells < 2 * max_entries)
         g->index_cells <<= 1;
     g->entries_off = align_up(g->header_size + 4ull * g->index_cells, 64);
-    g->ring_off = g->entries_off + (uint64_t)max_entries * g->entry_size;
-    g->total_size = g->ring_off + (uint64_t)KV_RING_CELLS * g->entry_size;
+    g->ring_off = g->entries_off + (uint64_t)max_entries * KV_ENTRY_SIZE;
+    uint64_t largest = chunk_bytes((uint64_t)key_max + value_max);
+    g->fixed_chunk = memory ? 0 : (uint32_t)largest;
+    g->heap_size = memory ? memory & ~(uint64_t)(KV_CHUNK_ALIGN - 1) : (max_entries + 1ull) * largest;
+    /* Without memory_bytes the ring keeps every change whole, as layout 1 did; with it, at most
+     * KV_RING_DATA_MAX bytes of each, so the ring stays within 768 KiB whatever value_max is. */
+    uint32_t data = key_max + value_max;
+    g->ring_data = memory && data > KV_RING_DATA_MAX ? KV_RING_DATA_MAX : data;
+    g->ring_cell = (uint32_t)align_up(KV_CHANGE_HEAD + (uint64_t)g->ring_data, 8);
+    g->heap_off = align_up(g->ring_off + (uint64_t)KV_RING_CELLS * g->ring_cell, 64);
+    g->total_size = g->heap_off + g->heap_size;
     return 0;
 }
 
 static kv_entry *entry_at(const kv_store *s, uint32_t slot)
 {
-    return (kv_entry *)(s->entries + (size_t)slot * s->entry_size);
+    return (kv_entry *)(s->entries + (size_t)slot * KV_ENTRY_SIZE);
 }
 
 static kv_entry *undo_entry(const kv_store *s)
@@ -175,12 +200,24 @@ static kv_entry *undo_entry(const kv_store *s)
     return (kv_entry *)(s->base + KV_UNDO_ENTRY_OFF);
 }
 
-/* Bytes of an entry worth saving. Clamped: the lengths are segment bytes, which anyone who can
- * write the segment can set to anything. */
-static size_t entry_used_bytes(const kv_store *s, const kv_entry *e)
+static kv_chunk *chunk_at(const kv_store *s, uint64_t off)
 {
-    uint32_t value_len = e->value_len <= s->value_max ? e->value_len : s->value_max;
-    return e->key_len ? KV_ENTRY_HEAD + s->key_max + (size_t)value_len : KV_ENTRY_HEAD;
+    return (kv_chunk *)(s->heap + off);
+}
+
+/* The key and value bytes of an entry (a copy of one, or one being read lock-free), with the
+ * lengths they were checked against, or NULL when its chunk, lengths and geometry disagree: bytes
+ * anyone can write are checked before they are followed. */
+static const unsigned char *entry_data(const kv_store *s, const kv_entry *e, uint32_t *key_len,
+                                       uint32_t *value_len)
+{
+    uint64_t chunk = __atomic_load_n(&e->chunk, __ATOMIC_RELAXED);
+    *key_len = __atomic_load_n(&e->key_len, __ATOMIC_RELAXED);
+    *value_len = __atomic_load_n(&e->value_len, __ATOMIC_RELAXED);
+    if (*key_len > s->key_max || *value_len > s->value_max || chunk >= s->heap_size ||
+        KV_CHUNK_HEAD + (uint64_t)*key_len + *value_len > s->heap_size - chunk)
+        return NULL;
+    return s->heap + chunk + KV_CHUNK_HEAD;
 }
 
 static int check_key(const kv_store *s, const char *key, size_t key_len)
@@ -192,11 +229,35 @@ static int check_key(const kv_store *s, const char *key, size_t key_len)
 
 /* ---- the index -------------------------------------------------------------------------------- */
 
+#define KV_TORN_SLOT (UINT32_MAX - 1)
+
+/* Whether the entry holds key. Its bytes are in its chunk, which a rewrite replaces under the
+ * entry's own counter (not the index's), so a lock-free comparison is validated by that counter:
+ * 1, 0, or -1 when a rewrite overlapped it (the answer cannot be trusted). With `seen`, a match is
+ * left for the caller to validate against *seen (the counter before the comparison), after it has
+ * copied the value: one validation covers both. */
+static int entry_has_key(const kv_store *s, const kv_entry *e, const char *key, uint32_t key_len,
+                         uint32_t *seen)
+{
+    uint32_t before = __atomic_load_n(&e->seq, __ATOMIC_ACQUIRE), klen, vlen;
+    const unsigned char *data = entry_data(s, e, &klen, &vlen);
+    int same = data && klen == key_len && memcmp(data, key, key_len) == 0;
+    if (same && seen && !(before & 1)) {
+        *seen = before;
+        return 1;
+    }
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    if ((before & 1) || __atomic_load_n(&e->seq, __ATOMIC_RELAXED) != before)
+        return -1;
+    return same;
+}
+
 /* Where key lives, or would be inserted. Works on a torn view too: every slot is bounds-checked and
- * the probe is bounded. *slot is the entry's slot, or UINT32_MAX when absent. Returns the cell:
- * the key's, else the empty cell that ends its probe run, else (a corrupt, full index) UINT32_MAX. */
+ * the probe is bounded. *slot is the entry's slot, UINT32_MAX when absent, or KV_TORN_SLOT when a
+ * rewrite overlapped a key comparison (lock-free readers retry). Returns the cell: the key's, else
+ * the empty cell that ends its probe run, else (a corrupt, full index) UINT32_MAX. */
 static uint32_t index_find(const kv_store *s, const char *key, uint32_t key_len, uint32_t hash,
-                           uint32_t *slot)
+                           uint32_t *slot, uint32_t *seen)
 {
     uint32_t pos = hash & s->index_mask;
     for (uint32_t n = 0; n <= s->index_mask; n++, pos = (pos + 1) & s->index_mask) {
@@ -206,10 +267,12 @@ static uint32_t index_find(const kv_store *s, const char *key, uint32_t key_len,
         if (cell - 1 >= s->max_entries)
             continue;
         const kv_entry *e = entry_at(s, cell - 1);
-        if (__atomic_load_n(&e->hash, __ATOMIC_RELAXED) == hash &&
-            __atomic_load_n(&e->key_len, __ATOMIC_RELAXED) == key_len &&
-            memcmp(e->data, key, key_len) == 0) {
-            *slot = cell - 1;
+        if (__atomic_load_n(&e->hash, __ATOMIC_RELAXED) != hash ||
+            __atomic_load_n(&e->key_len, __ATOMIC_RELAXED) != key_len)
+            continue;
+        int same = entry_has_key(s, e, key, key_len, seen);
+        if (same) {
+            *slot = same > 0 ? cell - 1 : KV_TORN_SLOT;
             return pos;
         }
     }
@@ -269,6 +332,238 @@ static void index_rebuild(kv_store *s)
     }
 }
 
+/* ---- the heap --------------------------------------------------------------------------------- */
+
+/* The heap's free chunks are a cache of what the live entries leave free: every entry names its
+ * chunk (offset and size), and a recovery rebuilds the free lists from the entries alone. So the
+ * allocator needs no undo record of its own: a writer that dies inside it leaves free lists the
+ * next locker throws away. Free chunks are coalesced on free (boundary tags: a used chunk's
+ * KV_CHUNK_PREV_FREE bit and a free chunk's footer), so memory freed by one size is usable by
+ * any other; when no free chunk fits but enough bytes are free, heap_compact slides entries down. */
+
+static uint64_t chunk_size(const kv_chunk *c) { return (uint64_t)c->units * KV_CHUNK_ALIGN; }
+
+static uint64_t *chunk_footer(const kv_store *s, uint64_t off, uint64_t size)
+{
+    return (uint64_t *)(s->heap + off + size - 8);
+}
+
+/* The free list of a size: class k holds 2^(k+5) .. 2^(k+6) - 1 bytes (the last class, all above). */
+static uint32_t size_class(uint64_t size)
+{
+    uint32_t k = 63 - (uint32_t)__builtin_clzll(size | 1);
+    k = k < 5 ? 0 : k - 5;
+    return k < KV_HEAP_CLASSES ? k : KV_HEAP_CLASSES - 1;
+}
+
+/* Whether `link` (offset + 1, or 0) may be followed: a chunk boundary with room for a free chunk. */
+static int link_ok(const kv_store *s, uint64_t link)
+{
+    return link == 0 || (link - 1 < s->heap_size && (link - 1) % KV_CHUNK_ALIGN == 0 &&
+                         s->heap_size - (link - 1) >= KV_CHUNK_MIN);
+}
+
+/* Whether a free chunk at off is one: its head says free and a size within the heap. */
+static int free_chunk_ok(const kv_store *s, uint64_t off)
+{
+    const kv_chunk *c = chunk_at(s, off);
+    uint64_t size = chunk_size(c);
+    return !(c->tag & KV_CHUNK_USED) && size >= KV_CHUNK_MIN && size <= s->heap_size - off;
+}
+
+static void set_prev_free(kv_store *s, uint64_t next, int free)
+{
+    if (next >= s->heap_size)
+        return;
+    kv_chunk *c = chunk_at(s, next);
+    c->tag = free ? c->tag | KV_CHUNK_PREV_FREE : c->tag & ~KV_CHUNK_PREV_FREE;
+}
+
+static void fl_insert(kv_store *s, uint64_t off, uint64_t size)
+{
+    kv_header *h = s->h;
+    uint32_t k = size_class(size);
+    kv_chunk *c = chunk_at(s, off);
+    c->units = (uint32_t)(size / KV_CHUNK_ALIGN);
+    c->tag = 0;
+    c->next = link_ok(s, h->free_heads[k]) ? h->free_heads[k] : 0;
+    c->prev = 0;
+    *chunk_footer(s, off, size) = size;
+    if (c->next)
+        chunk_at(s, c->next - 1)->prev = off + 1;
+    h->free_heads[k] = off + 1;
+    h->heap_free += size;
+    set_prev_free(s, off + size, 1);
+}
+
+static void fl_remove(kv_store *s, uint64_t off)
+{
+    kv_header *h = s->h;
+    kv_chunk *c = chunk_at(s, off);
+    uint64_t size = chunk_size(c);
+    if (c->next && link_ok(s, c->next))
+        chunk_at(s, c->next - 1)->prev = c->prev;
+    if (!c->prev)
+        h->free_heads[size_class(size)] = link_ok(s, c->next) ? c->next : 0;
+    else if (link_ok(s, c->prev))
+        chunk_at(s, c->prev - 1)->next = c->next;
+    h->heap_free -= size;
+}
+
+/* Make the free chunk at off a used one of `size` bytes for slot's entry, splitting off the rest as
+ * a free chunk when it can be one. Returns the size given (the whole chunk when the rest is small). */
+static uint64_t heap_take(kv_store *s, uint64_t off, uint64_t size, uint32_t slot)
+{
+    kv_chunk *c = chunk_at(s, off);
+    uint64_t have = chunk_size(c);
+    fl_remove(s, off);
+    KV_FAULT(9);
+    if (have - size >= KV_CHUNK_MIN)
+        fl_insert(s, off + size, have - size);
+    else {
+        size = have;
+        set_prev_free(s, off + size, 0);
+    }
+    c->units = (uint32_t)(size / KV_CHUNK_ALIGN);
+    c->tag = KV_CHUNK_USED | (slot + 1);
+    return size;
+}
+
+/* Return a chunk to the free lists, merged with the free chunks either side of it. */
+static void heap_release(kv_store *s, uint64_t off, uint64_t size)
+{
+    uint64_t start = off, end = off + size;
+    if (end < s->heap_size && free_chunk_ok(s, end)) {
+        uint64_t next_size = chunk_size(chunk_at(s, end));
+        fl_remove(s, end);
+        end += next_size;
+    }
+    KV_FAULT(10);
+    if (off >= KV_CHUNK_MIN && (chunk_at(s, off)->tag & KV_CHUNK_PREV_FREE)) {
+        uint64_t prev_size = *(const uint64_t *)(s->heap + off - 8);
+        if (prev_size >= KV_CHUNK_MIN && prev_size <= off && free_chunk_ok(s, off - prev_size) &&
+            chunk_size(chunk_at(s, off - prev_size)) == prev_size) {
+            start = off - prev_size;
+            fl_remove(s, start);
+        }
+    }
+    fl_insert(s, start, end - start);
+}
+
+/* A free chunk of at least `size` bytes: one of the first KV_FIT_TRIES of its own class that fits,
+ * else the head of the next class that has one (any of which fits), else the rest of its own class.
+ * The bound keeps a set O(1) when its class holds many chunks just too small. UINT64_MAX when none;
+ * *corrupt set when a list is damaged (its walk is bounded too, so a cycle ends it). */
+#define KV_FIT_TRIES 8
+static uint64_t fit_in_class(const kv_store *s, uint32_t k, uint64_t size, uint64_t tries,
+                             int *corrupt)
+{
+    uint64_t steps = s->heap_size / KV_CHUNK_MIN + 1;
+    for (uint64_t link = s->h->free_heads[k]; link && tries--; link = chunk_at(s, link - 1)->next) {
+        if (!link_ok(s, link) || !free_chunk_ok(s, link - 1) || steps-- == 0) {
+            *corrupt = 1;
+            return UINT64_MAX;
+        }
+        if (chunk_size(chunk_at(s, link - 1)) >= size)
+            return link - 1;
+    }
+    return UINT64_MAX;
+}
+
+static uint64_t heap_find(const kv_store *s, uint64_t size, int *corrupt)
+{
+    uint32_t own = size_class(size);
+    uint64_t at = fit_in_class(s, own, size, KV_FIT_TRIES, corrupt);
+    for (uint32_t k = own + 1; at == UINT64_MAX && !*corrupt && k < KV_HEAP_CLASSES; k++)
+        at = fit_in_class(s, k, size, 1, corrupt);
+    if (at == UINT64_MAX && !*corrupt)
+        at = fit_in_class(s, own, size, UINT64_MAX, corrupt);
+    return at;
+}
+
+static int heap_compact(kv_store *s, uint64_t size);
+
+/* A chunk of at least `size` bytes for slot's entry: *off and *got. KV_EFULL when the heap has no
+ * room even after compaction; nothing an entry holds changes then (compaction only moves them). */
+static int heap_alloc(kv_store *s, uint64_t size, uint32_t slot, uint64_t *off, uint64_t *got)
+{
+    int corrupt = 0;
+    uint64_t at = heap_find(s, size, &corrupt);
+    if (at == UINT64_MAX && !corrupt && !s->fixed_chunk && s->h->heap_free >= size) {
+        int rc = heap_compact(s, size);
+        if (rc)
+            return rc;
+        at = heap_find(s, size, &corrupt);
+    }
+    if (corrupt)
+        return KV_ECORRUPT;
+    if (at == UINT64_MAX)
+        return KV_EFULL;
+    *off = at;
+    *got = heap_take(s, at, size, slot);
+    return 0;
+}
+
+/* Whether an entry's chunk lies within the heap, at chunk boundaries, with room for its bytes. */
+static int entry_chunk_ok(const kv_store *s, const kv_entry *e)
+{
+    uint64_t size = e->chunk_size;
+    return e->chunk % KV_CHUNK_ALIGN == 0 && size % KV_CHUNK_ALIGN == 0 && size >= KV_CHUNK_MIN &&
+           e->chunk < s->heap_size && size <= s->heap_size - e->chunk &&
+           (!s->fixed_chunk || size == s->fixed_chunk) && e->key_len <= s->key_max &&
+           e->value_len <= s->value_max && KV_CHUNK_HEAD + (uint64_t)e->key_len + e->value_len <= size;
+}
+
+/* The size of the used chunk at off when a live entry names it (its head's owner does, and that
+ * entry's chunk is this one), else 0. */
+static uint64_t owned_chunk(const kv_store *s, uint64_t off)
+{
+    const kv_chunk *c = chunk_at(s, off);
+    uint32_t owner = c->tag & KV_CHUNK_OWNER;
+    if (!(c->tag & KV_CHUNK_USED) || owner == 0 || owner > s->max_entries)
+        return 0;
+    const kv_entry *e = entry_at(s, owner - 1);
+    return e->key_len && e->chunk == off && e->chunk_size == chunk_size(c) && entry_chunk_ok(s, e)
+               ? e->chunk_size
+               : 0;
+}
+
+/* Recovery: rebuild the heap's heads, free lists and totals from the live entries, whatever a dead
+ * writer left half done. Every live entry's chunk gets its head; what lies between is free. */
+static void heap_rebuild(kv_store *s)
+{
+    kv_header *h = s->h;
+    memset(h->free_heads, 0, sizeof h->free_heads);
+    h->heap_free = h->memory_used = 0;
+    uint32_t high = h->high_water < s->max_entries ? h->high_water : s->max_entries;
+    for (uint32_t slot = 0; slot < high; slot++) {
+        const kv_entry *e = entry_at(s, slot);
+        if (e->key_len && entry_chunk_ok(s, e)) {
+            kv_chunk *c = chunk_at(s, e->chunk);
+            c->units = e->chunk_size / KV_CHUNK_ALIGN;
+            c->tag = KV_CHUNK_USED | (slot + 1);
+        }
+    }
+    uint64_t p = 0, free_from = UINT64_MAX;
+    while (p < s->heap_size) {
+        uint64_t size = owned_chunk(s, p);
+        if (!size) {
+            if (free_from == UINT64_MAX)
+                free_from = p;
+            p += KV_CHUNK_ALIGN;
+            continue;
+        }
+        set_prev_free(s, p, 0);
+        if (free_from != UINT64_MAX && p - free_from >= KV_CHUNK_MIN)
+            fl_insert(s, free_from, p - free_from);
+        h->memory_used += size;
+        free_from = UINT64_MAX;
+        p += size;
+    }
+    if (free_from != UINT64_MAX && s->heap_size - free_from >= KV_CHUNK_MIN)
+        fl_insert(s, free_from, s->heap_size - free_from);
+}
+
 /* ---- the write lock and crash recovery -------------------------------------------------------- */
 
 /* A seqlock counter (the store's, the index's or an entry's): odd from begin to end of a write. The
@@ -298,7 +593,7 @@ static void undo_arm(kv_store *s, uint32_t slot)
     h->undo.free_head = h->free_head;
     h->undo.high_water = h->high_water;
     h->undo.version = h->version;
-    memcpy(undo_entry(s), e, entry_used_bytes(s, e));
+    memcpy(undo_entry(s), e, KV_ENTRY_SIZE);
     __atomic_store_n(&h->undo.state, KV_UNDO_ARMED, __ATOMIC_RELEASE);
 }
 
@@ -309,12 +604,13 @@ static void undo_disarm(kv_store *s)
 
 static kv_change_rec *change_at(const kv_store *s, uint64_t revision)
 {
-    return (kv_change_rec *)(s->ring + ((revision - 1) % KV_RING_CELLS) * s->entry_size);
+    return (kv_change_rec *)(s->ring + ((revision - 1) % KV_RING_CELLS) * s->ring_cell);
 }
 
 /* Record a write in the change ring (lock held). A writer that dies half-way leaves a record whose
  * revision is 0 or one the rollback took back; the next write of that revision overwrites it, and
- * no reader asks for a revision above the version. */
+ * no reader asks for a revision above the version. A change too big for a cell keeps its lengths
+ * only (KV_CHANGE_UNKEPT): a reader of it must reread the store. */
 static void ring_append(kv_store *s, uint64_t revision, uint32_t op, const char *key,
                         uint32_t key_len, const char *value, size_t value_len, int64_t timestamp)
 {
@@ -325,9 +621,12 @@ static void ring_append(kv_store *s, uint64_t revision, uint32_t op, const char 
     c->op = op;
     c->key_len = key_len;
     c->value_len = (uint32_t)value_len;
-    memcpy(c->data, key, key_len);
-    if (value_len)
-        memcpy(c->data + s->key_max, value, value_len);
+    c->flags = key_len + value_len > s->ring_data ? KV_CHANGE_UNKEPT : 0;
+    if (!c->flags) {
+        memcpy(c->data, key, key_len);
+        if (value_len)
+            memcpy(c->data + key_len, value, value_len);
+    }
     __atomic_store_n(&c->revision, revision, __ATOMIC_RELEASE);
 }
 
@@ -343,12 +642,8 @@ static void recover(kv_store *s)
     if (!(h->index_seq & 1))
         counter_begin(&h->index_seq);
     if (h->undo.state == KV_UNDO_ARMED && h->undo.slot < s->max_entries) {
-        const kv_entry *saved = undo_entry(s);
-        size_t used = saved->key_len && saved->key_len <= s->key_max &&
-                              saved->value_len <= s->value_max
-                          ? entry_used_bytes(s, saved)
-                          : KV_ENTRY_HEAD;
-        memcpy(entry_at(s, h->undo.slot), saved, used);
+        /* The entry's old chunk is intact: a write frees it only once it is complete. */
+        memcpy(entry_at(s, h->undo.slot), undo_entry(s), KV_ENTRY_SIZE);
         h->entry_count = h->undo.entry_count;
         h->free_head = h->undo.free_head;
         h->high_water = h->undo.high_water;
@@ -362,6 +657,7 @@ static void recover(kv_store *s)
             e->seq++;
     }
     index_rebuild(s);
+    heap_rebuild(s);
     settle_resize(s);
     h->lock_recoveries++;
     counter_end(&h->index_seq);
@@ -450,11 +746,15 @@ static int map_store(kv_store *s, int fd, const kv_geometry *g)
     s->index = (uint32_t *)(s->base + g->header_size);
     s->entries = s->base + g->entries_off;
     s->ring = s->base + g->ring_off;
+    s->heap = s->base + g->heap_off;
     s->max_entries = g->max_entries;
     s->key_max = g->key_max;
     s->value_max = g->value_max;
-    s->entry_size = g->entry_size;
     s->index_mask = g->index_cells - 1;
+    s->fixed_chunk = g->fixed_chunk;
+    s->ring_cell = g->ring_cell;
+    s->ring_data = g->ring_data;
+    s->heap_size = g->heap_size;
     return 0;
 }
 
@@ -485,13 +785,20 @@ static int make_segment(const char *name, const kv_geometry *gp, uint32_t mode, 
         h->max_entries = g.max_entries;
         h->key_max = g.key_max;
         h->value_max = g.value_max;
-        h->entry_size = g.entry_size;
+        h->entry_size = KV_ENTRY_SIZE;
         h->index_cells = g.index_cells;
         h->entries_off = g.entries_off;
         h->total_size = g.total_size;
         h->ring_off = g.ring_off;
         h->ring_cells = KV_RING_CELLS;
         h->created = now_seconds();
+        h->heap_off = g.heap_off;
+        h->heap_size = g.heap_size;
+        h->fixed_chunk = g.fixed_chunk;
+        h->ring_cell_size = g.ring_cell;
+        h->ring_data = g.ring_data;
+        h->heap_classes = KV_HEAP_CLASSES;
+        fl_insert(s, 0, g.heap_size); /* the heap starts as one free chunk */
         rc = init_mutex(&h->lock.mutex);
         if (rc)
             munmap(s->base, s->size);
@@ -508,7 +815,8 @@ static int create_segment(const char *name, const kv_options *o, kv_store *s)
     kv_geometry g;
     int rc = compute_geometry(o && o->max_entries ? o->max_entries : KV_DEFAULT_MAX_ENTRIES,
                               o && o->key_max ? o->key_max : KV_DEFAULT_KEY_MAX,
-                              o && o->value_max ? o->value_max : KV_DEFAULT_VALUE_MAX, &g);
+                              o && o->value_max ? o->value_max : KV_DEFAULT_VALUE_MAX,
+                              o ? o->memory_bytes : 0, &g);
     if (!rc)
         rc = make_segment(name, &g, o && o->mode ? o->mode : KV_DEFAULT_MODE, s);
     if (!rc)
@@ -523,12 +831,16 @@ static int validate_header(const kv_header *h, off_t file_size, kv_geometry *g)
     if (h->magic != KV_MAGIC || h->layout_version != KV_LAYOUT_VERSION ||
         h->mutex_size != sizeof(pthread_mutex_t))
         return KV_EINCOMPAT;
-    if (compute_geometry(h->max_entries, h->key_max, h->value_max, g))
+    if (compute_geometry(h->max_entries, h->key_max, h->value_max,
+                         h->fixed_chunk ? 0 : h->heap_size, g))
         return KV_EINCOMPAT;
-    if (h->header_size != g->header_size || h->entry_size != g->entry_size ||
+    if (h->header_size != g->header_size || h->entry_size != KV_ENTRY_SIZE ||
         h->index_cells != g->index_cells || h->entries_off != g->entries_off ||
         h->total_size != g->total_size || h->ring_off != g->ring_off ||
-        h->ring_cells != KV_RING_CELLS || (uint64_t)file_size != g->total_size)
+        h->ring_cells != KV_RING_CELLS || h->heap_off != g->heap_off ||
+        h->heap_size != g->heap_size || h->fixed_chunk != g->fixed_chunk ||
+        h->ring_cell_size != g->ring_cell || h->ring_data != g->ring_data ||
+        h->heap_classes != KV_HEAP_CLASSES || (uint64_t)file_size != g->total_size)
         return KV_EINCOMPAT;
     return 0;
 }
@@ -683,23 +995,25 @@ static int counter_read_valid(const uint32_t *counter, uint32_t before)
  * validates the copy. KV_RETRY when what it saw cannot be a consistent state. */
 static int read_once(const kv_store *s, const char *key, uint32_t key_len, uint32_t hash, kv_read *r)
 {
-    uint32_t slot;
-    index_find(s, key, key_len, hash, &slot);
+    uint32_t slot, before;
+    index_find(s, key, key_len, hash, &slot, &before);
     if (slot == UINT32_MAX)
         return KV_NOTFOUND;
-    const kv_entry *e = entry_at(s, slot);
-    uint32_t before;
-    if (!counter_read_begin(&e->seq, 0, &before))
+    if (slot == KV_TORN_SLOT)
         return KV_RETRY;
-    uint32_t len = __atomic_load_n(&e->value_len, __ATOMIC_RELAXED);
-    if (len > s->value_max)
+    const kv_entry *e = entry_at(s, slot);
+    /* The chunk is followed only once bounds-checked; a chunk freed and reused meanwhile moves the
+     * entry's counter (the rewrite that freed it did), so such a copy is never returned. */
+    uint32_t klen, len;
+    const unsigned char *data = entry_data(s, e, &klen, &len);
+    if (!data || klen != key_len)
         return KV_RETRY;
     r->value_len = len;
     r->timestamp = __atomic_load_n(&e->timestamp, __ATOMIC_RELAXED);
     r->revision = __atomic_load_n(&e->revision, __ATOMIC_RELAXED);
     int rc = len > r->buf_len ? KV_EBUFSIZE : 0;
     if (!rc && len)
-        memcpy(r->buf, e->data + s->key_max, len);
+        memcpy(r->buf, data + key_len, len);
     return counter_read_valid(&e->seq, before) ? rc : KV_RETRY;
 }
 
@@ -793,15 +1107,19 @@ static void take_free_slot(kv_store *s, uint32_t slot)
         h->high_water = slot + 1;
 }
 
-static void write_value(kv_store *s, kv_entry *e, const char *value, size_t value_len)
+/* Fill a chunk nobody owns yet with key and value: readers never look at it until the entry
+ * points to it. value may be NULL when empty: no pointer arithmetic on it then. */
+static void write_chunk(kv_store *s, uint64_t chunk, const char *key, uint32_t key_len,
+                        const char *value, size_t value_len)
 {
-    if (value_len) { /* value may be NULL when empty: no pointer arithmetic on it then */
+    unsigned char *data = s->heap + chunk + KV_CHUNK_HEAD;
+    memcpy(data, key, key_len);
+    if (value_len) {
         size_t half = value_len / 2;
-        memcpy(e->data + s->key_max, value, half);
-        KV_FAULT(4); /* mid-copy: the entry holds half a value */
-        memcpy(e->data + s->key_max + half, value + half, value_len - half);
+        memcpy(data + key_len, value, half);
+        KV_FAULT(4); /* mid-copy: the new chunk holds half a value */
+        memcpy(data + key_len + half, value + half, value_len - half);
     }
-    e->value_len = (uint32_t)value_len;
 }
 
 /* What a write makes of the entry's revision and timestamp: the next version and now, or (kv_apply)
@@ -819,13 +1137,86 @@ static uint64_t stamp_revision(kv_header *h, const kv_stamp *at)
 
 static int64_t stamp_time(const kv_stamp *at) { return at->revision ? at->timestamp : now_seconds(); }
 
+/* One entry's new state, its bytes already in `chunk`. */
+typedef struct kv_put {
+    uint32_t slot;
+    uint32_t pos;       /* a new key: the index cell it takes; else UINT32_MAX */
+    uint32_t hash;
+    uint32_t key_len;
+    uint32_t value_len;
+    uint64_t chunk, chunk_size;
+    const kv_stamp *at; /* NULL: a move (compaction), which keeps the entry's revision and time */
+    const char *key, *value; /* for the change ring */
+} kv_put;
+
+/* Point slot's entry at its new chunk, crash-atomically, then free the chunk it held. Every write
+ * of an entry comes here: a set, a kv_apply, and a compaction's move. */
+static void put_entry(kv_store *s, const kv_put *p)
+{
+    kv_header *h = s->h;
+    kv_entry *e = entry_at(s, p->slot);
+    int is_new = p->pos != UINT32_MAX;
+    uint64_t old = e->chunk, old_size = is_new ? 0 : e->chunk_size;
+    KV_FAULT(1);
+    undo_arm(s, p->slot);
+    KV_FAULT(2);
+    seq_begin(h);
+    KV_FAULT(3);
+    /* A new key moves the index (its counter guards it); a new value only the entry (its own). */
+    uint32_t *guard = is_new ? &h->index_seq : &e->seq;
+    counter_begin(guard);
+    /* The chunk first: a reader reading around a stopped insert (validated by the store's counter)
+     * then compares the new key with its own bytes, never with a stale chunk's, and finds it. */
+    e->chunk = p->chunk;
+    e->chunk_size = (uint32_t)p->chunk_size;
+    if (is_new) {
+        take_free_slot(s, p->slot);
+        e->value_len = 0; /* a reader must never pair this key with a stale value length */
+        e->hash = p->hash;
+        e->key_len = p->key_len;
+        e->seq = 0;
+        e->last_access = 0;
+        e->expires_at_ms = 0;
+        s->index[p->pos] = p->slot + 1;
+        h->entry_count++;
+        KV_FAULT(5);
+    }
+    e->value_len = p->value_len;
+    h->memory_used += p->chunk_size - old_size;
+    if (p->at) {
+        e->timestamp = stamp_time(p->at);
+        e->revision = stamp_revision(h, p->at);
+        ring_append(s, e->revision, KV_CHANGE_SET, p->key, p->key_len, p->value, p->value_len,
+                    e->timestamp);
+    }
+    KV_FAULT(6);
+    /* Disarm, then end the counters: from the disarm on the write is complete and a recoverer keeps
+     * it; ending a counter before it would let a reader see a write that a repair then undoes. */
+    undo_disarm(s);
+    KV_FAULT(7);
+    counter_end(guard);
+    seq_end(h);
+    KV_FAULT(8);
+    /* Only now: a reader reading around the write (from the undo record) may have been copying the
+     * old chunk until the store's counter moved. */
+    if (!is_new)
+        heap_release(s, old, old_size);
+}
+
+/* The chunk size an entry of key_len + value_len bytes takes. */
+static uint64_t chunk_need(const kv_store *s, uint64_t bytes)
+{
+    return s->fixed_chunk ? s->fixed_chunk : chunk_bytes(bytes);
+}
+
 static int set_locked(kv_store *s, const char *key, uint32_t key_len, const char *value,
                       size_t value_len, uint64_t expected_rev, uint64_t *current_rev,
                       const kv_stamp *at)
 {
-    kv_header *h = s->h;
     uint32_t hash = kv_hash(key, key_len), slot;
-    uint32_t pos = index_find(s, key, key_len, hash, &slot);
+    uint32_t pos = index_find(s, key, key_len, hash, &slot, NULL);
+    if (slot == KV_TORN_SLOT) /* under the lock: an odd entry counter no writer is changing */
+        return KV_ECORRUPT;
     int is_new = slot == UINT32_MAX;
     uint64_t found_rev = is_new ? 0 : entry_at(s, slot)->revision;
     if (current_rev)
@@ -836,42 +1227,62 @@ static int set_locked(kv_store *s, const char *key, uint32_t key_len, const char
         return KV_ECORRUPT;
     if (is_new && (slot = peek_free_slot(s)) == UINT32_MAX)
         return KV_EFULL;
-    if (slot == KV_CORRUPT_SLOT)
+    if (slot == KV_CORRUPT_SLOT || (!is_new && !entry_chunk_ok(s, entry_at(s, slot))))
         return KV_ECORRUPT;
-    KV_FAULT(1);
-    undo_arm(s, slot);
-    KV_FAULT(2);
-    seq_begin(h);
-    KV_FAULT(3);
-    kv_entry *e = entry_at(s, slot);
-    /* A new key moves the index (its counter guards it); a new value only the entry (its own). */
-    uint32_t *guard = is_new ? &h->index_seq : &e->seq;
-    counter_begin(guard);
-    if (is_new) {
-        take_free_slot(s, slot);
-        e->value_len = 0; /* a reader must never pair this key with a stale value length */
-        e->hash = hash;
-        memcpy(e->data, key, key_len);
-        e->key_len = key_len;
-        e->seq = 0;
-        s->index[pos] = slot + 1;
-        h->entry_count++;
-        KV_FAULT(5);
-    }
-    write_value(s, e, value, value_len);
-    e->timestamp = stamp_time(at);
-    e->revision = stamp_revision(h, at);
-    ring_append(s, e->revision, KV_CHANGE_SET, key, key_len, value, value_len, e->timestamp);
-    KV_FAULT(6);
-    /* Disarm, then end the counters: from the disarm on the write is complete and a recoverer keeps
-     * it; ending a counter before it would let a reader see a write that a repair then undoes. */
-    undo_disarm(s);
-    KV_FAULT(7);
-    counter_end(guard);
-    seq_end(h);
-    KV_FAULT(8);
+    kv_put p = {slot, is_new ? pos : UINT32_MAX, hash, key_len, (uint32_t)value_len, 0, 0, at,
+                key, value};
+    int rc = heap_alloc(s, chunk_need(s, (uint64_t)key_len + value_len), slot, &p.chunk,
+                        &p.chunk_size);
+    if (rc)
+        return rc;
+    write_chunk(s, p.chunk, key, key_len, value, value_len);
+    put_entry(s, &p);
     if (current_rev)
-        *current_rev = e->revision;
+        *current_rev = entry_at(s, slot)->revision;
+    return 0;
+}
+
+/* Move slot's entry into the free chunk at `to` (compaction): same key, value, revision and time. */
+static void move_entry(kv_store *s, uint32_t slot, uint64_t to)
+{
+    const kv_entry *e = entry_at(s, slot);
+    kv_put p = {slot, UINT32_MAX, e->hash, e->key_len, e->value_len, to, 0, NULL, NULL, NULL};
+    p.chunk_size = heap_take(s, to, e->chunk_size, slot);
+    memcpy(s->heap + to + KV_CHUNK_HEAD, s->heap + e->chunk + KV_CHUNK_HEAD,
+           (size_t)e->key_len + e->value_len);
+    KV_FAULT(11);
+    put_entry(s, &p);
+}
+
+/* Slide entries down over the free chunks before them, in address order, until a free chunk of
+ * `size` bytes exists. A chunk moves only into a free chunk that holds it whole, so its old bytes
+ * stay intact until its entry points elsewhere: each move is an ordinary crash-atomic write. A
+ * chunk too big for the gap before it stays, and the walk goes on after it. */
+static int heap_compact(kv_store *s, uint64_t size)
+{
+    uint64_t p = 0, free_at = UINT64_MAX;
+    s->h->compactions++;
+    while (p < s->heap_size) {
+        const kv_chunk *c = chunk_at(s, p);
+        uint64_t have = chunk_size(c);
+        if (have < KV_CHUNK_MIN || have > s->heap_size - p)
+            return KV_ECORRUPT;
+        if (!(c->tag & KV_CHUNK_USED)) {
+            if (have >= size)
+                return 0;
+            free_at = p;
+            p += have;
+            continue;
+        }
+        if (owned_chunk(s, p) != have)
+            return KV_ECORRUPT;
+        if (free_at != UINT64_MAX && have <= p - free_at) {
+            move_entry(s, (c->tag & KV_CHUNK_OWNER) - 1, free_at);
+            p = free_at; /* now a used chunk, then the free chunk that took its old place */
+        } else
+            p += have;
+        free_at = UINT64_MAX;
+    }
     return 0;
 }
 
@@ -1015,7 +1426,9 @@ static int delete_locked(kv_store *s, const char *key, uint32_t key_len, uint64_
 {
     kv_header *h = s->h;
     uint32_t slot;
-    uint32_t pos = index_find(s, key, key_len, kv_hash(key, key_len), &slot);
+    uint32_t pos = index_find(s, key, key_len, kv_hash(key, key_len), &slot, NULL);
+    if (slot == KV_TORN_SLOT)
+        return KV_ECORRUPT;
     uint64_t found_rev = slot == UINT32_MAX ? 0 : entry_at(s, slot)->revision;
     if (current_rev)
         *current_rev = found_rev;
@@ -1023,8 +1436,10 @@ static int delete_locked(kv_store *s, const char *key, uint32_t key_len, uint64_
         return KV_NOTFOUND;
     if (expected_rev != KV_ANY_REVISION && found_rev != expected_rev)
         return KV_ECONFLICT;
-    if (!index_run_sound(s, pos) || h->free_head > s->max_entries)
+    kv_entry *e = entry_at(s, slot);
+    if (!index_run_sound(s, pos) || h->free_head > s->max_entries || !entry_chunk_ok(s, e))
         return KV_ECORRUPT;
+    uint64_t chunk = e->chunk, size = e->chunk_size;
     KV_FAULT(1);
     undo_arm(s, slot);
     KV_FAULT(2);
@@ -1033,19 +1448,20 @@ static int delete_locked(kv_store *s, const char *key, uint32_t key_len, uint64_
     KV_FAULT(3);
     index_remove(s, pos);
     KV_FAULT(5);
-    kv_entry *e = entry_at(s, slot);
     e->key_len = 0;
     e->next_free = h->free_head;
     h->free_head = slot + 1;
     h->entry_count--;
+    h->memory_used -= size;
     ring_append(s, stamp_revision(h, at), KV_CHANGE_DELETE, key, key_len, NULL, 0, stamp_time(at));
     KV_FAULT(6);
-    /* Disarm, then end the counters (see set_locked). */
+    /* Disarm, then end the counters; free the chunk last (see put_entry). */
     undo_disarm(s);
     KV_FAULT(7);
     counter_end(&h->index_seq);
     seq_end(h);
     KV_FAULT(8);
+    heap_release(s, chunk, size);
     return 0;
 }
 
@@ -1183,15 +1599,21 @@ static int change_on(kv_store *s, uint64_t revision, int *op, char *key, size_t 
             continue; /* being rewritten right now */
         if (seen != revision)
             return KV_EEXPIRED;
-        uint32_t op_seen = c->op, klen = c->key_len, vlen = c->value_len;
+        uint32_t op_seen = c->op, klen = c->key_len, vlen = c->value_len, flags = c->flags;
         if (klen > s->key_max || vlen > s->value_max)
             continue; /* torn */
+        if ((flags & KV_CHANGE_UNKEPT) || klen + vlen > s->ring_data) {
+            __atomic_thread_fence(__ATOMIC_ACQUIRE);
+            if (__atomic_load_n(&c->revision, __ATOMIC_RELAXED) != revision)
+                continue;
+            return KV_EEXPIRED; /* too big for the ring: the store holds its outcome */
+        }
         if (klen > key_cap || vlen > value_cap)
             rc = KV_EBUFSIZE;
         else {
             memcpy(key, c->data, klen);
             if (vlen)
-                memcpy(value, c->data + s->key_max, vlen);
+                memcpy(value, c->data + klen, vlen);
         }
         int64_t ts = c->timestamp;
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
@@ -1252,15 +1674,34 @@ int kv_snapshot(kv_store *s, void *buf, size_t buf_len)
     return 0;
 }
 
+/* Copy cell `cell` (a slot, a ring cell, or the undo record's entry) into buf: an entry's head with
+ * its key and value after it (bounds-checked; left out when its chunk is out of range), a ring
+ * cell as it stands. */
+static void copy_cell(const kv_store *s, uint32_t cell, unsigned char *buf)
+{
+    if (cell >= s->max_entries && cell < s->max_entries + KV_RING_CELLS) {
+        memcpy(buf, s->ring + (size_t)(cell - s->max_entries) * s->ring_cell, s->ring_cell);
+        return;
+    }
+    const kv_entry *e = cell < s->max_entries ? entry_at(s, cell) : undo_entry(s);
+    memcpy(buf, e, KV_ENTRY_SIZE);
+    uint32_t key_len, value_len;
+    const unsigned char *data = entry_data(s, (const kv_entry *)buf, &key_len, &value_len);
+    if (data)
+        memcpy(buf + KV_ENTRY_SIZE, data, (size_t)key_len + value_len);
+}
+
 uint32_t kv_copy_cell(const kv_store *s, uint32_t cell, void *buf)
 {
-    if (!s || !buf || cell >= s->max_entries + KV_RING_CELLS)
+    if (!s || !buf || cell > s->max_entries + KV_RING_CELLS)
         return 1;
-    /* The ring follows the entries, cell for cell, so one address computation serves both. */
-    const unsigned char *at = s->entries + (size_t)cell * s->entry_size;
-    const uint32_t *counter = &((const kv_entry *)at)->seq;
+    if (cell >= s->max_entries) {
+        copy_cell(s, cell, buf);
+        return 0;
+    }
+    const uint32_t *counter = &entry_at(s, cell)->seq;
     uint32_t before = __atomic_load_n(counter, __ATOMIC_ACQUIRE);
-    memcpy(buf, at, s->entry_size);
+    copy_cell(s, cell, buf);
     return counter_read_valid(counter, before) ? before : 1;
 }
 
@@ -1271,7 +1712,7 @@ int kv_read_cell(kv_store *s, uint32_t cell, void *buf)
     int rc = lock_mapping(s);
     if (rc)
         return rc;
-    memcpy(buf, s->entries + (size_t)cell * s->entry_size, s->entry_size);
+    copy_cell(s, cell, buf);
     unlock_store(s);
     return 0;
 }
@@ -1284,8 +1725,9 @@ static const char *check_header(const kv_store *s)
     if (h->magic != KV_MAGIC || h->layout_version != KV_LAYOUT_VERSION || h->ready != KV_READY)
         return "header: magic, layout version or ready marker changed";
     if (h->max_entries != s->max_entries || h->key_max != s->key_max ||
-        h->value_max != s->value_max || h->entry_size != s->entry_size ||
-        h->index_cells != s->index_mask + 1)
+        h->value_max != s->value_max || h->entry_size != KV_ENTRY_SIZE ||
+        h->index_cells != s->index_mask + 1 || h->heap_size != s->heap_size ||
+        h->fixed_chunk != s->fixed_chunk || h->ring_data != s->ring_data)
         return "header: geometry changed since open";
     if ((h->seq & 1) || (h->index_seq & 1))
         return "header: a sequence counter is odd with no writer";
@@ -1308,16 +1750,19 @@ static const char *check_entries(const kv_store *s)
             return "entry: live slot above the high water mark";
         if (e->key_len > s->key_max || e->value_len > s->value_max)
             return "entry: key or value length out of range";
-        if (memchr(e->data, 0, e->key_len))
+        if (!entry_chunk_ok(s, e))
+            return "entry: its chunk lies outside the heap or cannot hold its key and value";
+        const char *key = (const char *)s->heap + e->chunk + KV_CHUNK_HEAD;
+        if (memchr(key, 0, e->key_len))
             return "entry: key holds a NUL byte";
-        if (e->hash != kv_hash((const char *)e->data, e->key_len))
+        if (e->hash != kv_hash(key, e->key_len))
             return "entry: stored hash does not match the key";
         if (e->revision == 0 || e->revision > h->version)
             return "entry: revision out of range";
         if (e->seq & 1)
             return "entry: its sequence counter is odd with no writer";
         uint32_t found;
-        index_find(s, (const char *)e->data, e->key_len, e->hash, &found);
+        index_find(s, key, e->key_len, e->hash, &found, NULL);
         if (found != slot)
             return "index: a live entry is not reachable from its home cell";
         live++;
@@ -1351,6 +1796,81 @@ static const char *check_index_and_free_list(const kv_store *s)
     return NULL;
 }
 
+/* The heap, chunk by chunk: each used chunk owned by exactly one live entry, each free one whole
+ * (footer), coalesced, and in exactly one free list (of its class, linked both ways); the totals
+ * right. `listed` marks the free chunks' starts, one bit per KV_CHUNK_ALIGN bytes. */
+static const char *check_heap_walk(const kv_store *s, unsigned char *listed, uint64_t *free_count)
+{
+    const kv_header *h = s->h;
+    uint64_t p = 0, used = 0, free_bytes = 0, owned = 0;
+    int prev_free = 0;
+    while (p < s->heap_size) {
+        const kv_chunk *c = chunk_at(s, p);
+        uint64_t size = chunk_size(c);
+        if (size < KV_CHUNK_MIN || size > s->heap_size - p)
+            return "heap: a chunk's size runs outside the heap";
+        if (!(c->tag & KV_CHUNK_PREV_FREE) != !prev_free)
+            return "heap: a chunk's previous-free bit is wrong";
+        if (c->tag & KV_CHUNK_USED) {
+            if (owned_chunk(s, p) != size)
+                return "heap: a used chunk no live entry owns";
+            used += size;
+            owned++;
+        } else {
+            if (prev_free)
+                return "heap: two free chunks side by side (not coalesced)";
+            if (*chunk_footer(s, p, size) != size)
+                return "heap: a free chunk's footer differs from its size";
+            listed[p / KV_CHUNK_ALIGN / 8] |= (unsigned char)(1u << (p / KV_CHUNK_ALIGN % 8));
+            free_bytes += size;
+            ++*free_count;
+        }
+        prev_free = !(c->tag & KV_CHUNK_USED);
+        p += size;
+    }
+    if (owned != h->entry_count)
+        return "heap: a live entry's chunk is not a chunk of the heap";
+    if (used != h->memory_used)
+        return "heap: memory_used differs from the live entries' chunks";
+    if (free_bytes != h->heap_free)
+        return "heap: heap_free differs from the free chunks";
+    return NULL;
+}
+
+static const char *check_free_lists(const kv_store *s, unsigned char *listed, uint64_t free_count)
+{
+    uint64_t found = 0;
+    for (uint32_t k = 0; k < KV_HEAP_CLASSES; k++) {
+        uint64_t prev = 0;
+        for (uint64_t link = s->h->free_heads[k]; link; link = chunk_at(s, link - 1)->next) {
+            uint64_t at = link - 1, bit = at / KV_CHUNK_ALIGN;
+            if (!link_ok(s, link) || !(listed[bit / 8] & (1u << (bit % 8))))
+                return "free lists: a list links to something that is not a free chunk, or twice to one (a cycle)";
+            listed[bit / 8] &= (unsigned char)~(1u << (bit % 8));
+            if (size_class(chunk_size(chunk_at(s, at))) != k)
+                return "free lists: a chunk is in the list of another size class";
+            if (chunk_at(s, at)->prev != prev)
+                return "free lists: a chunk's back link is wrong";
+            prev = link;
+            found++;
+        }
+    }
+    return found == free_count ? NULL : "free lists: a free chunk is in no list";
+}
+
+static const char *check_heap(const kv_store *s)
+{
+    unsigned char *listed = calloc(s->heap_size / KV_CHUNK_ALIGN / 8 + 1, 1);
+    if (!listed)
+        return "heap: no memory to check it";
+    uint64_t free_count = 0;
+    const char *detail = check_heap_walk(s, listed, &free_count);
+    if (!detail)
+        detail = check_free_lists(s, listed, free_count);
+    free(listed);
+    return detail;
+}
+
 static int check_at(kv_store *s)
 {
     int rc = lock_store(s);
@@ -1361,6 +1881,8 @@ static int check_at(kv_store *s)
         detail = check_entries(s);
     if (!detail)
         detail = check_index_and_free_list(s);
+    if (!detail)
+        detail = check_heap(s);
     unlock_store(s);
     s->check_detail = detail ? detail : "";
     return detail ? KV_ECORRUPT : 0;
@@ -1397,6 +1919,11 @@ uint32_t kv_count(const kv_store *s) { return __atomic_load_n(&now_of(s)->h->ent
 uint32_t kv_max_entries(const kv_store *s) { return s->max_entries; }
 uint32_t kv_key_max(const kv_store *s) { return s->key_max; }
 uint32_t kv_value_max(const kv_store *s) { return s->value_max; }
+uint64_t kv_memory_bytes(const kv_store *s) { return s->heap_size; }
+uint64_t kv_memory_used(const kv_store *s)
+{
+    return __atomic_load_n(&now_of(s)->h->memory_used, __ATOMIC_RELAXED);
+}
 uint64_t kv_lock_recoveries(const kv_store *s)
 {
     return __atomic_load_n(&now_of(s)->h->lock_recoveries, __ATOMIC_RELAXED);
@@ -1425,9 +1952,11 @@ const char *kv_strerror(int rc)
     case KV_NOTFOUND:  return "key not found";
     case KV_EKEYLEN:   return "key too long for this store";
     case KV_EVALLEN:   return "value too long for this store";
-    case KV_EFULL:     return "table full: every entry is in use";
+    case KV_EFULL:     return "store full: every entry is in use, or its memory has no room for the entry";
     case KV_EINVAL:    return "invalid argument";
-    case KV_EINCOMPAT: return "incompatible segment: not a shmkv store of this layout, or damaged";
+    case KV_EINCOMPAT:
+        return "incompatible segment: not a shmkv store of this layout (one made by an older shmkv: "
+               "read it with that version, unlink it and create it again), or damaged";
     case KV_EBUFSIZE:  return "buffer too small for the value";
     case KV_ENOTREADY: return "segment not initialised: its creator did not finish (unlink it to start over)";
     case KV_ECORRUPT:  return "store corrupt: an invariant does not hold";
@@ -1585,20 +2114,59 @@ typedef struct kv_record {
     uint64_t revision;
 } kv_record;
 
-/* Slot `slot` of s (lock held): 1 with the record when it is live, 0 when it is free. */
+/* Slot `slot` of s (lock held): 1 with the record when it is live, 0 when it is free, -1 when it is
+ * damaged. The key and value are read from the entry's chunk, bounds-checked. */
 static int read_record(const kv_store *s, uint32_t slot, kv_record *r)
 {
     const kv_entry *e = entry_at(s, slot);
     if (e->key_len == 0)
         return 0;
-    *r = (kv_record){e->data, e->data + s->key_max, e->key_len, e->value_len, e->hash,
-                     e->timestamp, e->revision};
+    uint32_t key_len, value_len;
+    const unsigned char *data = entry_data(s, e, &key_len, &value_len);
+    if (!data || !entry_chunk_ok(s, e))
+        return -1; /* its chunk and lengths disagree: resize_fits answers KV_ECORRUPT */
+    *r = (kv_record){data, data + key_len, key_len, value_len, e->hash, e->timestamp, e->revision};
     return 1;
 }
 
-/* Put a record in slot `slot` of d, a segment no one else sees yet, and index it. */
-static void write_record(kv_store *d, uint32_t slot, const kv_record *r)
+/* The copy's heap is filled from its start, one chunk after another, with no free list until the
+ * end (fill_end): no search, no split, and no fragmentation in the copy. */
+typedef struct kv_fill {
+    uint64_t next;      /* where the next chunk starts */
+    uint32_t last_slot; /* the slot whose chunk ends at next */
+} kv_fill;
+
+static void fill_begin(kv_store *d, kv_fill *f)
 {
+    fl_remove(d, 0); /* the one free chunk a new heap starts as */
+    *f = (kv_fill){0, 0};
+}
+
+/* The rest of the heap becomes its free chunk; a rest too small to be one joins the last chunk. */
+static void fill_end(kv_store *d, const kv_fill *f)
+{
+    uint64_t rest = d->heap_size - f->next;
+    if (rest >= KV_CHUNK_MIN) {
+        fl_insert(d, f->next, rest);
+    } else if (rest) {
+        kv_entry *e = entry_at(d, f->last_slot);
+        e->chunk_size += (uint32_t)rest;
+        chunk_at(d, e->chunk)->units = e->chunk_size / KV_CHUNK_ALIGN;
+        d->h->memory_used += rest;
+    }
+}
+
+/* Put a record in slot `slot` of d, a segment no one else sees yet, in the next chunk of d's heap,
+ * and index it. resize_fits has checked that d's heap holds every record's chunk. */
+static void write_record(kv_store *d, uint32_t slot, const kv_record *r, kv_fill *f)
+{
+    uint64_t chunk = f->next, size = chunk_need(d, (uint64_t)r->key_len + r->value_len);
+    kv_chunk *c = chunk_at(d, chunk);
+    c->units = (uint32_t)(size / KV_CHUNK_ALIGN);
+    c->tag = KV_CHUNK_USED | (slot + 1);
+    f->next += size;
+    f->last_slot = slot;
+    write_chunk(d, chunk, (const char *)r->key, r->key_len, (const char *)r->value, r->value_len);
     kv_entry *e = entry_at(d, slot);
     e->key_len = r->key_len;
     e->value_len = r->value_len;
@@ -1606,8 +2174,9 @@ static void write_record(kv_store *d, uint32_t slot, const kv_record *r)
     e->seq = 0;
     e->timestamp = r->timestamp;
     e->revision = r->revision;
-    memcpy(e->data, r->key, r->key_len);
-    memcpy(e->data + d->key_max, r->value, r->value_len);
+    e->chunk = chunk;
+    e->chunk_size = (uint32_t)size;
+    d->h->memory_used += size;
     uint32_t pos = r->hash & d->index_mask;
     while (d->index[pos])
         pos = (pos + 1) & d->index_mask;
@@ -1621,14 +2190,16 @@ static void write_record(kv_store *d, uint32_t slot, const kv_record *r)
 static int resize_fits(const kv_store *s, const kv_geometry *g)
 {
     uint32_t live = 0;
-    int rc = 0;
+    uint64_t memory = 0; /* the chunks the copy takes in a heap of g's, whose chunks fit exactly */
+    int rc = 0, got;
     kv_record r;
     for (uint32_t slot = 0; slot < s->h->high_water && slot < s->max_entries; slot++) {
-        if (!read_record(s, slot, &r))
+        if (!(got = read_record(s, slot, &r)))
             continue;
-        live++;
-        if (r.key_len > s->key_max || r.value_len > s->value_max)
+        if (got < 0)
             return KV_ECORRUPT;
+        live++;
+        memory += g->fixed_chunk ? g->fixed_chunk : chunk_bytes((uint64_t)r.key_len + r.value_len);
         if (!rc && r.key_len > g->key_max)
             rc = KV_EKEYLEN;
         if (!rc && r.value_len > g->value_max)
@@ -1636,7 +2207,9 @@ static int resize_fits(const kv_store *s, const kv_geometry *g)
     }
     if (live != s->h->entry_count)
         return KV_ECORRUPT;
-    return live > g->max_entries ? KV_EFULL : rc;
+    if (live > g->max_entries || memory > g->heap_size)
+        return KV_EFULL; /* the entries, or their bytes: KvStore.resize and the CLI say which */
+    return rc;
 }
 
 /* Copy the entries of s into d. Each keeps its slot when d has room for every slot s used, so a
@@ -1648,9 +2221,11 @@ static void copy_entries(const kv_store *s, kv_store *d)
     int keep_slots = high <= d->max_entries;
     uint32_t to = 0;
     kv_record r;
+    kv_fill fill;
+    fill_begin(d, &fill);
     for (uint32_t slot = 0; slot < high; slot++) {
-        if (read_record(s, slot, &r))
-            write_record(d, keep_slots ? slot : to++, &r);
+        if (read_record(s, slot, &r) > 0)
+            write_record(d, keep_slots ? slot : to++, &r, &fill);
         else if (keep_slots)
             entry_at(d, slot)->next_free = entry_at(s, slot)->next_free;
         if (slot == high / 2)
@@ -1659,21 +2234,26 @@ static void copy_entries(const kv_store *s, kv_store *d)
     d->h->entry_count = h->entry_count;
     d->h->high_water = keep_slots ? high : to;
     d->h->free_head = keep_slots ? h->free_head : 0;
+    fill_end(d, &fill);
 }
 
-/* Copy the change ring, so revisions (and /watch ids) carry over. A record the new limits cannot hold
- * stays empty: kv_change answers KV_EEXPIRED for it, as for any change it no longer has. */
+/* Copy the change ring, so revisions (and /watch ids) carry over. A record the new cells cannot hold
+ * keeps its lengths only (KV_CHANGE_UNKEPT, as ring_append marks one); a damaged one stays empty:
+ * kv_change answers KV_EEXPIRED for both, as for any change it no longer has. */
 static void copy_ring(const kv_store *s, kv_store *d)
 {
     for (uint32_t cell = 0; cell < KV_RING_CELLS; cell++) {
-        const kv_change_rec *c = (const kv_change_rec *)(s->ring + (size_t)cell * s->entry_size);
-        kv_change_rec *to = (kv_change_rec *)(d->ring + (size_t)cell * d->entry_size);
-        if (c->revision == 0 || c->revision > s->h->version || c->key_len > d->key_max ||
-            c->key_len > s->key_max || c->value_len > d->value_max || c->value_len > s->value_max)
+        const kv_change_rec *c = (const kv_change_rec *)(s->ring + (size_t)cell * s->ring_cell);
+        kv_change_rec *to = (kv_change_rec *)(d->ring + (size_t)cell * d->ring_cell);
+        uint64_t bytes = (uint64_t)c->key_len + c->value_len;
+        int kept = !(c->flags & KV_CHANGE_UNKEPT);
+        if (c->revision == 0 || c->revision > s->h->version || (kept && bytes > s->ring_data))
             continue;
         *to = *c;
-        memcpy(to->data, c->data, c->key_len);
-        memcpy(to->data + d->key_max, c->data + s->key_max, c->value_len);
+        if (kept && bytes > d->ring_data)
+            to->flags |= KV_CHANGE_UNKEPT;
+        else if (kept)
+            memcpy(to->data, c->data, bytes);
     }
 }
 
@@ -1694,9 +2274,11 @@ static int resize_target(const kv_store *s, const kv_options *o, kv_geometry *g,
     *mode = o && o->mode ? o->mode : (uint32_t)(st.st_mode & 0777);
     if (*mode > 0777)
         return KV_EINVAL;
+    /* A store made without memory_bytes (fixed chunks) keeps that guarantee unless given some. */
+    uint64_t memory = o && o->memory_bytes ? o->memory_bytes : s->fixed_chunk ? 0 : s->heap_size;
     return compute_geometry(o && o->max_entries ? o->max_entries : s->max_entries,
                             o && o->key_max ? o->key_max : s->key_max,
-                            o && o->value_max ? o->value_max : s->value_max, g);
+                            o && o->value_max ? o->value_max : s->value_max, memory, g);
 }
 
 /* Build the copy under `temp` and rename it over the name (lock of s held, resizing flag up). */

@@ -9,8 +9,10 @@
  *
  * Keys and values are byte strings with explicit lengths. A key is 1..key_max bytes and holds no NUL
  * byte; a value is 0..value_max bytes and may hold anything. The geometry (max_entries, key_max,
- * value_max) is chosen when the segment is created and kept in its header; every later opener adopts it.
- * The defaults are 10 entries, 63-byte keys and 255-byte values.
+ * value_max, memory_bytes) is chosen when the segment is created and kept in its header; every
+ * later opener adopts it. The defaults are 10 entries, 63-byte keys and 255-byte values. Keys and
+ * values live in a heap of memory_bytes inside the segment; by default it has room for every
+ * entry at its largest (see kv_options).
  *
  * Return codes: 0 on success; a negative number on failure. The library's own codes live in the
  * reserved range KV_ERR_FIRST..KV_ERR_LAST (-31000..-30901); any other negative number is a negated
@@ -89,7 +91,7 @@ extern "C" {
 #define KV_NOTFOUND     (-31000) /**< no entry with that key */
 #define KV_EKEYLEN      (-30999) /**< key longer than the segment's key_max */
 #define KV_EVALLEN      (-30998) /**< value longer than the segment's value_max */
-#define KV_EFULL        (-30997) /**< every slot is in use */
+#define KV_EFULL        (-30997) /**< every slot is in use, or no room in the heap for the entry */
 #define KV_EINVAL       (-30996) /**< invalid argument: bad name, empty key, NUL in key, bad geometry */
 #define KV_EINCOMPAT    (-30995) /**< the segment is not a shmkv store of this layout, or is damaged */
 #define KV_EBUFSIZE     (-30994) /**< the caller's buffer is too small; the needed size was reported */
@@ -137,7 +139,10 @@ extern "C" {
 /** Upper limits accepted for a new segment's geometry. */
 #define KV_LIMIT_MAX_ENTRIES (1u << 24) /**< 16,777,216 entries */
 #define KV_LIMIT_KEY_MAX     4096u      /**< bytes */
-#define KV_LIMIT_VALUE_MAX   (1u << 20) /**< 1 MiB */
+#define KV_LIMIT_VALUE_MAX   (1u << 20) /**< 1 MiB, for a store made without memory_bytes */
+#define KV_LIMIT_VALUE_MAX_MEMORY (1u << 26) /**< 64 MiB, for a store made with memory_bytes */
+#define KV_LIMIT_MEMORY_MIN  4096u      /**< the smallest memory_bytes but 0, bytes */
+#define KV_LIMIT_MEMORY      34359738368 /**< the largest memory_bytes, bytes (32 GiB) */
 
 /**
  * Geometry and permissions of a new segment. A zero field takes its default. Only used when
@@ -147,8 +152,18 @@ extern "C" {
 typedef struct kv_options {
     uint32_t max_entries; /**< 1..KV_LIMIT_MAX_ENTRIES, default 10 */
     uint32_t key_max;     /**< 1..KV_LIMIT_KEY_MAX bytes, default 63 */
-    uint32_t value_max;   /**< 1..KV_LIMIT_VALUE_MAX bytes, default 255 */
+    uint32_t value_max;   /**< 1..KV_LIMIT_VALUE_MAX bytes (with memory_bytes:
+                               1..KV_LIMIT_VALUE_MAX_MEMORY), default 255 */
     uint32_t mode;        /**< file mode bits (at most 0777), default 0600; applied whatever the umask */
+    /**
+     * Bytes for keys and values together (the heap), KV_LIMIT_MEMORY_MIN..KV_LIMIT_MEMORY, rounded
+     * down to a multiple of 16. 0 (the default) reserves room for max_entries entries of key_max +
+     * value_max bytes each, as layout 1 did: such a store is full only when its entries are. With
+     * memory_bytes, value_max only bounds one value and reserves nothing: a set that finds no room
+     * in the heap answers KV_EFULL. Each entry's chunk takes 8 bytes of head plus its key and value,
+     * rounded up to 16 (32 at least).
+     */
+    uint64_t memory_bytes;
 } kv_options;
 
 /** An open store: one process's mapping of a segment. Opaque. */
@@ -201,16 +216,22 @@ KV_API int kv_unlink(const char *name);
  * swaps the name in one step, so an opener finds the old store or the new one, never neither. A
  * copy left there by a resizer that died is removed by the next locker of the old segment.
  * Entries keep their slots when the new max_entries holds every slot in use (a listing's cursor
- * stays good); otherwise they are packed in slot order. Linux only (POSIX shared memory has no
- * rename elsewhere).
+ * stays good); otherwise they are packed in slot order. Each key and value is copied into a chunk
+ * of the new segment's heap, allocated from its start: the copy's heap is unfragmented. Linux only
+ * (POSIX shared memory has no rename elsewhere).
  *
  * @param name POSIX shm name of an existing store, as kv_open; at most KV_NAME_MAX - 7 bytes
  *             (room for the ".resize" suffix).
- * @param opts the new geometry, and the new mode; a zero field (or NULL opts) keeps the store's
- *             own. The caller keeps ownership. The new segment belongs to the caller's effective
+ * @param opts the new geometry, memory and mode; a zero field (or NULL opts) keeps the store's
+ *             own. memory_bytes 0 keeps the store's heap size (a store made without memory_bytes
+ *             stays without: room for every entry at its largest, for the new geometry); a non-zero
+ *             memory_bytes gives the store that heap (value_max may then go up to
+ *             KV_LIMIT_VALUE_MAX_MEMORY). The caller keeps ownership. The new segment belongs to the caller's effective
  *             user: resize a store as its owner, or KV_CHECK_OWNER openers will refuse the copy.
  * @return 0; nothing changes on any error, and the old store stays in use: KV_EFULL (the store
- *         holds more entries than the new max_entries), KV_EKEYLEN (a key is longer than the new
+ *         holds more entries than the new max_entries, or its keys and values need more chunk
+ *         bytes than the new memory_bytes holds: the sum over entries of 8 + key + value rounded
+ *         up to 16, 32 at least), KV_EKEYLEN (a key is longer than the new
  *         key_max), KV_EVALLEN (a value is longer than the new value_max), KV_EINVAL (bad name or
  *         geometry), KV_ECORRUPT (an entry's lengths or the entry count are damaged: kv_check says
  *         more), -ENOENT, -EACCES, KV_EINCOMPAT, -EEXIST (a store other than a stale copy is
@@ -230,8 +251,10 @@ KV_API int kv_resize(const char *name, const kv_options *opts);
  * @param value,value_len the value (0..value_max bytes); not retained. value may be NULL when
  *                        value_len is 0.
  * @return 0; KV_EINVAL (NULL handle, empty key or NUL in key); KV_EKEYLEN; KV_EVALLEN;
- *         KV_EFULL (a new key and no free slot); KV_ECORRUPT (the index or free list it would
- *         follow is damaged: nothing is written); KV_EREADONLY (the store is a replica, see
+ *         KV_EFULL (a new key and no free slot, or no room in the heap for the key and value: a
+ *         rewrite needs room for the new value while it holds the old; nothing is written, though
+ *         entries may have been moved within the heap); KV_ECORRUPT (the index, a free list or
+ *         the heap it would follow is damaged: nothing is written); KV_EREADONLY (the store is a replica, see
  *         kv_set_readonly); a lock failure as -errno.
  */
 KV_API int kv_set(kv_store *s, const char *key, size_t key_len, const char *value, size_t value_len);
@@ -367,8 +390,12 @@ KV_API int kv_change(kv_store *s, uint64_t revision, int *op, char *key, size_t 
 
 /**
  * Verify every invariant of the segment under the write lock: header fields, each entry's lengths,
- * hash and key bytes, the index (every live entry found exactly once at its probe position, no
- * dangling cell), the free list, entry_count, and an even sequence counter.
+ * chunk, hash and key bytes, the index (every live entry found exactly once at its probe position,
+ * no dangling cell), the free list of slots, entry_count, even sequence counters, and the heap:
+ * chunks end to end with sane sizes, every used chunk owned by exactly one live entry and every
+ * live entry's chunk one of them, free chunks whole (footer) and never side by side, each in
+ * exactly one free list (its class's, linked both ways, no cycle), and memory used and heap free
+ * equal to the chunks' sizes. Needs heap size / 128 bytes of process memory for a while.
  * @return 0 when sound; KV_ECORRUPT (see kv_check_detail); KV_EINVAL; lock -errno.
  */
 KV_API int kv_check(kv_store *s);
@@ -391,17 +418,23 @@ KV_API const char *kv_check_detail(const kv_store *s);
 KV_API int kv_snapshot(kv_store *s, void *buf, size_t buf_len);
 
 /**
- * Copy one cell of the segment without the lock: entry slot `cell` when cell < max_entries, else
- * change-ring cell `cell - max_entries` (the ring follows the entries). For bindings that read the
- * segment lock-free but must not view all of it at once (src/segment-memory.ts says why Bun must not).
- * The copy is taken as kv_get takes one, so validate it the same way (see layout): an entry's by
- * the index counter and by the counter this returns; a ring cell's by the store's seq.
+ * Copy one cell of the segment without the lock: entry slot `cell` when cell < max_entries, change-
+ * ring cell `cell - max_entries` when below max_entries + KV_RING_CELLS, or, at max_entries +
+ * KV_RING_CELLS, the undo record's copy of an entry (what a write in progress changes). For
+ * bindings that read the segment lock-free but must not view all of it at once
+ * (src/segment-memory.ts says why Bun must not). An entry is copied as 64 bytes of entry, then its
+ * key and value bytes from its chunk (left out when the entry's chunk and lengths do not fit the
+ * heap); a ring cell as `ring cell size` bytes. The copy is taken as kv_get takes one, so validate
+ * it the same way (see layout): a slot's by the index counter and by the counter this returns; a
+ * ring cell's by its revision; the undo record's by the store's seq.
  *
- * @param cell a slot (< max_entries), or max_entries + a ring cell (< KV_RING_CELLS).
- * @param buf  destination owned by the caller, at least the layout's entry size.
- * @return the entry's own counter as it was during the copy, even; or an odd number when a write
- *         to the slot overlapped the copy, or when `cell` does not exist (nothing is copied then).
- *         For a ring cell the number means nothing. Safe across processes: writers never wait.
+ * @param cell a slot (< max_entries), max_entries + a ring cell (< KV_RING_CELLS), or
+ *             max_entries + KV_RING_CELLS.
+ * @param buf  destination owned by the caller, at least 64 + key_max + value_max bytes.
+ * @return for a slot, the entry's own counter as it was during the copy, even; or an odd number when
+ *         a write to the slot overlapped the copy. For a ring cell or the undo record, 0. An odd
+ *         number when `cell` does not exist (nothing is copied then). Safe across processes: writers
+ *         never wait.
  */
 KV_API uint32_t kv_copy_cell(const kv_store *s, uint32_t cell, void *buf);
 
@@ -426,9 +459,10 @@ KV_API int kv_repair(kv_store *s);
 /**
  * Copy one cell as kv_copy_cell() does, but under the write lock (within the handle's lock
  * timeout), so the copy is consistent without validation: the fallback for a lock-free reader of
- * one cell that writers keep overtaking. Never copies more than the cell.
+ * one cell that writers keep overtaking. Never copies more than the cell (an entry with its key
+ * and value).
  * @param cell a slot (< max_entries), or max_entries + a ring cell (< KV_RING_CELLS).
- * @param buf  destination owned by the caller, at least the layout's entry size.
+ * @param buf  destination owned by the caller, at least 64 + key_max + value_max bytes.
  * @return 0; KV_EINVAL (no such cell, NULL handle or buffer); KV_EBUSY; lock -errno.
  */
 KV_API int kv_read_cell(kv_store *s, uint32_t cell, void *buf);
@@ -438,8 +472,8 @@ KV_API const char *kv_strerror(int rc);
 
 /**
  * @defgroup accessors Read-only accessors. All take a valid handle; none takes the lock. kv_base,
- * kv_map_size, kv_max_entries, kv_key_max and kv_value_max describe the mapping the handle was
- * opened on, even after a resize (see Caveats), so that buffers sized from them fit what kv_copy_cell
+ * kv_map_size, kv_max_entries, kv_key_max, kv_value_max and kv_memory_bytes describe the mapping
+ * the handle was opened on, even after a resize (see Caveats), so that buffers sized from them fit what kv_copy_cell
  * and kv_snapshot copy; open the name again for a resized store's geometry. The others describe the
  * store, following a resize first.
  */
@@ -451,6 +485,12 @@ KV_API uint32_t kv_count(const kv_store *s);       /**< live entries */
 KV_API uint32_t kv_max_entries(const kv_store *s); /**< capacity */
 KV_API uint32_t kv_key_max(const kv_store *s);     /**< longest key, bytes */
 KV_API uint32_t kv_value_max(const kv_store *s);   /**< longest value, bytes */
+/** Bytes of the heap that holds keys and values (memory_bytes as created, rounded down to 16; for a
+ *  store made without it, the room max_entries + 1 largest entries take). */
+KV_API uint64_t kv_memory_bytes(const kv_store *s);
+/** Bytes of the heap live entries hold: their chunks, heads and rounding included. Read lock-free: a
+ *  write in progress may be counted or not. */
+KV_API uint64_t kv_memory_used(const kv_store *s);
 KV_API uint64_t kv_lock_recoveries(const kv_store *s); /**< times any process repaired after a dead writer */
 /** Milliseconds the write lock has been held by its current holder (at least 1), 0 when it is free. A holder
  *  that died keeps counting until the next locker repairs (kv_repair). Same clock for every process
@@ -463,25 +503,27 @@ KV_API int      kv_readonly(const kv_store *s);    /**< 1 when marked read-only 
 KV_API uint32_t kv_hash(const char *key, size_t key_len);
 
 /**
- * @section layout Segment layout (layout version 1)
+ * @section layout Segment layout (layout version 2)
  *
- * Native byte order (little-endian on every supported host). Offsets in bytes from kv_base().
+ * Native byte order (little-endian on every supported host). Offsets in bytes from kv_base(). A
+ * segment of layout version 1 (entries holding their key and value inline) is refused with
+ * KV_EINCOMPAT: read it with the shmkv that made it, unlink it and create it again.
  *
  * Header:
  * | off | type | field |
  * |-----|------|-------|
  * |   0 | u32  | magic, 0x564B4D53 ("SMKV" in memory) |
- * |   4 | u32  | layout version, 1 |
+ * |   4 | u32  | layout version, 2 |
  * |   8 | u32  | ready: 0x52454459 once the creator has finished; readers wait for it |
- * |  12 | u32  | header size: the offset of the index (a multiple of 64) |
+ * |  12 | u32  | header size: 640, the offset of the index |
  * |  16 | u32  | sizeof(pthread_mutex_t) of the creator (40 on x86-64 glibc) |
  * |  20 | u32  | max_entries |
  * |  24 | u32  | key_max |
  * |  28 | u32  | value_max |
- * |  32 | u32  | entry size: bytes from one entry to the next, align8(32 + key_max + value_max) |
+ * |  32 | u32  | entry size: 64, bytes from one slot to the next |
  * |  36 | u32  | index cells: the smallest power of two >= 2 * max_entries |
  * |  40 | u64  | entries offset: header size + 4 * index cells, rounded up to 64 |
- * |  48 | u64  | total size: ring offset + ring cells * entry size |
+ * |  48 | u64  | total size: heap offset + heap size |
  * |  56 | u32  | seq: the seqlock counter; odd while a write is in progress |
  * |  60 | u32  | entry_count |
  * |  64 | u64  | version |
@@ -489,7 +531,7 @@ KV_API uint32_t kv_hash(const char *key, size_t key_len);
  * |  76 | u32  | high water: slots ever used; slots at or above it are free and untouched |
  * |  80 | u64  | lock recoveries |
  * |  88 | i64  | creation time, Unix seconds |
- * |  96 | u64  | ring offset: entries offset + max_entries * entry size (a multiple of 8) |
+ * |  96 | u64  | ring offset: entries offset + max_entries * 64 |
  * | 104 | u32  | ring cells: KV_RING_CELLS |
  * | 108 | u32  | index seq: the seqlock of the index and the slots' keys; odd while an insert, a
  *               delete or a repair is in progress |
@@ -502,27 +544,58 @@ KV_API uint32_t kv_hash(const char *key, size_t key_len);
  * | 124 | u32  | reserved |
  * | 128 | ...  | the pthread mutex (process-shared, robust) |
  * | 192 | ...  | undo record: u32 state (1 = armed), u32 slot, u32 entry_count, u32 free head,
- *               u32 high water, u32 reserved, u64 version; then at 224 a copy of the slot's entry |
+ *               u32 high water, u32 reserved, u64 version; its copy of the slot's entry is at 576 |
+ * | 224 | u64  | heap offset: ring offset + ring cells * ring cell size, rounded up to 64 |
+ * | 232 | u64  | heap size (kv_memory_bytes): memory_bytes rounded down to 16; for a store made
+ *               without it, (max_entries + 1) * the fixed chunk size |
+ * | 240 | u64  | memory used (kv_memory_used): bytes of the chunks live entries hold |
+ * | 248 | u64  | heap free: bytes of the free chunks |
+ * | 256 | u32  | fixed chunk size: for a store made without memory_bytes, the size of every chunk,
+ *               max(32, align16(8 + key_max + value_max)); else 0 |
+ * | 260 | u32  | ring cell size: align8(32 + ring data) |
+ * | 264 | u32  | ring data: key and value bytes a ring cell keeps: key_max + value_max, at most
+ *               3040 when memory_bytes was given |
+ * | 268 | u32  | free-list classes: 32 |
+ * | 272 | u64  | compactions: times a set found no free chunk big enough and compacted the heap |
+ * | 280 | u64[32] | free-list heads: offset + 1 (from the heap's start) of each class's first free
+ *               chunk, 0 when the class has none. Class k holds the free chunks of 2^(k+5) to
+ *               2^(k+6) - 1 bytes; class 31 all the larger ones too |
+ * | 576 | ...  | the undo record's copy of the entry a write changes (64 bytes) |
  *
  * Index, at the header size: `index cells` u32 cells of open addressing with linear probing. A cell is
  * 0 (empty) or slot + 1. A key's home cell is kv_hash(key) & (cells - 1); a lookup probes forward
  * (wrapping) until it finds the key or an empty cell. Deletion shifts later cells back (no tombstones).
  *
- * Entries, at the entries offset, `max_entries` of `entry size` bytes each:
+ * Entries, at the entries offset, `max_entries` slots of 64 bytes each:
  * | off | type | field |
  * |-----|------|-------|
  * |   0 | u32  | key length; 0 = free slot |
  * |   4 | u32  | value length |
  * |   8 | u32  | kv_hash(key) |
  * |  12 | u32  | free slots: slot + 1 of the next free slot, 0 = end; live slots: the entry's
- *               seqlock, odd while its value is rewritten in place |
+ *               seqlock, odd while the entry is rewritten (a new value, or a move of its chunk) |
  * |  16 | i64  | timestamp of the last write, Unix seconds |
  * |  24 | u64  | revision: the store's version after the entry's last write |
- * |  32 | u8[key_max]   | key bytes |
- * |  32 + key_max | u8[value_max] | value bytes |
+ * |  32 | u64  | chunk: offset of its chunk from the heap's start (a multiple of 16) |
+ * |  40 | u32  | chunk size, bytes, its head included |
+ * |  44 | u32  | reserved for LRU eviction (a last-access time): 0 for now |
+ * |  48 | u64  | reserved for TTLs (expires_at_ms, 0 = never): 0 for now |
+ * |  56 | u64  | reserved |
  *
- * Change ring, at the ring offset, `ring cells` records of `entry size` bytes; the change that made
- * version r is in cell (r - 1) % ring cells:
+ * Heap, at the heap offset, `heap size` bytes: chunks laid end to end from offset 0, each a multiple
+ * of 16 bytes and at least 32, every byte in exactly one chunk. A chunk starts with an 8-byte head:
+ * | off | type | field |
+ * |-----|------|-------|
+ * |   0 | u32  | units: the chunk's size / 16 |
+ * |   4 | u32  | tag: bit 31 used; bit 30 the chunk before this one is free; bits 0..29 a used
+ *               chunk's owner, slot + 1 of its entry (0 in a free chunk) |
+ * A used chunk holds its entry's key bytes at 8, then its value bytes; the rest is padding. A free
+ * chunk holds at 8 a u64, offset + 1 of the next chunk of its free list (0 = end), at 16 a u64,
+ * offset + 1 of the previous one (0: it is the head), and in its last 8 bytes its size again (a
+ * footer, so the chunk after it can find its start). No two free chunks are side by side.
+ *
+ * Change ring, at the ring offset, `ring cells` records of `ring cell size` bytes; the change that
+ * made version r is in cell (r - 1) % ring cells:
  * | off | type | field |
  * |-----|------|-------|
  * |   0 | u64  | revision; 0 while the record is being written |
@@ -530,32 +603,46 @@ KV_API uint32_t kv_hash(const char *key, size_t key_len);
  * |  16 | u32  | op: 1 set, 2 delete |
  * |  20 | u32  | key length |
  * |  24 | u32  | value length (0 for a delete) |
- * |  32 | u8[key_max]   | key bytes |
- * |  32 + key_max | u8[value_max] | value bytes |
+ * |  28 | u32  | flags: bit 0 (1) the key and value (more than `ring data` bytes) were not kept:
+ *               kv_change answers KV_EEXPIRED for it, and a reader rereads the store |
+ * |  32 | u8[] | key bytes, then value bytes |
  * A reader loads the revision (acquire), copies, fences, and loads it again: the copy is valid when
  * both loads give the revision it wanted.
  *
  * Hash (kv_hash): 32-bit FNV-1a over the key bytes (offset basis 2166136261, prime 16777619), then
  * the murmur3 finaliser: h ^= h >> 16; h *= 0x85ebca6b; h ^= h >> 13; h *= 0xc2b2ae35; h ^= h >> 16.
  *
+ * Writing: a write puts the new key and value in a fresh chunk first (nobody refers to it yet),
+ * then changes the entry under the protocol below, and frees the entry's old chunk only after
+ * its counters are even again. So a chunk an entry or the undo record refers to is never freed
+ * while `seq` is odd, and a chunk freed under a reader always comes with a step of the counter that
+ * reader validates by. The free lists, chunk heads and heap totals are derived from the entries: the
+ * next locker after a writer died rebuilds them from the live entries (every byte no live entry
+ * holds is free), whatever the writer left half done. A compaction (a set that finds no free chunk
+ * big enough while enough bytes are free) moves entries' chunks down, one crash-atomic write each.
+ *
  * Reading without the lock: load a counter (acquire); if odd, retry; copy the data; fence; load the
  * counter again; if it changed, discard the copy and retry. Every write makes `seq` odd for its
  * duration: a reader of several entries (a whole-store status) validates with it. A reader of one
  * key validates with two narrower counters, so writes to other keys do not make it retry: `index
  * seq` around its lookup (inserts and deletes move index cells), and the entry's own counter around
- * its copy of the value (updates rewrite it in place). Every offset and length read from the
- * segment must be bounds-checked against the geometry before it is followed: the copy may be torn
- * until validated.
+ * each comparison of its key and around its copy of the value (a rewrite points the entry at
+ * another chunk). Every offset and length read from the segment must be bounds-checked against the
+ * geometry before it is followed (an entry's chunk + 8 + key length + value length within the heap
+ * size, the lengths within key_max and value_max): the copy may be torn until validated, and the
+ * chunk may have been freed and reused meanwhile, which the counter then tells.
  *
  * A reader that finds a counter odd need not wait for the writer (which may be stopped): a write
  * changes one entry only, the undo record's `slot`, and arms the record before it makes any counter
  * odd (counters are made odd with release order). So while `seq` stays at the same odd value, the
  * store as of before the write is readable: every other slot as it stands (validated by its own
- * counter), slot `undo slot` from the undo record's entry copy while the record is armed (state 1),
- * or as it stands once disarmed (the write is complete, only its counters remain to be ended), and
- * the committed version and entry count from the record (armed) or the header (disarmed). Validate
- * such a read by `seq` unchanged. A lookup through the index is valid under an odd `index seq` only
- * when it finds the key (a delete in progress moves cells, so "absent" cannot be trusted then).
+ * counter), slot `undo slot` from the undo record's entry copy while the record is armed (state 1)
+ * (its chunk is intact: it is freed only after `seq` moves), or as it stands once disarmed (the
+ * write is complete, only its counters remain to be ended), and the committed version and entry
+ * count from the record (armed) or the header (disarmed). Validate such a read by `seq` unchanged;
+ * an entry's own counter may be odd then. A lookup through the index is valid under an odd `index
+ * seq` only when it finds the key (a delete in progress moves cells, so "absent" cannot be trusted
+ * then).
  */
 
 #ifdef __cplusplus

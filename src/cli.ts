@@ -40,6 +40,8 @@ const OPTION_HELP: Record<string, string> = {
   "max-entries": `--max-entries N     capacity of a store it creates (or KV_MAX_ENTRIES; default ${DEFAULTS.maxEntries})`,
   "key-max": `--key-max BYTES     longest key of a store it creates (or KV_KEY_MAX; default ${DEFAULTS.keyMax})`,
   "value-max": `--value-max BYTES   longest value of a store it creates (or KV_VALUE_MAX; default ${DEFAULTS.valueMax})`,
+  memory: "--memory SIZE       bytes for the keys and values of a store it creates, e.g. 64M (or KV_MEMORY;\n" +
+    "                      default: room for every entry at its largest)",
   mode: `--mode OCTAL        file mode of a store it creates, e.g. 0660 (or KV_SHM_MODE; default 0${DEFAULTS.mode.toString(8)})`,
   name: `--name NAME         the store, "/name" (default: $KV_SHM_NAME, else ${DEFAULT_STORE_NAME})`,
   json: '--json              print results (and errors, as {"detail", "code"}) as JSON',
@@ -59,7 +61,7 @@ export function commandHelp(name: string, command: Command): string {
   const usage = ["Usage: shmkv", name, ...command.args, "[options]"].join(" ");
   const options = Object.keys(optionsOf(command)).map((flag) => {
     const line = OPTION_HELP[flag] ?? `--${flag}`;
-    const geometry = ["max-entries", "key-max", "value-max", "mode"].includes(flag);
+    const geometry = ["max-entries", "key-max", "value-max", "memory", "mode"].includes(flag);
     if (geometry && command.resizes) return `  ${line.replace(/ of a store it creates.*$/, " to give the store (default: its own)")}`;
     const like = command.createdLike && geometry;
     return `  ${like ? line.replace(/default \d+\)$/, `default: ${command.createdLike})`) : line}`;
@@ -82,9 +84,10 @@ Options:
   --trust-segment-owner  open the store even when another user owns it or others may write it, which is
                        refused by default (or KV_TRUST_SEGMENT_OWNER=1; see docs/security.md)
   --help               help; with a command, that command's, with every option it takes
-  set, incr and restore also take --max-entries N, --key-max BYTES, --value-max BYTES and --mode OCTAL (or
-  KV_MAX_ENTRIES, KV_KEY_MAX, KV_VALUE_MAX, KV_SHM_MODE), used when they create the store; an existing store
-  keeps its own (a warning says so): resize takes the same flags (not the variables) to change it.
+  set, incr and restore also take --max-entries N, --key-max BYTES, --value-max BYTES, --memory SIZE and
+  --mode OCTAL (or KV_MAX_ENTRIES, KV_KEY_MAX, KV_VALUE_MAX, KV_MEMORY, KV_SHM_MODE), used when they create
+  the store; an existing store keeps its own (a warning says so): resize takes the same flags (not the
+  variables) to change it.
 
 Exit status: 0; 1 when the key or the store is not found, or the operation failed; 2 for a usage error.`;
 

@@ -52,7 +52,10 @@ export const SERVER_HELP = `Options (each overrides its environment variable):
   --name NAME          KV_SHM_NAME    shared-memory segment (default ${DEFAULT_STORE_NAME})
   --max-entries N      KV_MAX_ENTRIES capacity of a new segment (default ${DEFAULTS.maxEntries})
   --key-max BYTES      KV_KEY_MAX     longest key of a new segment (default ${DEFAULTS.keyMax})
-  --value-max BYTES    KV_VALUE_MAX   longest value of a new segment (default ${DEFAULTS.valueMax})
+  --value-max BYTES    KV_VALUE_MAX   longest value of a new segment (default ${DEFAULTS.valueMax}; up to ${LIMITS.valueMax},
+                                      or ${LIMITS.valueMaxMemory} with --memory)
+  --memory SIZE        KV_MEMORY      bytes for the keys and values of a new segment, e.g. 64M (K, M, G:
+                                      powers of 1024); default: room for every entry at its largest
   --mode OCTAL         KV_SHM_MODE    file mode of a new segment, e.g. 0660 (default 0${DEFAULTS.mode.toString(8)})
   --max-body BYTES     KV_MAX_BODY    largest request body (default ${DEFAULT_MAX_BODY_BYTES})
   --quiet              KV_LOG_REQUESTS=0  no log line per request
@@ -75,6 +78,7 @@ export const CREATE_OPTIONS = {
   "max-entries": { type: "string" },
   "key-max": { type: "string" },
   "value-max": { type: "string" },
+  memory: { type: "string" },
   mode: { type: "string" },
 } as const;
 
@@ -234,7 +238,7 @@ export function storeName(flags: { name?: string }, env: Env): string {
   return name;
 }
 
-export type CreateFlags = { "max-entries"?: string; "key-max"?: string; "value-max"?: string; mode?: string };
+export type CreateFlags = { "max-entries"?: string; "key-max"?: string; "value-max"?: string; memory?: string; mode?: string };
 
 /**
  * The geometry and mode of a segment to create, from flags and environment; unset = default. A
@@ -251,12 +255,33 @@ export function createOptions(flags: CreateFlags, env: Env, trusted: boolean): K
   }
   const optional = (label: string, raw: string | undefined, max: number) =>
     raw === undefined ? undefined : integer(label, raw, 0, 1, max);
+  const memoryBytes = memorySize(flags.memory ?? setting(env, "KV_MEMORY"));
   return {
     maxEntries: optional("KV_MAX_ENTRIES (--max-entries)", flags["max-entries"] ?? setting(env, "KV_MAX_ENTRIES"), LIMITS.maxEntries),
     keyMax: optional("KV_KEY_MAX (--key-max)", flags["key-max"] ?? setting(env, "KV_KEY_MAX"), LIMITS.keyMax),
-    valueMax: optional("KV_VALUE_MAX (--value-max)", flags["value-max"] ?? setting(env, "KV_VALUE_MAX"), LIMITS.valueMax),
+    valueMax: optional(
+      "KV_VALUE_MAX (--value-max)",
+      flags["value-max"] ?? setting(env, "KV_VALUE_MAX"),
+      memoryBytes ? LIMITS.valueMaxMemory : LIMITS.valueMax,
+    ),
+    memoryBytes,
     mode,
   };
+}
+
+const SIZE_UNITS: Record<string, number> = { "": 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30 };
+
+/** --memory / KV_MEMORY: bytes, or a number with a K, M or G suffix (powers of 1024). */
+function memorySize(raw: string | undefined): number | undefined {
+  if (raw === undefined) return undefined;
+  const match = /^(\d+)([kmg]?)$/i.exec(raw.trim());
+  const bytes = match ? Number(match[1]) * SIZE_UNITS[match[2]!.toLowerCase()]! : Number.NaN;
+  if (!Number.isSafeInteger(bytes) || bytes < LIMITS.memoryMin || bytes > LIMITS.memory) {
+    throw new ConfigError(
+      `KV_MEMORY (--memory) must be a size from ${LIMITS.memoryMin} bytes to ${LIMITS.memory / 2 ** 30}G, in bytes or with a K, M or G suffix (such as 64M), not ${JSON.stringify(raw)}`,
+    );
+  }
+  return bytes;
 }
 
 function setting(env: Env, name: string): string | undefined {

@@ -32,6 +32,8 @@ const symbols = {
   kv_max_entries: { args: [ptr], returns: u32 },
   kv_key_max: { args: [ptr], returns: u32 },
   kv_value_max: { args: [ptr], returns: u32 },
+  kv_memory_bytes: { args: [ptr], returns: FFIType.u64_fast },
+  kv_memory_used: { args: [ptr], returns: FFIType.u64_fast },
   kv_hash: { args: [ptr, usize], returns: u32 },
 } as const;
 

@@ -37,6 +37,15 @@ export const HEADER = {
   undoSlot: 196,
   undoEntryCount: 200,
   undoVersion: 216,
+  heapOff: 224,
+  heapSize: 232,
+  memoryUsed: 240,
+  heapFree: 248,
+  fixedChunk: 256,
+  ringCellSize: 260,
+  ringData: 264,
+  heapClasses: 268,
+  compactions: 272,
 } as const;
 
 /** Byte offsets of an entry's fields, from the start of its slot. */
@@ -49,8 +58,20 @@ export const ENTRY = {
   seq: 12,
   timestamp: 16,
   revision: 24,
-  data: 32,
+  /** Offset of its chunk from the heap's start; the key and value follow the chunk's head. */
+  chunk: 32,
+  chunkSize: 40,
 } as const;
+
+/** Bytes of every slot; a copy of a cell (kv_copy_cell) has the entry's key and value after them. */
+export const ENTRY_SIZE = 64;
+/** Bytes of a heap chunk's head, before its key and value. */
+export const CHUNK_HEAD = 8;
+const CHUNK_ALIGN = 16;
+const CHUNK_MIN = 32;
+const HEADER_SIZE = 640;
+/** Key + value bytes a ring cell keeps when the store has memory_bytes (KV_RING_DATA_MAX). */
+const RING_DATA_MAX = 3040;
 
 /** Byte offsets of a change record's fields, from the start of its cell. */
 export const CHANGE = {
@@ -59,6 +80,8 @@ export const CHANGE = {
   op: 16,
   keyLen: 20,
   valueLen: 24,
+  /** 1: the change was too big for the cell, which keeps its lengths only. */
+  flags: 28,
   data: 32,
 } as const;
 
@@ -77,10 +100,13 @@ const OP_SET = 1;
 const OP_DELETE = 2;
 
 /** Where the undo record keeps its copy of the entry a write in progress changes. */
-export const UNDO_ENTRY_OFF = 224;
+export const UNDO_ENTRY_OFF = 576;
 /** The cell number, for SegmentMemory.open, of that copy. */
 export const UNDO_CELL = -2;
 const UNDO_ARMED = 1;
+
+/** What find() gives when a rewrite overlapped its comparison of a key: it must be retried. */
+export const TORN_SLOT = -2;
 
 /** What a read gives when a write overlapped it: it must be retried. */
 export const TORN = Symbol("torn");
@@ -98,28 +124,65 @@ export interface Geometry {
   maxEntries: number;
   keyMax: number;
   valueMax: number;
+  /** Bytes of the heap; 0 (the default): room for maxEntries + 1 of the largest entries, every chunk that size. */
+  memoryBytes?: number;
 }
 
 /** Sizes derived from a geometry, computed exactly as the C library does. */
-export interface Layout extends Geometry {
+export interface Layout extends Required<Geometry> {
   headerSize: number;
   entrySize: number;
   indexCells: number;
   entriesOff: number;
   ringOff: number;
+  /** Bytes of a change-ring cell, and the key + value bytes it keeps. */
+  ringCell: number;
+  ringData: number;
+  /** The size of every chunk (a store made without memoryBytes), else 0. */
+  fixedChunk: number;
+  heapOff: number;
+  heapSize: number;
   totalSize: number;
 }
 
 const alignUp = (v: number, a: number) => Math.ceil(v / a) * a;
 
-export function layoutOf(g: Geometry): Layout {
-  const entrySize = alignUp(ENTRY.data + g.keyMax + g.valueMax, 8);
-  const headerSize = alignUp(UNDO_ENTRY_OFF + entrySize, 64);
+/** The chunk that holds `bytes` of key and value, its head included (chunk_bytes in C). */
+export function chunkBytes(bytes: number): number {
+  return Math.max(CHUNK_MIN, alignUp(CHUNK_HEAD + bytes, CHUNK_ALIGN));
+}
+
+export function layoutOf(geometry: Geometry): Layout {
+  const g = { memoryBytes: 0, ...geometry };
   let indexCells = 1;
   while (indexCells < 2 * g.maxEntries) indexCells *= 2;
-  const entriesOff = alignUp(headerSize + 4 * indexCells, 64);
-  const ringOff = entriesOff + g.maxEntries * entrySize;
-  return { ...g, headerSize, entrySize, indexCells, entriesOff, ringOff, totalSize: ringOff + RING_CELLS * entrySize };
+  const entriesOff = alignUp(HEADER_SIZE + 4 * indexCells, 64);
+  const ringOff = entriesOff + g.maxEntries * ENTRY_SIZE;
+  const largest = chunkBytes(g.keyMax + g.valueMax);
+  const fixedChunk = g.memoryBytes ? 0 : largest;
+  const heapSize = g.memoryBytes ? g.memoryBytes - (g.memoryBytes % CHUNK_ALIGN) : (g.maxEntries + 1) * largest;
+  const ringData = g.memoryBytes ? Math.min(g.keyMax + g.valueMax, RING_DATA_MAX) : g.keyMax + g.valueMax;
+  const ringCell = alignUp(CHANGE.data + ringData, 8);
+  const heapOff = alignUp(ringOff + RING_CELLS * ringCell, 64);
+  return {
+    ...g,
+    headerSize: HEADER_SIZE,
+    entrySize: ENTRY_SIZE,
+    indexCells,
+    entriesOff,
+    ringOff,
+    ringCell,
+    ringData,
+    fixedChunk,
+    heapOff,
+    heapSize,
+    totalSize: heapOff + heapSize,
+  };
+}
+
+/** Bytes a copy of one cell takes (kv_copy_cell, kv_read_cell): an entry, its key and its value. */
+export function cellBytes(layout: Layout): number {
+  return alignUp(ENTRY_SIZE + layout.keyMax + layout.valueMax, 8); // whole words for the u32 view
 }
 
 /** kv_hash: 32-bit FNV-1a over the bytes, then the murmur3 finaliser. */
@@ -141,6 +204,12 @@ export interface SegmentMemory {
   /** What `open` makes a cell readable in. */
   readonly u8: Uint8Array;
   readonly u32: Uint32Array;
+  /**
+   * Where, in u8, the key and value of the entry opened at `at` are, given the low word of its
+   * chunk's offset (the chunk already checked to lie within the heap): in the heap, which a view
+   * reaches only below 4 GiB, or after the entry in a copy.
+   */
+  dataAt(at: number, chunkLow: number): number;
   /** Index cell `pos`: 0 when empty, else slot + 1. */
   indexCell(pos: number): number;
   /**
@@ -200,6 +269,20 @@ export class SegmentView {
   // Strings are decoded from a copy in this small buffer.
   readonly #scratch: Buffer;
   readonly #mask: number;
+  // The lengths #data last checked, so that what is decoded is what was bounds-checked.
+  #keyLen = 0;
+  #valueLen = 0;
+  // The geometry #data checks against, as fields: it runs on every lookup.
+  readonly #keyMax: number;
+  readonly #valueMax: number;
+  readonly #heapSize: number;
+  /** The entry counter find() read before the comparison that found its slot: validate by it. */
+  foundCounter = 0;
+  // Where find() found the key's bytes, so that reading the value there does not check the chunk
+  // again: valid for that slot until the next read begins (seq(), indexSeq()).
+  #foundSlot = -1;
+  #foundData = 0;
+  #foundValueLen = 0;
 
   constructor(
     /** The live segment, or a snapshot of it. */
@@ -211,6 +294,9 @@ export class SegmentView {
     this.#u32s = memory.u32;
     this.#scratch = Buffer.allocUnsafe(Math.max(layout.keyMax, layout.valueMax));
     this.#mask = layout.indexCells - 1;
+    this.#keyMax = layout.keyMax;
+    this.#valueMax = layout.valueMax;
+    this.#heapSize = layout.heapSize;
   }
 
   /**
@@ -219,12 +305,14 @@ export class SegmentView {
    */
   seq(): number {
     this.memory.renew();
+    this.#foundSlot = -1;
     return Atomics.load(this.#head, HEADER.seq / 4);
   }
 
   /** The counter of the index and the slots' keys (inserts, deletes, repairs); see seq(). */
   indexSeq(): number {
     this.memory.renew();
+    this.#foundSlot = -1;
     return Atomics.load(this.#head, HEADER.indexSeq / 4);
   }
 
@@ -265,6 +353,11 @@ export class SegmentView {
   /** The header's flags (FLAG), as the last writer published them. */
   flags(): number {
     return Atomics.load(this.#head, HEADER.flags / 4);
+  }
+
+  /** Bytes of the heap live entries hold (a write in progress may be counted or not). */
+  memoryUsed(): number {
+    return this.#headU64(HEADER.memoryUsed);
   }
 
   /**
@@ -336,8 +429,32 @@ export class SegmentView {
     return true;
   }
 
-  /** The slot holding key (its first `length` bytes), or -1. Bounded, whatever the index holds. */
-  find(key: Uint8Array, length: number, hash: number): number {
+  /**
+   * Where the key and value of the entry opened at `at` are (see SegmentMemory.dataAt), or -1 when
+   * its chunk and lengths do not fit the heap: bytes anyone can write are checked before followed.
+   */
+  #data(at: number): number {
+    // The offset's two words apart: an index computed from a double makes every access through it
+    // slow, and a heap that can be viewed is far below 4 GiB (its high word is 0).
+    const low = this.#u32(at + ENTRY.chunk);
+    const high = this.#u32(at + ENTRY.chunk + 4);
+    const keyLen = (this.#keyLen = this.#u32(at + ENTRY.keyLen));
+    const valueLen = (this.#valueLen = this.#u32(at + ENTRY.valueLen));
+    if (keyLen > this.#keyMax || valueLen > this.#valueMax) return -1;
+    const end = (high === 0 ? low : low + high * TWO_32) + CHUNK_HEAD + keyLen + valueLen;
+    return end > this.#heapSize ? -1 : this.memory.dataAt(at, low);
+  }
+
+  /**
+   * The slot holding key (its first `length` bytes), -1 when absent, or TORN_SLOT when a rewrite
+   * overlapped a comparison: a key lives in its entry's chunk, which a rewrite replaces under the
+   * entry's own counter, so each comparison is validated by it. A comparison that fails is
+   * validated here; the one that finds the key, by the caller, against foundCounter, after it has
+   * read the entry (one validation covers both). Bounded, whatever the index holds.
+   * `duringWrite`: the caller validates by the store's counter, odd and unchanged (no chunk is
+   * freed while it is odd), so an entry's odd counter does not matter.
+   */
+  find(key: Uint8Array, length: number, hash: number, duringWrite = false): number {
     const maxEntries = this.layout.maxEntries;
     let pos = hash & this.#mask;
     for (let n = 0; n <= this.#mask; n++, pos = (pos + 1) & this.#mask) {
@@ -347,34 +464,38 @@ export class SegmentView {
       if (slot >= maxEntries) continue;
       const at = this.memory.open(slot);
       if (this.#u32(at + ENTRY.hash) !== hash || this.#u32(at) !== length) continue;
-      if (this.#equals(at + ENTRY.data, key, length)) return slot;
+      const counter = this.memory.counter(slot);
+      const data = this.#data(at);
+      const same = data >= 0 && this.#keyLen === length && this.#equals(data, key, length);
+      if (same && (duringWrite || !(counter & 1))) {
+        this.foundCounter = counter;
+        this.#foundSlot = slot;
+        this.#foundData = data + length;
+        this.#foundValueLen = this.#valueLen;
+        return slot;
+      }
+      if (!duringWrite && (counter & 1 || this.memory.counter(slot) !== counter)) return TORN_SLOT;
     }
     return -1;
   }
 
-  /** The value length of a slot, or -1 when it is out of range (a torn read). */
-  valueLength(slot: number): number {
-    const len = this.#u32(this.memory.open(slot) + ENTRY.valueLen);
-    return len <= this.layout.valueMax ? len : -1;
-  }
-
-  value(slot: number, length: number): string {
-    return this.#decode(this.memory.open(slot) + ENTRY.data + this.layout.keyMax, length);
-  }
-
-  /** A copy of the value's `length` bytes in a slot. */
-  valueBytes(slot: number, length: number): Uint8Array {
-    const at = this.memory.open(slot) + ENTRY.data + this.layout.keyMax;
-    return this.#u8.slice(at, at + length);
+  /** The value in a slot; undefined when its chunk is out of range (a torn read). */
+  value(slot: number): string | undefined {
+    if (slot === this.#foundSlot) return this.#decode(this.#foundData, this.#foundValueLen);
+    const data = this.#data(this.memory.open(slot));
+    return data < 0 ? undefined : this.#decode(data + this.#keyLen, this.#valueLen);
   }
 
   /** UTF-8 text of `length` bytes at byte offset `at` (length within the geometry's limits). */
   #decode(at: number, length: number): string {
     const scratch = this.#scratch;
     if (length <= 64) {
-      // A loop beats set() for the short strings most keys and values are.
+      // A loop beats set() for the short strings most keys and values are; it also tells whether
+      // they are ASCII, which Bun decodes faster as latin1 (the same characters).
       const u8 = this.#u8;
-      for (let i = 0; i < length; i++) scratch[i] = u8[at + i]!;
+      let bits = 0;
+      for (let i = 0; i < length; i++) bits |= scratch[i] = u8[at + i]!;
+      if (bits < 0x80) return scratch.toString("latin1", 0, length);
     } else {
       scratch.set(this.#u8.subarray(at, at + length));
     }
@@ -387,40 +508,33 @@ export class SegmentView {
    */
   entry(slot: number, key?: string): KvEntry | undefined {
     const at = this.memory.open(slot);
-    const keyLen = this.#u32(at);
-    const valueLen = this.valueLength(slot);
-    if (keyLen === 0 || keyLen > this.layout.keyMax || valueLen < 0) return undefined;
+    const data = this.#data(at);
+    const keyLen = this.#keyLen;
+    if (keyLen === 0 || data < 0) return undefined;
     return {
-      key: key ?? this.#decode(at + ENTRY.data, keyLen),
-      value: this.value(slot, valueLen),
+      key: key ?? this.#decode(data, keyLen),
+      value: this.#decode(data + keyLen, this.#valueLen),
       timestamp: this.#i64(at + ENTRY.timestamp),
       revision: this.#u64(at + ENTRY.revision),
     };
   }
 
-  /** entry(), with the value's bytes rather than its text. */
+  /** entry(), with the value's bytes (a copy, from its chunk) rather than its text. */
   entryBytes(slot: number, key: string): KvBytesEntry | undefined {
-    const at = this.memory.open(slot);
-    const keyLen = this.#u32(at);
-    const valueLen = this.valueLength(slot);
-    if (keyLen === 0 || keyLen > this.layout.keyMax || valueLen < 0) return undefined;
-    return {
-      key,
-      value: this.valueBytes(slot, valueLen),
-      timestamp: this.#i64(at + ENTRY.timestamp),
-      revision: this.#u64(at + ENTRY.revision),
-    };
+    const raw = this.rawEntry(slot);
+    return raw && { key, value: raw.value, timestamp: raw.timestamp, revision: raw.revision };
   }
 
   /** The entry in a slot with its key and value as bytes (copies), exactly as stored; as entry(). */
   rawEntry(slot: number): KvRawEntry | undefined {
     const at = this.memory.open(slot);
-    const keyLen = this.#u32(at);
-    const valueLen = this.valueLength(slot);
-    if (keyLen === 0 || keyLen > this.layout.keyMax || valueLen < 0) return undefined;
+    const data = this.#data(at);
+    const keyLen = this.#keyLen;
+    if (keyLen === 0 || data < 0) return undefined;
+    const valueAt = data + keyLen;
     return {
-      key: this.#u8.slice(at + ENTRY.data, at + ENTRY.data + keyLen),
-      value: this.valueBytes(slot, valueLen),
+      key: this.#u8.slice(data, valueAt),
+      value: this.#u8.slice(valueAt, valueAt + this.#valueLen),
       timestamp: this.#i64(at + ENTRY.timestamp),
       revision: this.#u64(at + ENTRY.revision),
     };
@@ -430,19 +544,17 @@ export class SegmentView {
     return this.#u32(byteOffset) + (this.#u32(byteOffset + 4) | 0) * TWO_32;
   }
 
-  /** The key in a slot, or undefined when the slot is free or its length is out of range. */
+  /** The key in a slot, or undefined when the slot is free or its chunk is out of range. */
   key(slot: number): string | undefined {
-    const at = this.memory.open(slot);
-    const keyLen = this.#u32(at);
-    if (keyLen === 0 || keyLen > this.layout.keyMax) return undefined;
-    return this.#decode(at + ENTRY.data, keyLen);
+    const data = this.#data(this.memory.open(slot));
+    return this.#keyLen === 0 || data < 0 ? undefined : this.#decode(data, this.#keyLen);
   }
 
   /** Whether a cell holds a live entry whose key starts with the bytes `prefix`. */
   hasPrefix(cell: number, prefix: Uint8Array): boolean {
-    const at = this.memory.open(cell);
-    const keyLen = this.#u32(at);
-    return keyLen !== 0 && keyLen <= this.layout.keyMax && keyLen >= prefix.length && this.#equals(at + ENTRY.data, prefix, prefix.length);
+    const data = this.#data(this.memory.open(cell));
+    const keyLen = this.#keyLen;
+    return data >= 0 && keyLen !== 0 && keyLen >= prefix.length && this.#equals(data, prefix, prefix.length);
   }
 
   /**
@@ -474,7 +586,8 @@ export class SegmentView {
     const keyLen = this.#u32(at + CHANGE.keyLen);
     const valueLen = this.#u32(at + CHANGE.valueLen);
     const op = this.#u32(at + CHANGE.op);
-    if (keyLen > this.layout.keyMax || valueLen > this.layout.valueMax || (op !== OP_SET && op !== OP_DELETE)) return "expired";
+    // A change too big for its cell (flags 1) is known by its outcome only: the reader rereads.
+    if (this.#u32(at + CHANGE.flags) !== 0 || keyLen + valueLen > this.layout.ringData || (op !== OP_SET && op !== OP_DELETE)) return "expired";
     const keyAt = at + CHANGE.data;
     const change: KvChangeOf<T> = {
       revision,
@@ -482,7 +595,7 @@ export class SegmentView {
       key: read(keyAt, keyLen),
       timestamp: this.#i64(at + CHANGE.timestamp),
     };
-    if (op === OP_SET) change.value = read(keyAt + this.layout.keyMax, valueLen);
+    if (op === OP_SET) change.value = read(keyAt + keyLen, valueLen);
     return change;
   }
 
@@ -499,7 +612,12 @@ export class SegmentView {
       this.#headU64(HEADER.entriesOff) === layout.entriesOff &&
       this.#headU64(HEADER.ringOff) === layout.ringOff &&
       u32[HEADER.ringCells / 4] === RING_CELLS &&
-      this.#headU64(HEADER.totalSize) === layout.totalSize
+      this.#headU64(HEADER.totalSize) === layout.totalSize &&
+      this.#headU64(HEADER.heapOff) === layout.heapOff &&
+      this.#headU64(HEADER.heapSize) === layout.heapSize &&
+      u32[HEADER.fixedChunk / 4] === layout.fixedChunk &&
+      u32[HEADER.ringCellSize / 4] === layout.ringCell &&
+      u32[HEADER.ringData / 4] === layout.ringData
     );
   }
 }

@@ -6,8 +6,19 @@
 /** KV_DEFAULT_*: the geometry and mode of a new segment when none is given (the seed's table). */
 export const DEFAULTS = { maxEntries: 10, keyMax: 63, valueMax: 255, mode: 0o600 } as const;
 
-/** KV_LIMIT_*: the largest geometry a new segment accepts; a mode has at most the bits 0777. */
-export const LIMITS = { maxEntries: 2 ** 24, keyMax: 4096, valueMax: 2 ** 20, mode: 0o777 } as const;
+/**
+ * KV_LIMIT_*: the largest geometry a new segment accepts; a mode has at most the bits 0777. A
+ * segment with memoryBytes (memoryMin..memory) takes values up to valueMaxMemory.
+ */
+export const LIMITS = {
+  maxEntries: 2 ** 24,
+  keyMax: 4096,
+  valueMax: 2 ** 20,
+  valueMaxMemory: 2 ** 26,
+  memoryMin: 4096,
+  memory: 2 ** 35,
+  mode: 0o777,
+} as const;
 
 /** KV_READ_SPINS: lock-free attempts a read makes while writes overlap it, before it takes the lock. */
 export const READ_ATTEMPTS = 64;

@@ -12,7 +12,7 @@
  */
 import { ptr, read, toArrayBuffer, type Pointer } from "bun:ffi";
 import type { KvLib } from "./ffi.ts";
-import { ENTRY, UNDO_CELL, UNDO_ENTRY_OFF, type Layout, type SegmentMemory } from "./layout.ts";
+import { cellBytes, CHUNK_HEAD, ENTRY, ENTRY_SIZE, RING_CELLS, UNDO_CELL, UNDO_ENTRY_OFF, type Layout, type SegmentMemory } from "./layout.ts";
 
 /** The most bytes of a segment a process views at once: views this small leave the collector alone. */
 export const VIEW_BUDGET = 16 << 20;
@@ -31,15 +31,22 @@ export class ViewedMemory implements SegmentMemory {
   readonly u8: Uint8Array;
   readonly u32: Uint32Array;
   readonly #indexWord: number;
-  readonly #cellsAt: number;
-  readonly #cellSize: number;
+  // The layout's offsets, as fields: read on every cell a lookup visits.
+  readonly #maxEntries: number;
+  readonly #entriesOff: number;
+  readonly #ringOff: number;
+  readonly #ringCell: number;
+  readonly #dataOff: number; // where chunk 0's key starts: the heap, past the chunk's head
 
   constructor(buffer: ArrayBuffer, layout: Layout) {
     this.u8 = new Uint8Array(buffer, 0, layout.totalSize);
     this.head = this.u32 = new Uint32Array(buffer, 0, layout.totalSize / 4);
     this.#indexWord = layout.headerSize / 4;
-    this.#cellsAt = layout.entriesOff;
-    this.#cellSize = layout.entrySize;
+    this.#maxEntries = layout.maxEntries;
+    this.#entriesOff = layout.entriesOff;
+    this.#ringOff = layout.ringOff;
+    this.#ringCell = layout.ringCell;
+    this.#dataOff = layout.heapOff + CHUNK_HEAD;
   }
 
   indexCell(pos: number): number {
@@ -47,7 +54,12 @@ export class ViewedMemory implements SegmentMemory {
   }
 
   open(cell: number): number {
-    return cell === UNDO_CELL ? UNDO_ENTRY_OFF : this.#cellsAt + cell * this.#cellSize;
+    if (cell < this.#maxEntries && cell >= 0) return this.#entriesOff + cell * ENTRY_SIZE;
+    return cell === UNDO_CELL ? UNDO_ENTRY_OFF : this.#ringOff + (cell - this.#maxEntries) * this.#ringCell;
+  }
+
+  dataAt(_at: number, chunk: number): number {
+    return this.#dataOff + chunk;
   }
 
   counter(cell: number): number {
@@ -66,7 +78,7 @@ export class CopiedMemory implements SegmentMemory {
   readonly head: Uint32Array;
   readonly u8: Uint8Array;
   readonly u32: Uint32Array;
-  readonly #headBytes: Uint8Array;
+  readonly #undoCell: number; // kv_copy_cell's number for the undo record's entry
   readonly #index: Uint32Array | undefined;
   readonly #indexAt: number; // its address, for when it is read cell by cell
   readonly #copyAt: number; // the address of u8
@@ -80,13 +92,17 @@ export class CopiedMemory implements SegmentMemory {
     readonly handle: Pointer,
   ) {
     this.head = new Uint32Array(toArrayBuffer(base as Pointer, 0, layout.headerSize));
-    this.#headBytes = new Uint8Array(this.head.buffer);
+    this.#undoCell = layout.maxEntries + RING_CELLS;
     const indexBytes = layout.entriesOff - layout.headerSize;
     this.#indexAt = base + layout.headerSize;
     this.#index = indexBytes <= VIEW_BUDGET ? new Uint32Array(toArrayBuffer(base as Pointer, layout.headerSize, indexBytes)) : undefined;
-    this.u8 = new Uint8Array(layout.entrySize);
+    this.u8 = new Uint8Array(cellBytes(layout));
     this.u32 = new Uint32Array(this.u8.buffer);
     this.#copyAt = ptr(this.u8);
+  }
+
+  dataAt(): number {
+    return ENTRY_SIZE;
   }
 
   indexCell(pos: number): number {
@@ -95,8 +111,8 @@ export class CopiedMemory implements SegmentMemory {
 
   open(cell: number): number {
     if (cell === UNDO_CELL) {
-      // In the header's view: copied, so that every cell is read at offset 0 of u8.
-      this.u8.set(this.#headBytes.subarray(UNDO_ENTRY_OFF, UNDO_ENTRY_OFF + this.u8.length));
+      // With its key and value, which only a copy by the library can reach; validated by seq.
+      this.lib.kv_copy_cell(this.handle, this.#undoCell, this.#copyAt as Pointer);
       this.#copied = -1;
     } else if (cell !== this.#copied) {
       this.#counter = this.lib.kv_copy_cell(this.handle, cell, this.#copyAt as Pointer);
@@ -135,9 +151,13 @@ export class LockedMemory implements SegmentMemory {
     readonly fail: (rc: number) => never,
   ) {
     this.head = live.head;
-    this.u8 = new Uint8Array(layout.entrySize);
+    this.u8 = new Uint8Array(cellBytes(layout));
     this.u32 = new Uint32Array(this.u8.buffer);
     this.#copyAt = ptr(this.u8);
+  }
+
+  dataAt(): number {
+    return ENTRY_SIZE;
   }
 
   /** Not read through: lookups that writers overtake fall back to kv_get_rev instead. */

@@ -44,7 +44,10 @@ export interface RunningServer {
 const NO_BUN_BODY_LIMIT = Number.MAX_SAFE_INTEGER;
 
 function describe(store: KvStore): string {
-  return `${store.name}: ${store.maxEntries} entries, keys up to ${store.keyMax} bytes, values up to ${store.valueMax} bytes`;
+  return (
+    `${store.name}: ${store.maxEntries} entries, keys up to ${store.keyMax} bytes, values up to ${store.valueMax} bytes, ` +
+    `memory ${store.memoryBytes} bytes`
+  );
 }
 
 export function startServer(config: ServerConfig, log: Logger = consoleLogger): RunningServer {

@@ -5,13 +5,18 @@
 import { constants } from "node:os";
 import { codeOf, KvConflictError, KvError, RC } from "./errors.ts";
 import { kvLib, type KvLib, type Pointer } from "./ffi.ts";
+import { read as readPointer } from "bun:ffi";
+import { closeSync, openSync, readSync } from "node:fs";
 import {
+  chunkBytes,
   FLAG,
+  HEADER,
   layoutOf,
   RING_CELLS,
   SegmentView,
   kvHash,
   TORN,
+  TORN_SLOT,
   type Committed,
   type KvBytesEntry,
   type KvChange,
@@ -32,6 +37,12 @@ export interface KvOptions {
   valueMax?: number;
   /** File mode bits, e.g. 0o660. Default 0o600, whatever the umask. */
   mode?: number;
+  /**
+   * Bytes for keys and values together (LIMITS.memoryMin..LIMITS.memory). Default: room for
+   * maxEntries entries of keyMax + valueMax bytes. With it, valueMax (up to LIMITS.valueMaxMemory)
+   * only bounds one value, and a set that finds no room throws FULL.
+   */
+  memoryBytes?: number;
 }
 
 export interface OpenOptions extends KvOptions {
@@ -85,6 +96,9 @@ export interface KvStats {
   lock_recoveries: number;
   /** Milliseconds the write lock has been held by its current holder; 0 when it is free. */
   lock_held_ms: number;
+  /** Bytes of the heap for keys and values, and those live entries hold (chunk rounding included). */
+  memory_bytes: number;
+  memory_used: number;
 }
 
 export interface KvStatus {
@@ -93,6 +107,8 @@ export interface KvStatus {
   max_entries: number;
   key_max: number;
   value_max: number;
+  memory_bytes: number;
+  memory_used: number;
   entries: KvEntry[];
 }
 
@@ -104,6 +120,8 @@ const KV_CHECK_OWNER = 4;
  * bytes), so that text over the limit always writes more bytes than the limit.
  */
 const OVERFLOW_ROOM = 4;
+/** KV_MAGIC: "SMKV", the first word of every shmkv segment. */
+const MAGIC = 0x564b4d53;
 /** KV_ANY_REVISION: no condition on the write. */
 const ANY_REVISION = 0xffff_ffff_ffff_ffffn;
 
@@ -127,6 +145,15 @@ function fail(lib: KvLib, rc: number, context: string): never {
   throw new KvError(codeOf(rc), `${context}: ${lib.kv_strerror(rc)}`, rc);
 }
 
+/** memoryBytes as kv_options takes it: 0 (the default), or LIMITS.memoryMin..LIMITS.memory. */
+function memoryOption(value: number | undefined): number {
+  if (value === undefined || value === 0) return 0;
+  if (!Number.isSafeInteger(value) || value < LIMITS.memoryMin || value > LIMITS.memory) {
+    throw new KvError("INVALID_ARGUMENT", `memoryBytes must be 0 or an integer from ${LIMITS.memoryMin} to ${LIMITS.memory}, not ${value}`);
+  }
+  return value;
+}
+
 function u32Option(name: string, value: number | undefined, max: number): number {
   if (value === undefined) return 0;
   if (!Number.isInteger(value) || value < 1 || value > max) {
@@ -136,12 +163,16 @@ function u32Option(name: string, value: number | undefined, max: number): number
 }
 
 /** kv_options for kv_open and kv_resize: 0 for a field not given. */
-function optionsOf(options: KvOptions): Uint32Array {
+function optionsOf(options: KvOptions, valueLimit: number): Uint32Array {
+  const memoryBytes = memoryOption(options.memoryBytes);
+  // kv_options: four u32 fields, then memory_bytes as a u64 (two words, low first).
   return new Uint32Array([
     u32Option("maxEntries", options.maxEntries, LIMITS.maxEntries),
     u32Option("keyMax", options.keyMax, LIMITS.keyMax),
-    u32Option("valueMax", options.valueMax, LIMITS.valueMax),
+    u32Option("valueMax", options.valueMax, valueLimit),
     u32Option("mode", options.mode, LIMITS.mode),
+    memoryBytes % 2 ** 32,
+    Math.floor(memoryBytes / 2 ** 32),
   ]);
 }
 
@@ -188,7 +219,7 @@ export class KvStore implements Disposable {
   static open(name: string, options: OpenOptions = {}): KvStore {
     const lib = kvLib();
     checkName(name);
-    const opts = optionsOf(options);
+    const opts = optionsOf(options, options.memoryBytes ? LIMITS.valueMaxMemory : LIMITS.valueMax);
     const out = new BigUint64Array(1);
     const cname = cString(name);
     const check = options.checkOwner ? KV_CHECK_OWNER : 0;
@@ -211,14 +242,16 @@ export class KvStore implements Disposable {
   /**
    * Give the store `name` a new geometry (kv_resize): a new segment takes its place with every entry,
    * revision and timestamp, the version and the recent changes; a field not given keeps the store's
-   * own. Every process that has it open follows on its next call. When the new geometry cannot hold
-   * the data, throws TABLE_FULL, KEY_TOO_LONG or VALUE_TOO_LONG saying what does not fit, and
-   * nothing changes. Blocks until the copy is done (writers wait for it; readers do not).
+   * own (memoryBytes too: every value moves into a heap of that size). Every process that has it
+   * open follows on its next call. When the new geometry cannot hold the data, throws TABLE_FULL (too
+   * many entries, or more bytes than memoryBytes), KEY_TOO_LONG or VALUE_TOO_LONG saying what does
+   * not fit, and nothing changes. Blocks until the copy is done (writers wait for it; readers do not).
    */
   static resize(name: string, options: KvOptions): void {
     const lib = kvLib();
     checkName(name);
-    const rc = lib.kv_resize(cString(name), optionsOf(options));
+    // Its value limit is the library's to check: a store with memory takes longer values.
+    const rc = lib.kv_resize(cString(name), optionsOf(options, LIMITS.valueMaxMemory));
     if (rc === 0) return;
     if (rc === RC.TABLE_FULL || rc === RC.KEY_TOO_LONG || rc === RC.VALUE_TOO_LONG) {
       throw new KvError(codeOf(rc), `cannot resize ${name}: ${misfit(name, rc, options)}; nothing changed`, rc);
@@ -284,6 +317,21 @@ export class KvStore implements Disposable {
     return this.#live().view.lockRecoveries();
   }
 
+  /** Bytes of the heap that holds keys and values. */
+  get memoryBytes(): number {
+    return this.#live().view.layout.heapSize;
+  }
+
+  /** The memoryBytes the store was made with; 0 when without (room for every entry at its largest). */
+  get memoryOption(): number {
+    return this.#live().view.layout.memoryBytes;
+  }
+
+  /** Bytes of the heap live entries hold, chunk heads and rounding included. */
+  get memoryUsed(): number {
+    return this.#live().view.memoryUsed();
+  }
+
   /** Milliseconds the write lock has been held by its current holder (any process); 0 when free. */
   get lockHeldMs(): number {
     const { lib, handle } = this.#live();
@@ -345,6 +393,7 @@ export class KvStore implements Disposable {
     const length = this.#encodeKey(open, key, false);
     const result = new BigInt64Array(1);
     const rc = open.lib.kv_incr_rev(open.handle, open.key, length, delta, result, open.out);
+    if (rc === RC.TABLE_FULL) throw this.#full(key, length + 20); // 20: the longest int64's digits
     if (rc !== 0) fail(open.lib, rc, `cannot increment ${JSON.stringify(key)} by ${delta}`);
     return { value: result[0]!, revision: revisionOf(open.out) };
   }
@@ -401,7 +450,16 @@ export class KvStore implements Disposable {
     const { version, entryCount } = this.#committed();
     const { layout } = this.#live().view;
     const { items } = this.entriesFrom(0, Number.MAX_SAFE_INTEGER);
-    return { version, entry_count: entryCount, max_entries: layout.maxEntries, key_max: layout.keyMax, value_max: layout.valueMax, entries: items };
+    return {
+      version,
+      entry_count: entryCount,
+      max_entries: layout.maxEntries,
+      key_max: layout.keyMax,
+      value_max: layout.valueMax,
+      memory_bytes: layout.heapSize,
+      memory_used: this.memoryUsed,
+      entries: items,
+    };
   }
 
   /**
@@ -436,6 +494,8 @@ export class KvStore implements Disposable {
       segment_bytes: layout.totalSize,
       lock_recoveries: this.lockRecoveries,
       lock_held_ms: this.lockHeldMs,
+      memory_bytes: layout.heapSize,
+      memory_used: this.memoryUsed,
     };
   }
 
@@ -555,13 +615,14 @@ export class KvStore implements Disposable {
     for (let attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
       const before = view.indexSeq();
       const slot = before & 1 ? -1 : view.find(open.key, length, hash);
-      if (before & 1) {
-        // an insert or a delete is in progress: read around it, below
+      if (before & 1 || slot === TORN_SLOT) {
+        // an insert or a delete is in progress (read around it, below), or a rewrite overlapped
       } else if (slot < 0) {
         if (view.indexSeq() === before) return undefined;
       } else {
-        const entryBefore = view.entrySeq(slot);
-        const result = entryBefore & 1 ? undefined : read(view, slot, key);
+        // Even: find() took it before comparing the key, so this validates the comparison too.
+        const entryBefore = view.foundCounter;
+        const result = read(view, slot, key);
         if (result !== undefined && view.entrySeq(slot) === entryBefore && view.indexSeq() === before) return result;
       }
       const around = lookupDuringWrite(view, open.key, length, hash, (cell) => read(view, cell, key));
@@ -671,8 +732,20 @@ export class KvStore implements Disposable {
     const valueLength = this.#encodeValue(open, value);
     const rc = open.lib.kv_set_if(open.handle, open.key, keyLength, open.value, valueLength, expected, open.out);
     if (rc === RC.CONFLICT) throw conflict("set", key, expected, open.out);
+    if (rc === RC.TABLE_FULL) throw this.#full(key, keyLength + valueLength);
     if (rc !== 0) fail(open.lib, rc, `cannot set ${quoted(key)}`);
     return revisionOf(open.out);
+  }
+
+  /** The TABLE_FULL of a write of `bytes` of key and value: which limit it met, and how to grow it. */
+  #full(key: KvData, bytes: number): KvError {
+    const { layout } = this.#live().view;
+    const why =
+      this.count >= layout.maxEntries && this.get(typeof key === "string" ? key : Buffer.from(key).toString("utf8")) === undefined
+        ? `all ${layout.maxEntries} entries are in use; grow it with shmkv resize --name ${this.name} --max-entries ${2 * layout.maxEntries}`
+        : `its memory has no room for ${bytes} more bytes (${this.memoryUsed} of ${layout.heapSize} in use); ` +
+          `grow it with shmkv resize --name ${this.name} --memory ${Math.max(2 * layout.heapSize, LIMITS.memoryMin)}`;
+    return new KvError("TABLE_FULL", `cannot set ${quoted(key)}: the store is full: ${why}`, RC.TABLE_FULL);
   }
 
   #delete(key: KvData, expected: bigint): boolean {
@@ -718,7 +791,7 @@ function lookupDuringWrite<T>(
   const seq = view.seq();
   if (!(seq & 1)) return TORN;
   const index = view.indexSeq();
-  const slot = view.find(key, length, hash);
+  const slot = view.find(key, length, hash, true);
   let result: T | undefined | Torn = TORN;
   if (slot >= 0) {
     const cell = view.cellOf(slot);
@@ -732,8 +805,7 @@ function lookupDuringWrite<T>(
 
 /** The value in a slot: what get() reads (the only string it decodes). */
 function readValue(view: SegmentView, slot: number): string | undefined {
-  const length = view.valueLength(slot);
-  return length < 0 ? undefined : view.value(slot, length);
+  return view.value(slot);
 }
 
 function readEntry(view: SegmentView, slot: number, key: string): KvEntry | undefined {
@@ -791,10 +863,13 @@ function conflict(action: string, key: KvData, expected: bigint, out: Uint32Arra
 /** Views of the segment a handle maps (the one it was opened on, whatever resizes come later). */
 function attach(lib: KvLib, name: string, handle: Pointer, reopen: Reopen): Open {
   if (reopen.lockTimeoutMs !== undefined) lib.kv_set_lock_timeout(handle, Math.min(Math.trunc(reopen.lockTimeoutMs), 2 ** 31 - 1));
+  // A store made without memory_bytes has every chunk one size (the header says which).
+  const fixedChunk = readPointer.u32(lib.kv_base(handle)!, HEADER.fixedChunk);
   const layout = layoutOf({
     maxEntries: lib.kv_max_entries(handle),
     keyMax: lib.kv_key_max(handle),
     valueMax: lib.kv_value_max(handle),
+    memoryBytes: fixedChunk ? 0 : Number(lib.kv_memory_bytes(handle)),
   });
   const memory = memoryOf(lib, handle, layout);
   const view = memory && new SegmentView(memory, layout);
@@ -817,12 +892,17 @@ function attach(lib: KvLib, name: string, handle: Pointer, reopen: Reopen): Open
 /** What of the store `name` a resize to `options` could not hold, for the error that refuses it. */
 function misfit(name: string, rc: number, options: KvOptions): string {
   using store = KvStore.open(name);
-  if (rc === RC.TABLE_FULL) return `it holds ${store.count} entries, more than max_entries ${options.maxEntries}`;
-  let longest = 0;
-  const bytes = (text: string) => Buffer.byteLength(text);
-  for (const entry of store.entriesFrom(0, Number.MAX_SAFE_INTEGER).items) {
-    longest = Math.max(longest, bytes(rc === RC.KEY_TOO_LONG ? entry.key : entry.value));
+  const { items } = store.rawEntriesFrom(0, Number.MAX_SAFE_INTEGER);
+  if (rc === RC.TABLE_FULL) {
+    if (options.maxEntries !== undefined && store.count > options.maxEntries) {
+      return `it holds ${store.count} entries, more than max_entries ${options.maxEntries}`;
+    }
+    // Else its bytes: only a memory given to the resize can be too small (the store's own holds them).
+    const needed = items.reduce((sum, entry) => sum + chunkBytes(entry.key.length + entry.value.length), 0);
+    return `its entries need ${needed} bytes of memory (chunk heads and rounding included), more than --memory ${options.memoryBytes}`;
   }
+  let longest = 0;
+  for (const entry of items) longest = Math.max(longest, (rc === RC.KEY_TOO_LONG ? entry.key : entry.value).length);
   return rc === RC.KEY_TOO_LONG
     ? `its longest key is ${longest} bytes, more than key_max ${options.keyMax}`
     : `its longest value is ${longest} bytes, more than value_max ${options.valueMax}`;
@@ -838,5 +918,30 @@ function failOpen(lib: KvLib, rc: number, name: string): never {
     );
   }
   if (rc === RC.UNTRUSTED) throw new KvError("UNTRUSTED", untrustedMessage(name), rc);
+  if (rc === RC.INCOMPATIBLE && layoutVersionOf(name) === 1) {
+    throw new KvError(
+      "INCOMPATIBLE",
+      `cannot open ${name}: it is a store of layout 1, made by an older shmkv; this one reads layout 2 ` +
+        `(values in a heap). Dump it with the shmkv that made it (shmkv dump FILE --name ${name}), ` +
+        `unlink it (rm /dev/shm${name}), and restore it with this one (shmkv restore FILE --name ${name})`,
+      rc,
+    );
+  }
   fail(lib, rc, `cannot open ${name}`);
+}
+
+/** The layout version a shmkv segment's header states, or undefined (not one, or unreadable). */
+function layoutVersionOf(name: string): number | undefined {
+  const head = new Uint32Array(2);
+  try {
+    const fd = openSync(`/dev/shm${name}`, "r");
+    try {
+      if (readSync(fd, head, 0, 8, 0) !== 8) return undefined;
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return undefined;
+  }
+  return head[HEADER.magic / 4] === MAGIC ? head[HEADER.layoutVersion / 4] : undefined;
 }

@@ -126,6 +126,28 @@ describe("shmkv restore", () => {
     expect(`${again.out[0]}\n`).toBe(readFileSync(file, "utf8").replace(source.name, target));
   });
 
+  it("keeps a store's memory: set --memory makes it, the dump's header names it, restore creates the store with it", async () => {
+    const name = uniqueName();
+    cleanups.push(() => unlinkQuietly(name));
+    const made = await cli(["set", "small", "s", "--name", name, "--max-entries", "8", "--value-max", "2000000", "--memory", "4M"]);
+    expect(made.code).toBe(0);
+    const source = KvStore.open(name);
+    cleanups.push(() => source.close());
+    source.set("big", "b".repeat(1_500_000));
+    const file = join(tempDir(), "dump.jsonl");
+    expect((await cli(["dump", file, "--name", name])).code).toBe(0);
+    const header = JSON.parse(readFileSync(file, "utf8").split("\n")[0]!);
+    expect([header.value_max, header.memory_bytes]).toEqual([2_000_000, 4 * 2 ** 20]);
+    const target = uniqueName();
+    cleanups.push(() => unlinkQuietly(target));
+    expect((await cli(["restore", file, "--name", target])).code).toBe(0);
+    using restored = KvStore.open(target);
+    expect({ geometry: [restored.maxEntries, restored.valueMax, restored.memoryBytes], ...contents(restored) }).toEqual({
+      geometry: [8, 2_000_000, 4 * 2 ** 20],
+      ...contents(source),
+    });
+  });
+
   it("with --replace empties the store first; without, keeps the entries the dump does not have", async () => {
     const source = tempStore();
     source.store.set("a", "from the dump");

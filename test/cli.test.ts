@@ -144,7 +144,7 @@ describe("shmkv status", () => {
     expect(run).toEqual({
       code: 0,
       out: [
-        `${temp.name}: version 1, 1 of 10 entries, keys up to 63 bytes, values up to 255 bytes`,
+        `${temp.name}: version 1, 1 of 10 entries, keys up to 63 bytes, values up to 255 bytes, memory 336 of 3696 bytes in use`,
         expect.stringMatching(/^\d{4}-\d\d-\d\dT\S+Z {2}"a" = "1"$/),
       ],
       err: [],
@@ -160,6 +160,8 @@ describe("shmkv status", () => {
       max_entries: 10,
       key_max: 63,
       value_max: 255,
+      memory_bytes: 3696,
+      memory_used: 336,
       entries: [{ key: "a", value: "1", timestamp: expect.any(Number), revision: 1 }],
     });
   });

@@ -67,6 +67,9 @@ describe("the TypeScript side's facts against csrc/shared_memory_kv.h", () => {
       maxEntries: define("KV_LIMIT_MAX_ENTRIES"),
       keyMax: define("KV_LIMIT_KEY_MAX"),
       valueMax: define("KV_LIMIT_VALUE_MAX"),
+      valueMaxMemory: define("KV_LIMIT_VALUE_MAX_MEMORY"),
+      memoryMin: define("KV_LIMIT_MEMORY_MIN"),
+      memory: define("KV_LIMIT_MEMORY"),
       mode: 0o777,
     });
   });

@@ -84,13 +84,26 @@ describe("KvStore.resize", () => {
   });
 });
 
-describe("writers and readers, C and Bun, running through a grow and a shrink to just fit", () => {
+const NKEYS = 200;
+const TOTAL = 3 * NKEYS;
+// A heap: each entry's chunk is 32 bytes (8 of head, a key of 6 and a value of 18 at most, rounded up),
+// so 24 KiB holds them with room for the new chunk of the rewrite in progress.
+const THROUGH_RESIZES = [
+  { store: "without memoryBytes", options: {}, resizes: [[`${4 * TOTAL}`, "0", "0"], [`${TOTAL}`, "0", "0"]] },
+  {
+    store: "with memoryBytes, its heap grown then shrunk close to its data",
+    options: { memoryBytes: 24 * 1024 },
+    resizes: [[`${4 * TOTAL}`, "0", "0", `${256 * 1024}`], [`${TOTAL}`, "0", "0", `${24 * 1024}`]],
+  },
+];
+
+describe.each(THROUGH_RESIZES)("writers and readers, C and Bun, running through a grow and a shrink to just fit, a store $store", ({ options, resizes }) => {
   it("lose no acknowledged write, see no torn or older value, and get no error", async () => {
-    const nkeys = 200;
+    const nkeys = NKEYS;
     const prefixes = ["b0", "c1", "c2"];
     const writes = { b0: 200_000, c1: 500_000, c2: 500_000 } as Record<string, number>;
-    const total = prefixes.length * nkeys;
-    using t = new TempStore({ maxEntries: total, keyMax: 16, valueMax: 40 });
+    const total = TOTAL;
+    using t = new TempStore({ maxEntries: total, keyMax: 16, valueMax: 40, ...options });
     const firstInode = inode(t.name);
     const running = new Set(prefixes);
     const writer = (prefix: string, started: Promise<Ran>) => started.finally(() => running.delete(prefix));
@@ -116,8 +129,8 @@ describe("writers and readers, C and Bun, running through a grow and a shrink to
     };
     const resizedWhileWriting: string[][] = [];
     await waitFor(() => readSome() && t.store.get("c1-0") && t.store.get("c2-0"), { what: "the C writers to start" });
-    for (const maxEntries of [4 * total, total]) {
-      const resize = kvtoolAsync(t.name, ["resize", `${maxEntries}`, "0", "0"]);
+    for (const geometry of resizes) {
+      const resize = kvtoolAsync(t.name, ["resize", ...geometry]);
       while (!Bun.peek.status(resize).startsWith("fulfilled")) {
         readSome();
         await Bun.sleep(0); // let the resizer's exit in
@@ -134,7 +147,7 @@ describe("writers and readers, C and Bun, running through a grow and a shrink to
     expect(resizedWhileWriting).toEqual([prefixes, prefixes]);
     expect(inode(t.name)).not.toBe(firstInode);
     const version = prefixes.reduce((sum, p) => sum + writes[p]!, 0);
-    expect([t.store.maxEntries, t.store.count, t.store.version]).toEqual([total, total, version]);
+    expect([t.store.maxEntries, t.store.count, t.store.version, t.store.memoryOption]).toEqual([total, total, version, options.memoryBytes ?? 0]);
     t.store.check();
     // Every key holds its last write: no acknowledged write was lost to an old segment.
     const wrong = prefixes.flatMap((prefix) =>
@@ -217,8 +230,8 @@ describe("shmkv resize", () => {
     expect(await cli(["resize", "--max-entries", "1000", "--value-max", "1024"], env)).toEqual({
       code: 0,
       out: [
-        `${t.name} resized: 10 entries, keys up to 63 bytes, values up to 255 bytes -> 1000 entries, keys up to 63 bytes, ` +
-          "values up to 1024 bytes; 1 entries kept, version 1",
+        `${t.name} resized: 10 entries, keys up to 63 bytes, values up to 255 bytes, memory 3696 bytes -> 1000 entries, ` +
+          "keys up to 63 bytes, values up to 1024 bytes, memory 1105104 bytes; 1 entries kept, version 1",
       ],
       err: [],
     });
@@ -236,6 +249,37 @@ describe("shmkv resize", () => {
     });
   });
 
+  it("--memory grows the heap, shrinks it to just fit the entries, and refuses less, saying what they need", async () => {
+    using t = new TempStore({ maxEntries: 16, valueMax: 5000, memoryBytes: 8192 });
+    const values = { a: "x".repeat(3000), b: "y".repeat(1500), c: "z" };
+    for (const [key, value] of Object.entries(values)) t.store.set(key, value);
+    // 8 bytes of head, key and value, rounded up to 16: 3024 + 1520 + 32.
+    const need = 3024 + 1520 + 32;
+    const env = { KV_SHM_NAME: t.name };
+    expect((await cli(["resize", "--memory", "1M", "--value-max", "200000"], env)).code).toBe(0);
+    t.store.set("big", "w".repeat(150_000));
+    expect([t.store.memoryBytes, t.store.valueMax, t.store.get("big")]).toEqual([2 ** 20, 200_000, "w".repeat(150_000)]);
+    t.store.delete("big");
+    const refused = await cli(["resize", "--memory", `${need - 16}`, "--json"], env);
+    expect(refused).toEqual({
+      code: 1,
+      out: [],
+      err: [
+        JSON.stringify({
+          detail: `cannot resize ${t.name}: its entries need ${need} bytes of memory (chunk heads and rounding included), more than --memory ${need - 16}; nothing changed`,
+          code: "TABLE_FULL",
+        }),
+      ],
+    });
+    expect(t.store.memoryBytes).toBe(2 ** 20);
+    expect((await cli(["resize", "--memory", `${need}`], env)).code).toBe(0);
+    expect([t.store.memoryBytes, t.store.memoryUsed]).toEqual([need, need]);
+    expect(Object.fromEntries(t.store.status().entries.map((e) => [e.key, e.value]))).toEqual(values);
+    expect(kvtool(t.name, ["check"]).exitCode).toBe(0);
+    // Full to the byte: a set says so, and how to grow it.
+    expect(() => t.store.set("d", "1")).toThrow(`grow it with shmkv resize --name ${t.name} --memory`);
+  });
+
   it("set on an existing store with another geometry warns and leaves it as it is", async () => {
     using t = new TempStore();
     const run = await cli(["set", "k", "v", "--max-entries", "1000"], { KV_SHM_NAME: t.name });
@@ -248,5 +292,17 @@ describe("shmkv resize", () => {
       ],
     });
     expect(t.store.maxEntries).toBe(10);
+  });
+
+  it("set with another --memory warns, a size that rounds to the store's own does not", async () => {
+    using t = new TempStore({ memoryBytes: 8192 });
+    const env = { KV_SHM_NAME: t.name };
+    expect((await cli(["set", "k", "v", "--memory", "8200"], env)).err).toEqual([]);
+    expect((await cli(["set", "k", "v", "--memory", "9K"], env)).err).toEqual([
+      `shmkv: warning: ${t.name} exists with 10 entries, 63 bytes of key, 255 bytes of value, 8192 bytes of memory; asked ` +
+        `for 9216 bytes of memory: the existing segment is used as it is (to change it, keeping every entry: shmkv resize ` +
+        `--name ${t.name} --memory 9216)`,
+    ]);
+    expect(t.store.memoryBytes).toBe(8192);
   });
 });

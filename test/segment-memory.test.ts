@@ -5,10 +5,10 @@ import type { KvStore } from "../src/store.ts";
 import { TempStore } from "./helpers/shm.ts";
 
 const SMALL = { keyMax: 16, valueMax: 16 };
-/** 64-byte entries: 300,000 make 19 MB, beyond VIEW_BUDGET, with an index of 4 MB, within it. */
-const ENTRIES_COPIED = { maxEntries: 300_000, ...SMALL };
+/** 64-byte entries: 300,000 make 19 MB, beyond VIEW_BUDGET, with an index of 4 MB, within it (and a heap of 1 MiB). */
+const ENTRIES_COPIED = { maxEntries: 300_000, ...SMALL, memoryBytes: 1 << 20 };
 /** 2,100,000 entries: an index of 8,388,608 cells (32 MB), beyond VIEW_BUDGET too. */
-const INDEX_READ_BY_CELL = { maxEntries: 2_100_000, ...SMALL };
+const INDEX_READ_BY_CELL = { maxEntries: 2_100_000, ...SMALL, memoryBytes: 1 << 20 };
 
 /** The memory JavaScriptCore counts as heap beyond its cells, after a full collection. */
 function extraMemory(): number {
@@ -22,7 +22,7 @@ function withoutTimestamp<T extends { timestamp: number }>(entry: T | undefined)
   return rest;
 }
 
-/** The same writes, and everything each read method then answers (timestamps and sizes aside). */
+/** The same writes, and everything each read method then answers (timestamps, sizes and memory aside). */
 function story(s: KvStore) {
   s.set("a", "1");
   s.set("b", "two");
@@ -32,7 +32,7 @@ function story(s: KvStore) {
   s.set("prefix/y", "v".repeat(16));
   s.set("a", "back");
   const { entries, version, entry_count } = s.status();
-  const { segment_bytes: _, max_entries: __, ...stats } = s.stats();
+  const { segment_bytes: _, max_entries: __, memory_bytes: ___, memory_used: ____, ...stats } = s.stats();
   return {
     gets: ["a", "b", "prefix/x", "prefix/y", "missing"].map((k) => s.get(k)),
     entry: withoutTimestamp(s.getEntry("b")),
@@ -71,7 +71,8 @@ describe("a segment beyond VIEW_BUDGET", () => {
 describe("a segment within VIEW_BUDGET", () => {
   it("is viewed whole: the accounting grows by its size", () => {
     const before = extraMemory();
-    using t = new TempStore({ maxEntries: 200_000, ...SMALL }); // 64 B entries: 12.8 MB, 2 MB of index
+    // 64 B slots: 7.7 MB, 1 MB of index, a heap of 120,001 chunks of 48 B: 5.8 MB
+    using t = new TempStore({ maxEntries: 120_000, ...SMALL });
     t.store.set("k", "v");
     expect(extraMemory() - before).toBeGreaterThan(12 << 20);
   });

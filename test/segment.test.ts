@@ -42,7 +42,7 @@ describe("opening a segment that is not a sound store", () => {
     "truncated to 10 bytes": sound.slice(0, 10),
     "random bytes": crypto.getRandomValues(new Uint8Array(sound.length)),
     "a foreign magic": withU32(sound, HEADER.magic, 0x12345678),
-    "another layout version": withU32(sound, HEADER.layoutVersion, 2),
+    "another layout version": withU32(sound, HEADER.layoutVersion, 3),
     "another mutex size": withU32(sound, HEADER.mutexSize, 48),
     "a key_max that disagrees with the sizes": withU32(sound, HEADER.keyMax, 200),
     "an absurd max_entries": withU32(sound, HEADER.maxEntries, 0xffffffff),
@@ -55,6 +55,16 @@ describe("opening a segment that is not a sound store", () => {
       expect(openError(seg.name)).toEqual({ code: "INCOMPATIBLE", message: expect.stringContaining("incompatible segment") });
     });
   }
+
+  it("tells what to do with a store of layout 1, made by an older shmkv", () => {
+    using seg = handMade(withU32(sound, HEADER.layoutVersion, 1));
+    expect(openError(seg.name)).toEqual({
+      code: "INCOMPATIBLE",
+      message: `cannot open ${seg.name}: it is a store of layout 1, made by an older shmkv; this one reads layout 2 ` +
+        `(values in a heap). Dump it with the shmkv that made it (shmkv dump FILE --name ${seg.name}), ` +
+        `unlink it (rm /dev/shm${seg.name}), and restore it with this one (shmkv restore FILE --name ${seg.name})`,
+    });
+  });
 
   it("waits about a second for a creator that never finishes, then gives NOT_READY", () => {
     using empty = handMade(new Uint8Array(0));

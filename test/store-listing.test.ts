@@ -46,18 +46,32 @@ describe("KvStore.keysFrom and entriesFrom", () => {
 });
 
 describe("KvStore.stats", () => {
-  it("gives counts, the segment's size and the lock's state, from the header alone", () => {
+  it("gives counts, the segment's size, the memory and the lock's state, from the header alone", () => {
     using t = new TempStore({ maxEntries: 4 });
     t.store.set("key", "value");
     t.store.set("é", "");
+    const layout = layoutOf({ maxEntries: 4, keyMax: 63, valueMax: 255 });
     expect(t.store.stats()).toEqual({
       version: 2,
       entry_count: 2,
       max_entries: 4,
-      segment_bytes: layoutOf({ maxEntries: 4, keyMax: 63, valueMax: 255 }).totalSize,
+      segment_bytes: layout.totalSize,
       lock_recoveries: 0,
       lock_held_ms: 0,
+      // Without memoryBytes every chunk is the largest entry's: 5 of them, 2 held.
+      memory_bytes: 5 * layout.fixedChunk,
+      memory_used: 2 * layout.fixedChunk,
     });
+  });
+
+  it("counts the memory entries hold, chunk heads and rounding included, in a store with memoryBytes", () => {
+    using t = new TempStore({ maxEntries: 4, memoryBytes: 4096 + 8 });
+    t.store.set("key", "value"); // 8 + 3 + 5 = 16 bytes: a chunk of the smallest size, 32
+    t.store.set("k2", "v".repeat(100)); // 8 + 2 + 100 = 110: 112
+    const { memory_bytes, memory_used } = t.store.stats();
+    expect({ memory_bytes, memory_used }).toEqual({ memory_bytes: 4096, memory_used: 32 + 112 });
+    t.store.delete("key");
+    expect(t.store.memoryUsed).toBe(112);
   });
 });
 

@@ -158,6 +158,8 @@ describe("KvStore reads and writes", () => {
       max_entries: 10,
       key_max: 63,
       value_max: 255,
+      memory_bytes: 11 * 336, // room for 10 + 1 of the largest entries: chunks of 8 + 63 + 255, rounded to 16
+      memory_used: 3 * 336,
       entries: ["a", "d", "c"].map((k, i) => ({
         key: k,
         value: k.toUpperCase(),

@@ -30,6 +30,7 @@ _SIGNATURES = {
     "kv_max_entries": (_c.c_uint32, [_p]),
     "kv_key_max": (_c.c_uint32, [_p]),
     "kv_value_max": (_c.c_uint32, [_p]),
+    "kv_memory_bytes": (_c.c_uint64, [_p]),
     "kv_readonly": (_c.c_int, [_p]),
     "kv_hash": (_c.c_uint32, [_c.c_char_p, _size]),
 }

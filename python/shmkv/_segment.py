@@ -1,9 +1,12 @@
 """Lock-free reads of the segment (a key, status, keys), as src/layout.ts and src/store.ts read it.
 
 They follow the segment's layout (csrc/shared_memory_kv.h, "Segment layout" and "Reading without
-the lock"). Each slot is copied by kv_copy_cell, which validates the copy by the entry's own counter;
-the copy is then checked against the index counter (inserts and deletes). A write in progress, even
-one whose writer is stopped, is read around: the undo record holds the slot as it was, validated by
+the lock"). Each slot is copied by kv_copy_cell: the 64-byte entry, then its key and value from its
+chunk in the heap (layout 2), the chunk's offset bounds-checked in C and again here, the copy
+validated by the entry's own counter (which a rewrite moves, so a chunk freed and reused meanwhile is
+never returned); the copy is then checked against the index counter (inserts and deletes). A write in progress, even
+one whose writer is stopped, is read around: the undo record holds the slot as it was (kv_copy_cell
+copies it with its key and value: a write frees the old chunk only once it is complete), validated by
 the store's counter staying at its odd value. So no read waits for a writer: only when writers
 overtake READ_ATTEMPTS reads in a row does a read fall back to the library's locked read (kv_get_rev,
 kv_read_cell), within the handle's lock timeout. (kv_get_rev alone would take the lock as soon as a
@@ -20,8 +23,9 @@ from typing import Callable, Optional, TypeVar
 
 from .errors import KvError, code_of
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 READ_ATTEMPTS = 64  # KV_READ_SPINS
+RING_CELLS = 256  # KV_RING_CELLS: kv_copy_cell's cell max_entries + RING_CELLS is the undo record's entry
 
 # Header fields (byte offsets).
 _LAYOUT = 4
@@ -35,15 +39,16 @@ _UNDO_STATE = 192
 _UNDO_SLOT = 196
 _UNDO_ENTRY_COUNT = 200
 _UNDO_VERSION = 216
-_UNDO_ENTRY = 224
 _UNDO_ARMED = 1
 SUPERSEDED = 2  # header flags: a resize put a copy in place of this segment
 RESIZING = 4  # header flags: a resize is copying it; the copy takes over once renamed over the name
 _HEADER_SIZE = 12
 _INDEX_CELLS = 36
-# Entry fields.
+# Entry fields, and where a copy of a cell has the entry's key (its value follows the key).
 _HASH = 8
-_DATA = 32
+_CHUNK = 32
+_CHUNK_HEAD = 8  # bytes of a heap chunk before its key
+_DATA = 64
 
 TORN = object()
 T = TypeVar("T")
@@ -57,7 +62,10 @@ class Segment:
         self.key_max = key_max
         self.value_max = value_max
         self._fail = fail
+        # A copy of a cell: the entry, then at most key_max + value_max bytes of key and value.
         self.entry_size = (_DATA + key_max + value_max + 7) // 8 * 8
+        self.heap_size = lib.kv_memory_bytes(handle)
+        self._undo_cell = max_entries + RING_CELLS
         self._base = lib.kv_base(handle)
         u32 = lambda off: ctypes.c_uint32.from_address(self._base + off)  # noqa: E731 (a live view)
         u64 = lambda off: ctypes.c_uint64.from_address(self._base + off)  # noqa: E731
@@ -136,11 +144,9 @@ class Segment:
         seq = self._seq.value
         if not seq & 1:
             return TORN  # it has just ended: read again the usual way
-        if self._undo_slot.value == slot and self._undo_state.value == _UNDO_ARMED:
-            raw = ctypes.string_at(self._base + _UNDO_ENTRY, self.entry_size)
-        else:
-            self._lib.kv_copy_cell(self._handle, slot, self._buffer)
-            raw = self._buffer.raw
+        armed = self._undo_slot.value == slot and self._undo_state.value == _UNDO_ARMED
+        self._lib.kv_copy_cell(self._handle, self._undo_cell if armed else slot, self._buffer)
+        raw = self._buffer.raw
         result = self._parsed(raw, parse)
         return result if self._seq.value == seq else TORN
 
@@ -176,7 +182,8 @@ class Segment:
         result = TORN
         if slot >= 0:
             if self._undo_slot.value == slot and self._undo_state.value == _UNDO_ARMED:
-                raw = ctypes.string_at(self._base + _UNDO_ENTRY, self.entry_size)
+                self._lib.kv_copy_cell(self._handle, self._undo_cell, self._buffer)
+                raw = self._buffer.raw
             if struct.unpack_from("<I", raw)[0] == 0:
                 result = None  # the undo record's copy of a slot an insert is filling: absent
             else:
@@ -207,14 +214,19 @@ class Segment:
         key_len, value_len = struct.unpack_from("<II", raw)
         if key_len == 0 or key_len > self.key_max or value_len > self.value_max:
             return None  # free, or lengths no committed entry has (damage): nothing to list
+        # kv_copy_cell leaves the key and value out when the chunk does not fit the heap: then the
+        # bytes after the entry are an older copy's, never to be returned.
+        chunk = struct.unpack_from("<Q", raw, _CHUNK)[0]
+        if chunk >= self.heap_size or _CHUNK_HEAD + key_len + value_len > self.heap_size - chunk:
+            return None
         return parse(raw, key_len, value_len)
 
 
-def entry_fields(raw: bytes, key_max: int, key_len: int, value_len: int):
+def entry_fields(raw: bytes, key_len: int, value_len: int):
     """(key, value, timestamp, revision) of a copied entry, as bytes and integers."""
     timestamp, revision = struct.unpack_from("<qQ", raw, 16)
     key = raw[_DATA:_DATA + key_len]
-    value = raw[_DATA + key_max:_DATA + key_max + value_len]
+    value = raw[_DATA + key_len:_DATA + key_len + value_len]
     return key, value, timestamp, revision
 
 

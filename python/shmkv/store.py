@@ -21,10 +21,10 @@ _INT32_MAX = 2**31 - 1
 
 
 class _Options(ctypes.Structure):
-    """kv_options: geometry and mode of a new segment; 0 takes the default."""
+    """kv_options: geometry, mode and memory of a new segment; 0 takes the default."""
 
     _fields_ = [("max_entries", ctypes.c_uint32), ("key_max", ctypes.c_uint32),
-                ("value_max", ctypes.c_uint32), ("mode", ctypes.c_uint32)]
+                ("value_max", ctypes.c_uint32), ("mode", ctypes.c_uint32), ("memory_bytes", ctypes.c_uint64)]
 
 
 @dataclass(frozen=True)
@@ -91,12 +91,13 @@ class KvStore:
 
     @classmethod
     def open(cls, name: str, create: bool = False, *, exclusive: bool = False, max_entries: int = 0,
-             key_max: int = 0, value_max: int = 0, mode: int = 0, lock_timeout_ms: Optional[int] = None,
-             check_owner: bool = False) -> "KvStore":
+             key_max: int = 0, value_max: int = 0, mode: int = 0, memory_bytes: int = 0,
+             lock_timeout_ms: Optional[int] = None, check_owner: bool = False) -> "KvStore":
         """Open the store ``name`` ("/name").
 
-        create: make it when missing, with max_entries, key_max, value_max and mode (0: the
-        default; an existing store keeps its own). exclusive: with create, fail (EEXIST) when it
+        create: make it when missing, with max_entries, key_max, value_max, mode and memory_bytes
+        (0: the default; an existing store keeps its own; memory_bytes: the bytes of its heap for
+        keys and values, as kv_options documents). exclusive: with create, fail (EEXIST) when it
         exists. lock_timeout_ms: how long a call may wait for the write lock before STORE_BUSY
         (default: no limit; 0 never waits). check_owner: refuse (UNTRUSTED) a segment another
         user owns or others may write. Raises KvError: ENOENT, EEXIST, EACCES, INCOMPATIBLE, ...
@@ -104,7 +105,7 @@ class KvStore:
         lib = kv_lib()
         if not isinstance(name, str):
             raise KvError("INVALID_ARGUMENT", f"the store name must be a str, not {type(name).__name__}")
-        options = _Options(max_entries, key_max, value_max, mode)
+        options = _Options(max_entries, key_max, value_max, mode, memory_bytes)
         cname = name.encode("utf-8")
         check = KV_CHECK_OWNER if check_owner else 0
         handle = ctypes.c_void_p()
@@ -153,7 +154,7 @@ class KvStore:
             self._fail(RC["KEY_TOO_LONG"], f"cannot get {key!r}")
 
         def parse(buffer, key_len, value_len):
-            _, value, timestamp, revision = _segment.entry_fields(buffer, self.key_max, key_len, value_len)
+            _, value, timestamp, revision = _segment.entry_fields(buffer, key_len, value_len)
             return Entry(_decode(k, raw), _decode(value, raw), revision, timestamp)
 
         found = self._segment.lookup(k, self._lib.kv_hash(k, len(k)), parse)
@@ -196,7 +197,7 @@ class KvStore:
         version, count = segment.committed()
 
         def parse(buffer, key_len, value_len):
-            key, value, timestamp, revision = _segment.entry_fields(buffer, self.key_max, key_len, value_len)
+            key, value, timestamp, revision = _segment.entry_fields(buffer, key_len, value_len)
             return Entry(_decode(key, raw), _decode(value, raw), revision, timestamp)
 
         found = (segment.read(slot, parse) for slot in range(segment.high_water()))

@@ -185,3 +185,50 @@ class FollowingAResize(unittest.TestCase):
             self.assertEqual(t.store.keys(), ["a", "b"])
             self.assertEqual(t.store.set("c", "x" * 50), 3)
             self.assertEqual(t.store.version, 3)
+
+
+class HeapValues(unittest.TestCase):
+    """Layout 2: each value lives in a chunk of the segment's heap, found by an offset in its entry."""
+
+    def test_values_of_mixed_sizes_read_back_whole_by_every_read_and_after_a_resize_that_moves_them(self):
+        sizes = [0, 1, 7, 8, 9, 100, 1000, 5000, 20000]
+        with TempStore(max_entries=32, key_max=16, value_max=20000, memory_bytes=256 * 1024) as t:
+            values = {f"k{size}": bytes((i * 7 + size) % 256 for i in range(size)) for size in sizes}
+            for key, value in values.items():
+                t.store.set(key, value)
+            # Rewrites free chunks that later writes reuse, at other sizes.
+            values["k100"] = values["k100"] * 50
+            values["k5000"] = b"short now"
+            t.store.set("k100", values["k100"])
+            t.store.set("k5000", values["k5000"])
+            t.store.set("k9", b"x" * 3000)
+            values["k9"] = b"x" * 3000
+
+            def everything(store):
+                return {
+                    "got": {key: store.get(key, raw=True) for key in values},
+                    "status": {e.key.decode(): e.value for e in store.status(raw=True).entries},
+                    "keys": sorted(store.keys()),
+                }
+
+            expected = {"got": values, "status": values, "keys": sorted(values)}
+            self.assertEqual(everything(t.store), expected)
+            self.assertEqual(kvtool(t.name, "check").returncode, 0)
+            # Another process moves every value into a new heap (more entries, longer values, more
+            # memory); this handle follows on its next read, and reads a value C wrote there.
+            resized = kvtool(t.name, "resize", "64", "0", "100000", str(1024 * 1024))
+            self.assertEqual(resized.returncode, 0, resized.stderr)
+            self.assertEqual(kvtool(t.name, "set", "big", "b" * 60000).returncode, 0)
+            values["big"] = b"b" * 60000
+            expected = {"got": values, "status": values, "keys": sorted(values)}
+            self.assertEqual(everything(t.store), expected)
+            status = t.store.status()
+            self.assertEqual((status.max_entries, status.value_max, status.entry_count), (64, 100000, len(values)))
+
+    def test_a_store_full_in_memory_refuses_the_set_and_keeps_what_it_holds(self):
+        with TempStore(max_entries=64, value_max=10000, memory_bytes=4096) as t:
+            t.store.set("a", "x" * 3000)
+            with self.assertRaises(KvError) as caught:
+                t.store.set("b", "y" * 3000)
+            self.assertEqual(caught.exception.code, "TABLE_FULL")
+            self.assertEqual((t.store.get("a"), t.store.get("b"), t.store.count), ("x" * 3000, None, 1))

@@ -30,6 +30,8 @@ export interface DumpHeader {
   max_entries: number;
   key_max: number;
   value_max: number;
+  /** Present when the store was made with memory_bytes (its heap's bytes). */
+  memory_bytes?: number;
 }
 
 /** An entry of a dump, with the line it is on. */
@@ -84,6 +86,7 @@ export function dumpText(store: KvStore): { text: string; header: DumpHeader } {
     max_entries: store.maxEntries,
     key_max: store.keyMax,
     value_max: store.valueMax,
+    ...(store.memoryOption ? { memory_bytes: store.memoryOption } : {}),
   };
   const lines = [json(header)];
   for (const { key, value, revision, timestamp } of entries) {
@@ -163,8 +166,9 @@ function parseHeader(text: string): DumpHeader {
     ["entry_count", 0, LIMITS.maxEntries],
     ["max_entries", 1, LIMITS.maxEntries],
     ["key_max", 1, LIMITS.keyMax],
-    ["value_max", 1, LIMITS.valueMax],
+    ["value_max", 1, header.memory_bytes === undefined ? LIMITS.valueMax : LIMITS.valueMaxMemory],
   ];
+  if (header.memory_bytes !== undefined) checks.push(["memory_bytes", LIMITS.memoryMin, LIMITS.memory]);
   const bad = checks.find(([field, min, max]) => !wholeNumber(header[field], min, max));
   if (bad) throw new DumpError(`line 1: ${bad[0]} must be a whole number from ${bad[1]} to ${bad[2]}`);
   if (typeof header.store !== "string") throw new DumpError("line 1: store must be the name of the store dumped");

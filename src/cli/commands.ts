@@ -153,7 +153,8 @@ export const COMMANDS: Record<string, Command> = {
         }
         inv.io.out(
           `${store.name}: version ${status.version}, ${status.entry_count} of ${status.max_entries} entries, ` +
-            `keys up to ${status.key_max} bytes, values up to ${status.value_max} bytes`,
+            `keys up to ${status.key_max} bytes, values up to ${status.value_max} bytes, ` +
+            `memory ${status.memory_used} of ${status.memory_bytes} bytes in use`,
         );
         for (const { key, value, timestamp } of status.entries) {
           inv.io.out(`${new Date(timestamp * 1000).toISOString()}  ${json(key)} = ${json(value)}`);
@@ -232,7 +233,7 @@ export const COMMANDS: Record<string, Command> = {
     args: [],
     summary:
       "give the store a new geometry, keeping every entry, revision and the version (--max-entries N, " +
-      "--key-max BYTES, --value-max BYTES, --mode OCTAL; any not given stays); every process using it follows",
+      "--key-max BYTES, --value-max BYTES, --memory SIZE, --mode OCTAL; any not given stays); every process using it follows",
     resizes: true,
     run: (inv) =>
       withStore(inv, (store) => {
@@ -262,7 +263,7 @@ export const COMMANDS: Record<string, Command> = {
 /** --server (KV_SERVER): where to send a write; a creation option with it is a usage error. */
 function serverFor(inv: Invocation): WriteServer | undefined {
   const server = writeServer(inv.flags, inv.env);
-  const creation = (["max-entries", "key-max", "value-max", "mode"] as const).find((flag) => inv.flags[flag] !== undefined);
+  const creation = (["max-entries", "key-max", "value-max", "memory", "mode"] as const).find((flag) => inv.flags[flag] !== undefined);
   if (server && creation) throw new ConfigError(`--${creation} shapes a store the CLI creates: a write sent with --server creates none`);
   if (!server && inv.flags["token-file"] !== undefined) throw new ConfigError("--token-file goes with --server (KV_SERVER)");
   return server;
@@ -306,6 +307,7 @@ function withStore(inv: Invocation, run: (store: KvStore) => number, creates: bo
           maxEntries: given.maxEntries ?? fallback.maxEntries,
           keyMax: given.keyMax ?? fallback.keyMax,
           valueMax: given.valueMax ?? fallback.valueMax,
+          memoryBytes: given.memoryBytes ?? fallback.memoryBytes,
           mode: given.mode,
         }
       : {};
@@ -323,7 +325,7 @@ function errnoCode(error: unknown): `E${string}` {
 
 /** The geometry of the store a dump was taken of. */
 function dumpGeometry({ header }: Dump): OpenOptions {
-  return { maxEntries: header.max_entries, keyMax: header.key_max, valueMax: header.value_max };
+  return { maxEntries: header.max_entries, keyMax: header.key_max, valueMax: header.value_max, memoryBytes: header.memory_bytes };
 }
 
 /** A dump file ("-": stdin), parsed whole; a DumpError naming the line of a bad one. */
@@ -355,11 +357,11 @@ function writeWhole(file: string, text: string): void {
 }
 
 function geometryOf(store: KvStore) {
-  return { max_entries: store.maxEntries, key_max: store.keyMax, value_max: store.valueMax };
+  return { max_entries: store.maxEntries, key_max: store.keyMax, value_max: store.valueMax, memory_bytes: store.memoryBytes };
 }
 
 function describeGeometry(g: ReturnType<typeof geometryOf>): string {
-  return `${g.max_entries} entries, keys up to ${g.key_max} bytes, values up to ${g.value_max} bytes`;
+  return `${g.max_entries} entries, keys up to ${g.key_max} bytes, values up to ${g.value_max} bytes, memory ${g.memory_bytes} bytes`;
 }
 
 /** Run, turning the store's errors into a message and exit status 1. */

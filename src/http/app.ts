@@ -226,7 +226,7 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
         413: errorResponse("The key or the value is longer than the store allows (UTF-8 bytes), or the body is too large."),
         415: errorResponse("The body is not sent as JSON (Content-Type: application/json)."),
         503: unavailable,
-        507: errorResponse("The table is full: every slot is in use."),
+        507: errorResponse("The store is full: every entry is in use, or its memory has no room for this one. detail says how to grow it."),
       },
       detail: { summary: "Insert or replace an entry", security: bearer, parameters: conditionParameters },
     })

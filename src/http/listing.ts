@@ -66,6 +66,8 @@ export function statusPage(store: KvStore, query: StatusQuery, free: WhenFree): 
       version: page.version,
       entry_count: page.entry_count,
       max_entries: store.maxEntries,
+      memory_bytes: store.memoryBytes,
+      memory_used: store.memoryUsed,
       entries: page.items.map(statusEntry),
       next_cursor: nextCursor(page),
     };
@@ -81,7 +83,14 @@ export function statusPage(store: KvStore, query: StatusQuery, free: WhenFree): 
 export function wholeStatus(store: KvStore, free: WhenFree): Response | Promise<Response> {
   return andThen(free(() => store.entriesFrom(0, SLICE_SLOTS, "", SLICE_SLOTS)), (first) => {
     if (first.next === undefined) {
-      const whole: StatusResponse = { version: first.version, entry_count: first.entry_count, max_entries: store.maxEntries, entries: first.items.map(statusEntry) };
+      const whole: StatusResponse = {
+        version: first.version,
+        entry_count: first.entry_count,
+        max_entries: store.maxEntries,
+        memory_bytes: store.memoryBytes,
+        memory_used: store.memoryUsed,
+        entries: first.items.map(statusEntry),
+      };
       return Response.json(whole);
     }
     return new Response(streamOf(statusChunks(store, first, free)), { headers: { "content-type": "application/json;charset=utf-8" } });
@@ -90,7 +99,8 @@ export function wholeStatus(store: KvStore, free: WhenFree): Response | Promise<
 
 /** The text of a whole-store /status, a slice of entries at a time, read as the client takes it. */
 async function* statusChunks(store: KvStore, first: KvPage<KvEntry>, free: WhenFree): AsyncGenerator<string> {
-  yield `{"version":${first.version},"entry_count":${first.entry_count},"max_entries":${store.maxEntries},"entries":[`;
+  yield `{"version":${first.version},"entry_count":${first.entry_count},"max_entries":${store.maxEntries},` +
+    `"memory_bytes":${store.memoryBytes},"memory_used":${store.memoryUsed},"entries":[`;
   let page = first;
   let separator = "";
   for (;;) {

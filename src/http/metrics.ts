@@ -112,6 +112,8 @@ function storeLines(store: StoreFigures): string[] {
     ["shmkv_capacity_entries", "Entries the store can hold.", store.max_entries],
     ["shmkv_store_version", "The store's version: its successful writes (sets and deletes) since creation.", store.version],
     ["shmkv_segment_bytes", "Size of the shared-memory segment (its mapping), in bytes.", store.segment_bytes],
+    ["shmkv_memory_bytes", "Bytes of the store's memory for keys and values (its heap).", store.memory_bytes],
+    ["shmkv_memory_used_bytes", "Bytes of that memory live entries hold, chunk rounding included.", store.memory_used],
     ["shmkv_lock_held_seconds", "How long the write lock has been held by its current holder (0 when free).", store.lock_held_ms / 1000],
   ];
   const counters: [string, string, number][] = [

@@ -103,11 +103,18 @@ const NextCursor = t.Union([t.String(), t.Null()], {
   description: "Where the next page starts (pass it as cursor); null when this page is the last.",
 });
 
+const MemoryBytes = Integer({ description: "Bytes of the store's memory for keys and values (its heap)." });
+const MemoryUsed = Integer({
+  description: "Bytes of that memory live entries hold, chunk rounding included (read as it stands: a write in progress may be counted or not).",
+});
+
 export const StatusResponse = t.Object(
   {
     version: Integer({ description: "Successful writes (sets and deletes) since the store was created." }),
     entry_count: Integer(),
     max_entries: Integer(),
+    memory_bytes: MemoryBytes,
+    memory_used: MemoryUsed,
     entries: t.Array(StatusEntry, { description: "In slot order: insertion order while nothing was deleted." }),
     next_cursor: t.Optional(NextCursor),
   },
@@ -124,6 +131,8 @@ export const HealthResponse = t.Object(
     name: t.String({ description: "The shared-memory segment's name." }),
     entry_count: Integer(),
     max_entries: Integer(),
+    memory_bytes: MemoryBytes,
+    memory_used: MemoryUsed,
     lock: t.Object(
       { held_for_ms: Integer({ description: "How long the write lock has been held by its current holder; 0 when it is free." }) },
       { description: "The store's write lock: a writer stopped or hung inside it shows here, while reads go on." },

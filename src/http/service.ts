@@ -133,6 +133,8 @@ export class KvService {
         name: store.name,
         entry_count: store.count,
         max_entries: store.maxEntries,
+        memory_bytes: store.memoryBytes,
+        memory_used: store.memoryUsed,
         lock: { held_for_ms: store.lockHeldMs },
         reattached: this.slot.reattached,
       };

@@ -190,6 +190,7 @@ export class Follower {
       maxEntries: old.maxEntries,
       keyMax: old.keyMax,
       valueMax: old.valueMax,
+      memoryBytes: old.memoryOption,
       mode: modeOf(name) ?? this.options.create.mode, // the readers keep their access
     });
     try {

@@ -262,6 +262,29 @@ static inline int check_get_at(kv_store *s, const char *key, const char *want, c
 
 #define CHECK_GET(s, key, want) check_get_at((s), (key), (want), __FILE__, __LINE__)
 
+/* Values of a chosen size (a store with a heap holds each in a chunk of its own size): key = `len`
+ * bytes of `fill`, set, or checked to be what the store holds. */
+#define CHECK_FILLED_MAX 65536
+static inline int check_set_filled(kv_store *s, const char *key, size_t len, char fill)
+{
+    static char value[CHECK_FILLED_MAX];
+    memset(value, fill, len < sizeof value ? len : sizeof value);
+    return len < sizeof value ? kv_set(s, key, strlen(key), value, len) : KV_EINVAL;
+}
+
+static inline int check_filled_at(kv_store *s, const char *key, size_t len, char fill,
+                                  const char *file, int line)
+{
+    static char want[CHECK_FILLED_MAX];
+    if (len >= sizeof want)
+        return check_true(0, file, line, "len < CHECK_FILLED_MAX");
+    memset(want, fill, len);
+    want[len] = 0;
+    return check_get_at(s, key, want, file, line);
+}
+
+#define CHECK_FILLED(s, key, len, fill) check_filled_at((s), (key), (len), (fill), __FILE__, __LINE__)
+
 /* One change of the ring, as kv_change reports it. */
 typedef struct change {
     int rc, op;

@@ -1,6 +1,6 @@
 /* kvtool: a minimal C client of the library, so tests can act as "another process written in C".
  *
- *   kvtool NAME create [MAX_ENTRIES KEY_MAX VALUE_MAX]   create (or open) the segment
+ *   kvtool NAME create [MAX_ENTRIES KEY_MAX VALUE_MAX [MEMORY]]  create (or open) the segment
  *   kvtool NAME set KEY VALUE                             exit 0, or 1 with the error on stderr
  *   kvtool NAME setin KEY                                 set KEY to the bytes on stdin, whatever they
  *                                                         are (a value that is not UTF-8 text)
@@ -24,7 +24,7 @@
  *                                                         prints the number acknowledged
  *   kvtool NAME monotone PREFIX NKEYS COUNT               COUNT gets over those keys: prints "reads torn
  *                                                         backwards" (a key's i going down); exit 1 if any
- *   kvtool NAME resize MAX_ENTRIES KEY_MAX VALUE_MAX      kv_resize (0 keeps a field)
+ *   kvtool NAME resize MAX_ENTRIES KEY_MAX VALUE_MAX [MEMORY]  kv_resize (0 keeps a field)
  *
  * Checksummed values are BODY "#" HEX8 where HEX8 is kv_hash(BODY) in lower-case hex; the Bun tests
  * verify the same format. Built with -DKV_FAULT_INJECTION it dies where KV_FAULT_POINT says. */
@@ -227,8 +227,9 @@ static int run(kv_store *s, int argc, char **argv)
         return run_sequence(s, argv[3], atol(argv[4]), atol(argv[5]));
     if (!strcmp(cmd, "monotone") && argc == 6)
         return run_monotone(s, argv[3], atol(argv[4]), atol(argv[5]));
-    if (!strcmp(cmd, "resize") && argc == 6) {
-        kv_options o = {(uint32_t)atol(argv[3]), (uint32_t)atol(argv[4]), (uint32_t)atol(argv[5]), 0};
+    if (!strcmp(cmd, "resize") && (argc == 6 || argc == 7)) {
+        kv_options o = {(uint32_t)atol(argv[3]), (uint32_t)atol(argv[4]), (uint32_t)atol(argv[5]), 0,
+                        argc == 7 ? strtoull(argv[6], NULL, 10) : 0};
         return (rc = kv_resize(argv[1], &o)) ? fail("resize", rc) : 0;
     }
     fprintf(stderr, "kvtool: bad command\n");
@@ -241,12 +242,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: kvtool NAME COMMAND [ARGS]\n");
         return 2;
     }
-    kv_options opts = {0, 0, 0, 0};
+    kv_options opts = {0, 0, 0, 0, 0};
     int flags = 0;
     if (!strcmp(argv[2], "create")) {
         flags = KV_CREATE;
-        if (argc == 6)
-            opts = (kv_options){(uint32_t)atol(argv[3]), (uint32_t)atol(argv[4]), (uint32_t)atol(argv[5]), 0};
+        if (argc == 6 || argc == 7)
+            opts = (kv_options){(uint32_t)atol(argv[3]), (uint32_t)atol(argv[4]), (uint32_t)atol(argv[5]), 0,
+                                argc == 7 ? strtoull(argv[6], NULL, 10) : 0};
     }
     kv_store *s;
     int rc = kv_open(argv[1], flags, &opts, &s);

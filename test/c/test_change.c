@@ -125,19 +125,26 @@ static void copy_cell_copies_slots_and_ring_cells(void)
     REQUIRE(s);
     CHECK_RC(check_set_str(s, "k", "v"), 0);
     unsigned char *base = kv_base(s);
-    uint32_t entry_size, max = kv_max_entries(s);
-    uint64_t entries_off;
+    uint32_t entry_size, ring_cell, max = kv_max_entries(s);
+    uint64_t entries_off, ring_off;
     memcpy(&entry_size, base + 32, 4);
     memcpy(&entries_off, base + 40, 8);
+    memcpy(&ring_off, base + 96, 8);
+    memcpy(&ring_cell, base + 260, 4);
     unsigned char buf[1024];
-    REQUIRE(entry_size <= sizeof buf);
-    /* A live slot: its bytes, and its counter, even. */
+    REQUIRE(entry_size + kv_key_max(s) + kv_value_max(s) <= sizeof buf);
+    /* A live slot: its entry, then its key and value from its chunk, and its counter, even. */
     uint32_t counter = kv_copy_cell(s, 0, buf);
     CHECK_EQ(counter & 1, 0);
     CHECK(memcmp(buf, base + entries_off, entry_size) == 0);
+    CHECK(memcmp(buf + entry_size, "kv", 2) == 0);
     /* The ring's cells follow the slots: cell max holds the record of revision 1. */
     kv_copy_cell(s, max, buf);
-    CHECK(memcmp(buf, base + entries_off + (uint64_t)max * entry_size, entry_size) == 0);
+    CHECK(memcmp(buf, base + ring_off, ring_cell) == 0);
+    /* One past the ring: the undo record's copy of an entry (a free slot, here). */
+    memset(buf, 0xAA, sizeof buf);
+    kv_copy_cell(s, max + KV_RING_CELLS, buf);
+    CHECK(memcmp(buf, base + 576, entry_size) == 0);
     /* A slot whose counter is odd is being written: the copy is not a state to trust. */
     uint32_t *seq = (uint32_t *)(base + entries_off + 12);
     *seq += 1;
@@ -145,7 +152,7 @@ static void copy_cell_copies_slots_and_ring_cells(void)
     *seq -= 1;
     /* No such cell, no handle, no buffer: odd, and nothing copied. */
     memset(buf, 0xAA, sizeof buf);
-    CHECK_EQ(kv_copy_cell(s, max + KV_RING_CELLS, buf) & 1, 1);
+    CHECK_EQ(kv_copy_cell(s, max + KV_RING_CELLS + 1, buf) & 1, 1);
     CHECK_EQ(kv_copy_cell(NULL, 0, buf) & 1, 1);
     CHECK_EQ(kv_copy_cell(s, 0, NULL) & 1, 1);
     CHECK_EQ(buf[0], 0xAA);

@@ -121,25 +121,30 @@ static void take_snapshot(kv_store *s, observed *o)
         free(buf);
         return;
     }
-    uint32_t seq, count, undo, max_entries, key_max, entry_size, live = 0;
-    uint64_t entries;
+    uint32_t seq, count, undo, max_entries, entry_size, live = 0;
+    uint64_t entries, heap_off, heap_size;
     memcpy(&seq, buf + 56, 4);
     memcpy(&count, buf + 60, 4);
     memcpy(&undo, buf + 192, 4);
     memcpy(&max_entries, buf + 20, 4);
-    memcpy(&key_max, buf + 24, 4);
     memcpy(&entry_size, buf + 32, 4);
     memcpy(&entries, buf + 40, 8);
+    memcpy(&heap_off, buf + 224, 8);
+    memcpy(&heap_size, buf + 232, 8);
     int bad = (seq & 1) || undo != 0 || count != NKEYS;
     for (uint32_t slot = 0; slot < max_entries && !bad; slot++) {
         const unsigned char *e = buf + entries + (uint64_t)slot * entry_size;
         uint32_t key_len, value_len;
+        uint64_t chunk;
         memcpy(&key_len, e, 4);
         memcpy(&value_len, e + 4, 4);
+        memcpy(&chunk, e + 32, 8);
         if (!key_len)
             continue;
         live++;
-        bad = value_len > entry_size || !checksum_ok((const char *)e + 32 + key_max, value_len);
+        /* Key and value follow the chunk's 8-byte head in the heap. */
+        bad = chunk + 8 + key_len + value_len > heap_size ||
+              !checksum_ok((const char *)buf + heap_off + chunk + 8 + key_len, value_len);
     }
     o->snapshots++;
     o->bad_snapshots += bad || live != NKEYS;
@@ -149,7 +154,7 @@ static void take_snapshot(kv_store *s, observed *o)
 static void writers_and_readers_agree(void)
 {
     const char *name;
-    kv_store *s = check_new_store(&(kv_options){16, 0, 0, 0}, &name);
+    kv_store *s = check_new_store(&(kv_options){16, 0, 0, 0, 0}, &name);
     REQUIRE(s);
     REQUIRE(seed_keys(s));
     uint64_t version = kv_version(s);

@@ -147,6 +147,53 @@ static void processes_incrementing_together_sum_exactly(void)
     CHECK_EQ(kv_version(s), 4 * EACH);
 }
 
+
+/* Layout 2: counters live in heap chunks among values of other sizes; each increment takes a new
+ * chunk and frees the old. When the heap has no room for the new chunk, KV_EFULL, and the counter
+ * keeps its value. */
+static void counters_among_values_of_mixed_sizes_in_a_heap(void)
+{
+    kv_options opts = {.max_entries = 32, .key_max = 16, .value_max = 8000, .memory_bytes = 8192};
+    kv_store *s = check_new_store(&opts, NULL);
+    REQUIRE(s);
+    CHECK_RC(check_set_filled(s, "big", 3000, 'b'), 0);
+    CHECK_RC(check_set_str(s, "n", "98"), 0);
+    CHECK_RC(check_set_filled(s, "mid", 500, 'm'), 0);
+    int64_t v = 0;
+    for (int i = 0; i < 5; i++) /* 98 -> 103: the digits grow, the chunk moves each time */
+        CHECK_RC(incr_str(s, "n", 1, &v), 0);
+    CHECK_EQ(v, 103);
+    CHECK_GET(s, "n", "103");
+    CHECK_RC(incr_str(s, "fresh", -7, &v), 0); /* a new key: a chunk of its own */
+    CHECK_EQ(v, -7);
+    CHECK_RC(incr_str(s, "big", 1, &v), KV_ENOTNUM); /* longer than any int64 */
+    CHECK_FILLED(s, "big", 3000, 'b');
+    CHECK_FILLED(s, "mid", 500, 'm');
+    CHECK_RC(kv_check(s), 0);
+    /* Fill the heap to its last byte, in values of falling sizes. */
+    char key[16];
+    int made = 0;
+    for (size_t len = 2048; len >= 1; len /= 2)
+        for (int rc = 0; rc == 0; made++) {
+            snprintf(key, sizeof key, "f%d", made);
+            rc = check_set_filled(s, key, len, 'f');
+            if (rc)
+                CHECK_RC(rc, KV_EFULL);
+        }
+    uint64_t used = kv_memory_used(s), version = kv_version(s);
+    CHECK_RC(incr_str(s, "n", 1, &v), KV_EFULL);
+    CHECK_RC(incr_str(s, "another", 1, &v), KV_EFULL);
+    CHECK_GET(s, "n", "103");
+    CHECK_EQ(kv_memory_used(s), used);
+    CHECK_EQ(kv_version(s), version);
+    /* Room again (a value deleted): the counter counts on. */
+    CHECK_RC(kv_delete(s, "mid", 3), 0);
+    CHECK_RC(incr_str(s, "n", 1, &v), 0);
+    CHECK_EQ(v, 104);
+    CHECK_FILLED(s, "big", 3000, 'b');
+    CHECK_RC(kv_check(s), 0);
+}
+
 int main(void)
 {
     RUN(a_missing_key_counts_as_zero_and_the_value_reads_as_digits);
@@ -155,5 +202,6 @@ int main(void)
     RUN(the_usual_refusals_apply);
     RUN(an_increment_killed_mid_write_is_all_or_nothing);
     RUN(processes_incrementing_together_sum_exactly);
+    RUN(counters_among_values_of_mixed_sizes_in_a_heap);
     return CHECK_FINISH();
 }

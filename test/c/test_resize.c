@@ -17,16 +17,16 @@ static ino_t inode_of(const char *name)
 }
 
 /* The geometry a fresh open of the name finds (a handle keeps its first mapping's). */
-static uint32_t capacity_of(const char *name)
+static kv_options geometry_of(const char *name)
 {
     kv_store *s;
+    kv_options g = {0, 0, 0, 0, 0};
     if (kv_open(name, 0, NULL, &s))
-        return 0;
-    uint32_t max = kv_max_entries(s);
+        return g;
+    g = (kv_options){kv_max_entries(s), kv_key_max(s), kv_value_max(s), 0, kv_memory_bytes(s)};
     kv_close(s);
-    return max;
+    return g;
 }
-
 static int temp_exists(const char *name)
 {
     char path[300];
@@ -62,7 +62,7 @@ static seen get_full(kv_store *s, const char *key)
 static void growing_keeps_everything_and_every_handle_follows(void)
 {
     const char *name;
-    kv_options small = {4, 8, 16, 0};
+    kv_options small = {4, 8, 16, 0, 0};
     kv_store *s = check_new_store(&small, &name);
     REQUIRE(s);
     fill(s);
@@ -76,14 +76,14 @@ static void growing_keeps_everything_and_every_handle_follows(void)
     CHECK_RC(check_set_str(s, "f", "6"), KV_EFULL);
     version++;
 
-    kv_options big = {64, 32, 100, 0};
+    kv_options big = {64, 32, 100, 0, 0};
     CHECK_RC(kv_resize(name, &big), 0);
     CHECK(inode_of(name) != before);
     CHECK(!temp_exists(name));
     /* Both handles follow on their next call: entries, version, ring. Their geometry accessors
      * stay on the mapping they opened (as kv_base does); a fresh open sees the new one. */
     CHECK_EQ(kv_max_entries(s), 4);
-    CHECK_EQ(capacity_of(name), 64);
+    CHECK_EQ(geometry_of(name).max_entries, 64);
     CHECK_EQ(kv_version(other), version);
     CHECK_EQ(kv_count(s), 4);
     seen a2 = get_full(other, "a"), d2 = get_full(s, "d");
@@ -117,14 +117,14 @@ static void growing_keeps_everything_and_every_handle_follows(void)
 static void shrinking_to_just_fit_packs_the_slots(void)
 {
     const char *name;
-    kv_options opts = {16, 8, 16, 0};
+    kv_options opts = {16, 8, 16, 0, 0};
     kv_store *s = check_new_store(&opts, &name);
     REQUIRE(s);
     fill(s); /* a, c, d live; slot 1 free */
     uint64_t version = kv_version(s);
-    kv_options fit = {3, 1, 3, 0};
+    kv_options fit = {3, 1, 3, 0, 0};
     CHECK_RC(kv_resize(name, &fit), 0);
-    CHECK_EQ(capacity_of(name), 3);
+    CHECK_EQ(geometry_of(name).max_entries, 3);
     CHECK_EQ(kv_count(s), 3);
     CHECK_EQ(kv_version(s), version);
     CHECK_GET(s, "a", "one");
@@ -150,8 +150,9 @@ static void a_resize_that_cannot_fit_changes_nothing(void)
     CHECK_RC(check_set_str(s, "j", "v"), 0);
     ino_t before = inode_of(name);
     uint64_t version = kv_version(s);
-    kv_options fewer = {2, 0, 0, 0}, shorter_keys = {0, 9, 0, 0}, shorter_values = {0, 0, 13, 0};
-    kv_options bad = {KV_LIMIT_MAX_ENTRIES + 1, 0, 0, 0};
+    kv_options fewer = {2, 0, 0, 0, 0}, shorter_keys = {0, 9, 0, 0, 0};
+    kv_options shorter_values = {0, 0, 13, 0, 0};
+    kv_options bad = {KV_LIMIT_MAX_ENTRIES + 1, 0, 0, 0, 0};
     CHECK_RC(kv_resize(name, &fewer), KV_EFULL);
     CHECK_RC(kv_resize(name, &shorter_keys), KV_EKEYLEN);
     CHECK_RC(kv_resize(name, &shorter_values), KV_EVALLEN);
@@ -160,14 +161,14 @@ static void a_resize_that_cannot_fit_changes_nothing(void)
     CHECK_RC(kv_resize("bad", NULL), KV_EINVAL);
     CHECK_EQ(inode_of(name), before);
     CHECK(!temp_exists(name));
-    CHECK_EQ(capacity_of(name), KV_DEFAULT_MAX_ENTRIES);
+    CHECK_EQ(geometry_of(name).max_entries, KV_DEFAULT_MAX_ENTRIES);
     CHECK_EQ(kv_version(s), version);
     CHECK_RC(check_set_str(s, "more", "x"), 0);
     CHECK_RC(kv_check(s), 0);
     /* NULL options: the same geometry, a new segment (a compaction). */
     CHECK_RC(kv_resize(name, NULL), 0);
     CHECK(inode_of(name) != before);
-    CHECK_EQ(capacity_of(name), KV_DEFAULT_MAX_ENTRIES);
+    CHECK_EQ(geometry_of(name).max_entries, KV_DEFAULT_MAX_ENTRIES);
     CHECK_GET(s, "more", "x");
 }
 
@@ -179,7 +180,7 @@ static void a_replica_stays_read_only(void)
     REQUIRE(s);
     CHECK_RC(kv_set_readonly(s, 1), 0);
     CHECK_RC(kv_apply(s, KV_CHANGE_SET, "a", 1, "1", 1, 7, 100), 0);
-    kv_options grow = {20, 0, 0, 0};
+    kv_options grow = {20, 0, 0, 0, 0};
     CHECK_RC(kv_resize(name, &grow), 0);
     CHECK_EQ(kv_readonly(s), 1);
     CHECK_RC(check_set_str(s, "b", "2"), KV_EREADONLY);
@@ -194,7 +195,7 @@ static void a_replica_stays_read_only(void)
 static void resizer_killed_at(int point)
 {
     const char *name;
-    kv_options opts = {8, 8, 16, 0};
+    kv_options opts = {8, 8, 16, 0, 0};
     kv_store *s = check_new_store(&opts, &name);
     REQUIRE(s);
     fill(s);
@@ -210,7 +211,7 @@ static void resizer_killed_at(int point)
     /* The next write recovers (the dead resizer held the lock) and lands in the store in force. */
     CHECK_RC(check_set_str(s, "after", "x"), 0);
     CHECK(!temp_exists(name));
-    CHECK_EQ(capacity_of(name), point == 22 ? 32 : 8);
+    CHECK_EQ(geometry_of(name).max_entries, point == 22 ? 32 : 8);
     CHECK(point == 22 ? inode_of(name) != before : inode_of(name) == before);
     CHECK_EQ(kv_version(s), version + 1);
     CHECK_GET(s, "a", "one");
@@ -222,9 +223,9 @@ static void resizer_killed_at(int point)
     CHECK_RC(kv_check(fresh), 0);
     CHECK_RC(kv_check(s), 0);
     /* And it can be resized again. */
-    kv_options again = {40, 0, 0, 0};
+    kv_options again = {40, 0, 0, 0, 0};
     CHECK_RC(kv_resize(name, &again), 0);
-    CHECK_EQ(capacity_of(name), 40);
+    CHECK_EQ(geometry_of(name).max_entries, 40);
     CHECK_GET(s, "after", "x");
 }
 
@@ -305,7 +306,7 @@ static void a_damaged_store_is_not_copied(void)
     uint32_t *key_len = (uint32_t *)(base + entries_off); /* slot 0's key length */
     *key_len = 4000;
     ino_t before = inode_of(name);
-    kv_options longer_keys = {0, 4096, 0, 0};
+    kv_options longer_keys = {0, 4096, 0, 0, 0};
     CHECK_RC(kv_resize(name, &longer_keys), KV_ECORRUPT);
     CHECK_EQ(inode_of(name), before);
     CHECK(!temp_exists(name));
@@ -345,7 +346,7 @@ static void writers_and_readers_run_through_grow_and_shrink(void)
 {
     const char *name;
     uint32_t total = WRITERS * NKEYS;
-    kv_options opts = {total, 16, 48, 0};
+    kv_options opts = {total, 16, 48, 0, 0};
     kv_store *s = check_new_store(&opts, &name);
     REQUIRE(s);
     ino_t first = inode_of(name);
@@ -363,7 +364,7 @@ static void writers_and_readers_run_through_grow_and_shrink(void)
     double deadline = check_now() + 20;
     /* Grow once the writers are under way, then shrink to exactly what they will fill. */
     CHECK(wait_count(s, total / 4, deadline));
-    kv_options grow = {4 * total, 0, 0, 0}, fit = {total, 0, 0, 0};
+    kv_options grow = {4 * total, 0, 0, 0, 0}, fit = {total, 0, 0, 0, 0};
     CHECK_RC(kv_resize(name, &grow), 0);
     CHECK(wait_count(s, total / 2, deadline));
     CHECK_RC(kv_resize(name, &fit), 0);
@@ -377,7 +378,7 @@ static void writers_and_readers_run_through_grow_and_shrink(void)
     CHECK_EQ(torn, 0);
     CHECK_EQ(backwards, 0);
     CHECK(inode_of(name) != first);
-    CHECK_EQ(capacity_of(name), total);
+    CHECK_EQ(geometry_of(name).max_entries, total);
     CHECK_EQ(kv_count(s), total);
     CHECK_EQ(kv_version(s), (uint64_t)WRITERS * WRITES);
     CHECK_RC(kv_check(s), 0);
@@ -392,6 +393,78 @@ static void writers_and_readers_run_through_grow_and_shrink(void)
             snprintf(want, sizeof want, "%s#%08x", body, kv_hash(body, strlen(body)));
             CHECK_GET(s, key, want);
         }
+}
+
+/* The chunk bytes an entry takes in a heap: 8 of head, key and value, rounded up to 16, 32 at least
+ * (the header's kv_options.memory_bytes). */
+static uint64_t chunk_of(size_t key_len, size_t value_len)
+{
+    uint64_t size = (8 + key_len + value_len + 15) / 16 * 16;
+    return size < 32 ? 32 : size;
+}
+
+
+/* memory_bytes: a resize moves every value into the new heap. Grown, it takes a value the old heap
+ * could not; shrunk to the entries' chunks exactly, it holds them and nothing more; one byte less
+ * (16: the heap's unit) is KV_EFULL with nothing changed. A store made without memory_bytes gets a
+ * heap when given one. */
+static void memory_grows_shrinks_to_just_fit_and_refuses_what_does_not_fit(void)
+{
+    static const size_t sizes[] = {0, 9, 100, 1000, 3000, 777};
+    const char *name;
+    kv_options opts = {32, 8, 4000, 0, 8192};
+    kv_store *s = check_new_store(&opts, &name);
+    REQUIRE(s);
+    uint64_t need = 0;
+    char key[8];
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        snprintf(key, sizeof key, "v%zu", i);
+        CHECK_RC(check_set_filled(s, key, sizes[i], (char)('a' + i)), 0);
+        need += chunk_of(strlen(key), sizes[i]);
+    }
+    CHECK_RC(check_set_filled(s, "big", 20000, 'z'), KV_EVALLEN);
+    kv_options grow = {0, 0, 25000, 0, 64 * 1024};
+    CHECK_RC(kv_resize(name, &grow), 0);
+    CHECK_EQ(geometry_of(name).memory_bytes, 64 * 1024);
+    CHECK_RC(check_set_filled(s, "big", 20000, 'z'), 0); /* s follows, into a heap that holds it */
+    CHECK_FILLED(s, "big", 20000, 'z');
+    CHECK_RC(kv_delete(s, "big", 3), 0);
+    CHECK_RC(kv_check(s), 0);
+    ino_t before = inode_of(name);
+    kv_options too_small = {0, 0, 0, 0, need - 16};
+    CHECK_RC(kv_resize(name, &too_small), KV_EFULL);
+    CHECK_EQ(inode_of(name), before);
+    CHECK(!temp_exists(name));
+    CHECK_EQ(geometry_of(name).memory_bytes, 64 * 1024);
+    kv_options just_fit = {0, 0, 0, 0, need};
+    CHECK_RC(kv_resize(name, &just_fit), 0);
+    CHECK_EQ(geometry_of(name).memory_bytes, need);
+    CHECK_RC(kv_check(s), 0);
+    CHECK_EQ(kv_memory_used(s), need);
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        snprintf(key, sizeof key, "v%zu", i);
+        CHECK_FILLED(s, key, sizes[i], (char)('a' + i));
+    }
+    CHECK_RC(check_set_str(s, "one", "more"), KV_EFULL);
+    /* 16 bytes over: too few for a free chunk, they join the last entry's chunk. */
+    kv_options snug = {0, 0, 0, 0, need + 16};
+    CHECK_RC(kv_resize(name, &snug), 0);
+    CHECK_RC(kv_check(s), 0);
+    CHECK_EQ(kv_memory_used(s), need + 16);
+    CHECK_FILLED(s, "v5", 777, 'f');
+    /* A store without memory_bytes, given some: its values move from fixed-size chunks. */
+    const char *plain;
+    kv_store *p = check_new_store(NULL, &plain);
+    REQUIRE(p);
+    CHECK_RC(check_set_str(p, "k", "v"), 0);
+    uint64_t fixed = geometry_of(plain).memory_bytes;
+    kv_options heap = {0, 0, 5000, 0, 4096};
+    CHECK_RC(kv_resize(plain, &heap), 0);
+    CHECK_EQ(geometry_of(plain).memory_bytes, 4096);
+    CHECK(fixed != 4096);
+    CHECK_GET(p, "k", "v");
+    CHECK_RC(check_set_filled(p, "long", 3000, 'l'), 0);
+    CHECK_RC(kv_check(p), 0);
 }
 
 int main(void)
@@ -409,6 +482,7 @@ int main(void)
     RUN(a_writer_waiting_for_the_resizer_follows_it);
     RUN(a_damaged_superseded_mark_is_corruption);
     RUN(a_damaged_store_is_not_copied);
+    RUN(memory_grows_shrinks_to_just_fit_and_refuses_what_does_not_fit);
     char name[64];
     for (int point = 20; point <= 22; point++) {
         snprintf(name, sizeof name, "resizer_killed_at(point %d)", point);

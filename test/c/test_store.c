@@ -29,6 +29,12 @@ static uint64_t rd64(const kv_store *s, size_t off)
 
 /* The slot holding key, found through the index as the header documents it (linear probing from
  * the home cell kv_hash & (cells - 1)); UINT32_MAX when absent. */
+/* The key bytes of the entry at byte offset e: in its chunk in the heap, after the chunk's head. */
+static const char *entry_key(const kv_store *s, uint64_t e)
+{
+    return (const char *)kv_base(s) + rd64(s, 224) + rd64(s, e + 32) + 8;
+}
+
 static uint32_t find_slot(const kv_store *s, const char *key)
 {
     uint32_t hs = rd32(s, 12), es = rd32(s, 32), cells = rd32(s, 36);
@@ -40,7 +46,7 @@ static uint32_t find_slot(const kv_store *s, const char *key)
         if (cell == 0)
             break;
         uint64_t e = eo + (uint64_t)(cell - 1) * es;
-        if (rd32(s, e) == len && memcmp((const char *)kv_base(s) + e + 32, key, len) == 0)
+        if (rd32(s, e) == len && memcmp(entry_key(s, e), key, len) == 0)
             return cell - 1;
     }
     return UINT32_MAX;
@@ -122,7 +128,7 @@ static void set_get_round_trip(void)
 
 static void version_counts_successful_writes_only(void)
 {
-    kv_store *s = check_new_store(&(kv_options){2, 4, 4, 0}, NULL);
+    kv_store *s = check_new_store(&(kv_options){2, 4, 4, 0, 0}, NULL);
     REQUIRE(s);
     uint64_t v = 0;
     CHECK_EQ(kv_version(s), v);
@@ -336,9 +342,8 @@ static void delete_then_insert_reuses_the_slot(void)
     CHECK_RC(check_set_str(s, "fresh", "new value"), 0);
     CHECK_EQ(kv_count(s), 10);
     CHECK_EQ(find_slot(s, "fresh"), slot);
-    const unsigned char *e = (const unsigned char *)kv_base(s) + eo + (uint64_t)slot * es;
     CHECK_EQ(rd32(s, eo + (uint64_t)slot * es), 5);
-    CHECK_MEM(e + 32, 5, "fresh", 5);
+    CHECK_MEM(entry_key(s, eo + (uint64_t)slot * es), 5, "fresh", 5);
     CHECK_GET(s, "fresh", "new value");
     CHECK_GET(s, "key3", NULL);
     CHECK_RC(kv_check(s), 0);
@@ -520,10 +525,10 @@ static void unlink_keeps_existing_mappings(void)
 static void existing_geometry_wins(void)
 {
     const char *name;
-    kv_store *a = check_new_store(&(kv_options){20, 8, 8, 0}, &name);
+    kv_store *a = check_new_store(&(kv_options){20, 8, 8, 0, 0}, &name);
     REQUIRE(a);
     int rc;
-    kv_store *b = check_open(name, KV_CREATE, &(kv_options){5, 100, 100, 0644}, &rc);
+    kv_store *b = check_open(name, KV_CREATE, &(kv_options){5, 100, 100, 0644, 0}, &rc);
     REQUIRE_RC(rc, 0);
     CHECK_EQ(kv_max_entries(b), 20);
     CHECK_EQ(kv_key_max(b), 8);
@@ -544,11 +549,14 @@ static void existing_geometry_wins(void)
 static void invalid_options_rejected_and_nothing_left(void)
 {
     const kv_options bad[] = {
-        {KV_LIMIT_MAX_ENTRIES + 1, 0, 0, 0},
-        {0, KV_LIMIT_KEY_MAX + 1, 0, 0},
-        {0, 0, KV_LIMIT_VALUE_MAX + 1, 0},
-        {0, 0, 0, 01000},
-        {0, 0, 0, 04600}, /* setuid bit */
+        {KV_LIMIT_MAX_ENTRIES + 1, 0, 0, 0, 0},
+        {0, KV_LIMIT_KEY_MAX + 1, 0, 0, 0},
+        {0, 0, KV_LIMIT_VALUE_MAX + 1, 0, 0},
+        {0, 0, 0, 01000, 0},
+        {0, 0, 0, 04600, 0}, /* setuid bit */
+        {0, 0, KV_LIMIT_VALUE_MAX_MEMORY + 1, 0, 1 << 20},
+        {0, 0, 0, 0, KV_LIMIT_MEMORY_MIN - 1},
+        {0, 0, 0, 0, KV_LIMIT_MEMORY + 1},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         const char *name = check_shm_name();
@@ -563,7 +571,7 @@ static void invalid_options_rejected_and_nothing_left(void)
 /* The limits themselves are accepted (one entry keeps the segment small). */
 static void options_at_the_limits_accepted(void)
 {
-    kv_store *s = check_new_store(&(kv_options){1, KV_LIMIT_KEY_MAX, KV_LIMIT_VALUE_MAX, 0777}, NULL);
+    kv_store *s = check_new_store(&(kv_options){1, KV_LIMIT_KEY_MAX, KV_LIMIT_VALUE_MAX, 0777, 0}, NULL);
     REQUIRE(s);
     CHECK_EQ(kv_key_max(s), KV_LIMIT_KEY_MAX);
     CHECK_EQ(kv_value_max(s), KV_LIMIT_VALUE_MAX);
@@ -582,9 +590,9 @@ static void mode_applied_whatever_the_umask(void)
 {
     mode_t old = umask(077);
     const char *name;
-    kv_store *s = check_new_store(&(kv_options){0, 0, 0, 0640}, &name);
+    kv_store *s = check_new_store(&(kv_options){0, 0, 0, 0640, 0}, &name);
     const char *name2;
-    kv_store *s2 = check_new_store(&(kv_options){0, 0, 0, 0604}, &name2);
+    kv_store *s2 = check_new_store(&(kv_options){0, 0, 0, 0604, 0}, &name2);
     umask(old);
     CHECK(s && s2);
     CHECK_EQ(file_mode(name), 0640);
@@ -614,30 +622,41 @@ static uint64_t align(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 /* Other languages read the segment by the header's table: hold the library to it. */
 static void layout_matches_the_documentation(void)
 {
-    kv_store *s = check_new_store(&(kv_options){10, 63, 255, 0}, NULL);
+    kv_store *s = check_new_store(&(kv_options){10, 63, 255, 0, 0}, NULL);
     REQUIRE(s);
     int64_t now = time(NULL);
     REQUIRE_RC(check_set_str(s, "alpha", "one"), 0);
     CHECK_MEM(kv_base(s), 4, "SMKV", 4);
     CHECK_EQ(rd32(s, 0), 0x564B4D53u);
-    CHECK_EQ(rd32(s, 4), 1);
+    CHECK_EQ(rd32(s, 4), 2);
     CHECK_EQ(rd32(s, 8), 0x52454459u);
     uint32_t hs = rd32(s, 12), es = rd32(s, 32), cells = rd32(s, 36);
     CHECK_EQ(rd32(s, 16), sizeof(pthread_mutex_t));
     CHECK_EQ(rd32(s, 20), 10);
     CHECK_EQ(rd32(s, 24), 63);
     CHECK_EQ(rd32(s, 28), 255);
-    CHECK_EQ(es, align(32 + 63 + 255, 8));
+    CHECK_EQ(es, 64);
     CHECK_EQ(cells, 32);
-    CHECK_EQ(hs % 64, 0);
-    CHECK(hs >= 224 + es); /* room for the undo record's entry copy */
+    CHECK_EQ(hs, 640);
     uint64_t eo = rd64(s, 40);
     CHECK_EQ(eo, align(hs + 4ull * cells, 64));
     uint64_t ring = rd64(s, 96);
     CHECK_EQ(ring, eo + 10ull * es);
-    CHECK_EQ(ring % 8, 0);
     CHECK_EQ(rd32(s, 104), KV_RING_CELLS);
-    CHECK_EQ(rd64(s, 48), ring + (uint64_t)KV_RING_CELLS * es);
+    /* No memory_bytes: 11 chunks of the largest entry, every chunk that size; whole changes. */
+    uint32_t chunk = (uint32_t)align(8 + 63 + 255, 16), cell = rd32(s, 260);
+    uint64_t heap = rd64(s, 224);
+    CHECK_EQ(rd32(s, 256), chunk);
+    CHECK_EQ(rd32(s, 264), 63 + 255);
+    CHECK_EQ(cell, align(32 + 63 + 255, 8));
+    CHECK_EQ(rd32(s, 268), 32);
+    CHECK_EQ(heap, align(ring + (uint64_t)KV_RING_CELLS * cell, 64));
+    CHECK_EQ(rd64(s, 232), 11ull * chunk);
+    CHECK_EQ(rd64(s, 232), kv_memory_bytes(s));
+    CHECK_EQ(rd64(s, 240), chunk);
+    CHECK_EQ(rd64(s, 240), kv_memory_used(s));
+    CHECK_EQ(rd64(s, 248), 10ull * chunk);
+    CHECK_EQ(rd64(s, 48), heap + 11ull * chunk);
     CHECK_EQ(rd64(s, 48), kv_map_size(s));
     CHECK_EQ(rd32(s, 56) % 2, 0);
     CHECK_EQ(rd32(s, 60), 1);
@@ -648,7 +667,8 @@ static void layout_matches_the_documentation(void)
     CHECK_EQ(rd64(s, 80), 0);
     CHECK((int64_t)rd64(s, 88) >= now - 2 && (int64_t)rd64(s, 88) <= now + 2);
     CHECK_EQ(rd32(s, 192), 0); /* undo disarmed between writes */
-    /* The entry, found by probing from its home cell; the first insert takes slot 0. */
+    /* The entry, found by probing from its home cell; the first insert takes slot 0 and the
+     * heap's first chunk. */
     CHECK_EQ(find_slot(s, "alpha"), 0);
     uint32_t h = kv_hash("alpha", 5);
     uint64_t e = eo;
@@ -657,22 +677,38 @@ static void layout_matches_the_documentation(void)
     CHECK_EQ(rd32(s, e + 8), h);
     CHECK((int64_t)rd64(s, e + 16) >= now - 2 && (int64_t)rd64(s, e + 16) <= now + 2);
     CHECK_EQ(rd64(s, e + 24), 1);
-    CHECK_MEM((const char *)kv_base(s) + e + 32, 5, "alpha", 5);
-    CHECK_MEM((const char *)kv_base(s) + e + 32 + 63, 3, "one", 3);
-    /* The change ring: version 1 is in cell 0. */
+    CHECK_EQ(rd64(s, e + 32), 0);
+    CHECK_EQ(rd32(s, e + 40), chunk);
+    CHECK_EQ(rd32(s, e + 44), 0); /* last access: reserved */
+    CHECK_EQ(rd64(s, e + 48), 0); /* expires_at_ms: reserved */
+    /* The chunk: units of 16 bytes, then used | owner (slot + 1), then key and value. */
+    CHECK_EQ(rd32(s, heap + 0), chunk / 16);
+    CHECK_EQ(rd32(s, heap + 4), 0x80000000u | 1);
+    CHECK_MEM((const char *)kv_base(s) + heap + 8, 8, "alphaone", 8);
+    /* The rest of the heap: one free chunk, with its footer, in the list of its size class. */
+    uint64_t rest = 10ull * chunk;
+    CHECK_EQ(rd32(s, heap + chunk), rest / 16);
+    CHECK_EQ(rd32(s, heap + chunk + 4), 0);
+    CHECK_EQ(rd64(s, heap + chunk + rest - 8), rest);
+    int k = 63 - __builtin_clzll(rest) - 5;
+    CHECK_EQ(rd64(s, 280 + 8ull * k), chunk + 1);
+    /* The change ring: version 1 is in cell 0, the value right after the key. */
     CHECK_EQ(rd64(s, ring + 0), 1);
     CHECK((int64_t)rd64(s, ring + 8) >= now - 2 && (int64_t)rd64(s, ring + 8) <= now + 2);
     CHECK_EQ(rd32(s, ring + 16), KV_CHANGE_SET);
     CHECK_EQ(rd32(s, ring + 20), 5);
     CHECK_EQ(rd32(s, ring + 24), 3);
-    CHECK_MEM((const char *)kv_base(s) + ring + 32, 5, "alpha", 5);
-    CHECK_MEM((const char *)kv_base(s) + ring + 32 + 63, 3, "one", 3);
+    CHECK_EQ(rd32(s, ring + 28), 0);
+    CHECK_MEM((const char *)kv_base(s) + ring + 32, 8, "alphaone", 8);
     REQUIRE_RC(kv_delete(s, "alpha", 5), 0);
-    CHECK_EQ(rd64(s, ring + es), 2);
-    CHECK_EQ(rd32(s, ring + es + 16), KV_CHANGE_DELETE);
-    CHECK_EQ(rd32(s, ring + es + 20), 5);
-    CHECK_EQ(rd32(s, ring + es + 24), 0);
-    CHECK_MEM((const char *)kv_base(s) + ring + es + 32, 5, "alpha", 5);
+    CHECK_EQ(rd64(s, ring + cell), 2);
+    CHECK_EQ(rd32(s, ring + cell + 16), KV_CHANGE_DELETE);
+    CHECK_EQ(rd32(s, ring + cell + 20), 5);
+    CHECK_EQ(rd32(s, ring + cell + 24), 0);
+    CHECK_MEM((const char *)kv_base(s) + ring + cell + 32, 5, "alpha", 5);
+    /* The delete gave the chunk back: the heap is one free chunk again. */
+    CHECK_EQ(rd64(s, 240), 0);
+    CHECK_EQ(rd64(s, 248), 11ull * chunk);
 }
 
 int main(void)

@@ -10,16 +10,18 @@
  * Input: byte 0 is the mode: bit 0 raw, bit 1 dead owner, bit 2 resize, bit 3 kv_resize.
  *   raw (bit 0)      the rest of the input is the segment, byte for byte.
  *   mutated (else)   a sound store made fresh, then damaged:
- *                      3 bytes geometry (max_entries 1 + b % 64, key_max 1 + b % 16, value_max
- *                      1 + b % 64), 1 byte how many keys k0, k1, ... to set (mod max_entries + 1),
- *                      1 byte a mask of the first eight to delete again (a non-trivial free list),
- *                      with bit 2: 1 signed byte, the file grows or shrinks by 8 times it,
- *                      then patches of 7 bytes: u16 offset (mod the file size), u8 kind (bit 0: write
- *                      a u32, else one byte), u32 value.
+ *                      4 bytes geometry (max_entries 1 + b % 64, key_max 1 + b % 16, value_max
+ *                      1 + b % 64, memory_bytes: odd b, 4096 + 16 * (b >> 1); even b, 0), 1 byte how
+ *                      many keys k0, k1, ... to set (mod max_entries + 1), values of mixed sizes,
+ *                      1 byte a mask of the first eight to delete again (a non-trivial free list, and
+ *                      free chunks in the heap), with bit 2: 1 signed byte, the file grows or shrinks
+ *                      by 8 times it, then patches of 7 bytes: u16 offset, u8 kind (bit 0: write a
+ *                      u32, else one byte; bit 1: the offset is into the heap, mod its size, else
+ *                      into the file, mod its size), u32 value.
  *   dead owner (bit 1)  before kv_open, a thread locks the segment's mutex and exits holding it, so
  *                      the first lock gets EOWNERDEAD and runs crash recovery on the damaged bytes.
- *   kv_resize (bit 3)  after kv_open, kv_resize the segment to a geometry taken from the last three
- *                      input bytes (as the mutated geometry is): it must answer a documented code and
+ *   kv_resize (bit 3)  after kv_open, kv_resize the segment to a geometry taken from the last four
+ *                      input bytes (as the mutated geometry is, memory_bytes included): it must answer a documented code and
  *                      leave no copy behind; the handle follows, then a fresh one is probed.
  *
  * What the target keeps sound, and why (nothing else is spared):
@@ -49,7 +51,8 @@
 #define SEG_MAGIC   0x564B4D53u /* documented: "SMKV" */
 #define SEG_READY   0x52454459u
 #define READY_OFF   8u
-#define HEADER_SIZE 224u        /* the fixed header up to the undo entry copy */
+#define HEADER_SIZE 640u        /* the header, the undo entry copy included */
+#define HEAP_OFF    224u        /* documented: the heap's offset and size */
 #define MAX_PATCHES 64
 #define PROBE_KEYS  8  /* k0.. probed with kv_get */
 #define SLOT_KEYS   16 /* slots whose stored key is probed */
@@ -139,10 +142,12 @@ static void prefill(kv_store *s, uint32_t n, uint8_t delete_mask)
 /* A sound store with a few entries and a free list, left under name. */
 static void make_sound_segment(const char *name, fz_in *in)
 {
-    kv_options o = {0, 0, 0, 0600}; /* one field at a time: initialisers are unsequenced */
+    kv_options o = {0, 0, 0, 0600, 0}; /* one field at a time: initialisers are unsequenced */
     o.max_entries = 1 + fz_u8(in) % 64u;
     o.key_max = 1 + fz_u8(in) % 16u;
     o.value_max = 1 + fz_u8(in) % 64u;
+    uint8_t memory = fz_u8(in);
+    o.memory_bytes = memory & 1 ? 4096u + 16u * (memory >> 1) : 0;
     uint32_t n = fz_u8(in) % (o.max_entries + 1);
     uint8_t delete_mask = fz_u8(in);
     kv_store *s = NULL;
@@ -165,7 +170,13 @@ static void apply_patches(int fd, fz_in *in)
 {
     for (int i = 0; i < MAX_PATCHES && in->n; i++) {
         size_t size = (size_t)file_size(fd);
-        size_t off = fz_u16(in) % size, width = (fz_u8(in) & 1) ? 4 : 1;
+        uint64_t heap[2] = {0, 0}; /* offset, size */
+        if (size >= HEAP_OFF + 16 && pread(fd, heap, 16, HEAP_OFF) != 16)
+            heap[1] = 0;
+        uint16_t at = fz_u16(in);
+        uint8_t kind = fz_u8(in);
+        size_t width = (kind & 1) ? 4 : 1;
+        size_t off = (kind & 2) && heap[1] && heap[0] < size ? heap[0] + at % heap[1] : at % size;
         uint32_t value = fz_u32(in);
         if (off + width > size || overlaps_mutex(off, width))
             continue;
@@ -210,21 +221,24 @@ static void probe_get(kv_store *s, const char *key, size_t key_len)
     free(buf);
 }
 
-/* Copy slot's stored key (documented entry layout) into an exact-size heap buffer; NULL if free. */
+/* Copy slot's stored key (documented layout: in its chunk in the heap) into an exact-size heap
+ * buffer; NULL if free or out of range. */
 static char *slot_key(kv_store *s, uint32_t slot, size_t *len)
 {
     const unsigned char *base = kv_base(s);
-    uint64_t entries_off;
-    memcpy(&entries_off, base + 40, 8); /* kv_open checked it against the geometry */
-    uint64_t entry_size = (32 + (uint64_t)kv_key_max(s) + kv_value_max(s) + 7) & ~7ull;
-    uint64_t at = entries_off + slot * entry_size;
-    FZ_REQUIRE(at + entry_size <= kv_map_size(s), "slot %u lies past the mapping", slot);
+    uint64_t entries_off, heap_off, chunk;
+    memcpy(&entries_off, base + 40, 8); /* kv_open checked them against the geometry */
+    memcpy(&heap_off, base + HEAP_OFF, 8);
+    uint64_t at = entries_off + slot * 64ull;
+    FZ_REQUIRE(at + 64 <= kv_map_size(s), "slot %u lies past the mapping", slot);
     uint32_t key_len;
     memcpy(&key_len, base + at, 4);
-    if (key_len == 0 || key_len > kv_key_max(s))
+    memcpy(&chunk, base + at + 32, 8);
+    if (key_len == 0 || key_len > kv_key_max(s) || chunk >= kv_memory_bytes(s) ||
+        chunk + 8 + key_len > kv_memory_bytes(s))
         return NULL;
     *len = key_len;
-    return (char *)fz_dup(base + at + 32, key_len);
+    return (char *)fz_dup(base + heap_off + chunk + 8, key_len);
 }
 
 /* Keys worth asking for: the ones prefill used, and whatever the slots hold. */
@@ -267,19 +281,20 @@ static void probe_changes(kv_store *s)
     free(value);
 }
 
-/* Copies of the first and last slots and ring cells, and of one past them: each into an exact-size
- * heap buffer (an over-long copy is an ASan report); the one past copies nothing and says odd. */
+/* Copies of the first and last slots and ring cells, of the undo record's entry (one past the
+ * ring), and of one past that: each into an exact-size heap buffer (an over-long copy is an ASan
+ * report); the one past copies nothing and says odd. */
 static void probe_cells(kv_store *s)
 {
     uint32_t max = kv_max_entries(s);
-    size_t entry_size = (32 + (size_t)kv_key_max(s) + kv_value_max(s) + 7) & ~(size_t)7;
-    uint32_t cells[] = {0, max - 1, max, max + KV_RING_CELLS - 1};
+    size_t entry_size = 64 + (size_t)kv_key_max(s) + kv_value_max(s);
+    uint32_t cells[] = {0, max - 1, max, max + KV_RING_CELLS - 1, max + KV_RING_CELLS};
     unsigned char *buf = malloc(entry_size);
     FZ_REQUIRE(buf, "out of memory");
     for (size_t i = 0; i < sizeof cells / sizeof cells[0]; i++)
         kv_copy_cell(s, cells[i], buf);
     memset(buf, 0xA5, entry_size);
-    FZ_REQUIRE(kv_copy_cell(s, max + KV_RING_CELLS, buf) & 1, "kv_copy_cell: a cell past the ring");
+    FZ_REQUIRE(kv_copy_cell(s, max + KV_RING_CELLS + 1, buf) & 1, "kv_copy_cell: a cell past the ring");
     FZ_REQUIRE(buf[0] == 0xA5 && buf[entry_size - 1] == 0xA5, "kv_copy_cell: copied a cell past the ring");
     free(buf);
 }
@@ -365,9 +380,10 @@ static void exercise(kv_store *s)
 
 /* kv_resize on hostile bytes: a documented code, no copy left under NAME.resize, and a handle that
  * follows (its next call opens the name, still there). */
-static void resize_by_name(const char *name, const uint8_t geometry[3])
+static void resize_by_name(const char *name, const uint8_t geometry[4])
 {
-    kv_options o = {1u + geometry[0] % 64u, 1u + geometry[1] % 16u, 1u + geometry[2] % 64u, 0};
+    kv_options o = {1u + geometry[0] % 64u, 1u + geometry[1] % 16u, 1u + geometry[2] % 64u, 0,
+                    geometry[3] & 1 ? 4096u + 16u * (geometry[3] >> 1) : 0};
     int rc = kv_resize(name, &o);
     FZ_REQUIRE(fz_known_rc(rc), "kv_resize: rc %d", rc);
     char copy[128];
@@ -395,8 +411,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     close(fd);
     FZ_REQUIRE(fz_known_rc(rc) && (rc == 0) == (s != NULL), "kv_open: rc %d, handle %p", rc,
                (void *)s);
-    if (s && (mode & MODE_KV_RESIZE) && size >= 3) {
-        resize_by_name(name, data + size - 3);
+    if (s && (mode & MODE_KV_RESIZE) && size >= 4) {
+        resize_by_name(name, data + size - 4);
         (void)kv_version(s); /* follows, while the name is there */
         /* A fresh handle, whose geometry accessors describe the store in force (the old handle's
          * keep describing the mapping it opened), for the probes below. */

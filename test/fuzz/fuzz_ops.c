@@ -2,7 +2,10 @@
  * C library and a model.
  *
  * Input (every byte string decodes; a short input just ends the sequence early):
- *   3 bytes   geometry: max_entries = 1 + b % 64, key_max = 1 + b % 16, value_max = 1 + b % 64
+ *   4 bytes   geometry: max_entries = 1 + b % 64, key_max = 1 + b % 16, value_max = 1 + b % 64;
+ *             memory_bytes: odd b, 4096 + 16 * (b >> 1), with value_max = 1 + b' % 250 (the third
+ *             byte): values of mixed sizes in a heap that fills, so sets meet KV_EFULL and the
+ *             heap compacts; even b, 0
  *   then ops, each one opcode byte b (kind = b & 7, flags = the high bits) and its operands:
  *     kind 0,1 set        key, value               kind 4 set_if     key, value, expected
  *     kind 2   get        key, buffer              kind 5 delete_if  key, expected
@@ -26,7 +29,8 @@
  *             (KV_EINVAL); for gets 0x10 calls kv_get instead of kv_get_rev
  *
  * Every return code, value, length, revision, timestamp, version and count is compared with the
- * model; after the sequence every entry and every change still in the ring must read back, and
+ * model (a store with memory_bytes may also answer KV_EFULL to a set the model would make, when its
+ * heap has no room: it must then have changed nothing, and at most about half its heap be free); after the sequence every entry and every change still in the ring must read back, and
  * kv_check must pass. Any difference aborts (libFuzzer saves the input).
  * Buffers handed to the library are exact-size heap copies, so ASan catches reads past them. */
 #include "fuzz_common.h"
@@ -34,7 +38,7 @@
 #define MAX_OPS  512 /* bounds the time one input takes */
 #define POOL     8
 #define KEY_CAP  (16 + 2) /* longest key the decoder makes: key_max + 2 */
-#define VAL_CAP  (64 + 2)
+#define VAL_CAP  (250 + 2)
 
 typedef struct model_entry {
     unsigned char key[KEY_CAP], value[VAL_CAP];
@@ -54,6 +58,7 @@ typedef struct model_change {
 
 typedef struct model {
     uint32_t max_entries, key_max, value_max, count;
+    uint64_t memory_bytes;
     uint64_t version;
     model_entry e[64];
     model_change ring[KV_RING_CELLS]; /* the change of version r at (r - 1) % KV_RING_CELLS */
@@ -241,7 +246,19 @@ static void do_set(ctx *c, uint8_t op, int conditional)
     int got = conditional ? kv_set_if(c->s, (const char *)k.p, k.n, vp, v.n, expected,
                                       (op & 0x08) ? NULL : &got_rev)
                           : kv_set(c->s, (const char *)k.p, k.n, vp, v.n);
+    static model before; /* large: off the stack */
+    if (c->m.memory_bytes)
+        before = c->m;
     int want = model_set(&c->m, &k, &v, null_value, expected, &want_rev, t0, fz_now());
+    if (got == KV_EFULL && want == 0 && c->m.memory_bytes) {
+        /* No room in the heap: never while most of it is free (a set needs a chunk of at most
+         * 8 + 16 + 250 bytes, rounded: 288, and an update holds its old chunk meanwhile). */
+        c->m = before;
+        FZ_REQUIRE(2 * (kv_memory_used(c->s) + 2 * 288) >= kv_memory_bytes(c->s),
+                   "op %u kv_set: KV_EFULL with %llu of %llu bytes in use", c->op_no,
+                   (unsigned long long)kv_memory_used(c->s), (unsigned long long)kv_memory_bytes(c->s));
+        want = KV_EFULL;
+    }
     report_rc(c, conditional ? "kv_set_if" : "kv_set", got, want);
     if (conditional && !(op & 0x08) && (got == 0 || got == KV_ECONFLICT))
         FZ_REQUIRE(got_rev == want_rev, "op %u kv_set_if: current_rev %llu, model %llu", c->op_no,
@@ -504,7 +521,7 @@ static kv_store *open_fresh(const model *m)
 {
     char name[64];
     fz_shm_name(name, sizeof name, "ops");
-    kv_options o = {m->max_entries, m->key_max, m->value_max, 0600};
+    kv_options o = {m->max_entries, m->key_max, m->value_max, 0600, m->memory_bytes};
     kv_store *s = NULL;
     int rc = kv_open(name, KV_CREATE | KV_EXCL, &o, &s);
     if (rc == -EEXIST) { /* left by an earlier process with our pid */
@@ -524,7 +541,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     c.in = (fz_in){data, size};
     c.m.max_entries = 1 + fz_u8(&c.in) % 64;
     c.m.key_max = 1 + fz_u8(&c.in) % 16;
-    c.m.value_max = 1 + fz_u8(&c.in) % 64;
+    uint8_t value_byte = fz_u8(&c.in), memory = fz_u8(&c.in);
+    c.m.memory_bytes = memory & 1 ? 4096u + 16u * (memory >> 1) : 0;
+    c.m.value_max = 1 + value_byte % (c.m.memory_bytes ? 250 : 64);
     c.s = open_fresh(&c.m);
     for (c.op_no = 0; c.in.n && c.op_no < MAX_OPS; c.op_no++)
         run_op(&c);

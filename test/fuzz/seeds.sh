@@ -18,39 +18,45 @@ seed() { # FILE HEX...
 
 hex() { printf '%s' "$1" | xxd -p | tr -d '\n'; } # ASCII -> hex
 
-# ---- fuzz_ops: geometry (3 bytes), then ops ----------------------------------------------------
+# ---- fuzz_ops: geometry (4 bytes: the last 00, no memory_bytes; odd, a heap), then ops ----------------------------------------------------
 # max 4, key 8, value 16: set ab=hello, get, set_if at its revision, delete_if with a wrong revision,
 # delete, get (not found), kv_check.
-seed "$ops/basic" 03 07 0f \
+seed "$ops/basic" 03 07 0f 00 \
   00 02 "$(hex ab)" 05 "$(hex hello)" 02 80 00 04 80 02 "$(hex hi)" 02 05 80 17 03 80 02 80 00 07
 # max 1: a second key is refused (KV_EFULL) until the first is deleted.
-seed "$ops/full" 00 03 03 00 01 "$(hex a)" 01 "$(hex x)" 00 01 "$(hex b)" 01 "$(hex y)" \
+seed "$ops/full" 00 03 03 00 00 01 "$(hex a)" 01 "$(hex x)" 00 01 "$(hex b)" 01 "$(hex y)" \
   03 01 "$(hex a)" 00 01 "$(hex b)" 01 "$(hex y)" 02 81 00 07
 # key_max 4, value_max 4: empty key, NUL in a key, a 6-byte key, a 6-byte value, a NULL empty value,
 # a NULL value with a length, gets with no buffer, a 1-byte buffer and a NULL buffer of length 1.
-seed "$ops/bad_args" 03 03 03 00 00 01 "$(hex v)" 00 02 6100 01 "$(hex v)" \
+seed "$ops/bad_args" 03 03 03 00 00 00 01 "$(hex v)" 00 02 6100 01 "$(hex v)" \
   00 06 "$(hex abcdef)" 01 "$(hex v)" 00 01 "$(hex k)" 06 "$(hex 123456)" \
   10 01 "$(hex k)" 00 30 01 "$(hex j)" 02 "$(hex zz)" 00 01 "$(hex k)" 03 "$(hex abc)" \
   02 80 02 02 80 05 02 80 03 0a 80 00 07
 # Conditional writes: create-only twice (the second conflicts), unconditional, delete_if at the
 # current revision, delete_if of a missing key, with and without the out-pointer.
-seed "$ops/conditional" 07 07 07 04 02 "$(hex cd)" 01 "$(hex 1)" 00 04 80 01 "$(hex 2)" 00 \
+seed "$ops/conditional" 07 07 07 00 04 02 "$(hex cd)" 01 "$(hex 1)" 00 04 80 01 "$(hex 2)" 00 \
   04 80 01 "$(hex 3)" 01 05 80 02 0d 80 02 05 80 01 07
 # max 16, key_max 2, value_max 1: sixteen one-byte keys share an index of 32 cells (probe runs,
 # backward-shift deletion), then deletes and gets.
 ops16=""
 for c in a b c d e f g h i j k l m n o p; do ops16+="00 01 $(hex $c) 01 $(hex $c) "; done
-seed "$ops/probe_runs" 0f 01 00 $ops16 03 01 "$(hex c)" 03 01 "$(hex d)" 02 01 "$(hex e)" 00 \
+seed "$ops/probe_runs" 0f 01 00 00 $ops16 03 01 "$(hex c)" 03 01 "$(hex d)" 02 01 "$(hex e)" 00 \
   02 01 "$(hex p)" 00 00 01 "$(hex q)" 01 "$(hex q)" 03 01 "$(hex a)" 07
 
 # The change ring: three writes, then kv_change of the last two, one not written yet, revision 0, with
 # small buffers, with no buffers, and with a NULL key buffer of length 1.
-seed "$ops/ring" 03 07 0f 00 01 "$(hex a)" 01 "$(hex 1)" 00 01 "$(hex b)" 01 "$(hex 2)" 03 81 \
+seed "$ops/ring" 03 07 0f 00 00 01 "$(hex a)" 01 "$(hex 1)" 00 01 "$(hex b)" 01 "$(hex 2)" 03 81 \
   06 00 00 06 04 00 06 01 00 06 02 00 06 00 05 06 00 02 06 00 03 0e 00 00
 # 300 writes of one key, then the oldest change the ring keeps (256 back) and the first it does not.
 ring300=""
 for _ in $(seq 300); do ring300+="00 01 $(hex a) 00 "; done
-seed "$ops/ring_wrap" 00 00 00 $ring300 06 17 00 06 1b 00 06 03 00
+seed "$ops/ring_wrap" 00 00 00 00 $ring300 06 17 00 06 1b 00 06 03 00
+# A heap of 4096 + 16 * 20 bytes, values up to 250 bytes (0xf9 % 250 + 1): sets of 200-byte values
+# until KV_EFULL, deletes of every other key, then a 240-byte value that needs a compaction.
+heap=""
+for c in a b c d e f g h i j k l m n o p q r s t u; do heap+="00 01 $(hex $c) c8 $(printf 'x%.0s' $(seq 200) | xxd -p | tr -d '\n') "; done
+for c in a c e g i k m o q s u; do heap+="03 01 $(hex $c) "; done
+seed "$ops/heap_compaction" 3f 07 f9 29 $heap 00 01 "$(hex z)" f0 "$(printf 'z%.0s' $(seq 240) | xxd -p | tr -d '\n')" 07
 
 # ---- fuzz_open: mode byte, then a raw segment or a recipe --------------------------------------
 name=/shmkv-fuzz-seed-$$
@@ -64,16 +70,21 @@ segment=$(xxd -p "/dev/shm${name}" | tr -d '\n')
 seed "$open/raw_valid" 01 "$segment"         # a real segment as kvtool left it
 seed "$open/raw_dead_owner" 03 "$segment"    # same, its lock held by a thread that died
 # Recipes: geometry, keys to set, mask of keys to delete again, [resize byte], patches.
-seed "$open/sound" 00 03 07 0f 03 01
-seed "$open/sound_large" 00 3f 0f 3f 20 55
+seed "$open/sound" 00 03 07 0f 00 03 01
+seed "$open/sound_large" 00 3f 0f 3f 00 20 55
 # Undo record armed (state 1 at 192, slot 1 at 196) and the lock's owner dead: recovery replays it.
-seed "$open/undo_armed" 02 03 07 0f 03 00 c000 01 01000000 c400 01 01000000
-seed "$open/truncated" 04 03 07 0f 02 00 f8
-seed "$open/entry_count" 00 00 03 03 01 00 3c00 01 05000000
-seed "$open/odd_seq" 00 03 07 0f 02 00 3800 01 03000000
-# kv_resize (bit 3) to the geometry of the last three bytes (too short to be a patch): 64, 16, 64; and
-# to 2, 16, 64: more entries than fit.
-seed "$open/resize_grow" 08 03 07 0f 03 01 3f 0f 3f
-seed "$open/resize_too_small" 08 03 07 0f 03 00 01 0f 3f
+seed "$open/undo_armed" 02 03 07 0f 00 03 00 c000 01 01000000 c400 01 01000000
+seed "$open/truncated" 04 03 07 0f 00 02 00 f8
+seed "$open/entry_count" 00 00 03 03 00 01 00 3c00 01 05000000
+# A store with a heap (memory_bytes 4096 + 16 * 8), then a used chunk's head patched (offset 0 into
+# the heap: its size) and a free chunk's link pointed at itself, the lock's owner dead: recovery
+# rebuilds the heap from the entries.
+seed "$open/heap_damaged" 02 07 07 3f 11 06 05 0000 03 ffff0000 4000 03 41000000
+seed "$open/odd_seq" 00 03 07 0f 00 02 00 3800 01 03000000
+# kv_resize (bit 3) to the geometry of the last four bytes (too short to be a patch): 64, 16, 64; to
+# 2, 16, 64: more entries than fit; and a store with a heap to 64, 16, 64 with memory_bytes 4096.
+seed "$open/resize_grow" 08 03 07 0f 00 03 01 3f 0f 3f 00
+seed "$open/resize_too_small" 08 03 07 0f 00 03 00 01 0f 3f 00
+seed "$open/resize_memory" 08 07 07 3f 11 06 05 3f 0f 3f 01
 
 ls -l "$ops" "$open"

@@ -50,16 +50,19 @@ export class TempStore implements Disposable {
   }
 }
 
-/** Seed-sized entries, enough of them that the segment is larger than VIEW_BUDGET. */
+/** Seed-sized entries, enough of them (each a slot and a chunk) that the segment is larger than VIEW_BUDGET. */
+const SEED_LAYOUT = layoutOf({ maxEntries: 1, keyMax: 63, valueMax: 255 });
 export const BEYOND_VIEW_BUDGET = {
-  maxEntries: Math.ceil(VIEW_BUDGET / layoutOf({ maxEntries: 1, keyMax: 63, valueMax: 255 }).entrySize) + 1,
+  maxEntries: Math.ceil(VIEW_BUDGET / (SEED_LAYOUT.entrySize + SEED_LAYOUT.fixedChunk)) + 1,
 };
 
 /**
- * The two ways the binding reads a segment (src/segment-memory.ts), with a geometry for each:
- * through views of all of it, and, beyond VIEW_BUDGET, entry by entry through copies.
+ * The ways the binding reads a segment (src/segment-memory.ts), with a geometry for each: through
+ * views of all of it, and, beyond VIEW_BUDGET, entry by entry through copies; and a store with
+ * memoryBytes, whose chunks are sized to their entries (freed and reused by every rewrite).
  */
 export const READ_PATHS = [
   ["viewed whole", { maxEntries: 16 }],
   ["copied entry by entry", BEYOND_VIEW_BUDGET],
+  ["with memoryBytes", { maxEntries: 16, memoryBytes: 4096 }],
 ] as const;

@@ -92,6 +92,28 @@ describe("serverConfig", () => {
     rmSync(folder, { recursive: true });
   });
 
+  it("reads --memory and KV_MEMORY in bytes or with a K, M or G suffix, the flag first", () => {
+    const memory = (argv: string[], env: Record<string, string>) => {
+      const config = serverConfig(argv, env);
+      return config === "help" ? undefined : config.create.memoryBytes;
+    };
+    expect([
+      memory([], { KV_MEMORY: "4096" }),
+      memory([], { KV_MEMORY: "64K" }),
+      memory([], { KV_MEMORY: "64m" }),
+      memory([], { KV_MEMORY: "2G" }),
+      memory(["--memory", "1M"], { KV_MEMORY: "2G" }),
+      memory([], {}),
+    ]).toEqual([4096, 65536, 67108864, 2147483648, 1048576, undefined]);
+  });
+
+  it("allows values up to 64 MiB only with --memory", () => {
+    const config = serverConfig(["--memory", "1G", "--value-max", "67108864"], {});
+    expect(config === "help" ? undefined : config.create).toEqual({ valueMax: 67108864, memoryBytes: 2 ** 30 });
+    expect(configError(["--value-max", "67108864"], {})).toMatch(/KV_VALUE_MAX .*1 to 1048576/);
+    expect(configError(["--memory", "1G", "--value-max", "67108865"], {})).toMatch(/KV_VALUE_MAX .*1 to 67108864/);
+  });
+
   it("treats an empty variable as unset", () => {
     expect(serverConfig([], { PORT: "", KV_SHM_NAME: "" })).toMatchObject({ port: 8000, name: "/shared_memory_kv" });
   });
@@ -124,6 +146,11 @@ describe("serverConfig", () => {
     ["KV_MAX_ENTRIES", "lots", /KV_MAX_ENTRIES/],
     ["KV_KEY_MAX", "4097", /KV_KEY_MAX .*1 to 4096/],
     ["KV_VALUE_MAX", "1048577", /KV_VALUE_MAX .*1 to 1048576/],
+    ["KV_MEMORY", "4095", /KV_MEMORY \(--memory\) must be a size from 4096 bytes to 32G.*"4095"/],
+    ["KV_MEMORY", "33G", /KV_MEMORY/],
+    ["KV_MEMORY", "1T", /KV_MEMORY/],
+    ["KV_MEMORY", "64 MB", /KV_MEMORY/],
+    ["KV_MEMORY", "lots", /KV_MEMORY/],
     ["KV_SHM_MODE", "0800", /KV_SHM_MODE .*octal/],
     ["KV_SHM_MODE", "0", /KV_SHM_MODE/],
     ["KV_SHM_MODE", "rw-rw----", /KV_SHM_MODE/],

@@ -136,11 +136,13 @@ describe("GET /swagger/json", () => {
     });
     expect(paths["/status"]?.get?.responses["200"]?.content["application/json"]?.schema).toMatchObject({
       type: "object",
-      required: ["version", "entry_count", "max_entries", "entries"],
+      required: ["version", "entry_count", "max_entries", "memory_bytes", "memory_used", "entries"],
       properties: {
         version: { type: "integer" },
         entry_count: { type: "integer" },
         max_entries: { type: "integer" },
+        memory_bytes: { type: "integer" },
+        memory_used: { type: "integer" },
         entries: {
           type: "array",
           items: {

@@ -59,6 +59,8 @@ describe("GET /metrics", () => {
         shmkv_capacity_entries: "gauge",
         shmkv_store_version: "gauge",
         shmkv_segment_bytes: "gauge",
+        shmkv_memory_bytes: "gauge",
+        shmkv_memory_used_bytes: "gauge",
         shmkv_lock_held_seconds: "gauge",
         shmkv_lock_recoveries_total: "counter",
         shmkv_read_retries_total: "counter",
@@ -105,6 +107,13 @@ describe("GET /metrics", () => {
       count: samples.get(`shmkv_http_request_duration_seconds_count{${labels}}`),
       sumPositive: samples.get(`shmkv_http_request_duration_seconds_sum{${labels}}`)! > 0,
     }).toEqual({ ascending: true, last: true, inf: 5, count: 5, sumPositive: true });
+  });
+
+  it("reports the memory of a store made with memoryBytes, and what its entries hold", async () => {
+    using other = new TempStore({ maxEntries: 20, keyMax: 16, valueMax: 1000, memoryBytes: 8192 });
+    other.store.set("k", "v".repeat(100)); // a chunk of 8 + 1 + 100 bytes, rounded to 16: 112
+    const { samples } = await scrape(createApp(other.store));
+    expect([samples.get("shmkv_memory_bytes"), samples.get("shmkv_memory_used_bytes")]).toEqual([8192, 112]);
   });
 
   it("reports the store's entries, capacity, version, size and a free lock", async () => {

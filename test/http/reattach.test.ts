@@ -88,6 +88,8 @@ describe("StoreSlot.opening, when the segment changes under it", () => {
         name,
         entry_count: 0,
         max_entries: 10,
+        memory_bytes: 11 * 336,
+        memory_used: 0,
         lock: { held_for_ms: 0 },
         reattached: { at: slot.reattached!.at, reason: `/dev/shm${name} was unlinked` },
       },

@@ -305,6 +305,9 @@ describe("GET /status", () => {
         version: 3,
         entry_count: 2,
         max_entries: 10,
+        // Room for 10 + 1 entries at their largest: chunks of 8 + 63 + 255 bytes, rounded to 16.
+        memory_bytes: 11 * 336,
+        memory_used: 2 * 336,
         entries: [
           { key: "key1", value: "value1b", timestamp, revision: 3 },
           { key: "key2", value: "value2", timestamp, revision: 2 },
@@ -319,7 +322,7 @@ describe("GET /status", () => {
   it("answers an empty store", async () => {
     expect(await answer(app.handle(get("/status")))).toEqual({
       status: 200,
-      body: { version: 0, entry_count: 0, max_entries: 10, entries: [] },
+      body: { version: 0, entry_count: 0, max_entries: 10, memory_bytes: 11 * 336, memory_used: 0, entries: [] },
     });
   });
 
@@ -334,7 +337,7 @@ describe("GET /health", () => {
     temp.store.set("k", "v");
     expect(await answer(app.handle(get("/health")))).toEqual({
       status: 200,
-      body: { status: "ok", name: temp.name, entry_count: 1, max_entries: 10, lock: { held_for_ms: 0 } },
+      body: { status: "ok", name: temp.name, entry_count: 1, max_entries: 10, memory_bytes: 11 * 336, memory_used: 336, lock: { held_for_ms: 0 } },
     });
   });
 

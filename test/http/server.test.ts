@@ -68,7 +68,7 @@ describe("startServer", () => {
     const got = await fetch(`${server.url}get/a%2Fb`);
     expect({ set: set.status, got: await got.json() }).toEqual({ set: 200, got: { key: "a/b", value: "secret" } });
     expect(log.lines.slice(0, 2)).toEqual([
-      `created segment ${name}: 10 entries, keys up to 63 bytes, values up to 255 bytes`,
+      `created segment ${name}: 10 entries, keys up to 63 bytes, values up to 255 bytes, memory 3696 bytes`,
       `listening on ${server.url} (API documentation: ${server.url}swagger)`,
     ]);
   });
@@ -93,7 +93,7 @@ describe("startServer", () => {
   it("says when it opened an existing segment", async () => {
     using existing = KvStore.open(name, { create: true, maxEntries: 3 });
     start();
-    expect(log.lines[0]).toBe(`opened segment ${existing.name}: 3 entries, keys up to 63 bytes, values up to 255 bytes`);
+    expect(log.lines[0]).toBe(`opened segment ${existing.name}: 3 entries, keys up to 63 bytes, values up to 255 bytes, memory 1344 bytes`);
   });
 
   it("creates the segment with the configured geometry and mode", async () => {

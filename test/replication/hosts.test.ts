@@ -133,6 +133,8 @@ describe("hosts replicating one namespace", () => {
         name: a.name,
         entry_count: 0,
         max_entries: 500,
+        memory_bytes: 501 * 336, // chunks of 8 + 63 + 255 bytes, rounded to 16
+        memory_used: 0,
         lock: { held_for_ms: 0 },
         replication: { state: "following", lag_ms: expect.any(Number), applied_revision: 2, last_error: null },
       },

@@ -54,8 +54,9 @@ export class DumpError extends Error {
 export function snapshot(store: KvStore): { version: number; entries: KvRawEntry[] } {
   const deadline = performance.now() + DUMP_PATIENCE_MS;
   for (let attempt = 1; ; attempt++) {
-    const scan = store.rawEntriesFrom(0, Number.MAX_SAFE_INTEGER);
-    const { version, changes, expired } = store.changeBytesSince(scan.version);
+    const read = scanAndChanges(store, deadline);
+    if (read === undefined) continue;
+    const { scan, version, changes, expired } = read;
     if (expired && performance.now() > deadline) {
       throw new KvError("STORE_BUSY", `cannot dump ${store.name}: more than 256 writes came during each of ${attempt} scans; try again`);
     }
@@ -66,6 +67,20 @@ export function snapshot(store: KvStore): { version: number; entries: KvRawEntry
       else byKey.delete(keyId(key));
     }
     return { version, entries: [...byKey.values()].sort((a, b) => a.revision - b.revision) };
+  }
+}
+
+/**
+ * One scan and the changes since it began; undefined when a read of it was overtaken by writers
+ * every time (STORE_BUSY) and there is time to try again: a dump is one process's, which may wait.
+ */
+function scanAndChanges(store: KvStore, deadline: number) {
+  try {
+    const scan = store.rawEntriesFrom(0, Number.MAX_SAFE_INTEGER);
+    return { scan, ...store.changeBytesSince(scan.version) };
+  } catch (error) {
+    if (error instanceof KvError && error.code === "STORE_BUSY" && performance.now() < deadline) return undefined;
+    throw error;
   }
 }
 

@@ -1079,6 +1079,22 @@ static int writable(const kv_store *s)
     return !(__atomic_load_n(&s->h->flags, __ATOMIC_RELAXED) & KV_FLAG_READONLY);
 }
 
+/* Take the lock for a direct write: 0 holding it, or the code why not (nothing held). A replica is
+ * refused before the lock, so its direct writers never make its replicator wait, and again under
+ * it, as it may have become one meanwhile. */
+static int lock_for_write(kv_store *s)
+{
+    if (!writable(s))
+        return KV_EREADONLY;
+    int rc = lock_store(s);
+    if (rc)
+        return rc;
+    if (writable(s))
+        return 0;
+    unlock_store(s);
+    return KV_EREADONLY;
+}
+
 /* A free slot, UINT32_MAX when there is none, or KV_CORRUPT_SLOT when the free list or the high
  * water mark point somewhere no free slot can be. Freed slots first (LIFO), then never-used ones
  * in order, so slots fill in insertion order while nothing is deleted. */
@@ -1296,15 +1312,10 @@ static int set_if_at(kv_store *s, const char *key, size_t key_len, const char *v
         return KV_EVALLEN;
     if (!value && value_len)
         return KV_EINVAL;
-    /* Refused before the lock too: a replica's direct writers never make its replicator wait. */
-    if (!writable(s))
-        return KV_EREADONLY;
-    if ((rc = lock_store(s)))
+    if ((rc = lock_for_write(s)))
         return rc;
     static const kv_stamp next = {0, 0};
-    rc = writable(s) ? set_locked(s, key, (uint32_t)key_len, value, value_len, expected_rev,
-                                  current_rev, &next)
-                     : KV_EREADONLY;
+    rc = set_locked(s, key, (uint32_t)key_len, value, value_len, expected_rev, current_rev, &next);
     unlock_store(s);
     return rc;
 }
@@ -1377,17 +1388,13 @@ static int incr_at(kv_store *s, const char *key, size_t key_len, int64_t delta, 
     int rc = check_key(s, key, key_len);
     if (rc)
         return rc;
-    if (!writable(s))
-        return KV_EREADONLY;
-    if ((rc = lock_store(s)))
+    if ((rc = lock_for_write(s)))
         return rc;
     /* Read, add and write under one hold of the lock: no other write can come in between. */
     char digits[KV_INT64_DIGITS];
     kv_read r = {digits, sizeof digits, 0, 0, 0};
     int64_t value = 0;
-    if (!writable(s))
-        rc = KV_EREADONLY;
-    else if ((rc = read_once(s, key, (uint32_t)key_len, kv_hash(key, key_len), &r)) == KV_NOTFOUND)
+    if ((rc = read_once(s, key, (uint32_t)key_len, kv_hash(key, key_len), &r)) == KV_NOTFOUND)
         rc = 0; /* a missing key counts as 0 */
     else if (rc == KV_EBUFSIZE)
         rc = KV_ENOTNUM; /* longer than any int64 */
@@ -1471,13 +1478,10 @@ static int delete_if_at(kv_store *s, const char *key, size_t key_len, uint64_t e
     int rc = check_key(s, key, key_len);
     if (rc)
         return rc;
-    if (!writable(s))
-        return KV_EREADONLY;
-    if ((rc = lock_store(s)))
+    if ((rc = lock_for_write(s)))
         return rc;
     static const kv_stamp next = {0, 0};
-    rc = writable(s) ? delete_locked(s, key, (uint32_t)key_len, expected_rev, current_rev, &next)
-                     : KV_EREADONLY;
+    rc = delete_locked(s, key, (uint32_t)key_len, expected_rev, current_rev, &next);
     unlock_store(s);
     return rc;
 }

@@ -80,6 +80,13 @@ export async function redisRevision(url: string, namespace: string): Promise<num
   }
 }
 
+/** Once every host's segment holds the namespace's revision in Redis; that revision. */
+export async function caughtUp(url: string, namespace: string, hosts: Host[]): Promise<number> {
+  const revision = await redisRevision(url, namespace);
+  for (const host of hosts) await host.applied(revision);
+  return revision;
+}
+
 /** A namespace no other test uses. */
 export function uniqueNamespace(): string {
   return `ns-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;

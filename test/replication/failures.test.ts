@@ -7,14 +7,13 @@ import { describe, expect, it } from "bun:test";
 import { chmodSync, statSync } from "node:fs";
 import { KvStore } from "../../src/store.ts";
 import { RedisServer } from "../helpers/redis.ts";
-import { Host, redisRevision, uniqueNamespace } from "../helpers/replicas.ts";
+import { caughtUp, Host, redisRevision, uniqueNamespace } from "../helpers/replicas.ts";
 import { BUN, ServerProcess } from "../helpers/server-process.ts";
 import { uniqueName, unlinkQuietly } from "../helpers/shm.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 async function converged(url: string, namespace: string, hosts: Host[]): Promise<void> {
-  const revision = await redisRevision(url, namespace);
-  for (const host of hosts) await host.applied(revision);
+  await caughtUp(url, namespace, hosts);
   const [first, ...rest] = hosts.map((host) => host.segment());
   for (const other of rest) expect(other).toEqual(first!);
 }

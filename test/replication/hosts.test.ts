@@ -8,7 +8,7 @@ import { KvError } from "../../src/errors.ts";
 import { KvStore } from "../../src/store.ts";
 import { kvtool } from "../helpers/kvtool.ts";
 import { RedisServer } from "../helpers/redis.ts";
-import { Host, redisRevision, uniqueNamespace } from "../helpers/replicas.ts";
+import { caughtUp, Host, redisRevision, uniqueNamespace } from "../helpers/replicas.ts";
 import { BUN, ServerProcess } from "../helpers/server-process.ts";
 import { SseClient } from "../helpers/sse.ts";
 import { uniqueName, unlinkQuietly } from "../helpers/shm.ts";
@@ -44,8 +44,7 @@ describe("hosts replicating one namespace", () => {
         }
       }),
     );
-    const revision = await redisRevision(redis.url, namespace);
-    for (const host of hosts) await host.applied(revision);
+    const revision = await caughtUp(redis.url, namespace, hosts);
     const [first, ...rest] = hosts.map((host) => host.segment());
     expect(first!.version).toBe(revision);
     expect(first!.entries.map((e) => e.key)).toEqual(expect.arrayContaining(["first-0", "first-1", "first-2"]));
@@ -167,8 +166,7 @@ describe("hosts replicating one namespace", () => {
         }
       }),
     );
-    const revision = await redisRevision(redis.url, namespace);
-    for (const host of [a, b, c]) await host.applied(revision);
+    const revision = await caughtUp(redis.url, namespace, [a, b, c]);
     // Increments that each won their revision sum exactly: no lost update.
     expect({ once: [...wins.values()].every((n) => n === 1), value: a.segment().entries }).toEqual({
       once: true,

@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "bun:test";
 import { RedisClient } from "bun";
 import { RedisServer } from "../helpers/redis.ts";
-import { Host, redisRevision, uniqueNamespace } from "../helpers/replicas.ts";
+import { caughtUp, Host, redisRevision, uniqueNamespace } from "../helpers/replicas.ts";
 
 let redis: RedisServer;
 
@@ -27,13 +27,6 @@ async function answered(response: Promise<Response>): Promise<{ status: number; 
   return { status: r.status, body: await r.json() };
 }
 
-/** Once every host's segment holds the namespace's revision in Redis; that revision. */
-async function converged(namespace: string, hosts: Host[]): Promise<number> {
-  const revision = await redisRevision(redis.url, namespace);
-  for (const host of hosts) await host.applied(revision);
-  return revision;
-}
-
 describe("POST /incr on replicated hosts", () => {
   it("sums increments from three hosts at once exactly, on every host", async () => {
     const namespace = uniqueNamespace();
@@ -51,7 +44,7 @@ describe("POST /incr on replicated hosts", () => {
         }),
       ),
     );
-    const revision = await converged(namespace, hosts);
+    const revision = await caughtUp(redis.url, namespace, hosts);
     const expected = { version: revision, entries: [{ key: "hits", value: String(100 * (1 + 2 - 4)), revision }] };
     expect({ statuses: [...new Set(statuses.flat())], revision, segments: hosts.map((h) => h.segment()) }).toEqual({
       statuses: [200],
@@ -75,7 +68,7 @@ describe("POST /incr on replicated hosts", () => {
       second: [200, '"2"', '{"key":"n","value":9223372036854775807}'],
       readOnB: { key: "n", value: "9223372036854775807" },
     });
-    await converged(namespace, [a, b]);
+    await caughtUp(redis.url, namespace, [a, b]);
     expect(a.segment()).toEqual(b.segment());
   });
 
@@ -114,7 +107,7 @@ describe("DELETE /keys on replicated hosts", () => {
     const deleted = await answered(fetch(`${b.url}keys?prefix=tmp%3A`, { method: "DELETE" }));
     // Answered means b's own segment holds every delete already.
     const onB = b.segment().entries.map((e) => e.key);
-    const revision = await converged(namespace, [a, b]);
+    const revision = await caughtUp(redis.url, namespace, [a, b]);
     expect({ deleted, onB: onB.every((k) => k.startsWith("keep:")), count: onB.length, revision }).toEqual({
       deleted: { status: 200, body: { deleted: 20 } },
       onB: true,
@@ -123,7 +116,7 @@ describe("DELETE /keys on replicated hosts", () => {
     });
     expect(a.segment()).toEqual(b.segment());
     expect(await answered(fetch(`${a.url}keys?all=1`, { method: "DELETE" }))).toEqual({ status: 200, body: { deleted: 10 } });
-    await converged(namespace, [a, b]);
+    await caughtUp(redis.url, namespace, [a, b]);
     expect([a.segment().entries, b.segment().entries]).toEqual([[], []]);
   });
 });

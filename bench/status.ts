@@ -4,6 +4,7 @@
  * can, and meanwhile the p99 of another client's `GET /health` (bench/prober.ts, its own process).
  */
 import { join } from "node:path";
+import { KvStore } from "../src/store.ts";
 import { startServer } from "./http.ts";
 import { median } from "./measure.ts";
 
@@ -66,7 +67,7 @@ export async function statusBench(o: { runs: number; seconds: number; table: Tab
       }
     } finally {
       await server.stop();
-      Bun.spawnSync(["rm", "-f", `/dev/shm${name}`]);
+      KvStore.unlink(name);
     }
   }
   const ms = (n: number) => (n >= 100 ? n.toFixed(0) : n >= 1 ? n.toFixed(1) : n.toFixed(3));

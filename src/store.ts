@@ -394,7 +394,7 @@ export class KvStore implements Disposable {
     const result = new BigInt64Array(1);
     const rc = open.lib.kv_incr_rev(open.handle, open.key, length, delta, result, open.out);
     if (rc === RC.TABLE_FULL) throw this.#full(key, length + 20); // 20: the longest int64's digits
-    if (rc !== 0) fail(open.lib, rc, `cannot increment ${JSON.stringify(key)} by ${delta}`);
+    if (rc !== 0) fail(open.lib, rc, `cannot increment ${quoted(key)} by ${delta}`);
     return { value: result[0]!, revision: revisionOf(open.out) };
   }
 
@@ -765,7 +765,7 @@ export class KvStore implements Disposable {
     const stamps = new BigInt64Array(1);
     const rc = lib.kv_get_rev(handle, open.key, length, open.value, open.value.length, lengths, stamps, out);
     if (rc === RC.NOT_FOUND) return undefined;
-    if (rc !== 0) fail(lib, rc, `cannot get ${JSON.stringify(key)}`);
+    if (rc !== 0) fail(lib, rc, `cannot get ${quoted(key)}`);
     return {
       key,
       value: new Uint8Array(open.value.subarray(0, Number(lengths[0]))), // a copy: the scratch is reused

@@ -363,9 +363,12 @@ static int link_ok(const kv_store *s, uint64_t link)
                          s->heap_size - (link - 1) >= KV_CHUNK_MIN);
 }
 
-/* Whether a free chunk at off is one: its head says free and a size within the heap. */
+/* Whether a free chunk at off is one: a chunk boundary in the heap, whose head says free and a size
+ * within the heap. Offsets come from footers and neighbours a damaged segment may have written. */
 static int free_chunk_ok(const kv_store *s, uint64_t off)
 {
+    if (off % KV_CHUNK_ALIGN || off >= s->heap_size)
+        return 0;
     const kv_chunk *c = chunk_at(s, off);
     uint64_t size = chunk_size(c);
     return !(c->tag & KV_CHUNK_USED) && size >= KV_CHUNK_MIN && size <= s->heap_size - off;

@@ -10,8 +10,14 @@ import { ApiError } from "./errors.ts";
 
 /** How long a request may wait for a busy store before it answers 503, in milliseconds. */
 export const DEFAULT_BUSY_WAIT_MS = 500;
-/** The longest pause between two attempts, in milliseconds (the first is 1, then doubling). */
-const MAX_PAUSE_MS = 50;
+/**
+ * The longest pause between two attempts, in milliseconds (the first is 1, then doubling). Short:
+ * writers that hold the lock briefly but back to back leave it free only now and then, and each
+ * attempt is a try of the lock, so a wait of 500 ms must make many of them (with a 50 ms cap it
+ * made about 15, and the soak, C writers hammering the store, once answered a write 503); a
+ * stopped writer costs each waiting request one failed try per pause.
+ */
+const MAX_PAUSE_MS = 5;
 
 /**
  * What `run` gives, now when the store is free, else later (a promise). `heldMs` tells how long the

@@ -109,7 +109,7 @@ static void fill(kv_store *s, long entries)
  * segment open, which follows (opens and maps the new one). Milliseconds and microseconds. */
 static int time_resize(const char *name, kv_store *s, uint32_t max_entries, const char *label, int last)
 {
-    kv_options o = {max_entries, 0, 0, 0, 0};
+    kv_options o = {max_entries, 0, 0, 0, 0, 0, 0};
     double t0 = now_ns();
     int rc = kv_resize(name, &o);
     double t1 = now_ns();
@@ -131,7 +131,7 @@ static int time_resize(const char *name, kv_store *s, uint32_t max_entries, cons
 
 static int resize_bench(const char *name, long entries)
 {
-    kv_options o = {(uint32_t)entries, 0, 0, 0, 0};
+    kv_options o = {(uint32_t)entries, 0, 0, 0, 0, 0, 0};
     kv_store *s;
     int rc = kv_open(name, KV_CREATE | KV_EXCL, &o, &s);
     if (rc) {
@@ -158,7 +158,7 @@ int main(int argc, char **argv)
     double seconds = atof(argv[3]);
     if (argc == 5)
         return !strcmp(argv[4], "hammer") ? hammer(argv[1], entries, seconds) : resize_bench(argv[1], entries);
-    kv_options o = {(uint32_t)(entries < 10 ? 10 : entries), 0, 0, 0, 0};
+    kv_options o = {(uint32_t)(entries < 10 ? 10 : entries), 0, 0, 0, 0, 0, 0};
     kv_store *s;
     int rc = kv_open(argv[1], KV_CREATE | KV_EXCL, &o, &s);
     if (rc) {

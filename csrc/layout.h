@@ -19,6 +19,7 @@
 #define KV_ENTRY_SIZE     64u /* bytes of one slot: every entry head, whatever the geometry */
 #define KV_CHANGE_HEAD    32u /* bytes of a change record before its key */
 #define KV_CHANGE_UNKEPT  1u  /* change flags: the key and value did not fit the ring cell */
+#define KV_CHANGE_EXPIRES 2u  /* change flags: a set with an expiry, 8 bytes after the value */
 #define KV_RING_DATA_MAX  3040u /* key + value bytes a ring cell holds when memory_bytes is set */
 
 /* The heap: chunks of KV_CHUNK_ALIGN-multiple sizes, each with an 8-byte head. */
@@ -42,8 +43,8 @@ typedef struct kv_entry {
     uint64_t revision;
     uint64_t chunk;         /* offset of its chunk from the heap's start */
     uint32_t chunk_size;    /* bytes of that chunk, its head included */
-    uint32_t last_access;   /* reserved for LRU eviction (issue 18): always 0 for now */
-    uint64_t expires_at_ms; /* reserved for TTLs (issue 18): 0 = never; always 0 for now */
+    uint32_t last_access;   /* CLOCK_REALTIME ms >> 4 of its last write or (lru) read, mod 2^32 */
+    uint64_t expires_at_ms; /* CLOCK_REALTIME ms at which it expires; 0 = never */
     uint64_t reserved;
 } kv_entry;
 
@@ -61,7 +62,7 @@ typedef struct kv_chunk {
 typedef struct kv_change_rec {
     uint64_t revision;
     int64_t  timestamp;
-    uint32_t op; /* KV_CHANGE_SET or KV_CHANGE_DELETE */
+    uint32_t op; /* KV_CHANGE_SET, KV_CHANGE_DELETE, KV_CHANGE_EXPIRED or KV_CHANGE_EVICTED */
     uint32_t key_len;
     uint32_t value_len;
     uint32_t flags; /* KV_CHANGE_UNKEPT */
@@ -122,7 +123,13 @@ typedef struct kv_header {
     uint32_t heap_classes;  /* KV_HEAP_CLASSES */
     uint64_t compactions;
     uint64_t free_heads[KV_HEAP_CLASSES]; /* offset + 1 of each class's first free chunk, 0 = none */
-    unsigned char pad2[40];
+    /* Expiry and eviction. Stores made before them hold zeros here: no policy, nothing counted. */
+    uint32_t evict_policy;  /* KV_EVICT_LRU, or anything else: none */
+    uint32_t expire_hand;   /* the slot the next expiry sweep starts at */
+    uint64_t expired_total; /* entries reclaimed because they expired */
+    uint64_t evicted_total; /* entries evicted to make room */
+    uint32_t evict_hand;    /* the slot the next eviction samples from */
+    unsigned char pad2[12];
     /* the undo entry copy follows at offset 576 */
 } kv_header;
 
@@ -152,6 +159,10 @@ _Static_assert(offsetof(kv_header, memory_used) == 240, "memory used offset");
 _Static_assert(offsetof(kv_header, fixed_chunk) == 256, "fixed chunk offset");
 _Static_assert(offsetof(kv_header, compactions) == 272, "compactions offset");
 _Static_assert(offsetof(kv_header, free_heads) == 280, "free heads offset");
+_Static_assert(offsetof(kv_header, evict_policy) == 536, "evict policy offset");
+_Static_assert(offsetof(kv_header, expired_total) == 544, "expired total offset");
+_Static_assert(offsetof(kv_header, evicted_total) == 552, "evicted total offset");
+_Static_assert(offsetof(kv_header, evict_hand) == 560, "evict hand offset");
 _Static_assert(sizeof(kv_header) == KV_UNDO_ENTRY_OFF, "undo entry offset");
 _Static_assert(KV_UNDO_ENTRY_OFF + KV_ENTRY_SIZE <= KV_HEADER_SIZE, "undo entry fits the header");
 

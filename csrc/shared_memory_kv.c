@@ -56,6 +56,7 @@ typedef struct kv_geometry {
     uint32_t max_entries, key_max, value_max;
     uint32_t header_size, index_cells, fixed_chunk, ring_cell, ring_data;
     uint64_t entries_off, ring_off, heap_off, heap_size, total_size;
+    uint32_t evict; /* not a size: the eviction policy a new segment is made with */
 } kv_geometry;
 
 /* ---- fault injection (test builds only) ------------------------------------------------------ */
@@ -108,6 +109,22 @@ static uint64_t monotonic_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Expiry and access times: the wall clock every process shares, in ms (see Caveats). */
+static uint64_t realtime_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* 16 ms ticks: fine enough to order reads, coarse enough that a hot key's reader rarely stores. */
+static uint32_t access_tick(uint64_t ms) { return (uint32_t)(ms >> 4); }
+
+static int is_expired(uint64_t expires_at_ms, uint64_t now_ms)
+{
+    return expires_at_ms && now_ms >= expires_at_ms;
 }
 
 static int64_t now_seconds(void)
@@ -615,20 +632,26 @@ static kv_change_rec *change_at(const kv_store *s, uint64_t revision)
  * no reader asks for a revision above the version. A change too big for a cell keeps its lengths
  * only (KV_CHANGE_UNKEPT): a reader of it must reread the store. */
 static void ring_append(kv_store *s, uint64_t revision, uint32_t op, const char *key,
-                        uint32_t key_len, const char *value, size_t value_len, int64_t timestamp)
+                        uint32_t key_len, const char *value, size_t value_len, int64_t timestamp,
+                        uint64_t expires_at_ms)
 {
     kv_change_rec *c = change_at(s, revision);
+    uint32_t extra = expires_at_ms ? sizeof expires_at_ms : 0;
     __atomic_store_n(&c->revision, 0, __ATOMIC_RELAXED);
     __atomic_thread_fence(__ATOMIC_RELEASE);
     c->timestamp = timestamp;
     c->op = op;
     c->key_len = key_len;
     c->value_len = (uint32_t)value_len;
-    c->flags = key_len + value_len > s->ring_data ? KV_CHANGE_UNKEPT : 0;
-    if (!c->flags) {
+    c->flags = key_len + value_len + extra > s->ring_data ? KV_CHANGE_UNKEPT
+               : extra                                    ? KV_CHANGE_EXPIRES
+                                                          : 0;
+    if (!(c->flags & KV_CHANGE_UNKEPT)) {
         memcpy(c->data, key, key_len);
         if (value_len)
             memcpy(c->data + key_len, value, value_len);
+        if (extra)
+            memcpy(c->data + key_len + value_len, &expires_at_ms, extra);
     }
     __atomic_store_n(&c->revision, revision, __ATOMIC_RELEASE);
 }
@@ -801,6 +824,7 @@ static int make_segment(const char *name, const kv_geometry *gp, uint32_t mode, 
         h->ring_cell_size = g.ring_cell;
         h->ring_data = g.ring_data;
         h->heap_classes = KV_HEAP_CLASSES;
+        h->evict_policy = g.evict;
         fl_insert(s, 0, g.heap_size); /* the heap starts as one free chunk */
         rc = init_mutex(&h->lock.mutex);
         if (rc)
@@ -820,6 +844,9 @@ static int create_segment(const char *name, const kv_options *o, kv_store *s)
                               o && o->key_max ? o->key_max : KV_DEFAULT_KEY_MAX,
                               o && o->value_max ? o->value_max : KV_DEFAULT_VALUE_MAX,
                               o ? o->memory_bytes : 0, &g);
+    g.evict = o && o->evict ? o->evict : KV_EVICT_NONE;
+    if (!rc && g.evict > KV_EVICT_LRU)
+        rc = KV_EINVAL;
     if (!rc)
         rc = make_segment(name, &g, o && o->mode ? o->mode : KV_DEFAULT_MODE, s);
     if (!rc)
@@ -973,6 +1000,8 @@ typedef struct kv_read {
     size_t   value_len;
     int64_t  timestamp;
     uint64_t revision;
+    uint64_t expires_at_ms;
+    uint32_t slot;
 } kv_read;
 
 /* Begin a lock-free read under `counter`: 1 with the (even) value to validate against, or 0 while a
@@ -1014,10 +1043,27 @@ static int read_once(const kv_store *s, const char *key, uint32_t key_len, uint3
     r->value_len = len;
     r->timestamp = __atomic_load_n(&e->timestamp, __ATOMIC_RELAXED);
     r->revision = __atomic_load_n(&e->revision, __ATOMIC_RELAXED);
-    int rc = len > r->buf_len ? KV_EBUFSIZE : 0;
+    r->expires_at_ms = __atomic_load_n(&e->expires_at_ms, __ATOMIC_RELAXED);
+    r->slot = slot;
+    /* The clock only for an entry that expires: most do not, and their reads stay clock-free. */
+    int rc = r->expires_at_ms && is_expired(r->expires_at_ms, realtime_ms()) ? KV_NOTFOUND
+             : len > r->buf_len                                              ? KV_EBUFSIZE
+                                                                             : 0;
     if (!rc && len)
         memcpy(r->buf, data + key_len, len);
     return counter_read_valid(&e->seq, before) ? rc : KV_RETRY;
+}
+
+/* Record a read of slot's entry for eviction (policy lru only): a relaxed store, no counter (a
+ * stamp landing on a slot reused meanwhile only makes that entry look used), and none at all while
+ * the tick has not moved, so a hot key's readers leave its cache line alone. */
+static void touch(const kv_store *s, uint32_t slot)
+{
+    if (__atomic_load_n(&s->h->evict_policy, __ATOMIC_RELAXED) != KV_EVICT_LRU)
+        return;
+    uint32_t *at = &entry_at(s, slot)->last_access, tick = access_tick(realtime_ms());
+    if (__atomic_load_n(at, __ATOMIC_RELAXED) != tick)
+        __atomic_store_n(at, tick, __ATOMIC_RELAXED);
 }
 
 /* Lock-free reads of one entry validate with the index counter and the entry's own: a write to
@@ -1029,43 +1075,60 @@ static int read_entry(kv_store *s, const char *key, uint32_t key_len, kv_read *r
         if (!counter_read_begin(&s->h->index_seq, attempt, &before))
             continue;
         int rc = read_once(s, key, key_len, hash, r);
-        if (counter_read_valid(&s->h->index_seq, before) && rc != KV_RETRY)
+        if (counter_read_valid(&s->h->index_seq, before) && rc != KV_RETRY) {
+            if (rc == 0 || rc == KV_EBUFSIZE)
+                touch(s, r->slot);
             return rc;
+        }
     }
     /* Writers kept overlapping: read under the lock, which always terminates. */
     int rc = lock_store(s);
     if (rc)
         return rc;
     rc = read_once(s, key, key_len, hash, r);
+    if (rc == 0 || rc == KV_EBUFSIZE)
+        touch(s, r->slot);
     unlock_store(s);
     return rc == KV_RETRY ? KV_ECORRUPT : rc;
 }
 
-static int get_rev_at(kv_store *s, const char *key, size_t key_len, char *buf, size_t buf_len,
-                      size_t *value_len, int64_t *timestamp, uint64_t *revision)
+static int get_meta_at(kv_store *s, const char *key, size_t key_len, char *buf, size_t buf_len,
+                       kv_meta *meta)
 {
     int rc = check_key(s, key, key_len);
     if (rc)
         return rc;
     if (!buf && buf_len)
         return KV_EINVAL;
-    kv_read r = {buf, buf_len, 0, 0, 0};
+    kv_read r = {buf, buf_len, 0, 0, 0, 0, 0};
     rc = read_entry(s, key, (uint32_t)key_len, &r);
     if (rc && rc != KV_EBUFSIZE)
         return rc;
-    if (value_len)
-        *value_len = r.value_len;
-    if (timestamp)
-        *timestamp = r.timestamp;
-    if (revision)
-        *revision = r.revision;
+    if (meta)
+        *meta = (kv_meta){r.value_len, r.timestamp, r.revision, r.expires_at_ms};
     return rc;
+}
+
+int kv_get_meta(kv_store *s, const char *key, size_t key_len, char *buf, size_t buf_len,
+                kv_meta *meta)
+{
+    KV_ON_CURRENT(s, get_meta_at(s, key, key_len, buf, buf_len, meta));
 }
 
 int kv_get_rev(kv_store *s, const char *key, size_t key_len, char *buf, size_t buf_len,
                size_t *value_len, int64_t *timestamp, uint64_t *revision)
 {
-    KV_ON_CURRENT(s, get_rev_at(s, key, key_len, buf, buf_len, value_len, timestamp, revision));
+    kv_meta m;
+    int rc = kv_get_meta(s, key, key_len, buf, buf_len, &m);
+    if (rc && rc != KV_EBUFSIZE)
+        return rc;
+    if (value_len)
+        *value_len = m.value_len;
+    if (timestamp)
+        *timestamp = m.timestamp;
+    if (revision)
+        *revision = m.revision;
+    return rc;
 }
 
 int kv_get(kv_store *s, const char *key, size_t key_len, char *buf, size_t buf_len,
@@ -1142,10 +1205,11 @@ static void write_chunk(kv_store *s, uint64_t chunk, const char *key, uint32_t k
 }
 
 /* What a write makes of the entry's revision and timestamp: the next version and now, or (kv_apply)
- * those given. */
+ * those given; and, for a set, its expiry. */
 typedef struct kv_stamp {
-    uint64_t revision; /* 0: the next version */
+    uint64_t revision; /* 0: the next version (a direct write) */
     int64_t  timestamp;
+    uint64_t expires_at_ms; /* 0: never */
 } kv_stamp;
 
 static uint64_t stamp_revision(kv_header *h, const kv_stamp *at)
@@ -1194,8 +1258,6 @@ static void put_entry(kv_store *s, const kv_put *p)
         e->hash = p->hash;
         e->key_len = p->key_len;
         e->seq = 0;
-        e->last_access = 0;
-        e->expires_at_ms = 0;
         s->index[p->pos] = p->slot + 1;
         h->entry_count++;
         KV_FAULT(5);
@@ -1205,8 +1267,10 @@ static void put_entry(kv_store *s, const kv_put *p)
     if (p->at) {
         e->timestamp = stamp_time(p->at);
         e->revision = stamp_revision(h, p->at);
+        e->expires_at_ms = p->at->expires_at_ms;
+        e->last_access = access_tick(realtime_ms());
         ring_append(s, e->revision, KV_CHANGE_SET, p->key, p->key_len, p->value, p->value_len,
-                    e->timestamp);
+                    e->timestamp, e->expires_at_ms);
     }
     KV_FAULT(6);
     /* Disarm, then end the counters: from the disarm on the write is complete and a recoverer keeps
@@ -1228,32 +1292,54 @@ static uint64_t chunk_need(const kv_store *s, uint64_t bytes)
     return s->fixed_chunk ? s->fixed_chunk : chunk_bytes(bytes);
 }
 
+static int remove_slot(kv_store *s, uint32_t slot, uint32_t op);
+static int reclaim_expired(kv_store *s, uint32_t slot, uint64_t now_ms);
+static int make_room(kv_store *s, uint32_t keep);
+
 static int set_locked(kv_store *s, const char *key, uint32_t key_len, const char *value,
                       size_t value_len, uint64_t expected_rev, uint64_t *current_rev,
                       const kv_stamp *at)
 {
-    uint32_t hash = kv_hash(key, key_len), slot;
-    uint32_t pos = index_find(s, key, key_len, hash, &slot, NULL);
-    if (slot == KV_TORN_SLOT) /* under the lock: an odd entry counter no writer is changing */
-        return KV_ECORRUPT;
-    int is_new = slot == UINT32_MAX;
-    uint64_t found_rev = is_new ? 0 : entry_at(s, slot)->revision;
-    if (current_rev)
-        *current_rev = found_rev;
-    if (expected_rev != KV_ANY_REVISION && found_rev != expected_rev)
-        return KV_ECONFLICT;
-    if (is_new && pos == UINT32_MAX)
-        return KV_ECORRUPT;
-    if (is_new && (slot = peek_free_slot(s)) == UINT32_MAX)
-        return KV_EFULL;
-    if (slot == KV_CORRUPT_SLOT || (!is_new && !entry_chunk_ok(s, entry_at(s, slot))))
-        return KV_ECORRUPT;
-    kv_put p = {slot, is_new ? pos : UINT32_MAX, hash, key_len, (uint32_t)value_len, 0, 0, at,
-                key, value};
-    int rc = heap_alloc(s, chunk_need(s, (uint64_t)key_len + value_len), slot, &p.chunk,
-                        &p.chunk_size);
+    uint32_t hash = kv_hash(key, key_len), slot, pos;
+    uint64_t need = chunk_need(s, (uint64_t)key_len + value_len);
+    int direct = !at->revision, is_new, rc;
+    kv_put p = {0, 0, hash, key_len, (uint32_t)value_len, 0, 0, at, key, value};
+    /* Each turn either writes, fails, or (a direct write) reclaims or evicts an entry and looks
+     * again: the index moved, and the key's own entry may be the one that expired. */
+    for (;;) {
+        pos = index_find(s, key, key_len, hash, &slot, NULL);
+        if (slot == KV_TORN_SLOT) /* under the lock: an odd entry counter no writer is changing */
+            return KV_ECORRUPT;
+        is_new = slot == UINT32_MAX;
+        if (!is_new && direct && (rc = reclaim_expired(s, slot, realtime_ms()))) {
+            if (rc < 0)
+                return rc;
+            continue;
+        }
+        uint64_t found_rev = is_new ? 0 : entry_at(s, slot)->revision;
+        if (current_rev)
+            *current_rev = found_rev;
+        if (expected_rev != KV_ANY_REVISION && found_rev != expected_rev)
+            return KV_ECONFLICT;
+        if (is_new && pos == UINT32_MAX)
+            return KV_ECORRUPT;
+        if (is_new && (slot = peek_free_slot(s)) == UINT32_MAX)
+            rc = KV_EFULL;
+        else if (slot == KV_CORRUPT_SLOT || (!is_new && !entry_chunk_ok(s, entry_at(s, slot))))
+            return KV_ECORRUPT;
+        else
+            rc = heap_alloc(s, need, slot, &p.chunk, &p.chunk_size);
+        /* Room is worth making only when the chunk can fit at all, beside the one it replaces. */
+        uint64_t held = is_new || rc != KV_EFULL ? 0 : entry_at(s, slot)->chunk_size;
+        if (rc != KV_EFULL || !direct || need > s->heap_size - held)
+            break;
+        if ((rc = make_room(s, is_new ? UINT32_MAX : slot)) <= 0)
+            return rc ? rc : KV_EFULL;
+    }
     if (rc)
         return rc;
+    p.slot = slot;
+    p.pos = is_new ? pos : UINT32_MAX;
     write_chunk(s, p.chunk, key, key_len, value, value_len);
     put_entry(s, &p);
     if (current_rev)
@@ -1305,8 +1391,18 @@ static int heap_compact(kv_store *s, uint64_t size)
     return 0;
 }
 
+/* The expiry a ttl gives a write made now: 0 for none, or KV_EINVAL (as *expires) when it does
+ * not fit in 64 bits. */
+static int expiry_of(uint64_t ttl_ms, uint64_t *expires)
+{
+    uint64_t now = realtime_ms();
+    *expires = ttl_ms ? now + ttl_ms : 0;
+    return ttl_ms > UINT64_MAX - now ? KV_EINVAL : 0;
+}
+
 static int set_if_at(kv_store *s, const char *key, size_t key_len, const char *value,
-                     size_t value_len, uint64_t expected_rev, uint64_t *current_rev)
+                     size_t value_len, uint64_t expected_rev, uint64_t ttl_ms,
+                     uint64_t *current_rev)
 {
     int rc = check_key(s, key, key_len);
     if (rc)
@@ -1317,21 +1413,37 @@ static int set_if_at(kv_store *s, const char *key, size_t key_len, const char *v
         return KV_EINVAL;
     if ((rc = lock_for_write(s)))
         return rc;
-    static const kv_stamp next = {0, 0};
-    rc = set_locked(s, key, (uint32_t)key_len, value, value_len, expected_rev, current_rev, &next);
+    kv_stamp next = {0, 0, 0};
+    /* The clock read under the lock: a writer that waited for it does not shorten its ttl. */
+    if (!(rc = expiry_of(ttl_ms, &next.expires_at_ms)))
+        rc = set_locked(s, key, (uint32_t)key_len, value, value_len, expected_rev, current_rev,
+                        &next);
     unlock_store(s);
     return rc;
+}
+
+int kv_set_if_ttl(kv_store *s, const char *key, size_t key_len, const char *value,
+                  size_t value_len, uint64_t expected_rev, uint64_t ttl_ms, uint64_t *current_rev)
+{
+    KV_ON_CURRENT(s, set_if_at(s, key, key_len, value, value_len, expected_rev, ttl_ms,
+                               current_rev));
 }
 
 int kv_set_if(kv_store *s, const char *key, size_t key_len, const char *value, size_t value_len,
               uint64_t expected_rev, uint64_t *current_rev)
 {
-    KV_ON_CURRENT(s, set_if_at(s, key, key_len, value, value_len, expected_rev, current_rev));
+    return kv_set_if_ttl(s, key, key_len, value, value_len, expected_rev, 0, current_rev);
+}
+
+int kv_set_ttl(kv_store *s, const char *key, size_t key_len, const char *value, size_t value_len,
+               uint64_t ttl_ms)
+{
+    return kv_set_if_ttl(s, key, key_len, value, value_len, KV_ANY_REVISION, ttl_ms, NULL);
 }
 
 int kv_set(kv_store *s, const char *key, size_t key_len, const char *value, size_t value_len)
 {
-    return kv_set_if(s, key, key_len, value, value_len, KV_ANY_REVISION, NULL);
+    return kv_set_if_ttl(s, key, key_len, value, value_len, KV_ANY_REVISION, 0, NULL);
 }
 
 /* ---- atomic increment ------------------------------------------------------------------------- */
@@ -1385,8 +1497,8 @@ static size_t format_int64(int64_t v, char *out)
     return len;
 }
 
-static int incr_at(kv_store *s, const char *key, size_t key_len, int64_t delta, int64_t *result,
-                   uint64_t *revision)
+static int incr_at(kv_store *s, const char *key, size_t key_len, int64_t delta, uint64_t ttl_ms,
+                   int64_t *result, uint64_t *revision)
 {
     int rc = check_key(s, key, key_len);
     if (rc)
@@ -1395,21 +1507,25 @@ static int incr_at(kv_store *s, const char *key, size_t key_len, int64_t delta, 
         return rc;
     /* Read, add and write under one hold of the lock: no other write can come in between. */
     char digits[KV_INT64_DIGITS];
-    kv_read r = {digits, sizeof digits, 0, 0, 0};
+    kv_read r = {digits, sizeof digits, 0, 0, 0, 0, 0};
     int64_t value = 0;
+    kv_stamp next = {0, 0, 0};
+    /* A counter keeps its expiry; one this call creates (or recreates: an expired one reads as
+     * missing) gets the ttl's. */
     if ((rc = read_once(s, key, (uint32_t)key_len, kv_hash(key, key_len), &r)) == KV_NOTFOUND)
-        rc = 0; /* a missing key counts as 0 */
+        rc = expiry_of(ttl_ms, &next.expires_at_ms); /* a missing key counts as 0 */
     else if (rc == KV_EBUFSIZE)
         rc = KV_ENOTNUM; /* longer than any int64 */
     else if (rc == KV_RETRY)
         rc = KV_ECORRUPT; /* no writer runs while we hold the lock: the entry is damaged */
-    else if (!rc)
+    else if (!rc) {
         rc = parse_int64(digits, r.value_len, &value);
+        next.expires_at_ms = r.expires_at_ms;
+    }
     if (!rc && __builtin_add_overflow(value, delta, &value))
         rc = -ERANGE;
     if (!rc) {
         size_t len = format_int64(value, digits);
-        static const kv_stamp next = {0, 0};
         rc = len > s->value_max ? KV_EVALLEN
                                 : set_locked(s, key, (uint32_t)key_len, digits, len, KV_ANY_REVISION,
                                              revision, &next);
@@ -1420,36 +1536,40 @@ static int incr_at(kv_store *s, const char *key, size_t key_len, int64_t delta, 
     return rc;
 }
 
+int kv_incr_ttl(kv_store *s, const char *key, size_t key_len, int64_t delta, uint64_t ttl_ms,
+                int64_t *result, uint64_t *revision)
+{
+    KV_ON_CURRENT(s, incr_at(s, key, key_len, delta, ttl_ms, result, revision));
+}
+
 int kv_incr_rev(kv_store *s, const char *key, size_t key_len, int64_t delta, int64_t *result,
                 uint64_t *revision)
 {
-    KV_ON_CURRENT(s, incr_at(s, key, key_len, delta, result, revision));
+    return kv_incr_ttl(s, key, key_len, delta, 0, result, revision);
 }
 
 int kv_incr(kv_store *s, const char *key, size_t key_len, int64_t delta, int64_t *result)
 {
-    return kv_incr_rev(s, key, key_len, delta, result, NULL);
+    return kv_incr_ttl(s, key, key_len, delta, 0, result, NULL);
 }
 
-static int delete_locked(kv_store *s, const char *key, uint32_t key_len, uint64_t expected_rev,
-                         uint64_t *current_rev, const kv_stamp *at)
+/* Whether slot's entry, at index cell pos, can be removed without following damage. */
+static int removable(const kv_store *s, uint32_t slot, uint32_t pos)
+{
+    return index_run_sound(s, pos) && s->h->free_head <= s->max_entries &&
+           entry_chunk_ok(s, entry_at(s, slot));
+}
+
+/* Remove slot's entry, at index cell pos (lock held, checked by removable), recording `op`: a
+ * delete, or the end of an expired or evicted entry. Its key, for the ring, is read from its chunk,
+ * which stays intact until the very end. */
+static void remove_entry(kv_store *s, uint32_t slot, uint32_t pos, uint32_t op, const kv_stamp *at)
 {
     kv_header *h = s->h;
-    uint32_t slot;
-    uint32_t pos = index_find(s, key, key_len, kv_hash(key, key_len), &slot, NULL);
-    if (slot == KV_TORN_SLOT)
-        return KV_ECORRUPT;
-    uint64_t found_rev = slot == UINT32_MAX ? 0 : entry_at(s, slot)->revision;
-    if (current_rev)
-        *current_rev = found_rev;
-    if (slot == UINT32_MAX)
-        return KV_NOTFOUND;
-    if (expected_rev != KV_ANY_REVISION && found_rev != expected_rev)
-        return KV_ECONFLICT;
     kv_entry *e = entry_at(s, slot);
-    if (!index_run_sound(s, pos) || h->free_head > s->max_entries || !entry_chunk_ok(s, e))
-        return KV_ECORRUPT;
     uint64_t chunk = e->chunk, size = e->chunk_size;
+    uint32_t key_len = e->key_len;
+    const char *key = (const char *)s->heap + chunk + KV_CHUNK_HEAD;
     KV_FAULT(1);
     undo_arm(s, slot);
     KV_FAULT(2);
@@ -1463,15 +1583,139 @@ static int delete_locked(kv_store *s, const char *key, uint32_t key_len, uint64_
     h->free_head = slot + 1;
     h->entry_count--;
     h->memory_used -= size;
-    ring_append(s, stamp_revision(h, at), KV_CHANGE_DELETE, key, key_len, NULL, 0, stamp_time(at));
+    ring_append(s, stamp_revision(h, at), op, key, key_len, NULL, 0, stamp_time(at), 0);
     KV_FAULT(6);
-    /* Disarm, then end the counters; free the chunk last (see put_entry). */
+    /* Disarm, then end the counters; free the chunk last (see put_entry). The totals are counted
+     * once the removal is sure to stay (a rollback would not take a count back). */
     undo_disarm(s);
+    if (op == KV_CHANGE_EXPIRED)
+        h->expired_total++;
+    else if (op == KV_CHANGE_EVICTED)
+        h->evicted_total++;
     KV_FAULT(7);
     counter_end(&h->index_seq);
     seq_end(h);
     KV_FAULT(8);
     heap_release(s, chunk, size);
+}
+
+/* Remove slot's live entry as a direct write records `op` (lock held): 1, or KV_ECORRUPT when its
+ * key does not lead to it. */
+static int remove_slot(kv_store *s, uint32_t slot, uint32_t op)
+{
+    const kv_entry *e = entry_at(s, slot);
+    uint32_t key_len, value_len, found;
+    const unsigned char *data = entry_data(s, e, &key_len, &value_len);
+    if (!data)
+        return KV_ECORRUPT;
+    uint32_t pos = index_find(s, (const char *)data, key_len, e->hash, &found, NULL);
+    if (found != slot || !removable(s, slot, pos))
+        return KV_ECORRUPT;
+    static const kv_stamp next = {0, 0, 0};
+    remove_entry(s, slot, pos, op, &next);
+    return 1;
+}
+
+/* Reclaim slot's entry if it has expired (lock held, a direct write): 1 when it did, 0 when the
+ * slot is free or its entry live, or KV_ECORRUPT. */
+static int reclaim_expired(kv_store *s, uint32_t slot, uint64_t now_ms)
+{
+    const kv_entry *e = entry_at(s, slot);
+    if (!e->key_len || !is_expired(e->expires_at_ms, now_ms))
+        return 0;
+    return remove_slot(s, slot, KV_CHANGE_EXPIRED);
+}
+
+/* The slots in use: [0, high water), bounded by the geometry whatever the header says. */
+static uint32_t slots_used(const kv_store *s)
+{
+    uint32_t high = s->h->high_water;
+    return high < s->max_entries ? high : s->max_entries;
+}
+
+/* Look at up to `max` slots from the expire hand (lock held) and reclaim the expired entries: how
+ * many it reclaimed, or KV_ECORRUPT. The hand moves on, so calls over time cover every slot. */
+static int sweep_expired(kv_store *s, uint32_t max)
+{
+    uint32_t high = slots_used(s), slot = s->h->expire_hand, reclaimed = 0;
+    uint64_t now = realtime_ms();
+    if (slot >= high)
+        slot = 0;
+    for (uint32_t i = 0; i < max && i < high; i++) {
+        int rc = reclaim_expired(s, slot, now);
+        if (rc < 0)
+            return rc;
+        reclaimed += (uint32_t)rc;
+        slot = slot + 1 < high ? slot + 1 : 0;
+    }
+    s->h->expire_hand = slot;
+    return (int)reclaimed;
+}
+
+/* Evict one entry other than slot `keep` (policy lru, lock held): of the first KV_EVICT_SAMPLES
+ * live entries from the evict hand, the first expired one, else the one used least recently.
+ * 1 when it removed one, 0 when there is none to remove, or KV_ECORRUPT. */
+static int evict_one(kv_store *s, uint32_t keep)
+{
+    uint32_t high = slots_used(s), slot = s->h->evict_hand, victim = UINT32_MAX, oldest = 0;
+    uint32_t op = KV_CHANGE_EVICTED, seen = 0;
+    uint64_t now = realtime_ms();
+    uint32_t tick = access_tick(now);
+    if (slot >= high)
+        slot = 0;
+    for (uint32_t i = 0; i < high && seen < KV_EVICT_SAMPLES && op == KV_CHANGE_EVICTED; i++) {
+        const kv_entry *e = entry_at(s, slot);
+        if (e->key_len && slot != keep) {
+            seen++;
+            uint32_t age = tick - e->last_access; /* modulo 2^32: ticks wrap */
+            if (is_expired(e->expires_at_ms, now))
+                op = KV_CHANGE_EXPIRED;
+            if (victim == UINT32_MAX || age > oldest || op == KV_CHANGE_EXPIRED) {
+                victim = slot;
+                oldest = age;
+            }
+        }
+        slot = slot + 1 < high ? slot + 1 : 0;
+    }
+    s->h->evict_hand = slot;
+    return victim == UINT32_MAX ? 0 : remove_slot(s, victim, op);
+}
+
+/* Make room for a direct set that found none (lock held), sparing slot `keep` (the entry it
+ * rewrites): with lru evict one entry; otherwise reclaim the expired ones among the next
+ * KV_FULL_SWEEP slots. > 0 when something went, 0 when nothing could, or KV_ECORRUPT. */
+#define KV_FULL_SWEEP 1024
+static int make_room(kv_store *s, uint32_t keep)
+{
+    if (__atomic_load_n(&s->h->evict_policy, __ATOMIC_RELAXED) == KV_EVICT_LRU)
+        return evict_one(s, keep);
+    return sweep_expired(s, KV_FULL_SWEEP);
+}
+
+/* Delete key, recording `op`: KV_CHANGE_DELETE, or (kv_apply) the reason its source gave. */
+static int delete_locked(kv_store *s, const char *key, uint32_t key_len, uint64_t expected_rev,
+                         uint64_t *current_rev, const kv_stamp *at, uint32_t op)
+{
+    uint32_t slot;
+    uint32_t pos = index_find(s, key, key_len, kv_hash(key, key_len), &slot, NULL);
+    if (slot == KV_TORN_SLOT)
+        return KV_ECORRUPT;
+    if (current_rev)
+        *current_rev = 0;
+    if (slot == UINT32_MAX)
+        return KV_NOTFOUND;
+    /* An expired entry is absent for a direct delete too; its end is still recorded. */
+    int rc = !at->revision ? reclaim_expired(s, slot, realtime_ms()) : 0;
+    if (rc)
+        return rc < 0 ? rc : KV_NOTFOUND;
+    uint64_t found_rev = entry_at(s, slot)->revision;
+    if (current_rev)
+        *current_rev = found_rev;
+    if (expected_rev != KV_ANY_REVISION && found_rev != expected_rev)
+        return KV_ECONFLICT;
+    if (!removable(s, slot, pos))
+        return KV_ECORRUPT;
+    remove_entry(s, slot, pos, op, at);
     return 0;
 }
 
@@ -1483,8 +1727,9 @@ static int delete_if_at(kv_store *s, const char *key, size_t key_len, uint64_t e
         return rc;
     if ((rc = lock_for_write(s)))
         return rc;
-    static const kv_stamp next = {0, 0};
-    rc = delete_locked(s, key, (uint32_t)key_len, expected_rev, current_rev, &next);
+    static const kv_stamp next = {0, 0, 0};
+    rc = delete_locked(s, key, (uint32_t)key_len, expected_rev, current_rev, &next,
+                       KV_CHANGE_DELETE);
     unlock_store(s);
     return rc;
 }
@@ -1498,6 +1743,23 @@ int kv_delete_if(kv_store *s, const char *key, size_t key_len, uint64_t expected
 int kv_delete(kv_store *s, const char *key, size_t key_len)
 {
     return kv_delete_if(s, key, key_len, KV_ANY_REVISION, NULL);
+}
+
+static int expire_at(kv_store *s, uint32_t max)
+{
+    if (!s)
+        return KV_EINVAL;
+    int rc = lock_for_write(s);
+    if (rc)
+        return rc;
+    rc = sweep_expired(s, max);
+    unlock_store(s);
+    return rc;
+}
+
+int kv_expire(kv_store *s, uint32_t max)
+{
+    KV_ON_CURRENT(s, expire_at(s, max));
 }
 
 static int set_readonly_at(kv_store *s, int readonly)
@@ -1519,21 +1781,21 @@ int kv_set_readonly(kv_store *s, int readonly)
 
 /* A delete of a key the replica does not hold: only the version moves (under the seqlock, so a
  * writer dying here leaves a state recovery accepts either way). */
-static void apply_absent_delete(kv_store *s, const char *key, uint32_t key_len, const kv_stamp *at)
+static void apply_absent_delete(kv_store *s, uint32_t op, const char *key, uint32_t key_len,
+                                const kv_stamp *at)
 {
     seq_begin(s->h);
-    ring_append(s, stamp_revision(s->h, at), KV_CHANGE_DELETE, key, key_len, NULL, 0, at->timestamp);
+    ring_append(s, stamp_revision(s->h, at), op, key, key_len, NULL, 0, at->timestamp, 0);
     seq_end(s->h);
 }
 
 static int apply_at(kv_store *s, int op, const char *key, size_t key_len, const char *value,
-                    size_t value_len, uint64_t revision, int64_t timestamp)
+                    size_t value_len, uint64_t revision, int64_t timestamp, uint64_t expires_at_ms)
 {
     int rc = op == KV_APPLY_VERSION ? (s ? 0 : KV_EINVAL) : check_key(s, key, key_len);
     if (rc)
         return rc;
-    if ((op != KV_CHANGE_SET && op != KV_CHANGE_DELETE && op != KV_APPLY_VERSION) || revision == 0 ||
-        revision == UINT64_MAX)
+    if (op < KV_APPLY_VERSION || op > KV_CHANGE_EVICTED || revision == 0 || revision == UINT64_MAX)
         return KV_EINVAL;
     if (op == KV_CHANGE_SET && value_len > s->value_max)
         return KV_EVALLEN;
@@ -1541,7 +1803,7 @@ static int apply_at(kv_store *s, int op, const char *key, size_t key_len, const 
         return KV_EINVAL;
     if ((rc = lock_store(s)))
         return rc;
-    const kv_stamp at = {revision, timestamp};
+    const kv_stamp at = {revision, timestamp, op == KV_CHANGE_SET ? expires_at_ms : 0};
     if (revision <= s->h->version)
         rc = KV_ECONFLICT;
     else if (op == KV_APPLY_VERSION) {
@@ -1550,8 +1812,9 @@ static int apply_at(kv_store *s, int op, const char *key, size_t key_len, const 
         seq_end(s->h);
     } else if (op == KV_CHANGE_SET)
         rc = set_locked(s, key, (uint32_t)key_len, value, value_len, KV_ANY_REVISION, NULL, &at);
-    else if ((rc = delete_locked(s, key, (uint32_t)key_len, KV_ANY_REVISION, NULL, &at)) == KV_NOTFOUND) {
-        apply_absent_delete(s, key, (uint32_t)key_len, &at);
+    else if ((rc = delete_locked(s, key, (uint32_t)key_len, KV_ANY_REVISION, NULL, &at,
+                                 (uint32_t)op)) == KV_NOTFOUND) {
+        apply_absent_delete(s, (uint32_t)op, key, (uint32_t)key_len, &at);
         rc = 0;
     }
     unlock_store(s);
@@ -1559,9 +1822,10 @@ static int apply_at(kv_store *s, int op, const char *key, size_t key_len, const 
 }
 
 int kv_apply(kv_store *s, int op, const char *key, size_t key_len, const char *value,
-             size_t value_len, uint64_t revision, int64_t timestamp)
+             size_t value_len, uint64_t revision, int64_t timestamp, uint64_t expires_at_ms)
 {
-    KV_ON_CURRENT(s, apply_at(s, op, key, key_len, value, value_len, revision, timestamp));
+    KV_ON_CURRENT(s, apply_at(s, op, key, key_len, value, value_len, revision, timestamp,
+                              expires_at_ms));
 }
 
 /* The version as of the last completed write. Read under the seqlock, so a write in progress, or one
@@ -1946,6 +2210,23 @@ uint64_t kv_lock_held_ms(const kv_store *s)
     return now > since ? now - since : 1; /* held: never 0, which means free */
 }
 
+uint32_t kv_evict_policy(const kv_store *s)
+{
+    return __atomic_load_n(&now_of(s)->h->evict_policy, __ATOMIC_RELAXED) == KV_EVICT_LRU
+               ? KV_EVICT_LRU
+               : KV_EVICT_NONE;
+}
+
+uint64_t kv_expired_total(const kv_store *s)
+{
+    return __atomic_load_n(&now_of(s)->h->expired_total, __ATOMIC_RELAXED);
+}
+
+uint64_t kv_evictions_total(const kv_store *s)
+{
+    return __atomic_load_n(&now_of(s)->h->evicted_total, __ATOMIC_RELAXED);
+}
+
 int kv_readonly(const kv_store *s)
 {
     s = now_of(s);
@@ -2116,9 +2397,9 @@ static kv_store *current(kv_store *s, int *rc)
  * layout that keeps entries elsewhere changes this pair and nothing else. */
 typedef struct kv_record {
     const unsigned char *key, *value;
-    uint32_t key_len, value_len, hash;
+    uint32_t key_len, value_len, hash, last_access;
     int64_t  timestamp;
-    uint64_t revision;
+    uint64_t revision, expires_at_ms;
 } kv_record;
 
 /* Slot `slot` of s (lock held): 1 with the record when it is live, 0 when it is free, -1 when it is
@@ -2132,7 +2413,9 @@ static int read_record(const kv_store *s, uint32_t slot, kv_record *r)
     const unsigned char *data = entry_data(s, e, &key_len, &value_len);
     if (!data || !entry_chunk_ok(s, e))
         return -1; /* its chunk and lengths disagree: resize_fits answers KV_ECORRUPT */
-    *r = (kv_record){data, data + key_len, key_len, value_len, e->hash, e->timestamp, e->revision};
+    *r = (kv_record){data,         data + key_len, key_len,     value_len,
+                     e->hash,      e->last_access, e->timestamp, e->revision,
+                     e->expires_at_ms};
     return 1;
 }
 
@@ -2181,6 +2464,8 @@ static void write_record(kv_store *d, uint32_t slot, const kv_record *r, kv_fill
     e->seq = 0;
     e->timestamp = r->timestamp;
     e->revision = r->revision;
+    e->expires_at_ms = r->expires_at_ms;
+    e->last_access = r->last_access;
     e->chunk = chunk;
     e->chunk_size = (uint32_t)size;
     d->h->memory_used += size;
@@ -2252,13 +2537,14 @@ static void copy_ring(const kv_store *s, kv_store *d)
     for (uint32_t cell = 0; cell < KV_RING_CELLS; cell++) {
         const kv_change_rec *c = (const kv_change_rec *)(s->ring + (size_t)cell * s->ring_cell);
         kv_change_rec *to = (kv_change_rec *)(d->ring + (size_t)cell * d->ring_cell);
-        uint64_t bytes = (uint64_t)c->key_len + c->value_len;
+        uint64_t bytes = (uint64_t)c->key_len + c->value_len +
+                         (c->flags & KV_CHANGE_EXPIRES ? sizeof(uint64_t) : 0);
         int kept = !(c->flags & KV_CHANGE_UNKEPT);
         if (c->revision == 0 || c->revision > s->h->version || (kept && bytes > s->ring_data))
             continue;
         *to = *c;
         if (kept && bytes > d->ring_data)
-            to->flags |= KV_CHANGE_UNKEPT;
+            to->flags = KV_CHANGE_UNKEPT;
         else if (kept)
             memcpy(to->data, c->data, bytes);
     }
@@ -2269,6 +2555,8 @@ static void copy_header(const kv_store *s, kv_store *d)
     d->h->version = s->h->version;
     d->h->lock_recoveries = s->h->lock_recoveries;
     d->h->created = s->h->created;
+    d->h->expired_total = s->h->expired_total;
+    d->h->evicted_total = s->h->evicted_total;
     d->h->flags = (s->h->flags & KV_FLAG_READONLY) | KV_FLAG_BUILDING;
 }
 
@@ -2283,9 +2571,11 @@ static int resize_target(const kv_store *s, const kv_options *o, kv_geometry *g,
         return KV_EINVAL;
     /* A store made without memory_bytes (fixed chunks) keeps that guarantee unless given some. */
     uint64_t memory = o && o->memory_bytes ? o->memory_bytes : s->fixed_chunk ? 0 : s->heap_size;
-    return compute_geometry(o && o->max_entries ? o->max_entries : s->max_entries,
-                            o && o->key_max ? o->key_max : s->key_max,
-                            o && o->value_max ? o->value_max : s->value_max, memory, g);
+    int rc = compute_geometry(o && o->max_entries ? o->max_entries : s->max_entries,
+                              o && o->key_max ? o->key_max : s->key_max,
+                              o && o->value_max ? o->value_max : s->value_max, memory, g);
+    g->evict = o && o->evict ? o->evict : kv_evict_policy(s);
+    return rc ? rc : g->evict > KV_EVICT_LRU ? KV_EINVAL : 0;
 }
 
 /* Build the copy under `temp` and rename it over the name (lock of s held, resizing flag up). */

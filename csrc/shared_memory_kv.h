@@ -51,6 +51,18 @@
  *   server's --trust-segment-owner). The check covers the owner and the mode, not the group: a
  *   group-writable segment of the caller's own is trusted.
  * - Timestamps come from the writer's CLOCK_REALTIME, in seconds.
+ * - Expiry (kv_set_ttl) uses CLOCK_REALTIME in milliseconds, the clock every process on the host
+ *   shares: a writer stores the absolute time (now + ttl), and every reader compares it with its own
+ *   clock, lock-free, so an entry vanishes for all readers at the same moment. A step of the clock
+ *   moves every expiry with it: set forward, entries expire early; set back, they live longer. The
+ *   bytes of an expired entry stay until a writer reclaims them: a write of its key, a store that
+ *   needs room, or kv_expire(), which a long-running process (shmkv's server) calls often. Until
+ *   then kv_count() and kv_memory_used() still count it.
+ * - Eviction (kv_options.evict = KV_EVICT_LRU) is approximate, as Redis's is: a set that needs room
+ *   removes, of KV_EVICT_SAMPLES entries sampled in slot order from a moving hand, an expired one,
+ *   else the one read or written least recently (times kept to 16 ms). Reads record their time
+ *   with a plain atomic store, without the lock, and only when it changed: C, Bun and Python
+ *   readers all do.
  * - Following a resize: kv_resize marks the old segment superseded (header flags bit 1) under its
  *   lock once the copy is in place under the name. Every call on a handle first checks the mark
  *   (one atomic load) and, when it is set, opens the name again and goes on there, transparently;
@@ -128,7 +140,15 @@ extern "C" {
 #define KV_RING_CELLS    256u
 #define KV_CHANGE_SET    1 /**< a change that set the key to a value */
 #define KV_CHANGE_DELETE 2 /**< a change that deleted the key */
+#define KV_CHANGE_EXPIRED 3 /**< a delete: the entry had expired, and a writer reclaimed it */
+#define KV_CHANGE_EVICTED 4 /**< a delete: the entry was evicted to make room (KV_EVICT_LRU) */
 #define KV_APPLY_VERSION 0 /**< kv_apply: no entry changes, only the store's version moves */
+
+/** Eviction policies (kv_options.evict, kv_evict_policy). */
+#define KV_EVICT_NONE 1 /**< a full store refuses new entries with KV_EFULL (the default) */
+#define KV_EVICT_LRU  2 /**< a full store evicts the least recently used entries to make room */
+/** Entries an eviction samples to choose the one it removes. */
+#define KV_EVICT_SAMPLES 8
 
 /** The longest segment name, in bytes with its leading "/": "/" and 1..254 bytes, no other "/". */
 #define KV_NAME_MAX 255
@@ -164,6 +184,13 @@ typedef struct kv_options {
      * rounded up to 16 (32 at least).
      */
     uint64_t memory_bytes;
+    /**
+     * What a set does when the store is full (no free slot, or no heap room): 0 (the default):
+     * KV_EVICT_NONE on creation, the store's own policy for kv_resize; KV_EVICT_NONE: answer
+     * KV_EFULL (once expired entries are reclaimed); KV_EVICT_LRU: evict entries (see Caveats).
+     */
+    uint32_t evict;
+    uint32_t reserved; /**< 0 */
 } kv_options;
 
 /** An open store: one process's mapping of a segment. Opaque. */
@@ -250,10 +277,17 @@ KV_API int kv_resize(const char *name, const kv_options *opts);
  * @param key,key_len     the key (1..key_max bytes, no NUL); not retained.
  * @param value,value_len the value (0..value_max bytes); not retained. value may be NULL when
  *                        value_len is 0.
+ * A store that is full (no free slot for a new key, or no heap room for the key and value) first
+ * reclaims expired entries it finds (see kv_expire); a store made with KV_EVICT_LRU then evicts
+ * entries, each recorded as a change of op KV_CHANGE_EVICTED, until the set fits.
+ *
  * @return 0; KV_EINVAL (NULL handle, empty key or NUL in key); KV_EKEYLEN; KV_EVALLEN;
  *         KV_EFULL (a new key and no free slot, or no room in the heap for the key and value: a
  *         rewrite needs room for the new value while it holds the old; nothing is written, though
- *         entries may have been moved within the heap); KV_ECORRUPT (the index, a free list or
+ *         entries may have been moved within the heap, and expired or (lru) evicted entries
+ *         removed; an lru store answers it only when evicting cannot make room: at once,
+ *         evicting nothing, for a value the heap cannot hold beside the entry's old one);
+ *         KV_ECORRUPT (the index, a free list or
  *         the heap it would follow is damaged: nothing is written); KV_EREADONLY (the store is a replica, see
  *         kv_set_readonly); a lock failure as -errno.
  */
@@ -271,6 +305,26 @@ KV_API int kv_set(kv_store *s, const char *key, size_t key_len, const char *valu
  */
 KV_API int kv_set_if(kv_store *s, const char *key, size_t key_len, const char *value, size_t value_len,
               uint64_t expected_rev, uint64_t *current_rev);
+
+/**
+ * Like kv_set(), with an expiry: the entry is absent for every reader from now + ttl_ms on (see
+ * Caveats on the clock). kv_set and kv_set_if write entries that never expire, clearing any expiry
+ * the entry had, as Redis's SET does. An expired entry is absent for writers too: a set of its key
+ * creates it anew (expected revision 0 matches), after recording its end (KV_CHANGE_EXPIRED).
+ *
+ * @param ttl_ms milliseconds from now; 0: never expires.
+ * @return as kv_set(); KV_EINVAL also when now + ttl_ms does not fit in 64 bits.
+ */
+KV_API int kv_set_ttl(kv_store *s, const char *key, size_t key_len, const char *value,
+                      size_t value_len, uint64_t ttl_ms);
+
+/**
+ * kv_set_if() with an expiry, as kv_set_ttl().
+ * @return as kv_set_if().
+ */
+KV_API int kv_set_if_ttl(kv_store *s, const char *key, size_t key_len, const char *value,
+                         size_t value_len, uint64_t expected_rev, uint64_t ttl_ms,
+                         uint64_t *current_rev);
 
 /**
  * Copy out an entry's value. Never takes the lock unless writers keep overlapping the read many
@@ -292,6 +346,22 @@ KV_API int kv_get(kv_store *s, const char *key, size_t key_len, char *buf, size_
  */
 KV_API int kv_get_rev(kv_store *s, const char *key, size_t key_len, char *buf, size_t buf_len,
                size_t *value_len, int64_t *timestamp, uint64_t *revision);
+
+/** What kv_get_meta() reports of an entry besides its value. */
+typedef struct kv_meta {
+    uint64_t value_len;     /**< the value's length, also on KV_EBUFSIZE */
+    int64_t  timestamp;     /**< Unix time (seconds) of its last write */
+    uint64_t revision;      /**< the store version of its last write */
+    uint64_t expires_at_ms; /**< CLOCK_REALTIME milliseconds at which it expires; 0: never */
+} kv_meta;
+
+/**
+ * Like kv_get(), reporting everything kv_meta holds. Lock-free as kv_get().
+ * @param meta when not NULL, receives the entry's metadata (on success and on KV_EBUFSIZE).
+ * @return as kv_get().
+ */
+KV_API int kv_get_meta(kv_store *s, const char *key, size_t key_len, char *buf, size_t buf_len,
+                       kv_meta *meta);
 
 /**
  * Atomic increment: add `delta` to the integer the entry holds and store the sum, under one hold of
@@ -320,6 +390,28 @@ KV_API int kv_incr(kv_store *s, const char *key, size_t key_len, int64_t delta, 
  */
 KV_API int kv_incr_rev(kv_store *s, const char *key, size_t key_len, int64_t delta, int64_t *result,
                        uint64_t *revision);
+
+/**
+ * kv_incr_rev() that gives a counter it creates an expiry, as kv_set_ttl(): a counter that exists
+ * keeps the expiry it has (as Redis's INCR does), so a rate limiter's window is not prolonged by
+ * its hits. An expired counter counts as missing.
+ * @param ttl_ms milliseconds from now, for a counter this call creates; 0: never expires.
+ * @return as kv_incr().
+ */
+KV_API int kv_incr_ttl(kv_store *s, const char *key, size_t key_len, int64_t delta, uint64_t ttl_ms,
+                       int64_t *result, uint64_t *revision);
+
+/**
+ * Reclaim expired entries: look at up to `max` slots, from where the last call stopped (wrapping),
+ * and delete every expired entry among them, each recorded as a change of op KV_CHANGE_EXPIRED
+ * with a revision of its own. Bounded work under one hold of the write lock, in the manner of
+ * Redis's active expiry: call it often with a small `max` (shmkv's server does, every 100 ms).
+ * Readers never need it (they skip expired entries); it gives their slots and bytes back and
+ * tells watchers they are gone.
+ * @return how many entries it reclaimed (>= 0); KV_EREADONLY (a replica: its source expires them);
+ *         KV_ECORRUPT; KV_EINVAL; a lock failure (KV_EBUSY, -errno).
+ */
+KV_API int kv_expire(kv_store *s, uint32_t max);
 
 /**
  * Remove an entry. Takes the write lock; crash-atomic; version grows by one on success.
@@ -355,17 +447,20 @@ KV_API int kv_set_readonly(kv_store *s, int readonly);
  * is refused, so applying a change twice is harmless. Takes the write lock; crash-atomic like kv_set.
  * Revisions need not be consecutive: kv_change answers KV_EEXPIRED for the ones skipped.
  *
- * @param op        KV_CHANGE_SET, KV_CHANGE_DELETE, or KV_APPLY_VERSION: make the version
+ * @param op        KV_CHANGE_SET, KV_CHANGE_DELETE (or KV_CHANGE_EXPIRED, KV_CHANGE_EVICTED: a
+ *                  delete recorded with that reason), or KV_APPLY_VERSION: make the version
  *                  `revision` and nothing else (after loading a whole state whose newest changes
  *                  were deletes); the key is then ignored (it may be NULL) and nothing is recorded.
  * @param key,value as kv_set (value ignored for a delete); not retained.
  * @param revision  the change's revision, > kv_version().
  * @param timestamp the change's Unix time, seconds.
+ * @param expires_at_ms a set's expiry, CLOCK_REALTIME milliseconds (0: never); ignored otherwise.
+ *                  Applying never reclaims nor evicts: the source does, and sends its deletes.
  * @return 0; KV_ECONFLICT (revision <= kv_version(): already applied, nothing written);
  *         KV_EINVAL (bad op, key or handle); KV_EKEYLEN; KV_EVALLEN; KV_EFULL; KV_ECORRUPT; lock -errno.
  */
 KV_API int kv_apply(kv_store *s, int op, const char *key, size_t key_len, const char *value,
-                    size_t value_len, uint64_t revision, int64_t timestamp);
+                    size_t value_len, uint64_t revision, int64_t timestamp, uint64_t expires_at_ms);
 
 /**
  * Read one change from the ring: the write that made the store's version `revision`. Every
@@ -374,7 +469,9 @@ KV_API int kv_apply(kv_store *s, int op, const char *key, size_t key_len, const 
  * read revision + 1 up to kv_version(); KV_EEXPIRED means the reader fell behind and must reread
  * the whole store.
  *
- * @param op                 receives KV_CHANGE_SET or KV_CHANGE_DELETE (may be NULL).
+ * @param op                 receives KV_CHANGE_SET, or for a delete KV_CHANGE_DELETE,
+ *                           KV_CHANGE_EXPIRED or KV_CHANGE_EVICTED (may be NULL). A set's expiry is
+ *                           in the ring (see layout) but not reported here: kv_get_meta has it.
  * @param key,key_cap        the caller's buffer for the key (key_max bytes always suffice).
  * @param key_len            receives the key's length (may be NULL).
  * @param value,value_cap    the caller's buffer for the value, set changes only (value_max bytes
@@ -497,6 +594,9 @@ KV_API uint64_t kv_lock_recoveries(const kv_store *s); /**< times any process re
  *  on the host (CLOCK_MONOTONIC). */
 KV_API uint64_t kv_lock_held_ms(const kv_store *s);
 KV_API int      kv_readonly(const kv_store *s);    /**< 1 when marked read-only (kv_set_readonly), else 0 */
+KV_API uint32_t kv_evict_policy(const kv_store *s); /**< KV_EVICT_NONE or KV_EVICT_LRU */
+KV_API uint64_t kv_expired_total(const kv_store *s);   /**< entries reclaimed after they expired, ever */
+KV_API uint64_t kv_evictions_total(const kv_store *s); /**< entries evicted to make room, ever */
 /** @} */
 
 /** Hash of a key as used by the index (see layout). Exposed so other languages can test theirs. */
@@ -560,6 +660,13 @@ KV_API uint32_t kv_hash(const char *key, size_t key_len);
  * | 280 | u64[32] | free-list heads: offset + 1 (from the heap's start) of each class's first free
  *               chunk, 0 when the class has none. Class k holds the free chunks of 2^(k+5) to
  *               2^(k+6) - 1 bytes; class 31 all the larger ones too |
+ * | 536 | u32  | eviction policy: 2 (KV_EVICT_LRU) evicts; any other value (1, or 0 in a store made
+ *               before policies existed) does not |
+ * | 540 | u32  | expire hand: the slot kv_expire looks at next |
+ * | 544 | u64  | expired total (kv_expired_total) |
+ * | 552 | u64  | evicted total (kv_evictions_total) |
+ * | 560 | u32  | evict hand: the slot eviction samples from next |
+ * | 564 | ...  | reserved (12 bytes) |
  * | 576 | ...  | the undo record's copy of the entry a write changes (64 bytes) |
  *
  * Index, at the header size: `index cells` u32 cells of open addressing with linear probing. A cell is
@@ -578,8 +685,13 @@ KV_API uint32_t kv_hash(const char *key, size_t key_len);
  * |  24 | u64  | revision: the store's version after the entry's last write |
  * |  32 | u64  | chunk: offset of its chunk from the heap's start (a multiple of 16) |
  * |  40 | u32  | chunk size, bytes, its head included |
- * |  44 | u32  | reserved for LRU eviction (a last-access time): 0 for now |
- * |  48 | u64  | reserved for TTLs (expires_at_ms, 0 = never): 0 for now |
+ * |  44 | u32  | last access: CLOCK_REALTIME milliseconds >> 4 (16 ms ticks) of its last write, or
+ *               of its last read when the policy is KV_EVICT_LRU, modulo 2^32. A reader stores
+ *               it (relaxed, no counter) only when it differs from now's tick. Ages compare
+ *               modulo 2^32 (exact up to 2.2 years) |
+ * |  48 | u64  | expires at: CLOCK_REALTIME milliseconds from which the entry is absent; 0 = never.
+ *               Written with the value, under the entry's counter; a reader that validates a copy
+ *               whose expiry is non-zero and <= its clock treats the entry as absent |
  * |  56 | u64  | reserved |
  *
  * Heap, at the heap offset, `heap size` bytes: chunks laid end to end from offset 0, each a multiple
@@ -600,12 +712,13 @@ KV_API uint32_t kv_hash(const char *key, size_t key_len);
  * |-----|------|-------|
  * |   0 | u64  | revision; 0 while the record is being written |
  * |   8 | i64  | timestamp, Unix seconds |
- * |  16 | u32  | op: 1 set, 2 delete |
+ * |  16 | u32  | op: 1 set, 2 delete, 3 delete of an expired entry, 4 delete by eviction |
  * |  20 | u32  | key length |
  * |  24 | u32  | value length (0 for a delete) |
  * |  28 | u32  | flags: bit 0 (1) the key and value (more than `ring data` bytes) were not kept:
- *               kv_change answers KV_EEXPIRED for it, and a reader rereads the store |
- * |  32 | u8[] | key bytes, then value bytes |
+ *               kv_change answers KV_EEXPIRED for it, and a reader rereads the store; bit 1 (2)
+ *               a set with an expiry: 8 more bytes follow the value (counted in `ring data`) |
+ * |  32 | u8[] | key bytes, then value bytes, then (bit 1) the u64 expires-at, unaligned |
  * A reader loads the revision (acquire), copies, fences, and loads it again: the copy is valid when
  * both loads give the revision it wanted.
  *

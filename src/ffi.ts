@@ -18,7 +18,7 @@ const symbols = {
   kv_delete_if: { args: [ptr, ptr, usize, u64, ptr], returns: i32 },
   kv_set_readonly: { args: [ptr, i32], returns: i32 },
   kv_readonly: { args: [ptr], returns: i32 },
-  kv_apply: { args: [ptr, i32, ptr, usize, ptr, usize, u64, i64], returns: i32 },
+  kv_apply: { args: [ptr, i32, ptr, usize, ptr, usize, u64, i64, u64], returns: i32 },
   kv_check: { args: [ptr], returns: i32 },
   kv_check_detail: { args: [ptr], returns: cstring },
   kv_set_lock_timeout: { args: [ptr, i32], returns: none },

@@ -165,7 +165,7 @@ function u32Option(name: string, value: number | undefined, max: number): number
 /** kv_options for kv_open and kv_resize: 0 for a field not given. */
 function optionsOf(options: KvOptions, valueLimit: number): Uint32Array {
   const memoryBytes = memoryOption(options.memoryBytes);
-  // kv_options: four u32 fields, then memory_bytes as a u64 (two words, low first).
+  // kv_options: four u32 fields, memory_bytes as a u64 (two words, low first), evict, reserved.
   return new Uint32Array([
     u32Option("maxEntries", options.maxEntries, LIMITS.maxEntries),
     u32Option("keyMax", options.keyMax, LIMITS.keyMax),
@@ -173,6 +173,8 @@ function optionsOf(options: KvOptions, valueLimit: number): Uint32Array {
     u32Option("mode", options.mode, LIMITS.mode),
     memoryBytes % 2 ** 32,
     Math.floor(memoryBytes / 2 ** 32),
+    0,
+    0,
   ]);
 }
 
@@ -428,7 +430,7 @@ export class KvStore implements Disposable {
     const open = this.#live();
     const keyLength = op === "version" ? 0 : this.#encodeKey(open, key, false);
     const valueLength = op === "set" ? this.#encodeValue(open, value) : 0;
-    const rc = open.lib.kv_apply(open.handle, APPLY_OPS[op], open.key, keyLength, open.value, valueLength, revision, timestamp);
+    const rc = open.lib.kv_apply(open.handle, APPLY_OPS[op], open.key, keyLength, open.value, valueLength, revision, timestamp, 0);
     if (rc === RC.CONFLICT) return false;
     if (rc !== 0) fail(open.lib, rc, `cannot apply revision ${revision} to ${this.name}`);
     return true;

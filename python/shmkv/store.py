@@ -24,7 +24,8 @@ class _Options(ctypes.Structure):
     """kv_options: geometry, mode and memory of a new segment; 0 takes the default."""
 
     _fields_ = [("max_entries", ctypes.c_uint32), ("key_max", ctypes.c_uint32),
-                ("value_max", ctypes.c_uint32), ("mode", ctypes.c_uint32), ("memory_bytes", ctypes.c_uint64)]
+                ("value_max", ctypes.c_uint32), ("mode", ctypes.c_uint32), ("memory_bytes", ctypes.c_uint64),
+                ("evict", ctypes.c_uint32), ("reserved", ctypes.c_uint32)]
 
 
 @dataclass(frozen=True)

@@ -452,4 +452,19 @@ static inline size_t check_read_all(int fd, char *buf, size_t cap)
     return len;
 }
 
+/* Run argv (a kvtool_fault command line) with KV_FAULT_POINT=point, its output discarded: its wait
+ * status, or -1 when it cannot start. */
+static inline int check_run_at_fault(char *const argv[], int point)
+{
+    char env[32];
+    snprintf(env, sizeof env, "KV_FAULT_POINT=%d", point);
+    int out = -1;
+    char text[256];
+    pid_t pid = check_spawn(argv, env, &out);
+    if (pid < 0)
+        return -1;
+    check_read_all(out, text, sizeof text);
+    return check_wait(pid);
+}
+
 #endif

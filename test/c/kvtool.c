@@ -1,6 +1,6 @@
 /* kvtool: a minimal C client of the library, so tests can act as "another process written in C".
  *
- *   kvtool NAME create [MAX_ENTRIES KEY_MAX VALUE_MAX [MEMORY]]  create (or open) the segment
+ *   kvtool NAME create [MAX_ENTRIES KEY_MAX VALUE_MAX [MEMORY [lru]]]  create (or open) the segment
  *   kvtool NAME set KEY VALUE                             exit 0, or 1 with the error on stderr
  *   kvtool NAME setin KEY                                 set KEY to the bytes on stdin, whatever they
  *                                                         are (a value that is not UTF-8 text)
@@ -229,7 +229,7 @@ static int run(kv_store *s, int argc, char **argv)
         return run_monotone(s, argv[3], atol(argv[4]), atol(argv[5]));
     if (!strcmp(cmd, "resize") && (argc == 6 || argc == 7)) {
         kv_options o = {(uint32_t)atol(argv[3]), (uint32_t)atol(argv[4]), (uint32_t)atol(argv[5]), 0,
-                        argc == 7 ? strtoull(argv[6], NULL, 10) : 0};
+                        argc == 7 ? strtoull(argv[6], NULL, 10) : 0, 0, 0};
         return (rc = kv_resize(argv[1], &o)) ? fail("resize", rc) : 0;
     }
     fprintf(stderr, "kvtool: bad command\n");
@@ -242,13 +242,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: kvtool NAME COMMAND [ARGS]\n");
         return 2;
     }
-    kv_options opts = {0, 0, 0, 0, 0};
+    kv_options opts = {0, 0, 0, 0, 0, 0, 0};
     int flags = 0;
     if (!strcmp(argv[2], "create")) {
         flags = KV_CREATE;
-        if (argc == 6 || argc == 7)
+        if (argc >= 6 && argc <= 8)
             opts = (kv_options){(uint32_t)atol(argv[3]), (uint32_t)atol(argv[4]), (uint32_t)atol(argv[5]), 0,
-                                argc == 7 ? strtoull(argv[6], NULL, 10) : 0};
+                                argc >= 7 ? strtoull(argv[6], NULL, 10) : 0,
+                                argc == 8 && !strcmp(argv[7], "lru") ? KV_EVICT_LRU : 0, 0};
     }
     kv_store *s;
     int rc = kv_open(argv[1], flags, &opts, &s);

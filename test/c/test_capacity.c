@@ -15,7 +15,7 @@ static size_t value_of(unsigned i, char *value)
 
 static void million_entries(void)
 {
-    kv_store *s = check_new_store(&(kv_options){ENTRIES, 16, 16, 0, 0}, NULL);
+    kv_store *s = check_new_store(&(kv_options){ENTRIES, 16, 16, 0, 0, 0, 0}, NULL);
     REQUIRE(s);
     char key[32], value[32], buf[16];
     unsigned bad = 0;

@@ -154,7 +154,7 @@ static void take_snapshot(kv_store *s, observed *o)
 static void writers_and_readers_agree(void)
 {
     const char *name;
-    kv_store *s = check_new_store(&(kv_options){16, 0, 0, 0, 0}, &name);
+    kv_store *s = check_new_store(&(kv_options){16, 0, 0, 0, 0, 0, 0}, &name);
     REQUIRE(s);
     REQUIRE(seed_keys(s));
     uint64_t version = kv_version(s);

@@ -44,14 +44,10 @@ static int complete_at(int point) { return point == 7 || point == 8 || point == 
 /* Run kvtool_fault NAME set|del ... with KV_FAULT_POINT=point; its wait status, or -1. */
 static int run_faulty_writer(const char *name, enum op op, int point)
 {
-    char env[32];
-    snprintf(env, sizeof env, "KV_FAULT_POINT=%d", point);
     char *set_new[] = {FAULT_TOOL, (char *)name, "set", NEW_KEY, NEW_VAL, NULL};
     char *update[] = {FAULT_TOOL, (char *)name, "set", "a", A_NEW, NULL};
     char *del[] = {FAULT_TOOL, (char *)name, "del", "b", NULL};
-    char **argv = op == OP_INSERT ? set_new : op == OP_UPDATE ? update : del;
-    pid_t pid = check_spawn(argv, env, NULL);
-    return pid < 0 ? -1 : check_wait(pid);
+    return check_run_at_fault(op == OP_INSERT ? set_new : op == OP_UPDATE ? update : del, point);
 }
 
 /* The keys hold exactly the old or exactly the new state of op; `others` more keys are live. */

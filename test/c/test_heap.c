@@ -79,7 +79,7 @@ static void fill(kv_store *s, filled *f, size_t lo, size_t hi, char *value)
 static void memory_is_used_efficiently(void)
 {
     const uint64_t memory = 16u << 20;
-    kv_store *s = check_new_store(&(kv_options){100000, 16, 65536, 0, memory}, NULL);
+    kv_store *s = check_new_store(&(kv_options){100000, 16, 65536, 0, memory, 0, 0}, NULL);
     REQUIRE(s);
     filled f = {0, calloc(100000, 1), calloc(100000, sizeof(size_t))};
     char *value = malloc(65536);
@@ -125,7 +125,7 @@ static void memory_is_used_efficiently(void)
  * than the free bytes, still fits (compaction), and a full heap answers KV_EFULL changing nothing. */
 static void freed_memory_serves_other_sizes(void)
 {
-    kv_store *s = check_new_store(&(kv_options){1000, 16, 60000, 0, 65536}, NULL);
+    kv_store *s = check_new_store(&(kv_options){1000, 16, 60000, 0, 65536, 0, 0}, NULL);
     REQUIRE(s);
     char key[16], value[60000];
     memset(value, 'v', sizeof value);
@@ -173,10 +173,10 @@ static void freed_memory_serves_other_sizes(void)
 static void file_size_is_bounded(void)
 {
     const kv_options geometries[] = {
-        {10, 63, 255, 0, 4096},
-        {1000, 4096, 1u << 26, 0, 1u << 20},
-        {100000, 64, 65536, 0, 64u << 20},
-        {1, 1, 1, 0, 4096},
+        {10, 63, 255, 0, 4096, 0, 0},
+        {1000, 4096, 1u << 26, 0, 1u << 20, 0, 0},
+        {100000, 64, 65536, 0, 64u << 20, 0, 0},
+        {1, 1, 1, 0, 4096, 0, 0},
     };
     for (size_t i = 0; i < sizeof geometries / sizeof geometries[0]; i++) {
         const kv_options *o = &geometries[i];
@@ -193,7 +193,7 @@ static void file_size_is_bounded(void)
  * ring, whose readers are told to reread the store (KV_EEXPIRED). */
 static void big_values_and_the_ring(void)
 {
-    kv_store *s = check_new_store(&(kv_options){4, 8, 4u << 20, 0, 9u << 20}, NULL);
+    kv_store *s = check_new_store(&(kv_options){4, 8, 4u << 20, 0, 9u << 20, 0, 0}, NULL);
     REQUIRE(s);
     size_t big = 3u << 20;
     char *value = malloc(big), *got = malloc(big);
@@ -227,7 +227,7 @@ static void check_names_heap_damage(void)
         {"free lists: a free chunk is in no list", 4},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        kv_store *s = check_new_store(&(kv_options){8, 8, 64, 0, 4096}, NULL);
+        kv_store *s = check_new_store(&(kv_options){8, 8, 64, 0, 4096, 0, 0}, NULL);
         REQUIRE(s);
         REQUIRE_RC(check_set_str(s, "a", "one"), 0);
         REQUIRE_RC(check_set_str(s, "b", "two"), 0);
@@ -253,13 +253,10 @@ static void check_names_heap_damage(void)
 /* Run kvtool_fault with KV_FAULT_POINT=point; its wait status. */
 static int run_faulty(const char *name, int point, char **args)
 {
-    char env[32];
-    snprintf(env, sizeof env, "KV_FAULT_POINT=%d", point);
     char *argv[8] = {FAULT_TOOL, (char *)name};
     for (int i = 0; args[i] && i < 5; i++)
         argv[2 + i] = args[i];
-    pid_t pid = check_spawn(argv, env, NULL);
-    return pid > 0 ? check_wait(pid) : -1;
+    return check_run_at_fault(argv, point);
 }
 
 /* A writer killed in the middle of a compaction's move (point 11), of a split (9) or of a merge (10),
@@ -270,7 +267,7 @@ static void killed_inside_the_allocator(void)
     static const int points[] = {9, 10, 11};
     for (size_t p = 0; p < sizeof points / sizeof points[0]; p++) {
         const char *name;
-        kv_store *s = check_new_store(&(kv_options){200, 16, 30000, 0, 32768}, &name);
+        kv_store *s = check_new_store(&(kv_options){200, 16, 30000, 0, 32768, 0, 0}, &name);
         REQUIRE(s);
         char key[16], value[30000];
         int n = 0;
@@ -345,7 +342,7 @@ static void *race_reader(void *arg)
 
 static void readers_never_see_a_reused_chunk(void)
 {
-    kv_store *s = check_new_store(&(kv_options){32, 8, 5000, 0, 32768}, NULL);
+    kv_store *s = check_new_store(&(kv_options){32, 8, 5000, 0, 32768, 0, 0}, NULL);
     REQUIRE(s);
     race r = {s, 0, 0, 0};
     pthread_t reader;

@@ -103,15 +103,8 @@ static void an_increment_killed_mid_write_is_all_or_nothing(void)
         kv_store *s = check_new_store(NULL, &name);
         REQUIRE(s);
         CHECK_RC(check_set_str(s, "n", "41"), 0);
-        char env[32];
-        snprintf(env, sizeof env, "KV_FAULT_POINT=%d", point);
         char *argv[] = {FAULT_TOOL, (char *)name, "incr", "n", "1000", NULL};
-        int out = -1;
-        char text[64];
-        pid_t pid = check_spawn(argv, env, &out);
-        REQUIRE(pid > 0);
-        check_read_all(out, text, sizeof text);
-        int status = check_wait(pid);
+        int status = check_run_at_fault(argv, point);
         /* Point 5 is an index change: an update of an existing key never reaches it. */
         if (point != 5)
             CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);

@@ -5,7 +5,7 @@
 static int apply_str(kv_store *s, int op, const char *key, const char *value, uint64_t revision,
                      int64_t timestamp)
 {
-    return kv_apply(s, op, key, strlen(key), value, value ? strlen(value) : 0, revision, timestamp);
+    return kv_apply(s, op, key, strlen(key), value, value ? strlen(value) : 0, revision, timestamp, 0);
 }
 
 static void direct_writes_to_a_replica_get_ereadonly(void)
@@ -82,12 +82,12 @@ static void apply_refuses_what_it_already_has(void)
     CHECK_EQ(kv_count(s), 1);
     CHECK_CHANGE(s, 4, KV_CHANGE_DELETE, "absent", "");
     /* Only the version: nothing else moves, nothing is recorded. */
-    CHECK_RC(kv_apply(s, KV_APPLY_VERSION, NULL, 0, NULL, 0, 9, 0), 0);
+    CHECK_RC(kv_apply(s, KV_APPLY_VERSION, NULL, 0, NULL, 0, 9, 0, 0), 0);
     CHECK_EQ(kv_version(s), 9);
     CHECK_EQ(kv_count(s), 1);
     CHECK_GET(s, "a", "1");
     CHECK_RC(read_change(s, 9).rc, KV_EEXPIRED);
-    CHECK_RC(kv_apply(s, KV_APPLY_VERSION, NULL, 0, NULL, 0, 9, 0), KV_ECONFLICT);
+    CHECK_RC(kv_apply(s, KV_APPLY_VERSION, NULL, 0, NULL, 0, 9, 0, 0), KV_ECONFLICT);
     CHECK_RC(kv_check(s), 0);
 }
 
@@ -96,7 +96,7 @@ static void apply_checks_its_arguments(void)
     kv_options o = {.max_entries = 1};
     kv_store *s = check_new_store(&o, NULL);
     REQUIRE(s);
-    CHECK_RC(apply_str(s, 3, "a", "1", 1, 1), KV_EINVAL);
+    CHECK_RC(apply_str(s, KV_CHANGE_EVICTED + 1, "a", "1", 1, 1), KV_EINVAL);
     CHECK_RC(apply_str(s, KV_CHANGE_SET, "a", "1", 0, 1), KV_EINVAL);
     CHECK_RC(apply_str(s, KV_CHANGE_SET, "a", "1", UINT64_MAX, 1), KV_EINVAL);
     CHECK_RC(apply_str(s, KV_CHANGE_SET, "", "1", 1, 1), KV_EINVAL);
@@ -107,7 +107,7 @@ static void apply_checks_its_arguments(void)
     CHECK_RC(apply_str(s, KV_CHANGE_SET, "a", "1", 1, 1), 0);
     CHECK_RC(apply_str(s, KV_CHANGE_SET, "b", "2", 2, 1), KV_EFULL);
     CHECK_EQ(kv_version(s), 1);
-    CHECK_RC(kv_apply(NULL, KV_CHANGE_SET, "a", 1, "1", 1, 5, 1), KV_EINVAL);
+    CHECK_RC(kv_apply(NULL, KV_CHANGE_SET, "a", 1, "1", 1, 5, 1, 0), KV_EINVAL);
 }
 
 int main(void)

@@ -20,10 +20,10 @@ static ino_t inode_of(const char *name)
 static kv_options geometry_of(const char *name)
 {
     kv_store *s;
-    kv_options g = {0, 0, 0, 0, 0};
+    kv_options g = {0, 0, 0, 0, 0, 0, 0};
     if (kv_open(name, 0, NULL, &s))
         return g;
-    g = (kv_options){kv_max_entries(s), kv_key_max(s), kv_value_max(s), 0, kv_memory_bytes(s)};
+    g = (kv_options){kv_max_entries(s), kv_key_max(s), kv_value_max(s), 0, kv_memory_bytes(s), 0, 0};
     kv_close(s);
     return g;
 }
@@ -62,7 +62,7 @@ static seen get_full(kv_store *s, const char *key)
 static void growing_keeps_everything_and_every_handle_follows(void)
 {
     const char *name;
-    kv_options small = {4, 8, 16, 0, 0};
+    kv_options small = {4, 8, 16, 0, 0, 0, 0};
     kv_store *s = check_new_store(&small, &name);
     REQUIRE(s);
     fill(s);
@@ -76,7 +76,7 @@ static void growing_keeps_everything_and_every_handle_follows(void)
     CHECK_RC(check_set_str(s, "f", "6"), KV_EFULL);
     version++;
 
-    kv_options big = {64, 32, 100, 0, 0};
+    kv_options big = {64, 32, 100, 0, 0, 0, 0};
     CHECK_RC(kv_resize(name, &big), 0);
     CHECK(inode_of(name) != before);
     CHECK(!temp_exists(name));
@@ -117,12 +117,12 @@ static void growing_keeps_everything_and_every_handle_follows(void)
 static void shrinking_to_just_fit_packs_the_slots(void)
 {
     const char *name;
-    kv_options opts = {16, 8, 16, 0, 0};
+    kv_options opts = {16, 8, 16, 0, 0, 0, 0};
     kv_store *s = check_new_store(&opts, &name);
     REQUIRE(s);
     fill(s); /* a, c, d live; slot 1 free */
     uint64_t version = kv_version(s);
-    kv_options fit = {3, 1, 3, 0, 0};
+    kv_options fit = {3, 1, 3, 0, 0, 0, 0};
     CHECK_RC(kv_resize(name, &fit), 0);
     CHECK_EQ(geometry_of(name).max_entries, 3);
     CHECK_EQ(kv_count(s), 3);
@@ -150,9 +150,9 @@ static void a_resize_that_cannot_fit_changes_nothing(void)
     CHECK_RC(check_set_str(s, "j", "v"), 0);
     ino_t before = inode_of(name);
     uint64_t version = kv_version(s);
-    kv_options fewer = {2, 0, 0, 0, 0}, shorter_keys = {0, 9, 0, 0, 0};
-    kv_options shorter_values = {0, 0, 13, 0, 0};
-    kv_options bad = {KV_LIMIT_MAX_ENTRIES + 1, 0, 0, 0, 0};
+    kv_options fewer = {2, 0, 0, 0, 0, 0, 0}, shorter_keys = {0, 9, 0, 0, 0, 0, 0};
+    kv_options shorter_values = {0, 0, 13, 0, 0, 0, 0};
+    kv_options bad = {KV_LIMIT_MAX_ENTRIES + 1, 0, 0, 0, 0, 0, 0};
     CHECK_RC(kv_resize(name, &fewer), KV_EFULL);
     CHECK_RC(kv_resize(name, &shorter_keys), KV_EKEYLEN);
     CHECK_RC(kv_resize(name, &shorter_values), KV_EVALLEN);
@@ -179,12 +179,12 @@ static void a_replica_stays_read_only(void)
     kv_store *s = check_new_store(NULL, &name);
     REQUIRE(s);
     CHECK_RC(kv_set_readonly(s, 1), 0);
-    CHECK_RC(kv_apply(s, KV_CHANGE_SET, "a", 1, "1", 1, 7, 100), 0);
-    kv_options grow = {20, 0, 0, 0, 0};
+    CHECK_RC(kv_apply(s, KV_CHANGE_SET, "a", 1, "1", 1, 7, 100, 0), 0);
+    kv_options grow = {20, 0, 0, 0, 0, 0, 0};
     CHECK_RC(kv_resize(name, &grow), 0);
     CHECK_EQ(kv_readonly(s), 1);
     CHECK_RC(check_set_str(s, "b", "2"), KV_EREADONLY);
-    CHECK_RC(kv_apply(s, KV_CHANGE_SET, "b", 1, "2", 1, 8, 200), 0);
+    CHECK_RC(kv_apply(s, KV_CHANGE_SET, "b", 1, "2", 1, 8, 200, 0), 0);
     CHECK_EQ(kv_version(s), 8);
     CHECK_RC(kv_check(s), 0);
 }
@@ -195,7 +195,7 @@ static void a_replica_stays_read_only(void)
 static void resizer_killed_at(int point)
 {
     const char *name;
-    kv_options opts = {8, 8, 16, 0, 0};
+    kv_options opts = {8, 8, 16, 0, 0, 0, 0};
     kv_store *s = check_new_store(&opts, &name);
     REQUIRE(s);
     fill(s);
@@ -223,7 +223,7 @@ static void resizer_killed_at(int point)
     CHECK_RC(kv_check(fresh), 0);
     CHECK_RC(kv_check(s), 0);
     /* And it can be resized again. */
-    kv_options again = {40, 0, 0, 0, 0};
+    kv_options again = {40, 0, 0, 0, 0, 0, 0};
     CHECK_RC(kv_resize(name, &again), 0);
     CHECK_EQ(geometry_of(name).max_entries, 40);
     CHECK_GET(s, "after", "x");
@@ -306,7 +306,7 @@ static void a_damaged_store_is_not_copied(void)
     uint32_t *key_len = (uint32_t *)(base + entries_off); /* slot 0's key length */
     *key_len = 4000;
     ino_t before = inode_of(name);
-    kv_options longer_keys = {0, 4096, 0, 0, 0};
+    kv_options longer_keys = {0, 4096, 0, 0, 0, 0, 0};
     CHECK_RC(kv_resize(name, &longer_keys), KV_ECORRUPT);
     CHECK_EQ(inode_of(name), before);
     CHECK(!temp_exists(name));
@@ -346,7 +346,7 @@ static void writers_and_readers_run_through_grow_and_shrink(void)
 {
     const char *name;
     uint32_t total = WRITERS * NKEYS;
-    kv_options opts = {total, 16, 48, 0, 0};
+    kv_options opts = {total, 16, 48, 0, 0, 0, 0};
     kv_store *s = check_new_store(&opts, &name);
     REQUIRE(s);
     ino_t first = inode_of(name);
@@ -364,7 +364,7 @@ static void writers_and_readers_run_through_grow_and_shrink(void)
     double deadline = check_now() + 20;
     /* Grow once the writers are under way, then shrink to exactly what they will fill. */
     CHECK(wait_count(s, total / 4, deadline));
-    kv_options grow = {4 * total, 0, 0, 0, 0}, fit = {total, 0, 0, 0, 0};
+    kv_options grow = {4 * total, 0, 0, 0, 0, 0, 0}, fit = {total, 0, 0, 0, 0, 0, 0};
     CHECK_RC(kv_resize(name, &grow), 0);
     CHECK(wait_count(s, total / 2, deadline));
     CHECK_RC(kv_resize(name, &fit), 0);
@@ -412,7 +412,7 @@ static void memory_grows_shrinks_to_just_fit_and_refuses_what_does_not_fit(void)
 {
     static const size_t sizes[] = {0, 9, 100, 1000, 3000, 777};
     const char *name;
-    kv_options opts = {32, 8, 4000, 0, 8192};
+    kv_options opts = {32, 8, 4000, 0, 8192, 0, 0};
     kv_store *s = check_new_store(&opts, &name);
     REQUIRE(s);
     uint64_t need = 0;
@@ -423,7 +423,7 @@ static void memory_grows_shrinks_to_just_fit_and_refuses_what_does_not_fit(void)
         need += chunk_of(strlen(key), sizes[i]);
     }
     CHECK_RC(check_set_filled(s, "big", 20000, 'z'), KV_EVALLEN);
-    kv_options grow = {0, 0, 25000, 0, 64 * 1024};
+    kv_options grow = {0, 0, 25000, 0, 64 * 1024, 0, 0};
     CHECK_RC(kv_resize(name, &grow), 0);
     CHECK_EQ(geometry_of(name).memory_bytes, 64 * 1024);
     CHECK_RC(check_set_filled(s, "big", 20000, 'z'), 0); /* s follows, into a heap that holds it */
@@ -431,12 +431,12 @@ static void memory_grows_shrinks_to_just_fit_and_refuses_what_does_not_fit(void)
     CHECK_RC(kv_delete(s, "big", 3), 0);
     CHECK_RC(kv_check(s), 0);
     ino_t before = inode_of(name);
-    kv_options too_small = {0, 0, 0, 0, need - 16};
+    kv_options too_small = {0, 0, 0, 0, need - 16, 0, 0};
     CHECK_RC(kv_resize(name, &too_small), KV_EFULL);
     CHECK_EQ(inode_of(name), before);
     CHECK(!temp_exists(name));
     CHECK_EQ(geometry_of(name).memory_bytes, 64 * 1024);
-    kv_options just_fit = {0, 0, 0, 0, need};
+    kv_options just_fit = {0, 0, 0, 0, need, 0, 0};
     CHECK_RC(kv_resize(name, &just_fit), 0);
     CHECK_EQ(geometry_of(name).memory_bytes, need);
     CHECK_RC(kv_check(s), 0);
@@ -447,7 +447,7 @@ static void memory_grows_shrinks_to_just_fit_and_refuses_what_does_not_fit(void)
     }
     CHECK_RC(check_set_str(s, "one", "more"), KV_EFULL);
     /* 16 bytes over: too few for a free chunk, they join the last entry's chunk. */
-    kv_options snug = {0, 0, 0, 0, need + 16};
+    kv_options snug = {0, 0, 0, 0, need + 16, 0, 0};
     CHECK_RC(kv_resize(name, &snug), 0);
     CHECK_RC(kv_check(s), 0);
     CHECK_EQ(kv_memory_used(s), need + 16);
@@ -458,7 +458,7 @@ static void memory_grows_shrinks_to_just_fit_and_refuses_what_does_not_fit(void)
     REQUIRE(p);
     CHECK_RC(check_set_str(p, "k", "v"), 0);
     uint64_t fixed = geometry_of(plain).memory_bytes;
-    kv_options heap = {0, 0, 5000, 0, 4096};
+    kv_options heap = {0, 0, 5000, 0, 4096, 0, 0};
     CHECK_RC(kv_resize(plain, &heap), 0);
     CHECK_EQ(geometry_of(plain).memory_bytes, 4096);
     CHECK(fixed != 4096);

@@ -341,7 +341,7 @@ static const char *const damages[] = {"entry_hash",  "entry_count", "index_cell"
 
 static void check_reports_damage(size_t which)
 {
-    kv_store *s = check_new_store(&(kv_options){8, 8, 8, 0, 0}, NULL);
+    kv_store *s = check_new_store(&(kv_options){8, 8, 8, 0, 0, 0, 0}, NULL);
     REQUIRE(s);
     CHECK_RC(check_set_str(s, "a", "1"), 0);
     CHECK_RC(check_set_str(s, "b", "2"), 0);
@@ -381,7 +381,7 @@ static const char *const writer_damages[] = {"free_head_past_capacity", "free_sl
 
 static void writers_refuse_damage(size_t which)
 {
-    kv_store *s = check_new_store(&(kv_options){4, 8, 8, 0, 0}, NULL);
+    kv_store *s = check_new_store(&(kv_options){4, 8, 8, 0, 0, 0, 0}, NULL);
     REQUIRE(s);
     CHECK_RC(check_set_str(s, "a", "1"), 0);
     CHECK_RC(check_set_str(s, "b", "2"), 0);

@@ -128,7 +128,7 @@ static void set_get_round_trip(void)
 
 static void version_counts_successful_writes_only(void)
 {
-    kv_store *s = check_new_store(&(kv_options){2, 4, 4, 0, 0}, NULL);
+    kv_store *s = check_new_store(&(kv_options){2, 4, 4, 0, 0, 0, 0}, NULL);
     REQUIRE(s);
     uint64_t v = 0;
     CHECK_EQ(kv_version(s), v);
@@ -525,10 +525,10 @@ static void unlink_keeps_existing_mappings(void)
 static void existing_geometry_wins(void)
 {
     const char *name;
-    kv_store *a = check_new_store(&(kv_options){20, 8, 8, 0, 0}, &name);
+    kv_store *a = check_new_store(&(kv_options){20, 8, 8, 0, 0, 0, 0}, &name);
     REQUIRE(a);
     int rc;
-    kv_store *b = check_open(name, KV_CREATE, &(kv_options){5, 100, 100, 0644, 0}, &rc);
+    kv_store *b = check_open(name, KV_CREATE, &(kv_options){5, 100, 100, 0644, 0, 0, 0}, &rc);
     REQUIRE_RC(rc, 0);
     CHECK_EQ(kv_max_entries(b), 20);
     CHECK_EQ(kv_key_max(b), 8);
@@ -549,14 +549,14 @@ static void existing_geometry_wins(void)
 static void invalid_options_rejected_and_nothing_left(void)
 {
     const kv_options bad[] = {
-        {KV_LIMIT_MAX_ENTRIES + 1, 0, 0, 0, 0},
-        {0, KV_LIMIT_KEY_MAX + 1, 0, 0, 0},
-        {0, 0, KV_LIMIT_VALUE_MAX + 1, 0, 0},
-        {0, 0, 0, 01000, 0},
-        {0, 0, 0, 04600, 0}, /* setuid bit */
-        {0, 0, KV_LIMIT_VALUE_MAX_MEMORY + 1, 0, 1 << 20},
-        {0, 0, 0, 0, KV_LIMIT_MEMORY_MIN - 1},
-        {0, 0, 0, 0, KV_LIMIT_MEMORY + 1},
+        {KV_LIMIT_MAX_ENTRIES + 1, 0, 0, 0, 0, 0, 0},
+        {0, KV_LIMIT_KEY_MAX + 1, 0, 0, 0, 0, 0},
+        {0, 0, KV_LIMIT_VALUE_MAX + 1, 0, 0, 0, 0},
+        {0, 0, 0, 01000, 0, 0, 0},
+        {0, 0, 0, 04600, 0, 0, 0}, /* setuid bit */
+        {0, 0, KV_LIMIT_VALUE_MAX_MEMORY + 1, 0, 1 << 20, 0, 0},
+        {0, 0, 0, 0, KV_LIMIT_MEMORY_MIN - 1, 0, 0},
+        {0, 0, 0, 0, KV_LIMIT_MEMORY + 1, 0, 0},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         const char *name = check_shm_name();
@@ -571,7 +571,7 @@ static void invalid_options_rejected_and_nothing_left(void)
 /* The limits themselves are accepted (one entry keeps the segment small). */
 static void options_at_the_limits_accepted(void)
 {
-    kv_store *s = check_new_store(&(kv_options){1, KV_LIMIT_KEY_MAX, KV_LIMIT_VALUE_MAX, 0777, 0}, NULL);
+    kv_store *s = check_new_store(&(kv_options){1, KV_LIMIT_KEY_MAX, KV_LIMIT_VALUE_MAX, 0777, 0, 0, 0}, NULL);
     REQUIRE(s);
     CHECK_EQ(kv_key_max(s), KV_LIMIT_KEY_MAX);
     CHECK_EQ(kv_value_max(s), KV_LIMIT_VALUE_MAX);
@@ -590,9 +590,9 @@ static void mode_applied_whatever_the_umask(void)
 {
     mode_t old = umask(077);
     const char *name;
-    kv_store *s = check_new_store(&(kv_options){0, 0, 0, 0640, 0}, &name);
+    kv_store *s = check_new_store(&(kv_options){0, 0, 0, 0640, 0, 0, 0}, &name);
     const char *name2;
-    kv_store *s2 = check_new_store(&(kv_options){0, 0, 0, 0604, 0}, &name2);
+    kv_store *s2 = check_new_store(&(kv_options){0, 0, 0, 0604, 0, 0, 0}, &name2);
     umask(old);
     CHECK(s && s2);
     CHECK_EQ(file_mode(name), 0640);
@@ -622,7 +622,7 @@ static uint64_t align(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 /* Other languages read the segment by the header's table: hold the library to it. */
 static void layout_matches_the_documentation(void)
 {
-    kv_store *s = check_new_store(&(kv_options){10, 63, 255, 0, 0}, NULL);
+    kv_store *s = check_new_store(&(kv_options){10, 63, 255, 0, 0, 0, 0}, NULL);
     REQUIRE(s);
     int64_t now = time(NULL);
     REQUIRE_RC(check_set_str(s, "alpha", "one"), 0);
@@ -667,6 +667,10 @@ static void layout_matches_the_documentation(void)
     CHECK_EQ(rd64(s, 80), 0);
     CHECK((int64_t)rd64(s, 88) >= now - 2 && (int64_t)rd64(s, 88) <= now + 2);
     CHECK_EQ(rd32(s, 192), 0); /* undo disarmed between writes */
+    CHECK_EQ(rd32(s, 536), KV_EVICT_NONE);
+    CHECK_EQ(rd32(s, 536), kv_evict_policy(s));
+    CHECK_EQ(rd64(s, 544), 0); /* nothing expired, nothing evicted */
+    CHECK_EQ(rd64(s, 552), 0);
     /* The entry, found by probing from its home cell; the first insert takes slot 0 and the
      * heap's first chunk. */
     CHECK_EQ(find_slot(s, "alpha"), 0);
@@ -679,8 +683,10 @@ static void layout_matches_the_documentation(void)
     CHECK_EQ(rd64(s, e + 24), 1);
     CHECK_EQ(rd64(s, e + 32), 0);
     CHECK_EQ(rd32(s, e + 40), chunk);
-    CHECK_EQ(rd32(s, e + 44), 0); /* last access: reserved */
-    CHECK_EQ(rd64(s, e + 48), 0); /* expires_at_ms: reserved */
+    /* Last access: the write's 16 ms tick of the wall clock; expires at: never. */
+    uint32_t tick = (uint32_t)((uint64_t)now * 1000 >> 4);
+    CHECK(rd32(s, e + 44) - tick + 200 <= 400); /* within 3 s of now, modulo 2^32 */
+    CHECK_EQ(rd64(s, e + 48), 0);
     /* The chunk: units of 16 bytes, then used | owner (slot + 1), then key and value. */
     CHECK_EQ(rd32(s, heap + 0), chunk / 16);
     CHECK_EQ(rd32(s, heap + 4), 0x80000000u | 1);

@@ -142,7 +142,7 @@ static void prefill(kv_store *s, uint32_t n, uint8_t delete_mask)
 /* A sound store with a few entries and a free list, left under name. */
 static void make_sound_segment(const char *name, fz_in *in)
 {
-    kv_options o = {0, 0, 0, 0600, 0}; /* one field at a time: initialisers are unsequenced */
+    kv_options o = {0, 0, 0, 0600, 0, 0, 0}; /* one field at a time: initialisers are unsequenced */
     o.max_entries = 1 + fz_u8(in) % 64u;
     o.key_max = 1 + fz_u8(in) % 16u;
     o.value_max = 1 + fz_u8(in) % 64u;
@@ -383,7 +383,7 @@ static void exercise(kv_store *s)
 static void resize_by_name(const char *name, const uint8_t geometry[4])
 {
     kv_options o = {1u + geometry[0] % 64u, 1u + geometry[1] % 16u, 1u + geometry[2] % 64u, 0,
-                    geometry[3] & 1 ? 4096u + 16u * (geometry[3] >> 1) : 0};
+                    geometry[3] & 1 ? 4096u + 16u * (geometry[3] >> 1) : 0, 0, 0};
     int rc = kv_resize(name, &o);
     FZ_REQUIRE(fz_known_rc(rc), "kv_resize: rc %d", rc);
     char copy[128];

@@ -521,7 +521,7 @@ static kv_store *open_fresh(const model *m)
 {
     char name[64];
     fz_shm_name(name, sizeof name, "ops");
-    kv_options o = {m->max_entries, m->key_max, m->value_max, 0600, m->memory_bytes};
+    kv_options o = {m->max_entries, m->key_max, m->value_max, 0600, m->memory_bytes, 0, 0};
     kv_store *s = NULL;
     int rc = kv_open(name, KV_CREATE | KV_EXCL, &o, &s);
     if (rc == -EEXIST) { /* left by an earlier process with our pid */

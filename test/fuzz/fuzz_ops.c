@@ -2,7 +2,8 @@
  * C library and a model.
  *
  * Input (every byte string decodes; a short input just ends the sequence early):
- *   4 bytes   geometry: max_entries = 1 + b % 64, key_max = 1 + b % 16, value_max = 1 + b % 64;
+ *   4 bytes   geometry: max_entries = 1 + b % 64, key_max = 1 + b % 16 (its top bit set: the
+ *             store evicts, KV_EVICT_LRU), value_max = 1 + b % 64;
  *             memory_bytes: odd b, 4096 + 16 * (b >> 1), with value_max = 1 + b' % 250 (the third
  *             byte): values of mixed sizes in a heap that fills, so sets meet KV_EFULL and the
  *             heap compacts; even b, 0
@@ -26,10 +27,13 @@
  *             length 1 (KV_EINVAL)
  *   opcode flags: 0x08 pass NULL for every optional out-pointer; for sets 0x10 passes a NULL value
  *             when the value is empty, or, with 0x20 too, a NULL value with its non-zero length
- *             (KV_EINVAL); for gets 0x10 calls kv_get instead of kv_get_rev
+ *             (KV_EINVAL), and 0x40 sets with an hour's ttl (kv_set_if_ttl); for gets 0x10 calls
+ *             kv_get instead of kv_get_rev
  *
- * Every return code, value, length, revision, timestamp, version and count is compared with the
- * model (a store with memory_bytes may also answer KV_EFULL to a set the model would make, when its
+ * Every return code, value, length, revision, timestamp, expiry, version and count is compared
+ * with the model. An evicting store answers a set the model finds no room for by evicting: each
+ * eviction it records in the ring before the set must name a live entry other than the one set,
+ * and the model follows it; such a store never answers KV_EFULL to a valid set (a store with memory_bytes may also answer KV_EFULL to a set the model would make, when its
  * heap has no room: it must then have changed nothing, and at most about half its heap be free); after the sequence every entry and every change still in the ring must read back, and
  * kv_check must pass. Any difference aborts (libFuzzer saves the input).
  * Buffers handed to the library are exact-size heap copies, so ASan catches reads past them. */
@@ -45,6 +49,7 @@ typedef struct model_entry {
     uint32_t key_len, value_len;
     uint64_t revision;
     int64_t t_min, t_max; /* the wall clock before and after the write that stamped it */
+    uint64_t expires_min, expires_max; /* 0, 0: never; else the bounds its ttl gives */
     int live;
 } model_entry;
 
@@ -53,11 +58,12 @@ typedef struct model_change {
     unsigned char key[KEY_CAP], value[VAL_CAP];
     uint32_t key_len, value_len;
     int op;
+    int unkept; /* a set whose key, value and expiry (8 bytes) did not fit the cell's data */
     int64_t t_min, t_max;
 } model_change;
 
 typedef struct model {
-    uint32_t max_entries, key_max, value_max, count;
+    uint32_t max_entries, key_max, value_max, count, evict;
     uint64_t memory_bytes;
     uint64_t version;
     model_entry e[64];
@@ -110,8 +116,9 @@ static void model_record(model *m, int op, const model_entry *e, int64_t t0, int
     c->op = op;
     memcpy(c->key, e->key, e->key_len);
     c->key_len = e->key_len;
-    c->value_len = op == KV_CHANGE_SET ? e->value_len : 0;
+    c->value_len = op == KV_CHANGE_SET ? e->value_len : 0; /* deletes of every kind: none */
     memcpy(c->value, e->value, c->value_len);
+    c->unkept = 0;
     c->t_min = t0;
     c->t_max = t1;
 }
@@ -146,6 +153,16 @@ static int model_set(model *m, const blob *k, const blob *v, int null_value, uin
     e->t_max = t1;
     model_record(m, KV_CHANGE_SET, e, t0, t1);
     return 0;
+}
+
+/* Sets made with a ttl expire an hour on: never within an input, so the model needs no clock. */
+#define TTL_MS 3600000u
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 static int model_delete(model *m, const blob *k, uint64_t expected, uint64_t *rev, int64_t t0,
@@ -235,21 +252,64 @@ static void report_rc(ctx *c, const char *what, int got, int want)
 
 /* ---- the operations ---------------------------------------------------------------------------- */
 
+/* The evictions a set made before its own change (revisions after `version`): each must name a
+ * live entry other than key, which the model then removes, recording the same change. */
+static void follow_evictions(ctx *c, uint64_t version, const blob *key, int64_t t0, int64_t t1)
+{
+    unsigned char kbuf[KEY_CAP];
+    for (uint64_t rev = version + 1; rev <= kv_version(c->s); rev++) {
+        int op = 0;
+        size_t klen = 0;
+        int rc = kv_change(c->s, rev, &op, (char *)kbuf, sizeof kbuf, &klen, NULL, 0, NULL, NULL);
+        /* The set's own change: its value needs a buffer, or (unkept) is not kept. */
+        if (rc == KV_EBUFSIZE || rc == KV_EEXPIRED)
+            break;
+        FZ_REQUIRE(rc == 0, "op %u: change %llu unreadable: %s", c->op_no, (unsigned long long)rev,
+                   kv_strerror(rc));
+        if (op != KV_CHANGE_EVICTED)
+            break;
+        FZ_REQUIRE(c->m.evict, "op %u: an eviction in a store without the policy", c->op_no);
+        blob victim = {kbuf, klen};
+        model_entry *e = model_find(&c->m, &victim);
+        FZ_REQUIRE(e && !(klen == key->n && !memcmp(kbuf, key->p, klen)),
+                   "op %u: evicted an entry that is not there, or the one being set", c->op_no);
+        e->live = 0;
+        c->m.count--;
+        c->m.version++;
+        model_record(&c->m, KV_CHANGE_EVICTED, e, t0, t1);
+    }
+}
+
 static void do_set(ctx *c, uint8_t op, int conditional)
 {
     blob k = decode_key(c), v = decode_value(c);
     uint64_t expected = conditional ? decode_expected(c, &k) : KV_ANY_REVISION;
     int null_value = (op & 0x10) && (v.n == 0 || (op & 0x20));
     const char *vp = null_value ? NULL : (const char *)v.p;
-    uint64_t want_rev = 0, got_rev = UINT64_MAX - 1;
+    uint64_t want_rev = 0, got_rev = UINT64_MAX - 1, ttl = (op & 0x40) ? TTL_MS : 0;
+    uint64_t version = c->m.version, ms0 = now_ms();
     int64_t t0 = fz_now();
-    int got = conditional ? kv_set_if(c->s, (const char *)k.p, k.n, vp, v.n, expected,
-                                      (op & 0x08) ? NULL : &got_rev)
-                          : kv_set(c->s, (const char *)k.p, k.n, vp, v.n);
+    int got = conditional || ttl
+                  ? kv_set_if_ttl(c->s, (const char *)k.p, k.n, vp, v.n, expected, ttl,
+                                  (op & 0x08) ? NULL : &got_rev)
+                  : kv_set(c->s, (const char *)k.p, k.n, vp, v.n);
+    uint64_t ms1 = now_ms();
+    follow_evictions(c, version, &k, t0, fz_now());
     static model before; /* large: off the stack */
     if (c->m.memory_bytes)
         before = c->m;
     int want = model_set(&c->m, &k, &v, null_value, expected, &want_rev, t0, fz_now());
+    if (want == 0) {
+        model_entry *e = model_find(&c->m, &k);
+        e->expires_min = ttl ? ms0 + ttl : 0;
+        e->expires_max = ttl ? ms1 + ttl : 0;
+        /* Every store here keeps key_max + value_max bytes of a change: an expiry too only when
+         * the key and value leave room for it. */
+        c->m.ring[(c->m.version - 1) % KV_RING_CELLS].unkept =
+            ttl && k.n + v.n + 8 > c->m.key_max + c->m.value_max;
+    }
+    FZ_REQUIRE(!(c->m.evict && got == KV_EFULL), "op %u: an evicting store answered KV_EFULL",
+               c->op_no);
     if (got == KV_EFULL && want == 0 && c->m.memory_bytes) {
         /* No room in the heap: never while most of it is free (a set needs a chunk of at most
          * 8 + 16 + 250 bytes, rounded: 288, and an update holds its old chunk meanwhile). */
@@ -413,6 +473,8 @@ static int model_change_rc(const model *m, uint64_t rev, const change_bufs *b,
     if (m->version - rev >= KV_RING_CELLS)
         return KV_EEXPIRED;
     *mc = &m->ring[(rev - 1) % KV_RING_CELLS];
+    if ((*mc)->unkept)
+        return KV_EEXPIRED; /* documented: not kept, the store holds its outcome */
     return (*mc)->key_len > b->key_cap || (*mc)->value_len > b->value_cap ? KV_EBUFSIZE : 0;
 }
 
@@ -500,14 +562,17 @@ static void require_final_state(ctx *c)
         const model_entry *e = &c->m.e[i];
         if (!e->live)
             continue;
-        size_t len = SIZE_MAX;
-        uint64_t rev = 0;
-        int rc = kv_get_rev(c->s, (const char *)e->key, e->key_len, (char *)buf, sizeof buf, &len,
-                            NULL, &rev);
-        FZ_REQUIRE(rc == 0 && len == e->value_len && rev == e->revision &&
-                       !memcmp(buf, e->value, len),
-                   "final: entry %u reads rc %d len %zu rev %llu", i, rc, len,
-                   (unsigned long long)rev);
+        kv_meta meta = {0, 0, 0, 0};
+        int rc = kv_get_meta(c->s, (const char *)e->key, e->key_len, (char *)buf, sizeof buf,
+                             &meta);
+        FZ_REQUIRE(rc == 0 && meta.value_len == e->value_len && meta.revision == e->revision &&
+                       !memcmp(buf, e->value, e->value_len),
+                   "final: entry %u reads rc %d len %llu rev %llu", i, rc,
+                   (unsigned long long)meta.value_len, (unsigned long long)meta.revision);
+        FZ_REQUIRE(meta.expires_at_ms >= e->expires_min && meta.expires_at_ms <= e->expires_max,
+                   "final: entry %u expires at %llu, model %llu..%llu", i,
+                   (unsigned long long)meta.expires_at_ms, (unsigned long long)e->expires_min,
+                   (unsigned long long)e->expires_max);
     }
     require_ring(c);
     require_sound(c);
@@ -521,7 +586,7 @@ static kv_store *open_fresh(const model *m)
 {
     char name[64];
     fz_shm_name(name, sizeof name, "ops");
-    kv_options o = {m->max_entries, m->key_max, m->value_max, 0600, m->memory_bytes, 0, 0};
+    kv_options o = {m->max_entries, m->key_max, m->value_max, 0600, m->memory_bytes, m->evict, 0};
     kv_store *s = NULL;
     int rc = kv_open(name, KV_CREATE | KV_EXCL, &o, &s);
     if (rc == -EEXIST) { /* left by an earlier process with our pid */
@@ -540,7 +605,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&c, 0, sizeof c);
     c.in = (fz_in){data, size};
     c.m.max_entries = 1 + fz_u8(&c.in) % 64;
-    c.m.key_max = 1 + fz_u8(&c.in) % 16;
+    uint8_t key_byte = fz_u8(&c.in);
+    c.m.key_max = 1 + key_byte % 16;
+    c.m.evict = key_byte & 0x80 ? KV_EVICT_LRU : 0;
     uint8_t value_byte = fz_u8(&c.in), memory = fz_u8(&c.in);
     c.m.memory_bytes = memory & 1 ? 4096u + 16u * (memory >> 1) : 0;
     c.m.value_max = 1 + value_byte % (c.m.memory_bytes ? 250 : 64);

@@ -58,6 +58,18 @@ for c in a b c d e f g h i j k l m n o p q r s t u; do heap+="00 01 $(hex $c) c8
 for c in a c e g i k m o q s u; do heap+="03 01 $(hex $c) "; done
 seed "$ops/heap_compaction" 3f 07 f9 29 $heap 00 01 "$(hex z)" f0 "$(printf 'z%.0s' $(seq 240) | xxd -p | tr -d '\n')" 07
 
+# Eviction (key_max byte with its top bit: 0x87 is key_max 8 and KV_EVICT_LRU). Four slots: six
+# keys evict two, a read makes "a" recent, two more keys, a set with a ttl (opcode 0x40), kv_check.
+seed "$ops/lru_slots" 03 87 0f 00 00 01 "$(hex a)" 01 "$(hex 1)" 00 01 "$(hex b)" 01 "$(hex 2)" \
+  00 01 "$(hex c)" 01 "$(hex 3)" 00 01 "$(hex d)" 01 "$(hex 4)" 00 01 "$(hex e)" 01 "$(hex 5)" \
+  02 01 "$(hex c)" 00 00 01 "$(hex f)" 01 "$(hex 6)" 40 01 "$(hex g)" 01 "$(hex 7)" 07
+# The heap of heap_compaction, evicting: 21 values of 200 bytes, then each rewritten with 240 bytes
+# (an update that needs room may not evict its own entry), every other one with a ttl.
+lru=""
+for c in a b c d e f g h i j k l m n o p q r s t u; do lru+="00 01 $(hex $c) c8 $(printf 'x%.0s' $(seq 200) | xxd -p | tr -d '\n') "; done
+for c in a b c d e f g h i j k l m n o p q r s t u; do lru+="$([ "$c" \< k ] && echo 40 || echo 00) 01 $(hex $c) f0 $(printf 'y%.0s' $(seq 240) | xxd -p | tr -d '\n') "; done
+seed "$ops/lru_heap" 3f 87 f9 29 $lru 07
+
 # ---- fuzz_open: mode byte, then a raw segment or a recipe --------------------------------------
 name=/shmkv-fuzz-seed-$$
 trap '"$kvtool" "$name" unlink >/dev/null 2>&1 || rm -f "/dev/shm${name}"' EXIT

@@ -1745,7 +1745,8 @@ int kv_delete(kv_store *s, const char *key, size_t key_len)
     return kv_delete_if(s, key, key_len, KV_ANY_REVISION, NULL);
 }
 
-static int expire_at(kv_store *s, uint32_t max)
+/* The count goes out through *reclaimed: as a return value, 2 would read as KV_MOVED. */
+static int expire_at(kv_store *s, uint32_t max, int *reclaimed)
 {
     if (!s)
         return KV_EINVAL;
@@ -1754,12 +1755,19 @@ static int expire_at(kv_store *s, uint32_t max)
         return rc;
     rc = sweep_expired(s, max);
     unlock_store(s);
-    return rc;
+    *reclaimed = rc;
+    return rc < 0 ? rc : 0;
+}
+
+static int expire_on(kv_store *s, uint32_t max, int *reclaimed)
+{
+    KV_ON_CURRENT(s, expire_at(s, max, reclaimed));
 }
 
 int kv_expire(kv_store *s, uint32_t max)
 {
-    KV_ON_CURRENT(s, expire_at(s, max));
+    int reclaimed = 0, rc = expire_on(s, max, &reclaimed);
+    return rc ? rc : reclaimed;
 }
 
 static int set_readonly_at(kv_store *s, int readonly)
@@ -2225,6 +2233,13 @@ uint64_t kv_expired_total(const kv_store *s)
 uint64_t kv_evictions_total(const kv_store *s)
 {
     return __atomic_load_n(&now_of(s)->h->evicted_total, __ATOMIC_RELAXED);
+}
+
+void kv_touch(kv_store *s, uint32_t slot)
+{
+    const kv_store *now = now_of(s);
+    if (slot < now->max_entries)
+        touch(now, slot);
 }
 
 int kv_readonly(const kv_store *s)

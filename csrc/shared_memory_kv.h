@@ -414,6 +414,14 @@ KV_API int kv_incr_ttl(kv_store *s, const char *key, size_t key_len, int64_t del
 KV_API int kv_expire(kv_store *s, uint32_t max);
 
 /**
+ * Record a read of the entry in slot `slot` for eviction, as kv_get() does: for a binding that reads
+ * entries itself (see layout) without viewing the whole mapping. Lock-free, one relaxed store at
+ * most; nothing unless the policy is KV_EVICT_LRU, the tick has moved, and the slot exists. A slot
+ * freed or reused meanwhile only makes its next entry look used. Follows a resize first.
+ */
+KV_API void kv_touch(kv_store *s, uint32_t slot);
+
+/**
  * Remove an entry. Takes the write lock; crash-atomic; version grows by one on success.
  * @return 0; KV_NOTFOUND (nothing changes, version included); KV_EINVAL; KV_EKEYLEN; KV_ECORRUPT
  *         (the index run it would shift is damaged: nothing is written); KV_EREADONLY; lock -errno.

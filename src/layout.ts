@@ -46,8 +46,16 @@ export const HEADER = {
   ringData: 264,
   heapClasses: 268,
   compactions: 272,
+  /** The eviction policy (EVICT): 0 or 1 none, 2 lru. 0 in a store made before eviction. */
+  evictPolicy: 536,
+  /** Entries reclaimed because they expired, and evicted to make room (u64 each, ever, this segment). */
+  expiredTotal: 544,
+  evictedTotal: 552,
 } as const;
 
+/** The header's eviction policies (KV_EVICT_NONE, KV_EVICT_LRU); 0, a store made before them, is none. */
+export const EVICT = { none: 1, lru: 2 } as const;
+export type EvictPolicy = keyof typeof EVICT;
 
 /** Byte offsets of an entry's fields, from the start of its slot. */
 export const ENTRY = {
@@ -62,6 +70,8 @@ export const ENTRY = {
   /** Offset of its chunk from the heap's start; the key and value follow the chunk's head. */
   chunk: 32,
   chunkSize: 40,
+  /** The time of its last write or read (when the store evicts lru): Unix milliseconds >> 4, mod 2^32. */
+  lastAccess: 44,
   /** Unix milliseconds at which it expires (u64); 0: never. */
   expiresAt: 48,
 } as const;
@@ -240,6 +250,12 @@ export interface SegmentMemory {
   counter(cell: number): number;
   /** A new read begins (or ends): nothing read before may be reused. */
   renew(): void;
+  /**
+   * Record a read of the entry in slot `cell` at `tick` (ENTRY.lastAccess) unless it holds that tick
+   * already: a relaxed store under no counter, only a hint for eviction. The slot must have just been
+   * opened and validated.
+   */
+  touch(cell: number, tick: number): void;
 }
 
 /** A write recorded in the segment's change ring, by whichever process made it; key and value as T. */
@@ -389,6 +405,21 @@ export class SegmentView {
     return this.#headU64(HEADER.memoryUsed);
   }
 
+  /** The store's eviction policy. */
+  evictPolicy(): EvictPolicy {
+    return this.#head[HEADER.evictPolicy / 4] === EVICT.lru ? "lru" : "none";
+  }
+
+  /** Entries reclaimed because they expired, ever (as it stands). */
+  expiredTotal(): number {
+    return this.#headU64(HEADER.expiredTotal);
+  }
+
+  /** Entries evicted to make room, ever (as it stands). */
+  evictedTotal(): number {
+    return this.#headU64(HEADER.evictedTotal);
+  }
+
   /**
    * The version and entry count as of the last committed write, or TORN when a write began or ended
    * meanwhile. Never waits for a writer: while one is in the middle of a write (even one stopped
@@ -531,6 +562,11 @@ export class SegmentView {
     const data = this.#data(at);
     if (data < 0) return undefined;
     return this.#expired(at) ? EXPIRED_ENTRY : this.#decode(data + this.#keyLen, this.#valueLen);
+  }
+
+  /** Record a read of the entry in slot `slot`, just read and validated, for lru eviction. */
+  touch(slot: number): void {
+    this.memory.touch(slot, (Date.now() / 16) >>> 0);
   }
 
   /** UTF-8 text of `length` bytes at byte offset `at` (length within the geometry's limits). */

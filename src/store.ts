@@ -9,6 +9,7 @@ import { read as readPointer } from "bun:ffi";
 import { closeSync, openSync, readSync } from "node:fs";
 import {
   chunkBytes,
+  EVICT,
   EXPIRED_ENTRY,
   FLAG,
   HEADER,
@@ -20,6 +21,7 @@ import {
   TORN,
   TORN_SLOT,
   type Committed,
+  type EvictPolicy,
   type ExpiredEntry,
   type KvBytesEntry,
   type KvChange,
@@ -46,6 +48,12 @@ export interface KvOptions {
    * only bounds one value, and a set that finds no room throws FULL.
    */
   memoryBytes?: number;
+  /**
+   * What a set that finds the store full does: "none" (the default) throws TABLE_FULL; "lru" evicts
+   * entries until it fits, expired ones first, else the least recently read or written of a sample.
+   * A resize given it changes the store's policy; without it, keeps it.
+   */
+  evict?: EvictPolicy;
 }
 
 /** Options of a write (set, setIf, incr, increment). */
@@ -76,7 +84,7 @@ export interface OpenOptions extends KvOptions {
   checkOwner?: boolean;
 }
 
-export type { KvBytesEntry, KvChange, KvChangeOf, KvEntry, KvRawEntry };
+export type { EvictPolicy, KvBytesEntry, KvChange, KvChangeOf, KvEntry, KvRawEntry };
 
 /**
  * The longest ttl, in milliseconds (about 142,000 years): an expiry within it stays a whole number
@@ -118,6 +126,10 @@ export interface KvStats {
   /** Bytes of the heap for keys and values, and those live entries hold (chunk rounding included). */
   memory_bytes: number;
   memory_used: number;
+  /** Entries evicted to make room, and reclaimed because they expired, ever (by every process). */
+  evictions: number;
+  expired: number;
+  evict: EvictPolicy;
 }
 
 export interface KvStatus {
@@ -128,6 +140,7 @@ export interface KvStatus {
   value_max: number;
   memory_bytes: number;
   memory_used: number;
+  evict: EvictPolicy;
   entries: KvEntry[];
 }
 
@@ -181,6 +194,15 @@ function u32Option(name: string, value: number | undefined, max: number): number
   return value;
 }
 
+/** The evict option as kv_options takes it: 0 when not given, else EVICT's number. */
+function evictOption(value: EvictPolicy | undefined): number {
+  if (value === undefined) return 0;
+  if (!Object.hasOwn(EVICT, value)) {
+    throw new KvError("INVALID_ARGUMENT", `evict must be "none" or "lru", not ${JSON.stringify(value)}`, RC.INVALID_ARGUMENT);
+  }
+  return EVICT[value];
+}
+
 /** kv_options for kv_open and kv_resize: 0 for a field not given. */
 function optionsOf(options: KvOptions, valueLimit: number): Uint32Array {
   const memoryBytes = memoryOption(options.memoryBytes);
@@ -192,7 +214,7 @@ function optionsOf(options: KvOptions, valueLimit: number): Uint32Array {
     u32Option("mode", options.mode, LIMITS.mode),
     memoryBytes % 2 ** 32,
     Math.floor(memoryBytes / 2 ** 32),
-    0,
+    evictOption(options.evict),
     0,
   ]);
 }
@@ -227,6 +249,8 @@ interface Open {
   key: Buffer; // scratch: the current key's UTF-8 bytes (see OVERFLOW_ROOM)
   value: Buffer; // scratch: the current value's UTF-8 bytes
   out: Uint32Array; // a u64 out-parameter of the C calls, read as two words (no BigInt)
+  /** The store evicts lru: reads record their access. */
+  lru: boolean;
 }
 
 export class KvStore implements Disposable {
@@ -365,6 +389,11 @@ export class KvStore implements Disposable {
   /** Bytes of the heap live entries hold, chunk heads and rounding included. */
   get memoryUsed(): number {
     return this.#live().view.memoryUsed();
+  }
+
+  /** The store's eviction policy (see KvOptions.evict). */
+  get evict(): EvictPolicy {
+    return this.#live().view.evictPolicy();
   }
 
   /** Milliseconds the write lock has been held by its current holder (any process); 0 when free. */
@@ -520,6 +549,7 @@ export class KvStore implements Disposable {
       value_max: layout.valueMax,
       memory_bytes: layout.heapSize,
       memory_used: this.memoryUsed,
+      evict: this.evict,
       entries: items,
     };
   }
@@ -548,7 +578,8 @@ export class KvStore implements Disposable {
   /** Counts, sizes and the lock's state (by every process), as /metrics reports them. O(1). */
   stats(): KvStats {
     const { version, entryCount } = this.#committed();
-    const { layout } = this.#live().view;
+    const { view } = this.#live();
+    const { layout } = view;
     return {
       version,
       entry_count: entryCount,
@@ -558,6 +589,9 @@ export class KvStore implements Disposable {
       lock_held_ms: this.lockHeldMs,
       memory_bytes: layout.heapSize,
       memory_used: this.memoryUsed,
+      evictions: view.evictedTotal(),
+      expired: view.expiredTotal(),
+      evict: view.evictPolicy(),
     };
   }
 
@@ -661,7 +695,8 @@ export class KvStore implements Disposable {
    * undefined for what cannot be a consistent entry, EXPIRED_ENTRY for an expired one (absent). A
    * write in progress (even a stopped one) is read around (#lookupDuringWrite). After READ_ATTEMPTS,
    * ask the library, which reads under the lock within the handle's lock timeout (and so also
-   * repairs after a dead writer); `fromLocked` shapes its answer.
+   * repairs after a dead writer); `fromLocked` shapes its answer. In a store that evicts lru, a key
+   * found records its access.
    */
   #lookup<T>(
     key: string,
@@ -685,11 +720,14 @@ export class KvStore implements Disposable {
         // Even: find() took it before comparing the key, so this validates the comparison too.
         const entryBefore = view.foundCounter;
         const result = read(view, slot, key);
-        if (result !== undefined && view.entrySeq(slot) === entryBefore && view.indexSeq() === before) {
-          return result === EXPIRED_ENTRY ? undefined : result;
+        if (result !== undefined && view.entrySeq(slot) === entryBefore) {
+          // Recorded before the index's counter is read again, which makes a copied entry's copy
+          // stale: a mistaken record (the index moved meanwhile) is a harmless hint.
+          if (open.lru && result !== EXPIRED_ENTRY) view.touch(slot);
+          if (view.indexSeq() === before) return result === EXPIRED_ENTRY ? undefined : result;
         }
       }
-      const around = lookupDuringWrite(view, open.key, length, hash, (cell) => read(view, cell, key));
+      const around = lookupDuringWrite(view, open.key, length, hash, open.lru, (cell) => read(view, cell, key));
       if (around !== TORN) return around;
       this.#retries++;
     }
@@ -854,6 +892,7 @@ function lookupDuringWrite<T>(
   key: Uint8Array,
   length: number,
   hash: number,
+  lru: boolean,
   read: (cell: number) => T | undefined | ExpiredEntry,
 ): T | undefined | Torn {
   const seq = view.seq();
@@ -866,6 +905,7 @@ function lookupDuringWrite<T>(
     // The undo record's copy of a slot an insert is filling is a free slot: the key is absent.
     const found = view.keyLength(cell) === 0 ? undefined : (read(cell) ?? TORN);
     result = found === EXPIRED_ENTRY ? undefined : found;
+    if (lru && result !== undefined && result !== TORN) view.touch(slot);
   } else if (!(index & 1)) {
     result = undefined;
   }
@@ -960,6 +1000,7 @@ function attach(lib: KvLib, name: string, handle: Pointer, reopen: Reopen): Open
     key: Buffer.alloc(layout.keyMax + OVERFLOW_ROOM),
     value: Buffer.alloc(layout.valueMax + OVERFLOW_ROOM),
     out: new Uint32Array(2),
+    lru: view.evictPolicy() === "lru",
   };
 }
 

@@ -128,17 +128,17 @@ describe("KvStore.incr with a ttl", () => {
 });
 
 describe("KvStore.expire", () => {
-  it("reclaims expired entries only, each a change with reason expired", async () => {
+  it("reclaims expired entries only, each a change with reason expired, counted in stats()", async () => {
     using t = new TempStore({ maxEntries: 4 });
     t.store.set("a", "1", { ttl: TTL });
     t.store.set("b", "2");
     const expiresAt = t.store.getEntry("a")!.expiresAt!;
     expect(t.store.expire()).toBe(0);
     await expired(t.store, "a", expiresAt);
-    expect(t.store.count).toBe(2);
+    expect([t.store.count, t.store.stats().expired]).toEqual([2, 0]);
     expect(t.store.expire()).toBe(1);
     expect(t.store.expire()).toBe(0);
-    expect([t.store.version, t.store.count]).toEqual([3, 1]);
+    expect(t.store.stats()).toMatchObject({ version: 3, entry_count: 1, expired: 1, evictions: 0 });
     const { changes } = t.store.changesSince(0);
     expect(changes.map(({ timestamp, ...change }) => change)).toEqual([
       { revision: 1, op: "set", key: "a", value: "1", expiresAt },

@@ -149,6 +149,7 @@ describe("KvStore reads and writes", () => {
       value_max: 255,
       memory_bytes: 11 * 336, // room for 10 + 1 of the largest entries: chunks of 8 + 63 + 255, rounded to 16
       memory_used: 3 * 336,
+      evict: "none",
       entries: ["a", "d", "c"].map((k, i) => ({
         key: k,
         value: k.toUpperCase(),

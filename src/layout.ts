@@ -46,7 +46,16 @@ export const HEADER = {
   ringData: 264,
   heapClasses: 268,
   compactions: 272,
+  /** The eviction policy (EVICT): 0 or 1 none, 2 lru. 0 in a store made before eviction. */
+  evictPolicy: 536,
+  /** Entries reclaimed because they expired, and evicted to make room (u64 each, ever, this segment). */
+  expiredTotal: 544,
+  evictedTotal: 552,
 } as const;
+
+/** The header's eviction policies (KV_EVICT_NONE, KV_EVICT_LRU); 0, a store made before them, is none. */
+export const EVICT = { none: 1, lru: 2 } as const;
+export type EvictPolicy = keyof typeof EVICT;
 
 /** Byte offsets of an entry's fields, from the start of its slot. */
 export const ENTRY = {
@@ -61,6 +70,10 @@ export const ENTRY = {
   /** Offset of its chunk from the heap's start; the key and value follow the chunk's head. */
   chunk: 32,
   chunkSize: 40,
+  /** The time of its last write or read (when the store evicts lru): Unix milliseconds >> 4, mod 2^32. */
+  lastAccess: 44,
+  /** Unix milliseconds at which it expires (u64); 0: never. */
+  expiresAt: 48,
 } as const;
 
 /** Bytes of every slot; a copy of a cell (kv_copy_cell) has the entry's key and value after them. */
@@ -80,9 +93,17 @@ export const CHANGE = {
   op: 16,
   keyLen: 20,
   valueLen: 24,
-  /** 1: the change was too big for the cell, which keeps its lengths only. */
+  /** CHANGE_FLAG's bits. */
   flags: 28,
   data: 32,
+} as const;
+
+/** Bits of a change record's flags. */
+export const CHANGE_FLAG = {
+  /** The change was too big for the cell, which keeps its lengths only (KV_CHANGE_UNKEPT). */
+  unkept: 1,
+  /** A set with an expiry: its 8 bytes (u64 little-endian, unaligned) follow the value (KV_CHANGE_EXPIRES). */
+  expires: 2,
 } as const;
 
 /** Bits of the header's flags word. */
@@ -96,8 +117,8 @@ export const FLAG = {
 
 /** KV_RING_CELLS: how many recent changes the ring keeps. */
 export const RING_CELLS = 256;
-const OP_SET = 1;
-const OP_DELETE = 2;
+/** A change record's ops (KV_CHANGE_*): a set, and the three kinds of delete. */
+export const OP = { set: 1, delete: 2, expired: 3, evicted: 4 } as const;
 
 /** Where the undo record keeps its copy of the entry a write in progress changes. */
 export const UNDO_ENTRY_OFF = 576;
@@ -107,6 +128,13 @@ const UNDO_ARMED = 1;
 
 /** What find() gives when a rewrite overlapped its comparison of a key: it must be retried. */
 export const TORN_SLOT = -2;
+
+/**
+ * What a read of an entry gives when the entry has expired (its expires_at has passed): absent, once
+ * the read is validated like any other.
+ */
+export const EXPIRED_ENTRY = Symbol("expired entry");
+export type ExpiredEntry = typeof EXPIRED_ENTRY;
 
 /** What a read gives when a write overlapped it: it must be retried. */
 export const TORN = Symbol("torn");
@@ -222,6 +250,12 @@ export interface SegmentMemory {
   counter(cell: number): number;
   /** A new read begins (or ends): nothing read before may be reused. */
   renew(): void;
+  /**
+   * Record a read of the entry in slot `cell` at `tick` (ENTRY.lastAccess) unless it holds that tick
+   * already: a relaxed store under no counter, only a hint for eviction. The slot must have just been
+   * opened and validated.
+   */
+  touch(cell: number, tick: number): void;
 }
 
 /** A write recorded in the segment's change ring, by whichever process made it; key and value as T. */
@@ -232,17 +266,23 @@ export interface KvChangeOf<T> {
   /** The value set; absent for a delete. */
   value?: T;
   timestamp: number;
+  /** A delete the store made itself: the entry had expired, or was evicted to make room. Absent otherwise. */
+  reason?: "expired" | "evicted";
+  /** A set with an expiry: when the entry expires, in Unix milliseconds. */
+  expiresAt?: number;
 }
 
 /** A change with its key and value as text. */
 export type KvChange = KvChangeOf<string>;
 
-/** One entry: its key, value, the time of its last write and its revision. */
+/** One entry: its key, value, the time of its last write (Unix seconds), its revision and its expiry. */
 export interface KvEntry {
   key: string;
   value: string;
   timestamp: number;
   revision: number;
+  /** When it expires, in Unix milliseconds; absent when it never does. */
+  expiresAt?: number;
 }
 
 /** An entry whose value is its bytes as stored, for a value that may not be UTF-8 text (written from C). */
@@ -251,6 +291,8 @@ export interface KvBytesEntry {
   value: Uint8Array;
   timestamp: number;
   revision: number;
+  /** When it expires, in Unix milliseconds; absent when it never does. */
+  expiresAt?: number;
 }
 
 /** An entry with its key and value as the bytes stored (neither need be UTF-8): for a copy that loses nothing. */
@@ -259,6 +301,8 @@ export interface KvRawEntry {
   value: Uint8Array;
   timestamp: number;
   revision: number;
+  /** When it expires, in Unix milliseconds; absent when it never does. */
+  expiresAt?: number;
 }
 
 export class SegmentView {
@@ -281,6 +325,7 @@ export class SegmentView {
   // Where find() found the key's bytes, so that reading the value there does not check the chunk
   // again: valid for that slot until the next read begins (seq(), indexSeq()).
   #foundSlot = -1;
+  #foundAt = 0;
   #foundData = 0;
   #foundValueLen = 0;
 
@@ -358,6 +403,21 @@ export class SegmentView {
   /** Bytes of the heap live entries hold (a write in progress may be counted or not). */
   memoryUsed(): number {
     return this.#headU64(HEADER.memoryUsed);
+  }
+
+  /** The store's eviction policy. */
+  evictPolicy(): EvictPolicy {
+    return this.#head[HEADER.evictPolicy / 4] === EVICT.lru ? "lru" : "none";
+  }
+
+  /** Entries reclaimed because they expired, ever (as it stands). */
+  expiredTotal(): number {
+    return this.#headU64(HEADER.expiredTotal);
+  }
+
+  /** Entries evicted to make room, ever (as it stands). */
+  evictedTotal(): number {
+    return this.#headU64(HEADER.evictedTotal);
   }
 
   /**
@@ -470,6 +530,7 @@ export class SegmentView {
       if (same && (duringWrite || !(counter & 1))) {
         this.foundCounter = counter;
         this.#foundSlot = slot;
+        this.#foundAt = at;
         this.#foundData = data + length;
         this.#foundValueLen = this.#valueLen;
         return slot;
@@ -479,11 +540,33 @@ export class SegmentView {
     return -1;
   }
 
+  /**
+   * When the entry opened at `at` expires, in Unix milliseconds; 0 when never. Two u32 halves, exact
+   * below 2^53 ms (no BigInt).
+   */
+  #expiresAt(at: number): number {
+    return this.#u32(at + ENTRY.expiresAt) + this.#u32(at + ENTRY.expiresAt + 4) * TWO_32;
+  }
+
+  /** Whether the entry opened at `at` has expired. The clock is read only for an entry that expires. */
+  #expired(at: number): boolean {
+    return (this.#u32(at + ENTRY.expiresAt) | this.#u32(at + ENTRY.expiresAt + 4)) !== 0 && Date.now() >= this.#expiresAt(at);
+  }
+
   /** The value in a slot; undefined when its chunk is out of range (a torn read). */
-  value(slot: number): string | undefined {
-    if (slot === this.#foundSlot) return this.#decode(this.#foundData, this.#foundValueLen);
-    const data = this.#data(this.memory.open(slot));
-    return data < 0 ? undefined : this.#decode(data + this.#keyLen, this.#valueLen);
+  value(slot: number): string | undefined | ExpiredEntry {
+    if (slot === this.#foundSlot) {
+      return this.#expired(this.#foundAt) ? EXPIRED_ENTRY : this.#decode(this.#foundData, this.#foundValueLen);
+    }
+    const at = this.memory.open(slot);
+    const data = this.#data(at);
+    if (data < 0) return undefined;
+    return this.#expired(at) ? EXPIRED_ENTRY : this.#decode(data + this.#keyLen, this.#valueLen);
+  }
+
+  /** Record a read of the entry in slot `slot`, just read and validated, for lru eviction. */
+  touch(slot: number): void {
+    this.memory.touch(slot, (Date.now() / 16) >>> 0);
   }
 
   /** UTF-8 text of `length` bytes at byte offset `at` (length within the geometry's limits). */
@@ -503,51 +586,66 @@ export class SegmentView {
   }
 
   /**
-   * The entry in a slot, or undefined when the slot is free or holds out-of-range lengths. `key`:
-   * the key when the caller knows it already (it found the slot by it), saving its decoding.
+   * The entry in a slot, undefined when the slot is free or holds out-of-range lengths, EXPIRED_ENTRY
+   * when it has expired. `key`: the key when the caller knows it already (it found the slot by it),
+   * saving its decoding.
    */
-  entry(slot: number, key?: string): KvEntry | undefined {
+  entry(slot: number, key?: string): KvEntry | undefined | ExpiredEntry {
     const at = this.memory.open(slot);
     const data = this.#data(at);
     const keyLen = this.#keyLen;
     if (keyLen === 0 || data < 0) return undefined;
-    return {
+    if (this.#expired(at)) return EXPIRED_ENTRY;
+    const entry: KvEntry = {
       key: key ?? this.#decode(data, keyLen),
       value: this.#decode(data + keyLen, this.#valueLen),
       timestamp: this.#i64(at + ENTRY.timestamp),
       revision: this.#u64(at + ENTRY.revision),
     };
+    return this.#withExpiry(entry, at);
   }
 
   /** entry(), with the value's bytes (a copy, from its chunk) rather than its text. */
-  entryBytes(slot: number, key: string): KvBytesEntry | undefined {
+  entryBytes(slot: number, key: string): KvBytesEntry | undefined | ExpiredEntry {
     const raw = this.rawEntry(slot);
-    return raw && { key, value: raw.value, timestamp: raw.timestamp, revision: raw.revision };
+    if (raw === undefined || raw === EXPIRED_ENTRY) return raw;
+    return { ...raw, key };
   }
 
   /** The entry in a slot with its key and value as bytes (copies), exactly as stored; as entry(). */
-  rawEntry(slot: number): KvRawEntry | undefined {
+  rawEntry(slot: number): KvRawEntry | undefined | ExpiredEntry {
     const at = this.memory.open(slot);
     const data = this.#data(at);
     const keyLen = this.#keyLen;
     if (keyLen === 0 || data < 0) return undefined;
+    if (this.#expired(at)) return EXPIRED_ENTRY;
     const valueAt = data + keyLen;
-    return {
+    const entry: KvRawEntry = {
       key: this.#u8.slice(data, valueAt),
       value: this.#u8.slice(valueAt, valueAt + this.#valueLen),
       timestamp: this.#i64(at + ENTRY.timestamp),
       revision: this.#u64(at + ENTRY.revision),
     };
+    return this.#withExpiry(entry, at);
+  }
+
+  /** `entry` with its expiresAt when the entry opened at `at` expires (absent when it never does). */
+  #withExpiry<T extends { expiresAt?: number }>(entry: T, at: number): T {
+    const expiresAt = this.#expiresAt(at);
+    if (expiresAt !== 0) entry.expiresAt = expiresAt;
+    return entry;
   }
 
   #i64(byteOffset: number): number {
     return this.#u32(byteOffset) + (this.#u32(byteOffset + 4) | 0) * TWO_32;
   }
 
-  /** The key in a slot, or undefined when the slot is free or its chunk is out of range. */
-  key(slot: number): string | undefined {
-    const data = this.#data(this.memory.open(slot));
-    return this.#keyLen === 0 || data < 0 ? undefined : this.#decode(data, this.#keyLen);
+  /** The key in a slot, undefined when the slot is free or its chunk is out of range; EXPIRED_ENTRY as entry(). */
+  key(slot: number): string | undefined | ExpiredEntry {
+    const at = this.memory.open(slot);
+    const data = this.#data(at);
+    if (this.#keyLen === 0 || data < 0) return undefined;
+    return this.#expired(at) ? EXPIRED_ENTRY : this.#decode(data, this.#keyLen);
   }
 
   /** Whether a cell holds a live entry whose key starts with the bytes `prefix`. */
@@ -586,17 +684,33 @@ export class SegmentView {
     const keyLen = this.#u32(at + CHANGE.keyLen);
     const valueLen = this.#u32(at + CHANGE.valueLen);
     const op = this.#u32(at + CHANGE.op);
-    // A change too big for its cell (flags 1) is known by its outcome only: the reader rereads.
-    if (this.#u32(at + CHANGE.flags) !== 0 || keyLen + valueLen > this.layout.ringData || (op !== OP_SET && op !== OP_DELETE)) return "expired";
+    const flags = this.#u32(at + CHANGE.flags);
+    const expires = flags === CHANGE_FLAG.expires && op === OP.set;
+    // A change too big for its cell (unkept) is known by its outcome only, and so is one this reader
+    // cannot read (a flag or an op it does not know): the reader rereads.
+    if ((flags !== 0 && !expires) || keyLen + valueLen + (expires ? 8 : 0) > this.layout.ringData || op < OP.set || op > OP.evicted) {
+      return "expired";
+    }
     const keyAt = at + CHANGE.data;
     const change: KvChangeOf<T> = {
       revision,
-      op: op === OP_SET ? "set" : "delete",
+      op: op === OP.set ? "set" : "delete",
       key: read(keyAt, keyLen),
       timestamp: this.#i64(at + CHANGE.timestamp),
     };
-    if (op === OP_SET) change.value = read(keyAt + keyLen, valueLen);
+    if (op === OP.set) change.value = read(keyAt + keyLen, valueLen);
+    if (expires) change.expiresAt = this.#unalignedU64(keyAt + keyLen + valueLen);
+    if (op === OP.expired) change.reason = "expired";
+    if (op === OP.evicted) change.reason = "evicted";
     return change;
+  }
+
+  /** The u64 (little-endian, within 2^53) at byte offset `at`, whatever its alignment. */
+  #unalignedU64(at: number): number {
+    const u8 = this.#u8;
+    const low = (u8[at]! | (u8[at + 1]! << 8) | (u8[at + 2]! << 16) | (u8[at + 3]! << 24)) >>> 0;
+    const high = (u8[at + 4]! | (u8[at + 5]! << 8) | (u8[at + 6]! << 16) | (u8[at + 7]! << 24)) >>> 0;
+    return low + high * TWO_32;
   }
 
   /** The header's own account of its geometry agrees with the one validated at open. */

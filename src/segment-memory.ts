@@ -68,6 +68,11 @@ export class ViewedMemory implements SegmentMemory {
   }
 
   renew(): void {}
+
+  touch(cell: number, tick: number): void {
+    const word = (this.open(cell) + ENTRY.lastAccess) / 4;
+    if (Atomics.load(this.u32, word) !== tick) Atomics.store(this.u32, word, tick);
+  }
 }
 
 /**
@@ -81,6 +86,7 @@ export class CopiedMemory implements SegmentMemory {
   readonly #undoCell: number; // kv_copy_cell's number for the undo record's entry
   readonly #index: Uint32Array | undefined;
   readonly #indexAt: number; // its address, for when it is read cell by cell
+  readonly #entriesAt: number; // the address of slot 0
   readonly #copyAt: number; // the address of u8
   #copied = -1; // the cell u8 holds, -1 when none
   #counter = 1;
@@ -96,6 +102,7 @@ export class CopiedMemory implements SegmentMemory {
     const indexBytes = layout.entriesOff - layout.headerSize;
     this.#indexAt = base + layout.headerSize;
     this.#index = indexBytes <= VIEW_BUDGET ? new Uint32Array(toArrayBuffer(base as Pointer, layout.headerSize, indexBytes)) : undefined;
+    this.#entriesAt = base + layout.entriesOff;
     this.u8 = new Uint8Array(cellBytes(layout));
     this.u32 = new Uint32Array(this.u8.buffer);
     this.#copyAt = ptr(this.u8);
@@ -129,6 +136,16 @@ export class CopiedMemory implements SegmentMemory {
   renew(): void {
     this.#copied = -1;
   }
+
+  /**
+   * Compared with the copy (the slot's, as it was just read), and stored through a view of that one
+   * word: no view of every entry exists, and one of 4 bytes costs the collector nothing.
+   */
+  touch(cell: number, tick: number): void {
+    if (this.counter(cell) & 1 || this.u32[ENTRY.lastAccess / 4] === tick) return;
+    const word = new Uint32Array(toArrayBuffer((this.#entriesAt + cell * ENTRY_SIZE) as Pointer, ENTRY.lastAccess, 4));
+    Atomics.store(word, 0, tick);
+  }
 }
 
 /**
@@ -144,7 +161,7 @@ export class LockedMemory implements SegmentMemory {
   #copied = -1;
 
   constructor(
-    live: SegmentMemory,
+    readonly live: SegmentMemory,
     layout: Layout,
     readonly lib: KvLib,
     readonly handle: Pointer,
@@ -181,5 +198,9 @@ export class LockedMemory implements SegmentMemory {
 
   renew(): void {
     this.#copied = -1;
+  }
+
+  touch(cell: number, tick: number): void {
+    this.live.touch(cell, tick);
   }
 }

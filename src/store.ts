@@ -9,15 +9,20 @@ import { read as readPointer } from "bun:ffi";
 import { closeSync, openSync, readSync } from "node:fs";
 import {
   chunkBytes,
+  EVICT,
+  EXPIRED_ENTRY,
   FLAG,
   HEADER,
   layoutOf,
+  OP,
   RING_CELLS,
   SegmentView,
   kvHash,
   TORN,
   TORN_SLOT,
   type Committed,
+  type EvictPolicy,
+  type ExpiredEntry,
   type KvBytesEntry,
   type KvChange,
   type KvChangeOf,
@@ -43,6 +48,22 @@ export interface KvOptions {
    * only bounds one value, and a set that finds no room throws FULL.
    */
   memoryBytes?: number;
+  /**
+   * What a set that finds the store full does: "none" (the default) throws TABLE_FULL; "lru" evicts
+   * entries until it fits, expired ones first, else the least recently read or written of a sample.
+   * A resize given it changes the store's policy; without it, keeps it.
+   */
+  evict?: EvictPolicy;
+}
+
+/** Options of a write (set, setIf, incr, increment). */
+export interface WriteOptions {
+  /**
+   * Milliseconds until the entry expires (a positive number up to TTL_MAX_MS; a fraction counts as a
+   * whole millisecond); from then on it is absent to every reader. Absent: it never expires (a set
+   * without a ttl clears the entry's expiry; an increment keeps an existing counter's).
+   */
+  ttl?: number;
 }
 
 export interface OpenOptions extends KvOptions {
@@ -63,7 +84,13 @@ export interface OpenOptions extends KvOptions {
   checkOwner?: boolean;
 }
 
-export type { KvBytesEntry, KvChange, KvChangeOf, KvEntry, KvRawEntry };
+export type { EvictPolicy, KvBytesEntry, KvChange, KvChangeOf, KvEntry, KvRawEntry };
+
+/**
+ * The longest ttl, in milliseconds (about 142,000 years): an expiry within it stays a whole number
+ * of milliseconds that a JavaScript number holds exactly.
+ */
+export const TTL_MAX_MS = 2 ** 52;
 
 /** A key or a value: text (written as UTF-8) or the bytes themselves. */
 export type KvData = string | Uint8Array;
@@ -99,6 +126,10 @@ export interface KvStats {
   /** Bytes of the heap for keys and values, and those live entries hold (chunk rounding included). */
   memory_bytes: number;
   memory_used: number;
+  /** Entries evicted to make room, and reclaimed because they expired, ever (by every process). */
+  evictions: number;
+  expired: number;
+  evict: EvictPolicy;
 }
 
 export interface KvStatus {
@@ -109,6 +140,7 @@ export interface KvStatus {
   value_max: number;
   memory_bytes: number;
   memory_used: number;
+  evict: EvictPolicy;
   entries: KvEntry[];
 }
 
@@ -126,7 +158,7 @@ const MAGIC = 0x564b4d53;
 const ANY_REVISION = 0xffff_ffff_ffff_ffffn;
 
 /** kv_apply's op for each kind of change (KV_CHANGE_SET, KV_CHANGE_DELETE, KV_APPLY_VERSION). */
-const APPLY_OPS = { set: 1, delete: 2, version: 0 } as const;
+const APPLY_OPS = { set: OP.set, delete: OP.delete, version: 0 } as const;
 
 const { ENOENT, EEXIST, EACCES } = constants.errno;
 const utf8 = new TextEncoder();
@@ -162,6 +194,15 @@ function u32Option(name: string, value: number | undefined, max: number): number
   return value;
 }
 
+/** The evict option as kv_options takes it: 0 when not given, else EVICT's number. */
+function evictOption(value: EvictPolicy | undefined): number {
+  if (value === undefined) return 0;
+  if (!Object.hasOwn(EVICT, value)) {
+    throw new KvError("INVALID_ARGUMENT", `evict must be "none" or "lru", not ${JSON.stringify(value)}`, RC.INVALID_ARGUMENT);
+  }
+  return EVICT[value];
+}
+
 /** kv_options for kv_open and kv_resize: 0 for a field not given. */
 function optionsOf(options: KvOptions, valueLimit: number): Uint32Array {
   const memoryBytes = memoryOption(options.memoryBytes);
@@ -173,9 +214,23 @@ function optionsOf(options: KvOptions, valueLimit: number): Uint32Array {
     u32Option("mode", options.mode, LIMITS.mode),
     memoryBytes % 2 ** 32,
     Math.floor(memoryBytes / 2 ** 32),
-    0,
+    evictOption(options.evict),
     0,
   ]);
+}
+
+/** A write's ttl as the library takes it: whole milliseconds (a fraction rounded up), 0 for none. */
+function ttlOf(options: WriteOptions | undefined): number {
+  const ttl = options?.ttl;
+  if (ttl === undefined) return 0;
+  if (typeof ttl !== "number" || !(ttl > 0) || ttl > TTL_MAX_MS) {
+    throw new KvError(
+      "INVALID_ARGUMENT",
+      `ttl must be a positive number of milliseconds, at most ${TTL_MAX_MS} (leave it out for an entry that never expires), not ${String(ttl)}`,
+      RC.INVALID_ARGUMENT,
+    );
+  }
+  return Math.ceil(ttl);
 }
 
 /** How a store opens its name again, to follow a resize. */
@@ -194,6 +249,8 @@ interface Open {
   key: Buffer; // scratch: the current key's UTF-8 bytes (see OVERFLOW_ROOM)
   value: Buffer; // scratch: the current value's UTF-8 bytes
   out: Uint32Array; // a u64 out-parameter of the C calls, read as two words (no BigInt)
+  /** The store evicts lru: reads record their access. */
+  lru: boolean;
 }
 
 export class KvStore implements Disposable {
@@ -334,18 +391,23 @@ export class KvStore implements Disposable {
     return this.#live().view.memoryUsed();
   }
 
+  /** The store's eviction policy (see KvOptions.evict). */
+  get evict(): EvictPolicy {
+    return this.#live().view.evictPolicy();
+  }
+
   /** Milliseconds the write lock has been held by its current holder (any process); 0 when free. */
   get lockHeldMs(): number {
     const { lib, handle } = this.#live();
     return Number(lib.kv_lock_held_ms(handle));
   }
 
-  /** The value of `key`, or undefined. Never waits for the write lock. */
+  /** The value of `key`, or undefined (also once it has expired). Never waits for the write lock. */
   get(key: string): string | undefined {
     return this.#lookup(key, readValue, (entry) => decoded(entry).value);
   }
 
-  /** The value of `key` with its timestamp and revision, or undefined. */
+  /** The value of `key` with its timestamp, revision and expiry, or undefined. */
   getEntry(key: string): KvEntry | undefined {
     return this.#lookup(key, readEntry, decoded);
   }
@@ -358,18 +420,21 @@ export class KvStore implements Disposable {
     return this.#lookup(key, readEntryBytes, (entry) => entry);
   }
 
-  /** Insert or replace `key`. Returns the entry's new revision (the store's new version). */
-  set(key: KvData, value: KvData): number {
-    return this.#set(key, value, ANY_REVISION);
+  /**
+   * Insert or replace `key`, expiring after `options.ttl` milliseconds if given (else never: a set
+   * clears an expiry). Returns the entry's new revision (the store's new version).
+   */
+  set(key: KvData, value: KvData, options?: WriteOptions): number {
+    return this.#set(key, value, ANY_REVISION, options);
   }
 
   /**
-   * Compare-and-set: write only when the entry is at `expectedRevision` (0: only when absent).
-   * Returns the new revision; otherwise throws a KvConflictError (CONFLICT, with the revision found)
-   * and writes nothing.
+   * Compare-and-set: write only when the entry is at `expectedRevision` (0: only when absent; an
+   * expired entry is absent). Returns the new revision; otherwise throws a KvConflictError (CONFLICT,
+   * with the revision found) and writes nothing. `options` as set's.
    */
-  setIf(key: KvData, value: KvData, expectedRevision: number): number {
-    return this.#set(key, value, BigInt(expectedRevision));
+  setIf(key: KvData, value: KvData, expectedRevision: number, options?: WriteOptions): number {
+    return this.#set(key, value, BigInt(expectedRevision), options);
   }
 
   /** Remove `key`. Returns false when it was not there. */
@@ -380,21 +445,24 @@ export class KvStore implements Disposable {
   /**
    * Add `by` (default 1; negative subtracts) to the integer `key` holds, atomically across every
    * process, and return the new value. The value is kept as decimal digits (get reads "42"); a
-   * missing key counts as 0. `by` is a safe integer number or any int64 bigint; the result is a
-   * bigint, exact over the whole int64 range. Throws NOT_A_NUMBER (the value is not such an
-   * integer), ERANGE (the sum leaves int64), and what set throws; nothing is written then.
+   * missing (or expired) key counts as 0. `by` is a safe integer number or any int64 bigint; the
+   * result is a bigint, exact over the whole int64 range. `options.ttl` applies only when the
+   * increment creates the key: an existing counter keeps its expiry (as Redis INCR). Throws
+   * NOT_A_NUMBER (the value is not such an integer), ERANGE (the sum leaves int64), and what set
+   * throws; nothing is written then.
    */
-  incr(key: string, by: number | bigint = 1): bigint {
-    return this.increment(key, by).value;
+  incr(key: string, by: number | bigint = 1, options?: WriteOptions): bigint {
+    return this.increment(key, by, options).value;
   }
 
   /** Like incr, also giving the revision the increment gave the entry. */
-  increment(key: string, by: number | bigint = 1): { value: bigint; revision: number } {
+  increment(key: string, by: number | bigint = 1, options?: WriteOptions): { value: bigint; revision: number } {
     const open = this.#live();
     const delta = int64Of(by);
+    const ttl = ttlOf(options);
     const length = this.#encodeKey(open, key, false);
     const result = new BigInt64Array(1);
-    const rc = open.lib.kv_incr_rev(open.handle, open.key, length, delta, result, open.out);
+    const rc = open.lib.kv_incr_ttl(open.handle, open.key, length, delta, ttl, result, open.out);
     if (rc === RC.TABLE_FULL) throw this.#full(key, length + 20); // 20: the longest int64's digits
     if (rc !== 0) fail(open.lib, rc, `cannot increment ${quoted(key)} by ${delta}`);
     return { value: result[0]!, revision: revisionOf(open.out) };
@@ -422,18 +490,39 @@ export class KvStore implements Disposable {
   }
 
   /**
-   * Write a change made elsewhere with its own revision and timestamp (a replicator's write):
-   * the store's version becomes `revision`. Returns false, writing nothing, when the store is
-   * already at that revision or past it. "version" only moves the version.
+   * Write a change made elsewhere with its own revision, timestamp and expiry (Unix milliseconds, 0
+   * for none; a set's only) (a replicator's or a restore's write): the store's version becomes
+   * `revision`. Returns false, writing nothing, when the store is already at that revision or past
+   * it. "version" only moves the version.
    */
-  apply(op: "set" | "delete" | "version", key: KvData, value: KvData, revision: number, timestamp: number): boolean {
+  apply(op: "set" | "delete" | "version", key: KvData, value: KvData, revision: number, timestamp: number, expiresAt = 0): boolean {
+    if (!Number.isSafeInteger(expiresAt) || expiresAt < 0) {
+      throw new KvError("INVALID_ARGUMENT", `expiresAt must be Unix milliseconds (a whole number >= 0; 0 for none), not ${expiresAt}`, RC.INVALID_ARGUMENT);
+    }
     const open = this.#live();
     const keyLength = op === "version" ? 0 : this.#encodeKey(open, key, false);
     const valueLength = op === "set" ? this.#encodeValue(open, value) : 0;
-    const rc = open.lib.kv_apply(open.handle, APPLY_OPS[op], open.key, keyLength, open.value, valueLength, revision, timestamp, 0);
+    const rc = open.lib.kv_apply(open.handle, APPLY_OPS[op], open.key, keyLength, open.value, valueLength, revision, timestamp, expiresAt);
     if (rc === RC.CONFLICT) return false;
     if (rc !== 0) fail(open.lib, rc, `cannot apply revision ${revision} to ${this.name}`);
     return true;
+  }
+
+  /**
+   * Reclaim expired entries: look at up to `max` slots (1..2^32 - 1), from where the last look
+   * stopped, going round, and delete those that have expired, each recorded as a delete with reason
+   * "expired". Returns how many it reclaimed. An expired entry is absent to every reader already;
+   * this frees its room and tells watchers. Takes the write lock within the handle's lock timeout
+   * (STORE_BUSY when held longer: with lockTimeoutMs 0, it never waits).
+   */
+  expire(max = 1024): number {
+    if (!Number.isInteger(max) || max < 1 || max > 2 ** 32 - 1) {
+      throw new KvError("INVALID_ARGUMENT", `max must be an integer from 1 to ${2 ** 32 - 1}, not ${max}`, RC.INVALID_ARGUMENT);
+    }
+    const { lib, handle } = this.#live();
+    const rc = lib.kv_expire(handle, max);
+    if (rc < 0) fail(lib, rc, `cannot reclaim the expired entries of ${this.name}`);
+    return rc;
   }
 
   /** Throw what a set of `key` to `value` (a delete, without a value) would throw for their sizes. */
@@ -460,6 +549,7 @@ export class KvStore implements Disposable {
       value_max: layout.valueMax,
       memory_bytes: layout.heapSize,
       memory_used: this.memoryUsed,
+      evict: this.evict,
       entries: items,
     };
   }
@@ -488,7 +578,8 @@ export class KvStore implements Disposable {
   /** Counts, sizes and the lock's state (by every process), as /metrics reports them. O(1). */
   stats(): KvStats {
     const { version, entryCount } = this.#committed();
-    const { layout } = this.#live().view;
+    const { view } = this.#live();
+    const { layout } = view;
     return {
       version,
       entry_count: entryCount,
@@ -498,6 +589,9 @@ export class KvStore implements Disposable {
       lock_held_ms: this.lockHeldMs,
       memory_bytes: layout.heapSize,
       memory_used: this.memoryUsed,
+      evictions: view.evictedTotal(),
+      expired: view.expiredTotal(),
+      evict: view.evictPolicy(),
     };
   }
 
@@ -598,14 +692,15 @@ export class KvStore implements Disposable {
 
   /**
    * Find `key` and `read` its slot, lock-free, retrying while writes overlap; `read` gives
-   * undefined for what cannot be a consistent entry. A write in progress (even a stopped one) is
-   * read around (#lookupDuringWrite). After READ_ATTEMPTS, ask the library, which reads under the
-   * lock within the handle's lock timeout (and so also repairs after a dead writer); `fromLocked`
-   * shapes its answer.
+   * undefined for what cannot be a consistent entry, EXPIRED_ENTRY for an expired one (absent). A
+   * write in progress (even a stopped one) is read around (#lookupDuringWrite). After READ_ATTEMPTS,
+   * ask the library, which reads under the lock within the handle's lock timeout (and so also
+   * repairs after a dead writer); `fromLocked` shapes its answer. In a store that evicts lru, a key
+   * found records its access.
    */
   #lookup<T>(
     key: string,
-    read: (view: SegmentView, slot: number, key: string) => T | undefined,
+    read: (view: SegmentView, slot: number, key: string) => T | undefined | ExpiredEntry,
     fromLocked: (entry: KvBytesEntry) => T,
   ): T | undefined {
     const open = this.#live();
@@ -625,9 +720,14 @@ export class KvStore implements Disposable {
         // Even: find() took it before comparing the key, so this validates the comparison too.
         const entryBefore = view.foundCounter;
         const result = read(view, slot, key);
-        if (result !== undefined && view.entrySeq(slot) === entryBefore && view.indexSeq() === before) return result;
+        if (result !== undefined && view.entrySeq(slot) === entryBefore) {
+          // Recorded before the index's counter is read again, which makes a copied entry's copy
+          // stale: a mistaken record (the index moved meanwhile) is a harmless hint.
+          if (open.lru && result !== EXPIRED_ENTRY) view.touch(slot);
+          if (view.indexSeq() === before) return result === EXPIRED_ENTRY ? undefined : result;
+        }
       }
-      const around = lookupDuringWrite(view, open.key, length, hash, (cell) => read(view, cell, key));
+      const around = lookupDuringWrite(view, open.key, length, hash, open.lru, (cell) => read(view, cell, key));
       if (around !== TORN) return around;
       this.#retries++;
     }
@@ -679,7 +779,7 @@ export class KvStore implements Disposable {
     limit: number,
     prefix: string,
     budget: number,
-    read: (view: SegmentView, cell: number) => T | undefined,
+    read: (view: SegmentView, cell: number) => T | undefined | ExpiredEntry,
   ): KvPage<T> {
     if (!Number.isInteger(from) || from < 0 || !Number.isInteger(limit) || limit < 1 || typeof prefix !== "string" || !(budget >= 1)) {
       throw new KvError("INVALID_ARGUMENT", "from must be an integer >= 0, limit an integer >= 1, prefix a string, budget >= 1");
@@ -700,7 +800,7 @@ export class KvStore implements Disposable {
           return readMatch(locked, slot);
         },
       );
-      if (item === undefined) continue;
+      if (item === undefined || item === EXPIRED_ENTRY) continue;
       if (items.length === limit) return { version, entry_count: entryCount, items, next: slot };
       items.push(item);
     }
@@ -728,11 +828,12 @@ export class KvStore implements Disposable {
     return written;
   }
 
-  #set(key: KvData, value: KvData, expected: bigint): number {
+  #set(key: KvData, value: KvData, expected: bigint, options: WriteOptions | undefined): number {
     const open = this.#live();
+    const ttl = ttlOf(options);
     const keyLength = this.#encodeKey(open, key, false);
     const valueLength = this.#encodeValue(open, value);
-    const rc = open.lib.kv_set_if(open.handle, open.key, keyLength, open.value, valueLength, expected, open.out);
+    const rc = open.lib.kv_set_if_ttl(open.handle, open.key, keyLength, open.value, valueLength, expected, ttl, open.out);
     if (rc === RC.CONFLICT) throw conflict("set", key, expected, open.out);
     if (rc === RC.TABLE_FULL) throw this.#full(key, keyLength + valueLength);
     if (rc !== 0) fail(open.lib, rc, `cannot set ${quoted(key)}`);
@@ -762,18 +863,21 @@ export class KvStore implements Disposable {
 
   /** The read under the lock, for when writers overlap every lock-free attempt. */
   #getLocked(open: Open, key: string, length: number): KvBytesEntry | undefined {
-    const { lib, handle, out } = open;
-    const lengths = new BigUint64Array(1);
-    const stamps = new BigInt64Array(1);
-    const rc = lib.kv_get_rev(handle, open.key, length, open.value, open.value.length, lengths, stamps, out);
+    const { lib, handle } = open;
+    // kv_meta, as words: u64 value_len, i64 timestamp, u64 revision, u64 expires_at_ms.
+    const meta = new Uint32Array(8);
+    const rc = lib.kv_get_meta(handle, open.key, length, open.value, open.value.length, meta);
     if (rc === RC.NOT_FOUND) return undefined;
     if (rc !== 0) fail(lib, rc, `cannot get ${quoted(key)}`);
-    return {
+    const entry: KvBytesEntry = {
       key,
-      value: new Uint8Array(open.value.subarray(0, Number(lengths[0]))), // a copy: the scratch is reused
-      timestamp: Number(stamps[0]),
-      revision: revisionOf(out),
+      value: new Uint8Array(open.value.subarray(0, meta[0]!)), // a copy: the scratch is reused
+      timestamp: meta[2]! + (meta[3]! | 0) * 2 ** 32,
+      revision: u64Of(meta, 4),
     };
+    const expiresAt = u64Of(meta, 6);
+    if (expiresAt !== 0) entry.expiresAt = expiresAt;
+    return entry;
   }
 }
 
@@ -788,7 +892,8 @@ function lookupDuringWrite<T>(
   key: Uint8Array,
   length: number,
   hash: number,
-  read: (cell: number) => T | undefined,
+  lru: boolean,
+  read: (cell: number) => T | undefined | ExpiredEntry,
 ): T | undefined | Torn {
   const seq = view.seq();
   if (!(seq & 1)) return TORN;
@@ -798,7 +903,9 @@ function lookupDuringWrite<T>(
   if (slot >= 0) {
     const cell = view.cellOf(slot);
     // The undo record's copy of a slot an insert is filling is a free slot: the key is absent.
-    result = view.keyLength(cell) === 0 ? undefined : (read(cell) ?? TORN);
+    const found = view.keyLength(cell) === 0 ? undefined : (read(cell) ?? TORN);
+    result = found === EXPIRED_ENTRY ? undefined : found;
+    if (lru && result !== undefined && result !== TORN) view.touch(slot);
   } else if (!(index & 1)) {
     result = undefined;
   }
@@ -806,11 +913,11 @@ function lookupDuringWrite<T>(
 }
 
 /** The value in a slot: what get() reads (the only string it decodes). */
-function readValue(view: SegmentView, slot: number): string | undefined {
+function readValue(view: SegmentView, slot: number): string | undefined | ExpiredEntry {
   return view.value(slot);
 }
 
-function readEntry(view: SegmentView, slot: number, key: string): KvEntry | undefined {
+function readEntry(view: SegmentView, slot: number, key: string): KvEntry | undefined | ExpiredEntry {
   return view.entry(slot, key);
 }
 
@@ -841,7 +948,7 @@ export function int64Of(by: number | bigint): bigint {
   throw new KvError("INVALID_ARGUMENT", `an increment must be an integer within int64 (as a number, within ±(2^53 − 1)), not ${String(by)}`, RC.INVALID_ARGUMENT);
 }
 
-function readEntryBytes(view: SegmentView, slot: number, key: string): KvBytesEntry | undefined {
+function readEntryBytes(view: SegmentView, slot: number, key: string): KvBytesEntry | undefined | ExpiredEntry {
   return view.entryBytes(slot, key);
 }
 
@@ -850,8 +957,13 @@ function decoded(entry: KvBytesEntry): KvEntry {
   return { ...entry, value: Buffer.from(entry.value.buffer, entry.value.byteOffset, entry.value.byteLength).toString("utf8") };
 }
 
+/** The u64 (within 2^53) in words `at` (low) and `at + 1` (high). */
+function u64Of(words: Uint32Array, at: number): number {
+  return words[at]! + words[at + 1]! * 4294967296;
+}
+
 function revisionOf(out: Uint32Array): number {
-  return out[0]! + out[1]! * 4294967296;
+  return u64Of(out, 0);
 }
 
 /** The CONFLICT of a conditional write, with the revision the library found (in `out`). */
@@ -888,6 +1000,7 @@ function attach(lib: KvLib, name: string, handle: Pointer, reopen: Reopen): Open
     key: Buffer.alloc(layout.keyMax + OVERFLOW_ROOM),
     value: Buffer.alloc(layout.valueMax + OVERFLOW_ROOM),
     out: new Uint32Array(2),
+    lru: view.evictPolicy() === "lru",
   };
 }
 

@@ -101,6 +101,62 @@ describe("shmkv dump", () => {
   });
 });
 
+describe("shmkv dump and restore of entries that expire", () => {
+  it("keep each entry's expiry, to the millisecond, and a store's eviction policy", async () => {
+    const source = tempStore({ evict: "lru" });
+    source.store.set("forever", "1");
+    source.store.set("later", "2", { ttl: 60_000 });
+    source.store.incr("counter", 5, { ttl: 120_000 });
+    const file = join(tempDir(), "dump.jsonl");
+    expect((await cli(["dump", file, "--name", source.name])).code).toBe(0);
+    const [header, ...lines] = readFileSync(file, "utf8").trimEnd().split("\n").map((line) => JSON.parse(line));
+    expect([header.evict, lines.map((line) => line.expires_at)]).toEqual([
+      "lru",
+      [undefined, source.store.getEntry("later")!.expiresAt! / 1000, source.store.getEntry("counter")!.expiresAt! / 1000],
+    ]);
+    const target = uniqueName();
+    cleanups.push(() => unlinkQuietly(target));
+    expect((await cli(["restore", file, "--name", target])).code).toBe(0);
+    using restored = KvStore.open(target);
+    expect(contents(restored)).toEqual(contents(source.store));
+  });
+
+  it("leave out the entries whose expiry has passed: a dump's, and a restore's", async () => {
+    const now = Date.now();
+    const header = `{"format":"shmkv-dump","version":1,"store":"/x","store_version":3,"entry_count":3,"max_entries":2,"key_max":63,"value_max":8}`;
+    const entry = (key: string, revision: number, expiresAt?: number) =>
+      JSON.stringify({ key, value: "v", revision, timestamp: 1, ...(expiresAt ? { expires_at: expiresAt / 1000 } : {}) });
+    const file = join(tempDir(), "dump.jsonl");
+    // Three keys for a store of two: the one that has expired takes no room.
+    writeFileSync(file, `${[header, entry("gone", 1, now - 1000), entry("kept", 2, now + 60_000), entry("forever", 3)].join("\n")}\n`);
+    const target = uniqueName();
+    cleanups.push(() => unlinkQuietly(target));
+    expect((await cli(["restore", file, "--name", target])).code).toBe(0);
+    using restored = KvStore.open(target);
+    expect(restored.rawEntriesFrom(0, 10).items.map(({ key, revision, expiresAt }) => [Buffer.from(key).toString(), revision, expiresAt])).toEqual([
+      ["kept", 2, now + 60_000],
+      ["forever", 3, undefined],
+    ]);
+    expect(restored.version).toBe(3);
+  });
+
+  it("give an entry restored as a new write the time it has left to live", async () => {
+    const source = tempStore();
+    source.store.set("later", "2", { ttl: 60_000 });
+    const expiresAt = source.store.getEntry("later")!.expiresAt!;
+    const file = join(tempDir(), "dump.jsonl");
+    await cli(["dump", file, "--name", source.name]);
+    const target = tempStore();
+    target.store.set("already", "here");
+    target.store.set("more", "here");
+    expect((await cli(["restore", file, "--name", target.name])).code).toBe(0);
+    const restored = target.store.getEntry("later")!;
+    expect(restored).toMatchObject({ value: "2", revision: 3 });
+    // The library adds the time left to its own clock, read a moment after ours.
+    expect(restored.expiresAt! - expiresAt).toBeWithin(0, 1000);
+  });
+});
+
 describe("shmkv restore", () => {
   it("reproduces a dump byte for byte in a new store, with its geometry, revisions, timestamps and version", async () => {
     const source = tempStore({ maxEntries: 12, keyMax: 16, valueMax: 64 });
@@ -180,6 +236,8 @@ describe("shmkv restore", () => {
       [`${header(2)}\n${entry("a", 1)}\n{"key":\n`, "line 3: not JSON (JSON Parse error: Unexpected EOF)"],
       [`${header(1)}\n${entry("a", 1, ',"ttl":5')}\n`, 'line 2: unknown field "ttl"'],
       [`${header(1)}\n{"key":"a","value":"%%","value_encoding":"base64","revision":1,"timestamp":1}\n`, "line 2: value is not base64"],
+      [`${header(1)}\n${entry("a", 1, ',"expires_at":0')}\n`, "line 2: expires_at must be a positive number (Unix seconds, to the millisecond) when present"],
+      [`${header(1).replace("}", ',"evict":"fifo"}')}\n${entry("a", 1)}\n`, 'line 1: evict must be "lru" when present'],
       [`${header(2)}\n${entry("a", 1)}\n${entry("a", 2)}\n`, "line 3: the same key or revision as line 2"],
       [`${header(1)}\n${entry("a", 10)}\n`, "line 2: revision must be a whole number from 1 to the dump's store_version, 9"],
       [`${header(3)}\n${entry("a", 1)}\n${entry("b", 2)}\n`, "line 3: the dump ends after 2 entries, its header says 3 (a truncated file?)"],
@@ -196,7 +254,7 @@ describe("shmkv restore", () => {
     expect(results).toEqual(
       cases.map(([, message], i) => ({
         code: 1,
-        err: [`shmkv: ${i >= 8 ? "" : `${join(dir, `bad-${i}.jsonl`)}: `}${message}; nothing was restored`],
+        err: [`shmkv: ${i >= 10 ? "" : `${join(dir, `bad-${i}.jsonl`)}: `}${message}; nothing was restored`],
       })),
     );
     expect(contents(target.store)).toEqual(before);

@@ -162,6 +162,7 @@ describe("shmkv status", () => {
       value_max: 255,
       memory_bytes: 3696,
       memory_used: 336,
+      evict: "none",
       entries: [{ key: "a", value: "1", timestamp: expect.any(Number), revision: 1 }],
     });
   });

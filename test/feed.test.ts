@@ -3,7 +3,7 @@ import { BACKLOG_LIMIT, ChangeFeed, feedOf, watch, type FeedEvent } from "../src
 import { KvStore } from "../src/store.ts";
 import { kvtool } from "./helpers/kvtool.ts";
 import { TempStore } from "./helpers/shm.ts";
-import { waitFor } from "./helpers/wait.ts";
+import { nextAccessTick, waitFor } from "./helpers/wait.ts";
 
 describe("KvStore.changesSince", () => {
   it("lists every write after a revision, from any process, oldest first", () => {
@@ -31,6 +31,33 @@ describe("KvStore.changesSince", () => {
     expect(t.store.changesSince(0)).toEqual({ version: 300, changes: [], expired: true });
     const recent = t.store.changesSince(300 - 256);
     expect({ n: recent.changes.length, first: recent.changes[0]?.value, expired: recent.expired }).toEqual({ n: 256, first: "44", expired: false });
+  });
+
+  it("tells a delete the store made itself by its reason, and a set with an expiry by its expiresAt", async () => {
+    using t = new TempStore({ maxEntries: 2, evict: "lru" });
+    t.store.set("short", "1", { ttl: 30 });
+    const expiresAt = t.store.getEntry("short")!.expiresAt!;
+    t.store.set("b", "2");
+    t.store.delete("b");
+    await waitFor(() => t.store.get("short") === undefined, { what: "short to expire" });
+    expect(t.store.expire()).toBe(1);
+    t.store.set("c", "3");
+    await nextAccessTick();
+    t.store.set("d", "4");
+    t.store.set("e", "5"); // the store is full: c, used least recently, is evicted
+    const { changes } = t.store.changesSince(0);
+    expect(changes.map(({ timestamp, ...c }) => c)).toEqual([
+      { revision: 1, op: "set", key: "short", value: "1", expiresAt },
+      { revision: 2, op: "set", key: "b", value: "2" },
+      { revision: 3, op: "delete", key: "b" },
+      { revision: 4, op: "delete", key: "short", reason: "expired" },
+      { revision: 5, op: "set", key: "c", value: "3" },
+      { revision: 6, op: "set", key: "d", value: "4" },
+      { revision: 7, op: "delete", key: "c", reason: "evicted" },
+      { revision: 8, op: "set", key: "e", value: "5" },
+    ]);
+    const bytes = t.store.changeBytesSince(0).changes;
+    expect([bytes[0]!.expiresAt, bytes[3]!.reason, bytes[6]!.reason]).toEqual([expiresAt, "expired", "evicted"]);
   });
 
   it("never shows a write that a dead writer's repair rolled back", () => {
@@ -173,6 +200,18 @@ describe("ChangeFeed, beyond the ring", () => {
 });
 
 describe("watch", () => {
+  it("yields the end of an expired entry as a delete with reason expired", async () => {
+    using t = new TempStore();
+    t.store.set("short", "1", { ttl: 30 });
+    const iterator = watch(t.store);
+    await waitFor(() => t.store.get("short") === undefined, { what: "short to expire" });
+    t.store.expire();
+    for await (const event of iterator) {
+      expect(event).toEqual({ type: "change", change: { revision: 2, op: "delete", key: "short", reason: "expired", timestamp: (event as { change: { timestamp: number } }).change.timestamp } });
+      break;
+    }
+  });
+
   it("yields each change made from now on, by any process, and lets go of the feed when the loop breaks", async () => {
     using t = new TempStore();
     t.store.set("before", "0");

@@ -1,17 +1,19 @@
 /**
  * The facts the TypeScript side states once (src/limits.ts, src/errors.ts, src/layout.ts) agree with
- * csrc/shared_memory_kv.h, read here as text: a code or a limit added or changed in the header alone
- * fails this test.
+ * csrc/shared_memory_kv.h and csrc/layout.h, read here as text: a code, a limit or an offset added or
+ * changed in the headers alone fails this test.
  */
 import { describe, expect, it } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { codeOf, RC } from "../src/errors.ts";
 import { kvLib } from "../src/ffi.ts";
-import { RING_CELLS } from "../src/layout.ts";
+import { CHANGE_FLAG, ENTRY, EVICT, HEADER as HEADER_OFFSETS, OP, RING_CELLS } from "../src/layout.ts";
 import { DEFAULTS, LIMITS, NAME_MAX, nameProblem, READ_ATTEMPTS } from "../src/limits.ts";
 
 const HEADER = readFileSync(join(import.meta.dir, "..", "csrc", "shared_memory_kv.h"), "utf8");
+/** The library's own header of the segment's structures, with their offsets asserted. */
+const LAYOUT = readFileSync(join(import.meta.dir, "..", "csrc", "layout.h"), "utf8");
 
 /** The value of a header #define: a decimal or octal integer, negated or shifted, with or without `u`. */
 function evaluate(text: string): number {
@@ -23,9 +25,9 @@ function evaluate(text: string): number {
   throw new Error(`cannot read #define value ${JSON.stringify(text)}`);
 }
 
-/** Every integer #define of the header, by name. */
+/** Every integer #define of the headers, by name. */
 const DEFINES = new Map(
-  [...HEADER.matchAll(/^#define\s+(KV_\w+)\s+(\(?-?[\d]+u?(?: << \d+)?\)?)/gm)].map(([, name, value]) => [name!, evaluate(value!)]),
+  [...`${HEADER}\n${LAYOUT}`.matchAll(/^#define\s+(KV_\w+)\s+(\(?-?[\d]+u?(?: << \d+)?\)?)/gm)].map(([, name, value]) => [name!, evaluate(value!)]),
 );
 
 function define(name: string): number {
@@ -72,6 +74,27 @@ describe("the TypeScript side's facts against csrc/shared_memory_kv.h", () => {
       memory: define("KV_LIMIT_MEMORY"),
       mode: 0o777,
     });
+  });
+
+  it("states the change ops, the change flags and the eviction policies as the headers do", () => {
+    expect({ OP, CHANGE_FLAG, EVICT } as Record<string, Record<string, number>>).toEqual({
+      OP: { set: define("KV_CHANGE_SET"), delete: define("KV_CHANGE_DELETE"), expired: define("KV_CHANGE_EXPIRED"), evicted: define("KV_CHANGE_EVICTED") },
+      CHANGE_FLAG: { unkept: define("KV_CHANGE_UNKEPT"), expires: define("KV_CHANGE_EXPIRES") },
+      EVICT: { none: define("KV_EVICT_NONE"), lru: define("KV_EVICT_LRU") },
+    });
+  });
+
+  it("states the offsets layout.h asserts of the header's and an entry's fields as it does", () => {
+    const ours: Record<string, Record<string, number>> = { kv_header: HEADER_OFFSETS, kv_entry: ENTRY };
+    const checked: string[] = [];
+    for (const [, struct, field, offset] of LAYOUT.matchAll(/_Static_assert\(offsetof\((kv_header|kv_entry), (\w+)\) == (\d+)/g)) {
+      // lock_since_ms is HEADER.lockSince, expires_at_ms ENTRY.expiresAt: the unit is in the comments.
+      const name = field!.replace(/_ms$/, "").replace(/_(\w)/g, (_, c: string) => c.toUpperCase());
+      if (!(name in ours[struct!]!)) continue;
+      expect(`${struct}.${name} ${ours[struct!]![name]}`).toBe(`${struct}.${name} ${offset}`);
+      checked.push(name);
+    }
+    expect(checked).toEqual(expect.arrayContaining(["seq", "lastAccess", "expiresAt", "evictPolicy", "expiredTotal", "evictedTotal"]));
   });
 
   it("states the ring, the reader's attempts and the name rule as the header does", () => {

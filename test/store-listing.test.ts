@@ -61,6 +61,9 @@ describe("KvStore.stats", () => {
       // Without memoryBytes every chunk is the largest entry's: 5 of them, 2 held.
       memory_bytes: 5 * layout.fixedChunk,
       memory_used: 2 * layout.fixedChunk,
+      evictions: 0,
+      expired: 0,
+      evict: "none",
     });
   });
 

@@ -1,18 +1,7 @@
 import { describe, expect, it } from "bun:test";
-import { KvError } from "../src/errors.ts";
 import { KvStore } from "../src/store.ts";
+import { errorOf } from "./helpers/errors.ts";
 import { TempStore, uniqueName, unlinkQuietly } from "./helpers/shm.ts";
-
-/** The KvError a call throws (fails the test when it throws nothing or something else). */
-function errorOf(fn: () => unknown): KvError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(KvError);
-    return e as KvError;
-  }
-  throw new Error("expected a KvError, nothing was thrown");
-}
 
 describe("KvStore.open", () => {
   it("creates a store with the seed's geometry by default", () => {
@@ -160,6 +149,7 @@ describe("KvStore reads and writes", () => {
       value_max: 255,
       memory_bytes: 11 * 336, // room for 10 + 1 of the largest entries: chunks of 8 + 63 + 255, rounded to 16
       memory_used: 3 * 336,
+      evict: "none",
       entries: ["a", "d", "c"].map((k, i) => ({
         key: k,
         value: k.toUpperCase(),

@@ -32,6 +32,8 @@ export interface DumpHeader {
   value_max: number;
   /** Present when the store was made with memory_bytes (its heap's bytes). */
   memory_bytes?: number;
+  /** Present when the store evicts lru (what restore creates a missing store with). */
+  evict?: "lru";
 }
 
 /** An entry of a dump, with the line it is on. */
@@ -62,11 +64,14 @@ export function snapshot(store: KvStore): { version: number; entries: KvRawEntry
     }
     if (expired) continue;
     const byKey = new Map(scan.items.map((entry) => [keyId(entry.key), entry]));
-    for (const { op, key, value = new Uint8Array(0), revision, timestamp } of changes) {
-      if (op === "set") byKey.set(keyId(key), { key, value, revision, timestamp });
+    for (const { op, key, value = new Uint8Array(0), revision, timestamp, expiresAt } of changes) {
+      if (op === "set") byKey.set(keyId(key), expiresAt === undefined ? { key, value, revision, timestamp } : { key, value, revision, timestamp, expiresAt });
       else byKey.delete(keyId(key));
     }
-    return { version, entries: [...byKey.values()].sort((a, b) => a.revision - b.revision) };
+    // A set replayed from the ring may have expired since: it is absent by now, as a read would find.
+    const now = Date.now();
+    const entries = [...byKey.values()].filter((entry) => !expiredAt(entry, now));
+    return { version, entries: entries.sort((a, b) => a.revision - b.revision) };
   }
 }
 
@@ -82,6 +87,11 @@ function scanAndChanges(store: KvStore, deadline: number) {
     if (error instanceof KvError && error.code === "STORE_BUSY" && performance.now() < deadline) return undefined;
     throw error;
   }
+}
+
+/** Whether `entry` has expired by Unix millisecond `now`. */
+function expiredAt(entry: KvRawEntry, now: number): boolean {
+  return entry.expiresAt !== undefined && now >= entry.expiresAt;
 }
 
 /** A key's bytes as a string that tells every key apart, for a Map. */
@@ -102,10 +112,12 @@ export function dumpText(store: KvStore): { text: string; header: DumpHeader } {
     key_max: store.keyMax,
     value_max: store.valueMax,
     ...(store.memoryOption ? { memory_bytes: store.memoryOption } : {}),
+    ...(store.evict === "lru" ? { evict: "lru" as const } : {}),
   };
   const lines = [json(header)];
-  for (const { key, value, revision, timestamp } of entries) {
-    lines.push(json({ ...textField("key", key), ...textField("value", value), revision, timestamp }));
+  for (const { key, value, revision, timestamp, expiresAt } of entries) {
+    const expiry = expiresAt === undefined ? {} : { expires_at: expiresAt / 1000 };
+    lines.push(json({ ...textField("key", key), ...textField("value", value), revision, timestamp, ...expiry }));
   }
   return { text: `${lines.join("\n")}\n`, header };
 }
@@ -122,7 +134,7 @@ function textField(name: "key" | "value", bytes: Uint8Array): Record<string, str
   }
 }
 
-const ENTRY_FIELDS = new Set(["key", "key_encoding", "value", "value_encoding", "revision", "timestamp"]);
+const ENTRY_FIELDS = new Set(["key", "key_encoding", "value", "value_encoding", "revision", "timestamp", "expires_at"]);
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 /** Parse a whole dump, or throw a DumpError naming the first bad line. */
@@ -187,6 +199,7 @@ function parseHeader(text: string): DumpHeader {
   const bad = checks.find(([field, min, max]) => !wholeNumber(header[field], min, max));
   if (bad) throw new DumpError(`line 1: ${bad[0]} must be a whole number from ${bad[1]} to ${bad[2]}`);
   if (typeof header.store !== "string") throw new DumpError("line 1: store must be the name of the store dumped");
+  if (header.evict !== undefined && header.evict !== "lru") throw new DumpError(`line 1: evict must be "lru" when present`);
   return header as unknown as DumpHeader;
 }
 
@@ -203,7 +216,18 @@ function parseEntry(text: string, line: number, header: DumpHeader): DumpEntry {
   if (!wholeNumber(entry.timestamp, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER)) {
     throw new DumpError(`line ${line}: timestamp must be a whole number (Unix seconds)`);
   }
-  return { key, value, revision: entry.revision, timestamp: entry.timestamp, line };
+  const parsed: DumpEntry = { key, value, revision: entry.revision, timestamp: entry.timestamp, line };
+  if (entry.expires_at !== undefined) parsed.expiresAt = expiresAtField(entry.expires_at, line);
+  return parsed;
+}
+
+/** An entry's expires_at (Unix seconds, to the millisecond) as Unix milliseconds. */
+function expiresAtField(seconds: unknown, line: number): number {
+  const ms = typeof seconds === "number" ? Math.round(seconds * 1000) : Number.NaN;
+  if (!wholeNumber(ms, 1, Number.MAX_SAFE_INTEGER)) {
+    throw new DumpError(`line ${line}: expires_at must be a positive number (Unix seconds, to the millisecond) when present`);
+  }
+  return ms;
 }
 
 function bytesField(entry: Record<string, unknown>, name: "key" | "value", line: number): Uint8Array {
@@ -220,6 +244,8 @@ function bytesField(entry: Record<string, unknown>, name: "key" | "value", line:
 export interface Restored {
   written: number;
   deleted: number;
+  /** Entries of the dump left out because they had expired. */
+  expired: number;
   /** True when every entry kept the revision and timestamp of the dump. */
   revisionsKept: boolean;
   /** The store's version before the entries were written (after --replace's deletes). */
@@ -235,8 +261,10 @@ export class PartialRestoreError extends Error {
 /**
  * Write `dump` into `store` (emptied first with `replace`). Everything that can be checked is checked
  * before the first write: sizes against the store's geometry, room for every key, a replica's store.
- * Revisions and timestamps are the dump's when the store's version is below every revision of the
- * dump (a new store, say), written with kv_apply; otherwise the entries are plain new writes.
+ * Revisions, timestamps and expiries are the dump's when the store's version is below every revision
+ * of the dump (a new store, say), written with kv_apply; otherwise the entries are plain new writes,
+ * each with the time it has left to live. An entry whose expiry has passed when its turn comes is
+ * left out (counted in `expired`).
  */
 export function restore(store: KvStore, dump: Dump, replace: boolean): Restored {
   if (store.readOnly) throw new KvError("READ_ONLY", `${store.name} is a replica (read-only): restore into its primary instead`);
@@ -249,10 +277,16 @@ export function restore(store: KvStore, dump: Dump, replace: boolean): Restored 
   const first = dump.entries[0]?.revision ?? dump.header.store_version + 1;
   const keep = versionBefore < first;
   let written = 0;
+  let expired = 0;
   try {
-    for (const { key, value, revision, timestamp } of dump.entries) {
-      if (!keep) store.set(key, value);
-      else if (!store.apply("set", key, value, revision, timestamp)) {
+    for (const { key, value, revision, timestamp, expiresAt } of dump.entries) {
+      const ttl = expiresAt === undefined ? undefined : expiresAt - Date.now();
+      if (ttl !== undefined && ttl <= 0) {
+        expired++;
+        continue;
+      }
+      if (!keep) store.set(key, value, { ttl });
+      else if (!store.apply("set", key, value, revision, timestamp, expiresAt)) {
         throw new KvError("CONFLICT", `another process wrote to ${store.name} meanwhile (it is at version ${store.version})`);
       }
       written++;
@@ -261,20 +295,22 @@ export function restore(store: KvStore, dump: Dump, replace: boolean): Restored 
       store.apply("version", "", "", dump.header.store_version, Math.floor(Date.now() / 1000));
     }
   } catch (error) {
-    const at = dump.entries[written];
+    const at = dump.entries[written + expired];
     const done = `${written} of ${dump.entries.length} entries written${replace ? `, after ${deleted} deleted` : ""}`;
     throw new PartialRestoreError(`restore stopped at line ${at?.line ?? "(end)"} with ${done}: ${(error as Error).message}`);
   }
-  return { written, deleted, revisionsKept: keep, versionBefore, version: store.version };
+  return { written, deleted, expired, revisionsKept: keep, versionBefore, version: store.version };
 }
 
-/** Throw, writing nothing, when an entry is too big for the store or the keys will not all fit. */
+/** Throw, writing nothing, when an entry is too big for the store or the keys will not all fit (those expired already left out). */
 function checkFits(store: KvStore, dump: Dump, replace: boolean): void {
-  for (const { key, value, line } of dump.entries) {
+  const now = Date.now();
+  const entries = dump.entries.filter((entry) => !expiredAt(entry, now));
+  for (const { key, value, line } of entries) {
     if (key.length > store.keyMax) throw new DumpError(`line ${line}: the key is ${key.length} bytes, over the store's ${store.keyMax} (--key-max when restore creates it)`);
     if (value.length > store.valueMax) throw new DumpError(`line ${line}: the value is ${value.length} bytes, over the store's ${store.valueMax} (--value-max when restore creates it)`);
   }
-  const keys = new Set(dump.entries.map(({ key }) => keyId(key)));
+  const keys = new Set(entries.map(({ key }) => keyId(key)));
   if (!replace) for (const { key } of store.rawEntriesFrom(0, Number.MAX_SAFE_INTEGER).items) keys.add(keyId(key));
   if (keys.size > store.maxEntries) {
     throw new DumpError(`the store would need ${keys.size} entries and holds at most ${store.maxEntries} (--max-entries when restore creates it${replace ? "" : ", or --replace"})`);

@@ -7,12 +7,9 @@
  * Retry-After. Once the writer goes on, its write lands and the server serves it.
  */
 import { afterEach, beforeEach, describe, expect, it } from "bun:test";
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
-import { BUILD, kvtool } from "../helpers/kvtool.ts";
+import { kvtool, stoppedKvtool } from "../helpers/kvtool.ts";
 import { BUN, ServerProcess } from "../helpers/server-process.ts";
 import { uniqueName, unlinkQuietly } from "../helpers/shm.ts";
-import { waitFor } from "../helpers/wait.ts";
 
 /** The bound every request must answer within while the writer is stopped. */
 const ANSWER_MS = 1000;
@@ -41,11 +38,10 @@ const WRITES: [string, string[], number[]][] = [
   ["delete", ["del", "b"], [1, 2, 3, 5, 6, 7, 8]],
 ];
 
-/** kvtool_fault running `args` and stopped (state T) at fault point `point`, holding the lock. */
+/** kvtool_fault running `args` and stopped at fault point `point`, holding the lock; killed after a failed test. */
 async function stoppedWriter(args: string[], point: number) {
-  const proc = Bun.spawn([join(BUILD, "kvtool_fault"), name, ...args], { env: { ...process.env, KV_FAULT_POINT: `${point}:stop` } });
+  const proc = await stoppedKvtool(name, args, point);
   writers.add(proc);
-  await waitFor(() => readFileSync(`/proc/${proc.pid}/stat`, "utf8").split(") ")[1]?.startsWith("T"), { what: "the writer to stop" });
   return proc;
 }
 

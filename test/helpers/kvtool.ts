@@ -1,5 +1,7 @@
 /** Run build/kvtool (the C client of the library) as another process. */
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { waitFor } from "./wait.ts";
 
 export const BUILD = join(import.meta.dir, "..", "..", "build");
 
@@ -15,6 +17,21 @@ export function kvtool(name: string, args: string[], fault?: number): Ran {
   const binary = join(BUILD, fault ? "kvtool_fault" : "kvtool");
   const env = fault ? { ...process.env, KV_FAULT_POINT: String(fault) } : process.env;
   return ranOf(Bun.spawnSync([binary, name, ...args], { env }));
+}
+
+/**
+ * kvtool_fault running NAME ARGS..., stopped (SIGSTOP, state T) at fault point `point` with the
+ * store's lock held, as a hung writer would be. The caller sends SIGCONT, or SIGKILL when it fails.
+ */
+export async function stoppedKvtool(name: string, args: string[], point: number): Promise<Bun.Subprocess> {
+  const proc = Bun.spawn([join(BUILD, "kvtool_fault"), name, ...args], { env: { ...process.env, KV_FAULT_POINT: `${point}:stop` } });
+  try {
+    await waitFor(() => readFileSync(`/proc/${proc.pid}/stat`, "utf8").split(") ")[1]?.startsWith("T"), { what: "the writer to stop" });
+  } catch (error) {
+    proc.kill("SIGKILL");
+    throw error;
+  }
+  return proc;
 }
 
 function ranOf(r: Bun.SyncSubprocess<"pipe", "pipe">): Ran {

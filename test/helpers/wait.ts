@@ -19,3 +19,13 @@ export async function waitFor<T>(probe: () => T | Promise<T>, options: WaitOptio
     await Bun.sleep(10); // a poll interval, not a wait for something to happen
   }
 }
+
+/**
+ * Wait until the 16-ms tick entries record their last access in (Unix ms >> 4) has moved on: an
+ * access after it is recorded as later than any before the call.
+ */
+export async function nextAccessTick(): Promise<void> {
+  const tick = () => Math.floor(Date.now() / 16);
+  const now = tick();
+  await waitFor(() => tick() > now, { what: "the next 16 ms tick" });
+}

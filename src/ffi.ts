@@ -26,6 +26,7 @@ const symbols = {
   kv_repair: { args: [ptr], returns: i32 },
   kv_lock_held_ms: { args: [ptr], returns: FFIType.u64_fast },
   kv_copy_cell: { args: [ptr, u32, ptr], returns: u32 },
+  kv_touch: { args: [ptr, u32], returns: none },
   kv_read_cell: { args: [ptr, u32, ptr], returns: i32 },
   kv_strerror: { args: [i32], returns: cstring },
   kv_base: { args: [ptr], returns: ptr },

@@ -86,7 +86,6 @@ export class CopiedMemory implements SegmentMemory {
   readonly #undoCell: number; // kv_copy_cell's number for the undo record's entry
   readonly #index: Uint32Array | undefined;
   readonly #indexAt: number; // its address, for when it is read cell by cell
-  readonly #entriesAt: number; // the address of slot 0
   readonly #copyAt: number; // the address of u8
   #copied = -1; // the cell u8 holds, -1 when none
   #counter = 1;
@@ -102,7 +101,6 @@ export class CopiedMemory implements SegmentMemory {
     const indexBytes = layout.entriesOff - layout.headerSize;
     this.#indexAt = base + layout.headerSize;
     this.#index = indexBytes <= VIEW_BUDGET ? new Uint32Array(toArrayBuffer(base as Pointer, layout.headerSize, indexBytes)) : undefined;
-    this.#entriesAt = base + layout.entriesOff;
     this.u8 = new Uint8Array(cellBytes(layout));
     this.u32 = new Uint32Array(this.u8.buffer);
     this.#copyAt = ptr(this.u8);
@@ -138,13 +136,12 @@ export class CopiedMemory implements SegmentMemory {
   }
 
   /**
-   * Compared with the copy (the slot's, as it was just read), and stored through a view of that one
-   * word: no view of every entry exists, and one of 4 bytes costs the collector nothing.
+   * Compared with the copy (the slot's, as it was just read); stored by the library (kv_touch), as no
+   * view of every entry exists and making one per store would cost more than the call.
    */
   touch(cell: number, tick: number): void {
     if (this.counter(cell) & 1 || this.u32[ENTRY.lastAccess / 4] === tick) return;
-    const word = new Uint32Array(toArrayBuffer((this.#entriesAt + cell * ENTRY_SIZE) as Pointer, ENTRY.lastAccess, 4));
-    Atomics.store(word, 0, tick);
+    this.lib.kv_touch(this.handle, cell);
   }
 }
 

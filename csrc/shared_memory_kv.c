@@ -504,12 +504,14 @@ static uint64_t heap_find(const kv_store *s, uint64_t size, int *corrupt)
 static int heap_compact(kv_store *s, uint64_t size);
 
 /* A chunk of at least `size` bytes for slot's entry: *off and *got. KV_EFULL when the heap has no
- * room even after compaction; nothing an entry holds changes then (compaction only moves them). */
-static int heap_alloc(kv_store *s, uint64_t size, uint32_t slot, uint64_t *off, uint64_t *got)
+ * room even after compaction (if `compact`); nothing an entry holds changes then (compaction only
+ * moves them). */
+static int heap_alloc(kv_store *s, uint64_t size, uint32_t slot, uint64_t *off, uint64_t *got,
+                      int compact)
 {
     int corrupt = 0;
     uint64_t at = heap_find(s, size, &corrupt);
-    if (at == UINT64_MAX && !corrupt && !s->fixed_chunk && s->h->heap_free >= size) {
+    if (at == UINT64_MAX && !corrupt && compact && !s->fixed_chunk && s->h->heap_free >= size) {
         int rc = heap_compact(s, size);
         if (rc)
             return rc;
@@ -1292,6 +1294,10 @@ static uint64_t chunk_need(const kv_store *s, uint64_t bytes)
     return s->fixed_chunk ? s->fixed_chunk : chunk_bytes(bytes);
 }
 
+/* Evictions an lru set makes, once the heap holds enough free bytes, to find them in one chunk
+ * before it compacts the heap instead. */
+#define KV_EVICT_BEFORE_COMPACT 128
+
 static int remove_slot(kv_store *s, uint32_t slot, uint32_t op);
 static int reclaim_expired(kv_store *s, uint32_t slot, uint64_t now_ms);
 static int make_room(kv_store *s, uint32_t keep);
@@ -1303,6 +1309,10 @@ static int set_locked(kv_store *s, const char *key, uint32_t key_len, const char
     uint32_t hash = kv_hash(key, key_len), slot, pos;
     uint64_t need = chunk_need(s, (uint64_t)key_len + value_len);
     int direct = !at->revision, is_new, rc;
+    int lru = direct && __atomic_load_n(&s->h->evict_policy, __ATOMIC_RELAXED) == KV_EVICT_LRU;
+    /* Evictions made while the heap had the bytes, but not in one piece: an lru store evicts a few
+     * more before it compacts, as compacting a heap that is all but full moves most of it. */
+    uint32_t unjoined = 0;
     kv_put p = {0, 0, hash, key_len, (uint32_t)value_len, 0, 0, at, key, value};
     /* Each turn either writes, fails, or (a direct write) reclaims or evicts an entry and looks
      * again: the index moved, and the key's own entry may be the one that expired. */
@@ -1328,13 +1338,19 @@ static int set_locked(kv_store *s, const char *key, uint32_t key_len, const char
         else if (slot == KV_CORRUPT_SLOT || (!is_new && !entry_chunk_ok(s, entry_at(s, slot))))
             return KV_ECORRUPT;
         else
-            rc = heap_alloc(s, need, slot, &p.chunk, &p.chunk_size);
+            rc = heap_alloc(s, need, slot, &p.chunk, &p.chunk_size,
+                            !lru || unjoined >= KV_EVICT_BEFORE_COMPACT);
         /* Room is worth making only when the chunk can fit at all, beside the one it replaces. */
         uint64_t held = is_new || rc != KV_EFULL ? 0 : entry_at(s, slot)->chunk_size;
         if (rc != KV_EFULL || !direct || need > s->heap_size - held)
             break;
-        if ((rc = make_room(s, is_new ? UINT32_MAX : slot)) <= 0)
-            return rc ? rc : KV_EFULL;
+        unjoined += lru && s->h->heap_free >= need;
+        if ((rc = make_room(s, is_new ? UINT32_MAX : slot)) < 0)
+            return rc;
+        if (rc == 0 && (!lru || unjoined >= KV_EVICT_BEFORE_COMPACT))
+            return KV_EFULL;
+        if (rc == 0)
+            unjoined = KV_EVICT_BEFORE_COMPACT; /* nothing left to evict: compact, once */
     }
     if (rc)
         return rc;

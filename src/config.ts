@@ -20,6 +20,8 @@ export const DEFAULT_IDLE_TIMEOUT_SECONDS = 10;
 /** The largest request body the server reads, in bytes, unless KV_MAX_BODY says otherwise. */
 export const DEFAULT_MAX_BODY_BYTES = 64 * 1024;
 export const DEFAULT_REPLICATE_MAXLEN = 100_000;
+/** The longest expiry a write takes (HTTP's ttl, the CLI's --ttl): ten years, in seconds. */
+export const TTL_MAX_SECONDS = 10 * 365 * 24 * 3600;
 
 export interface ServerConfig {
   host: string;

@@ -1,14 +1,17 @@
 /**
  * Expiry and eviction over HTTP (app.handle): POST /set's and POST /incr's ttl, where an expiry
- * shows (X-Expires-At, expires_at), what a replicated server says of a ttl, and the eviction policy
- * in /status and /health.
+ * shows (X-Expires-At, expires_at), what a replicated server says of a ttl, the eviction policy in
+ * /status and /health, and the server's sweep of expired entries (ExpirySweep), a busy lock included.
  */
-import { describe, expect, it } from "bun:test";
+import { afterEach, describe, expect, it } from "bun:test";
 import { TTL_MAX_SECONDS } from "../../src/config.ts";
 import { createApp, type App } from "../../src/http/app.ts";
+import { ExpirySweep } from "../../src/http/expiry.ts";
 import type { ReplicatedWriter } from "../../src/http/writer.ts";
+import { KvStore } from "../../src/store.ts";
 import { eachWithTempApp } from "../helpers/app.ts";
 import { answer, expectError, get, keyPath, postIncr, postSet } from "../helpers/http.ts";
+import { stoppedKvtool } from "../helpers/kvtool.ts";
 import { TempStore } from "../helpers/shm.ts";
 import { waitFor } from "../helpers/wait.ts";
 
@@ -199,5 +202,61 @@ describe("the eviction policy", () => {
     } finally {
       lruApp.close();
     }
+  });
+});
+
+describe("ExpirySweep", () => {
+  const sweeps: ExpirySweep[] = [];
+  afterEach(() => sweeps.splice(0).forEach((s) => s.stop()));
+
+  /** A sweep whose timer never fires during a test: its ticks are the test's. */
+  function sweep(store: KvStore, options: { batch: number; maxPasses: number; onError?: (message: string) => void }): ExpirySweep {
+    const made = new ExpirySweep(() => store, { intervalMs: 3_600_000, ...options });
+    sweeps.push(made);
+    return made;
+  }
+
+  /** `count` keys k0.. (in slot order), those `expiring(i)` says with a ttl of 30 ms; resolves once those have expired. */
+  async function fill(count: number, expiring: (i: number) => boolean): Promise<void> {
+    for (let i = 0; i < count; i++) temp.store.set(`k${i}`, "v", expiring(i) ? { ttl: 30 } : undefined);
+    const last = Array.from({ length: count }, (_, i) => i).findLast(expiring);
+    await waitFor(() => temp.store.get(`k${last}`) === undefined, { what: "the entries to expire" });
+  }
+
+  it("reclaims a batch a pass, going on at once while a pass reclaims more than a quarter, up to its passes a tick", async () => {
+    await fill(64, () => true);
+    const ticks = sweep(temp.store, { batch: 16, maxPasses: 3 });
+    expect(temp.store.count).toBe(64); // expired, absent to readers, but not reclaimed yet
+    expect([ticks.tick(), temp.store.count, ticks.tick(), temp.store.count, temp.store.stats().expired]).toEqual([48, 16, 16, 0, 64]);
+  });
+
+  it("ends a tick after a pass that reclaims a quarter of its slots or fewer", async () => {
+    await fill(64, (i) => i % 16 < 4);
+    const ticks = sweep(temp.store, { batch: 16, maxPasses: 4 });
+    expect([ticks.tick(), ticks.tick(), temp.store.count]).toEqual([4, 4, 56]);
+  });
+
+  it("skips a tick while another process holds the lock, without waiting for it, and reclaims at the next", async () => {
+    await fill(1, () => true);
+    // The server's handle on the store: it never waits for the lock.
+    using server = KvStore.open(temp.name, { lockTimeoutMs: 0 });
+    const errors: string[] = [];
+    const ticks = sweep(server, { batch: 16, maxPasses: 4, onError: (message) => errors.push(message) });
+    const writer = await stoppedKvtool(temp.name, ["set", "other", "v"], 1);
+    try {
+      const started = performance.now();
+      expect(ticks.tick()).toBe(0);
+      expect(performance.now() - started).toBeLessThan(100);
+    } finally {
+      writer.kill("SIGCONT");
+    }
+    expect(await writer.exited).toBe(0);
+    expect([ticks.tick(), errors]).toEqual([1, []]);
+  });
+
+  it("leaves a read-only store (a replica's) alone", async () => {
+    await fill(1, () => true);
+    temp.store.setReadOnly(true);
+    expect([sweep(temp.store, { batch: 16, maxPasses: 4 }).tick(), temp.store.count]).toEqual([0, 1]);
   });
 });

@@ -116,7 +116,7 @@ export function createFeaturedMapApp(maxEntries = 10, without: ReadonlySet<Featu
       body: SetBody,
       response: has("schemas") ? { 200: SetResponse, 507: errorResponse("The table is full.") } : undefined,
     })
-    .get("/status", () => ({ ...table.status((key, e) => ({ key, value: e.value, timestamp: e.timestamp, revision: e.revision })), ...table.memory() }), {
+    .get("/status", () => ({ ...table.status((key, e) => ({ key, value: e.value, timestamp: e.timestamp, revision: e.revision })), ...table.memory(), evict: "none" as const }), {
       response: has("schemas") ? { 200: StatusResponse } : undefined,
     });
 }

@@ -8,6 +8,7 @@ import { COMMANDS, EXIT, type Command, type Io } from "./cli/commands.ts";
 import { CONDITION_OPTIONS } from "./cli/conditions.ts";
 import { EmbeddedLibraryError, useEmbeddedLibrary } from "./cli/embedded-lib.ts";
 import { LIST_OPTIONS } from "./cli/list.ts";
+import { TTL_OPTIONS } from "./cli/ttl.ts";
 import { WATCH_OPTIONS } from "./cli/watch.ts";
 import { ConfigError, CREATE_OPTIONS, DEFAULT_STORE_NAME, parseFlags, TRUST_OPTION, type Env } from "./config.ts";
 import { KvError } from "./errors.ts";
@@ -22,6 +23,7 @@ export const COMMAND_OPTIONS = {
   ...CONDITION_OPTIONS,
   ...WATCH_OPTIONS,
   ...LIST_OPTIONS,
+  ...TTL_OPTIONS,
   replace: { type: "boolean" },
   server: { type: "string" },
   "token-file": { type: "string" },
@@ -35,6 +37,7 @@ const OPTION_HELP: Record<string, string> = {
   prefix: "--prefix P          only the keys that start with P",
   limit: "--limit N           at most N keys",
   replace: "--replace           delete every entry of the store before loading the dump",
+  ttl: "--ttl DURATION      the entry expires after DURATION: 250ms, 30s, 5m, 1.5h (a bare number: seconds)",
   server: "--server URL        send the write to this shmkv server (or KV_SERVER), as a replica's writes must go",
   "token-file": "--token-file FILE   with --server: the server's API token, read from FILE (or KV_API_TOKEN)",
   "max-entries": `--max-entries N     capacity of a store it creates (or KV_MAX_ENTRIES; default ${DEFAULTS.maxEntries})`,
@@ -43,6 +46,8 @@ const OPTION_HELP: Record<string, string> = {
   memory: "--memory SIZE       bytes for the keys and values of a store it creates, e.g. 64M (or KV_MEMORY;\n" +
     "                      default: room for every entry at its largest)",
   mode: `--mode OCTAL        file mode of a store it creates, e.g. 0660 (or KV_SHM_MODE; default 0${DEFAULTS.mode.toString(8)})`,
+  evict: "--evict POLICY      eviction policy of a store it creates, none or lru (or KV_EVICT; default none): when\n" +
+    "                      full, none refuses a new entry, lru evicts the least recently used entries",
   name: `--name NAME         the store, "/name" (default: $KV_SHM_NAME, else ${DEFAULT_STORE_NAME})`,
   json: '--json              print results (and errors, as {"detail", "code"}) as JSON',
   "trust-segment-owner": "--trust-segment-owner  open the store even when another user owns it or others may write it\n" +
@@ -61,8 +66,8 @@ export function commandHelp(name: string, command: Command): string {
   const usage = ["Usage: shmkv", name, ...command.args, "[options]"].join(" ");
   const options = Object.keys(optionsOf(command)).map((flag) => {
     const line = OPTION_HELP[flag] ?? `--${flag}`;
-    const geometry = ["max-entries", "key-max", "value-max", "memory", "mode"].includes(flag);
-    if (geometry && command.resizes) return `  ${line.replace(/ of a store it creates.*$/, " to give the store (default: its own)")}`;
+    const geometry = ["max-entries", "key-max", "value-max", "memory", "mode", "evict"].includes(flag);
+    if (geometry && command.resizes) return `  ${line.replace(/ of a store it creates[\s\S]*$/, " to give the store (default: its own)")}`;
     const like = command.createdLike && geometry;
     return `  ${like ? line.replace(/default \d+\)$/, `default: ${command.createdLike})`) : line}`;
   });
@@ -84,10 +89,10 @@ Options:
   --trust-segment-owner  open the store even when another user owns it or others may write it, which is
                        refused by default (or KV_TRUST_SEGMENT_OWNER=1; see docs/security.md)
   --help               help; with a command, that command's, with every option it takes
-  set, incr and restore also take --max-entries N, --key-max BYTES, --value-max BYTES, --memory SIZE and
-  --mode OCTAL (or KV_MAX_ENTRIES, KV_KEY_MAX, KV_VALUE_MAX, KV_MEMORY, KV_SHM_MODE), used when they create
-  the store; an existing store keeps its own (a warning says so): resize takes the same flags (not the
-  variables) to change it.
+  set, incr and restore also take --max-entries N, --key-max BYTES, --value-max BYTES, --memory SIZE,
+  --mode OCTAL and --evict none|lru (or KV_MAX_ENTRIES, KV_KEY_MAX, KV_VALUE_MAX, KV_MEMORY, KV_SHM_MODE,
+  KV_EVICT), used when they create the store; an existing store keeps its own (a warning says so): resize
+  takes the same flags (not the variables) to change it. set and incr take --ttl DURATION (30s, 5m, 250ms).
 
 Exit status: 0; 1 when the key or the store is not found, or the operation failed; 2 for a usage error.`;
 

@@ -20,6 +20,8 @@ export const DEFAULT_IDLE_TIMEOUT_SECONDS = 10;
 /** The largest request body the server reads, in bytes, unless KV_MAX_BODY says otherwise. */
 export const DEFAULT_MAX_BODY_BYTES = 64 * 1024;
 export const DEFAULT_REPLICATE_MAXLEN = 100_000;
+/** The longest expiry a write takes (HTTP's ttl, the CLI's --ttl): ten years, in seconds. */
+export const TTL_MAX_SECONDS = 10 * 365 * 24 * 3600;
 
 export interface ServerConfig {
   host: string;
@@ -57,6 +59,8 @@ export const SERVER_HELP = `Options (each overrides its environment variable):
   --memory SIZE        KV_MEMORY      bytes for the keys and values of a new segment, e.g. 64M (K, M, G:
                                       powers of 1024); default: room for every entry at its largest
   --mode OCTAL         KV_SHM_MODE    file mode of a new segment, e.g. 0660 (default 0${DEFAULTS.mode.toString(8)})
+  --evict POLICY       KV_EVICT       what a new segment does when full: none (refuse: 507; the default) or
+                                      lru (evict the least recently used entries to make room)
   --max-body BYTES     KV_MAX_BODY    largest request body (default ${DEFAULT_MAX_BODY_BYTES})
   --quiet              KV_LOG_REQUESTS=0  no log line per request
   --token-file FILE    KV_API_TOKEN   the API token (the flag names a file that holds it): every route
@@ -80,6 +84,7 @@ export const CREATE_OPTIONS = {
   "value-max": { type: "string" },
   memory: { type: "string" },
   mode: { type: "string" },
+  evict: { type: "string" },
 } as const;
 
 /** The options of replication: shared by `serve` and `replicate`. */
@@ -132,7 +137,7 @@ export function serverConfig(argv: string[], env: Env): ServerConfig | "help" {
   };
 }
 
-type ReplicateFlags = { replicate?: string; namespace?: string; "replicate-maxlen"?: string };
+type ReplicateFlags = { replicate?: string; namespace?: string; "replicate-maxlen"?: string; evict?: string };
 
 /** Replication's settings, or undefined without --replicate (KV_REPLICATE). */
 export function replicationConfig(flags: ReplicateFlags, env: Env, name: string): ReplicationConfig | undefined {
@@ -144,6 +149,11 @@ export function replicationConfig(flags: ReplicateFlags, env: Env, name: string)
       throw new ConfigError("--namespace and --replicate-maxlen go with --replicate (KV_REPLICATE)");
     }
     return undefined;
+  }
+  if (evictPolicy(flags, env) === "lru") {
+    throw new ConfigError(
+      "KV_EVICT (--evict) lru cannot go with --replicate (KV_REPLICATE): Redis holds the namespace, and a replica may not drop what it holds",
+    );
   }
   if (!/^rediss?:\/\/[^\s]+$/.test(url)) {
     throw new ConfigError("KV_REPLICATE (--replicate) must be a redis:// or rediss:// URL, such as redis://127.0.0.1:6379/0 (the value is not shown: it may hold a password)");
@@ -238,7 +248,7 @@ export function storeName(flags: { name?: string }, env: Env): string {
   return name;
 }
 
-export type CreateFlags = { "max-entries"?: string; "key-max"?: string; "value-max"?: string; memory?: string; mode?: string };
+export type CreateFlags = { "max-entries"?: string; "key-max"?: string; "value-max"?: string; memory?: string; mode?: string; evict?: string };
 
 /**
  * The geometry and mode of a segment to create, from flags and environment; unset = default. A
@@ -266,7 +276,15 @@ export function createOptions(flags: CreateFlags, env: Env, trusted: boolean): K
     ),
     memoryBytes,
     mode,
+    evict: evictPolicy(flags, env),
   };
+}
+
+/** --evict, else KV_EVICT: none or lru; undefined when neither is given. */
+function evictPolicy(flags: { evict?: string }, env: Env): KvOptions["evict"] {
+  const raw = flags.evict ?? setting(env, "KV_EVICT");
+  if (raw === undefined || raw === "none" || raw === "lru") return raw;
+  throw new ConfigError(`KV_EVICT (--evict) must be none or lru, not ${JSON.stringify(raw)}`);
 }
 
 const SIZE_UNITS: Record<string, number> = { "": 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30 };

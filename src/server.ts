@@ -1,12 +1,13 @@
 /**
- * The HTTP server's life cycle: open (or create) the store, listen, log, and on SIGINT or SIGTERM
- * stop accepting, finish the requests in flight, close the store (never unlink it) and exit 0.
+ * The HTTP server's life cycle: open (or create) the store, listen, log, reclaim expired entries a
+ * little at a time (src/http/expiry.ts), and on SIGINT or SIGTERM stop accepting, finish the requests in flight, close the store (never unlink it) and exit 0.
  * `bun run server [options]` (src/server-main.ts, which first checks the packages are installed),
  * `bun src/server.ts [options]` and `shmkv serve [options]` all run `runServer`.
  */
 import { ConfigError, DEFAULT_IDLE_TIMEOUT_SECONDS, SERVER_HELP, serverConfig, type Env, type ServerConfig } from "./config.ts";
 import { createApp } from "./http/app.ts";
 import { exposureWarning } from "./http/auth.ts";
+import { ExpirySweep } from "./http/expiry.ts";
 import { hostCheckNotice, withWholeUrl } from "./http/hosts.ts";
 import { withRequestLog } from "./http/request-log.ts";
 import { geometryMismatch } from "./geometry.ts";
@@ -46,7 +47,7 @@ const NO_BUN_BODY_LIMIT = Number.MAX_SAFE_INTEGER;
 function describe(store: KvStore): string {
   return (
     `${store.name}: ${store.maxEntries} entries, keys up to ${store.keyMax} bytes, values up to ${store.valueMax} bytes, ` +
-    `memory ${store.memoryBytes} bytes`
+    `memory ${store.memoryBytes} bytes, eviction ${store.evict}`
   );
 }
 
@@ -101,7 +102,9 @@ export function startServer(config: ServerConfig, log: Logger = consoleLogger): 
   }
   const url = server.url.href;
   log.info(`listening on ${url} (API documentation: ${url}swagger)`);
+  const sweep = new ExpirySweep(() => slot.current, { onError: (message) => log.error(`expiry sweep: ${message}`) });
   const finish = async (cut: boolean) => {
+    sweep.stop();
     app.close();
     await server.stop(cut);
     await replication?.stop();

@@ -48,6 +48,27 @@ describe("shmkv watch", () => {
     expect(lines(proc).every((line) => line.endsWith('set "after" = "1"'))).toBe(true);
   });
 
+  it("says when a set's entry expires, and why the store deleted one itself, in text and in JSON", async () => {
+    await using text = watcher("--since", "0");
+    await using json = watcher("--since", "0", "--json");
+    temp.store.set("brief", "v", { ttl: 30 });
+    const expiresAt = temp.store.getEntry("brief")!.expiresAt!;
+    await waitFor(() => temp.store.get("brief") === undefined, { what: "brief to expire" });
+    expect(temp.store.expire()).toBe(1);
+    await waitFor(() => lines(text).length === 2 && lines(json).length === 2, { what: "two lines each" });
+    expect([await text.stop("SIGINT"), await json.stop("SIGINT")]).toEqual([0, 0]);
+    expect({ text: lines(text), json: lines(json).map((line) => JSON.parse(line)) }).toEqual({
+      text: [
+        expect.stringMatching(new RegExp(`^${STAMP}  #1  set "brief" = "v"  \\(expires ${new Date(expiresAt).toISOString()}\\)$`)),
+        expect.stringMatching(new RegExp(`^${STAMP}  #2  delete "brief" \\(expired\\)$`)),
+      ],
+      json: [
+        { event: "set", key: "brief", value: "v", revision: 1, timestamp: expect.any(Number), expires_at: expiresAt / 1000 },
+        { event: "delete", key: "brief", revision: 2, timestamp: expect.any(Number), reason: "expired" },
+      ],
+    });
+  });
+
   it("prints JSON, shaped as /watch's events, for the keys with --prefix", async () => {
     await using proc = watcher("--since", "0", "--prefix", "app/", "--json");
     for (const key of ["other", "app/x"]) expect(kvtool(temp.name, ["set", key, "v"]).exitCode).toBe(0);

@@ -144,7 +144,7 @@ describe("shmkv status", () => {
     expect(run).toEqual({
       code: 0,
       out: [
-        `${temp.name}: version 1, 1 of 10 entries, keys up to 63 bytes, values up to 255 bytes, memory 336 of 3696 bytes in use`,
+        `${temp.name}: version 1, 1 of 10 entries, keys up to 63 bytes, values up to 255 bytes, memory 336 of 3696 bytes in use, eviction none`,
         expect.stringMatching(/^\d{4}-\d\d-\d\dT\S+Z {2}"a" = "1"$/),
       ],
       err: [],

@@ -4,12 +4,15 @@ import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { ConfigError, createOptions, storeName, trustsSegmentOwner, writeServer, type CreateFlags, type Env, type WriteServer } from "../config.ts";
 import { KvError } from "../errors.ts";
 import { geometryMismatch } from "../geometry.ts";
+import { unixSeconds } from "../http/expiry.ts";
+import { statusEntry } from "../http/listing.ts";
 import { KvStore, type OpenOptions } from "../store.ts";
 import { dumpText, DumpError, parseDump, PartialRestoreError, restore, type Dump } from "./backup.ts";
 import { expectedRevision, type ConditionFlags } from "./conditions.ts";
-import { json, shown } from "./printable.ts";
+import { expiring, json, shown } from "./printable.ts";
 import { limitOf, type ListFlags } from "./list.ts";
 import { conditionHeaders, keyPath, RemoteError, send } from "./remote.ts";
+import { ttlOf, type TtlFlags } from "./ttl.ts";
 import { printChanges, sinceOf, type WatchFlags } from "./watch.ts";
 
 export const EXIT = { OK: 0, FAILED: 1, USAGE: 2 } as const;
@@ -25,7 +28,8 @@ export interface Invocation {
     CreateFlags &
     ConditionFlags &
     WatchFlags &
-    ListFlags;
+    ListFlags &
+    TtlFlags;
   env: Env;
   io: Io;
 }
@@ -55,21 +59,24 @@ export const COMMANDS: Record<string, Command> = {
     run: (inv) =>
       withStore(inv, (store) => {
         const [key = ""] = inv.args;
-        const value = store.get(key);
-        if (value === undefined) return fail(inv, "NOT_FOUND", `Key '${shown(key)}' not found`);
-        inv.io.out(inv.flags.json ? json({ key, value }) : value);
+        const entry = store.getEntry(key);
+        if (entry === undefined) return fail(inv, "NOT_FOUND", `Key '${shown(key)}' not found`);
+        const { value, expiresAt } = entry;
+        inv.io.out(inv.flags.json ? json(expiresAt === undefined ? { key, value } : { key, value, expires_at: unixSeconds(expiresAt) }) : value);
         return EXIT.OK;
       }),
   },
   set: {
     args: ["KEY", "VALUE"],
     summary:
-      "insert or replace KEY (creates the store when missing); only if KEY is at revision N with --if-revision N, " +
-      "only if it is missing with --if-absent (exit 1 otherwise)",
+      "insert or replace KEY (creates the store when missing); expiring after --ttl DURATION; only if KEY is at " +
+      "revision N with --if-revision N, only if it is missing with --if-absent (exit 1 otherwise)",
     creates: true,
-    options: ["if-revision", "if-absent", ...SERVER_OPTIONS],
+    options: ["ttl", "if-revision", "if-absent", ...SERVER_OPTIONS],
     run: (inv) => {
       const expected = expectedRevision(inv.flags);
+      const ttl = ttlOf(inv.flags);
+      const options = ttl === undefined ? undefined : { ttl };
       const [key = "", value = ""] = inv.args;
       const printed = (revision: number | undefined) => {
         const message = `Key '${shown(key)}' set successfully`;
@@ -78,9 +85,14 @@ export const COMMANDS: Record<string, Command> = {
       };
       const server = serverFor(inv);
       if (server) {
-        return remotely(inv, send(server, "POST", "set", { body: { key, value }, headers: conditionHeaders(expected) }), (w) => printed(w.revision));
+        const body = { key, value, ...ttlSeconds(ttl) };
+        return remotely(inv, send(server, "POST", "set", { body, headers: conditionHeaders(expected) }), (w) => printed(w.revision));
       }
-      return withStore(inv, offeringServer(inv, (store) => printed(expected === undefined ? store.set(key, value) : store.setIf(key, value, expected))), true);
+      return withStore(
+        inv,
+        offeringServer(inv, (store) => printed(expected === undefined ? store.set(key, value, options) : store.setIf(key, value, expected, options))),
+        true,
+      );
     },
   },
   delete: {
@@ -109,12 +121,13 @@ export const COMMANDS: Record<string, Command> = {
     args: ["KEY", "[BY]"],
     summary:
       "add BY (default 1, may be negative) to the integer KEY holds, atomically, and print the new value " +
-      "(a missing KEY counts as 0; creates the store when missing)",
+      "(a missing KEY counts as 0, and expires after --ttl DURATION when given; creates the store when missing)",
     creates: true,
-    options: SERVER_OPTIONS,
+    options: ["ttl", ...SERVER_OPTIONS],
     run: (inv) => {
       const [key = "", by = "1"] = inv.args;
       if (!/^-?\d{1,19}$/.test(by)) throw new ConfigError(`BY must be an integer, not ${JSON.stringify(by)}`);
+      const ttl = ttlOf(inv.flags);
       // Written as digits: a JSON number beyond 2^53 would lose them in JSON.stringify's (and JSON.parse's) hands.
       const printed = (value: string) => {
         inv.io.out(inv.flags.json ? `{"key":${json(key)},"value":${value}}` : value);
@@ -122,9 +135,10 @@ export const COMMANDS: Record<string, Command> = {
       };
       const server = serverFor(inv);
       if (server) {
-        return remotely(inv, send(server, "POST", "incr", { body: { key, by } }), (w) => printed(/"value":(-?\d+)/.exec(w.text)?.[1] ?? "?"));
+        const body = { key, by, ...ttlSeconds(ttl) };
+        return remotely(inv, send(server, "POST", "incr", { body }), (w) => printed(/"value":(-?\d+)/.exec(w.text)?.[1] ?? "?"));
       }
-      return withStore(inv, offeringServer(inv, (store) => printed(String(store.incr(key, BigInt(by))))), true);
+      return withStore(inv, offeringServer(inv, (store) => printed(String(store.incr(key, BigInt(by), { ttl })))), true);
     },
   },
   keys: {
@@ -148,16 +162,17 @@ export const COMMANDS: Record<string, Command> = {
       withStore(inv, (store) => {
         const status = store.status();
         if (inv.flags.json) {
-          inv.io.out(json(status));
+          // Each entry as /status shows it: expires_at in Unix seconds, as its timestamp.
+          inv.io.out(json({ ...status, entries: status.entries.map(statusEntry) }));
           return EXIT.OK;
         }
         inv.io.out(
           `${store.name}: version ${status.version}, ${status.entry_count} of ${status.max_entries} entries, ` +
             `keys up to ${status.key_max} bytes, values up to ${status.value_max} bytes, ` +
-            `memory ${status.memory_used} of ${status.memory_bytes} bytes in use`,
+            `memory ${status.memory_used} of ${status.memory_bytes} bytes in use, eviction ${status.evict}`,
         );
-        for (const { key, value, timestamp } of status.entries) {
-          inv.io.out(`${new Date(timestamp * 1000).toISOString()}  ${json(key)} = ${json(value)}`);
+        for (const { key, value, timestamp, expiresAt } of status.entries) {
+          inv.io.out(`${new Date(timestamp * 1000).toISOString()}  ${json(key)} = ${json(value)}${expiring(expiresAt)}`);
         }
         return EXIT.OK;
       }),
@@ -233,7 +248,7 @@ export const COMMANDS: Record<string, Command> = {
     args: [],
     summary:
       "give the store a new geometry, keeping every entry, revision and the version (--max-entries N, " +
-      "--key-max BYTES, --value-max BYTES, --memory SIZE, --mode OCTAL; any not given stays); every process using it follows",
+      "--key-max BYTES, --value-max BYTES, --memory SIZE, --mode OCTAL, --evict POLICY; any not given stays); every process using it follows",
     resizes: true,
     run: (inv) =>
       withStore(inv, (store) => {
@@ -242,7 +257,10 @@ export const COMMANDS: Record<string, Command> = {
         const options = createOptions(inv.flags, {}, trustsSegmentOwner(inv.flags, inv.env));
         KvStore.resize(store.name, options);
         const after = geometryOf(store);
-        const message = `${store.name} resized: ${describeGeometry(before)} -> ${describeGeometry(after)}; ${store.count} entries kept, version ${store.version}`;
+        const policy = before.evict === after.evict ? "" : `; eviction ${before.evict} -> ${after.evict}`;
+        const message =
+          `${store.name} resized: ${describeGeometry(before)} -> ${describeGeometry(after)}${policy}; ` +
+          `${store.count} entries kept, version ${store.version}`;
         inv.io.out(inv.flags.json ? json({ success: true, message, before, after }) : message);
         return EXIT.OK;
       }),
@@ -263,10 +281,15 @@ export const COMMANDS: Record<string, Command> = {
 /** --server (KV_SERVER): where to send a write; a creation option with it is a usage error. */
 function serverFor(inv: Invocation): WriteServer | undefined {
   const server = writeServer(inv.flags, inv.env);
-  const creation = (["max-entries", "key-max", "value-max", "memory", "mode"] as const).find((flag) => inv.flags[flag] !== undefined);
+  const creation = (["max-entries", "key-max", "value-max", "memory", "mode", "evict"] as const).find((flag) => inv.flags[flag] !== undefined);
   if (server && creation) throw new ConfigError(`--${creation} shapes a store the CLI creates: a write sent with --server creates none`);
   if (!server && inv.flags["token-file"] !== undefined) throw new ConfigError("--token-file goes with --server (KV_SERVER)");
   return server;
+}
+
+/** A ttl in milliseconds as POST /set's and POST /incr's body field, in seconds; nothing without one. */
+function ttlSeconds(ttl: number | undefined): { ttl?: number } {
+  return ttl === undefined ? {} : { ttl: ttl / 1000 };
 }
 
 /** A local write whose refusal by a replica's segment names the way around it: --server. */
@@ -309,6 +332,7 @@ function withStore(inv: Invocation, run: (store: KvStore) => number, creates: bo
           valueMax: given.valueMax ?? fallback.valueMax,
           memoryBytes: given.memoryBytes ?? fallback.memoryBytes,
           mode: given.mode,
+          evict: given.evict,
         }
       : {};
     using store = KvStore.open(name, { ...create, checkOwner: !trusted });
@@ -357,7 +381,7 @@ function writeWhole(file: string, text: string): void {
 }
 
 function geometryOf(store: KvStore) {
-  return { max_entries: store.maxEntries, key_max: store.keyMax, value_max: store.valueMax, memory_bytes: store.memoryBytes };
+  return { max_entries: store.maxEntries, key_max: store.keyMax, value_max: store.valueMax, memory_bytes: store.memoryBytes, evict: store.evict };
 }
 
 function describeGeometry(g: ReturnType<typeof geometryOf>): string {

@@ -12,3 +12,8 @@ export function json(value: unknown): string {
 export function shown(key: string): string {
   return key.replace(/[\x00-\x1f\x7f]/g, (c) => json(c).slice(1, -1));
 }
+
+/** "  (expires <ISO time>)" for an entry that expires at `expiresAt` (ms), "" for one that never does. */
+export function expiring(expiresAt: number | undefined): string {
+  return expiresAt === undefined ? "" : `  (expires ${new Date(expiresAt).toISOString()})`;
+}

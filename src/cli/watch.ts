@@ -3,7 +3,8 @@ import { ConfigError } from "../config.ts";
 import { watch, type FeedEvent } from "../feed.ts";
 import { RING_CELLS } from "../layout.ts";
 import type { KvStore } from "../store.ts";
-import { json as jsonText } from "./printable.ts";
+import { watchChange } from "../http/watch.ts";
+import { expiring, json as jsonText } from "./printable.ts";
 
 export const WATCH_OPTIONS = { since: { type: "string" }, prefix: { type: "string" } } as const;
 
@@ -26,9 +27,9 @@ export function eventLine(event: FeedEvent, json: boolean): string {
     if (json) return jsonText({ event: "resync", version: event.version });
     return `resync: changes were missed (the store keeps its last ${RING_CELLS}); it is now at version ${event.version}: reread it (shmkv status)`;
   }
-  const { op, key, value, revision, timestamp } = event.change;
-  if (json) return jsonText({ event: op, key, ...(value === undefined ? {} : { value }), revision, timestamp });
-  const what = op === "set" ? `set ${jsonText(key)} = ${jsonText(value)}` : `delete ${jsonText(key)}`;
+  const { op, key, value, revision, timestamp, expiresAt, reason } = event.change;
+  if (json) return jsonText({ event: op, ...watchChange(event.change) });
+  const what = op === "set" ? `set ${jsonText(key)} = ${jsonText(value)}${expiring(expiresAt)}` : `delete ${jsonText(key)}${reason ? ` (${reason})` : ""}`;
   return `${new Date(timestamp * 1000).toISOString()}  #${revision}  ${what}`;
 }
 

@@ -71,12 +71,12 @@ export interface AppOptions {
 const ENDPOINTS: Record<string, string> = {
   "GET /": "this description",
   "GET /get/{key}": "the value of a key (a '/' in it as it is, or %2F; ?raw: its bytes, not JSON)",
-  "POST /set": 'insert or replace an entry: JSON {"key": ..., "value": ...}',
+  "POST /set": 'insert or replace an entry: JSON {"key": ..., "value": ...}, and "ttl": seconds for one that expires',
   "DELETE /delete/{key}": "remove an entry",
   "GET /status": "version, entry count, capacity and every entry",
   "GET /health": "200 when the store is open, 503 with the reason when not",
   "GET /keys": "the keys (or entries, with values=1) in pages, optionally those with a prefix",
-  "POST /incr": 'add to an integer value, atomically: JSON {"key": ..., "by": N} (by defaults to 1)',
+  "POST /incr": 'add to an integer value, atomically: JSON {"key": ..., "by": N} (by defaults to 1; "ttl" when it creates the key)',
   "DELETE /keys": "delete every key with a prefix (?prefix=P), or every key (?all=1)",
   "GET /metrics": "request and store metrics in the Prometheus text format",
   "GET /watch": "Server-Sent Events, one per change by any process (?since=, Last-Event-ID, ?prefix=)",
@@ -209,9 +209,9 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
     // entry's new revision in ETag, for the next compare-and-set, in a Response built here: Elysia
     // checks no response schema against it.
     .post("/set", async ({ request }) => {
-      const { key, value } = await readSetBody(request);
+      const { key, value, ttl } = await readSetBody(request);
       const condition = conditionOf(request.headers);
-      const written = await service.set(key, value, condition);
+      const written = await service.set(key, value, condition, ttl);
       return withEtag(written.body, written.revision);
     }, {
       parse: "none",
@@ -220,13 +220,17 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
         200: SetResponse,
         401: unauthorized,
         400: errorResponse(
-          "Malformed: not JSON or not UTF-8, nested too deep, not an object, a missing or non-string field, an empty key or a NUL in it.",
+          "Malformed: not JSON or not UTF-8, nested too deep, not an object, a missing or non-string field, an empty key or a NUL in it, " +
+            "a ttl that is no number of seconds from 0.001 to ten years (or any ttl, on a replicated server).",
         ),
         412: PreconditionFailedResponse,
         413: errorResponse("The key or the value is longer than the store allows (UTF-8 bytes), or the body is too large."),
         415: errorResponse("The body is not sent as JSON (Content-Type: application/json)."),
         503: unavailable,
-        507: errorResponse("The store is full: every entry is in use, or its memory has no room for this one. detail says how to grow it."),
+        507: errorResponse(
+          "The store is full: every entry is in use, or its memory has no room for this one; detail says how to grow it. " +
+            "A store made with eviction (lru) evicts entries to make room instead, and answers it only for an entry that would not fit in an empty store.",
+        ),
       },
       detail: { summary: "Insert or replace an entry", security: bearer, parameters: conditionParameters },
     })
@@ -275,20 +279,23 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
     // The counter's routes. /incr reads its body as /set does (parse: "none"); its value is written
     // as exact digits (incrAnswer), for an int64 can exceed what a JSON number parses to exactly.
     .post("/incr", async ({ request }) => {
-      const { key, by } = await readIncrBody(request);
-      return incrAnswer(key, await service.incr(key, by));
+      const { key, by, ttl } = await readIncrBody(request);
+      return incrAnswer(key, await service.incr(key, by, ttl));
     }, {
       parse: "none",
       body: IncrBody,
       response: {
         200: IncrResponse,
         401: unauthorized,
-        400: errorResponse("Malformed: not JSON, a missing or non-string key, an empty key or a NUL in it, a by that is no integer or lies beyond its range."),
+        400: errorResponse(
+          "Malformed: not JSON, a missing or non-string key, an empty key or a NUL in it, a by that is no integer or lies beyond its range, " +
+            "a ttl as POST /set refuses it.",
+        ),
         409: errorResponse("The value is not a decimal integer within int64 (NOT_A_NUMBER), or the sum would leave int64 (ERANGE); nothing was written."),
         413: errorResponse("The key is longer than the store allows, the new value's digits longer than its value_max, or the body too large."),
         415: errorResponse("The body is not sent as JSON (Content-Type: application/json)."),
         503: unavailable,
-        507: errorResponse("The table is full: every slot is in use."),
+        507: errorResponse("The table is full: every slot is in use (never with eviction, lru)."),
       },
       detail: { summary: "Add to an integer value, atomically", security: bearer },
     })

@@ -50,7 +50,8 @@ async function retry<T>(run: () => T | Promise<T>, waitMs: number, heldMs: () =>
   }
 }
 
-function isBusy(error: unknown): boolean {
+/** Whether `error` is a call that would have waited for the lock (STORE_BUSY). */
+export function isBusy(error: unknown): boolean {
   return error instanceof KvError && error.code === "STORE_BUSY";
 }
 

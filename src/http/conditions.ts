@@ -5,6 +5,8 @@
 import { KvConflictError } from "../errors.ts";
 import type { KvStore } from "../store.ts";
 import { ApiError } from "./errors.ts";
+import { unixSeconds } from "./expiry.ts";
+import type { Revisioned } from "./service.ts";
 
 /**
  * What a write requires of the entry: a revision (0: that it does not exist), "exists", or nothing
@@ -17,20 +19,25 @@ export function etag(revision: number): string {
 }
 
 /**
- * `body` as JSON, with `revision` as its ETag. The header is set on the response rather than given
- * as Elysia's `set.headers`, an object Bun would convert into the response's Headers once more
- * (`BENCH_ONLY=http make bench` prices it). Elysia checks no response schema against a Response: the
- * body's type is the check.
+ * `body` as JSON, with `revision` as its ETag and, when given, `expiresAt` (ms) as X-Expires-At. The
+ * headers are set on the response rather than given as Elysia's `set.headers`, an object Bun would
+ * convert into the response's Headers once more (`BENCH_ONLY=http make bench` prices it). Elysia
+ * checks no response schema against a Response: the body's type is the check.
  */
-export function withEtag<T>(body: T, revision: number): Response {
-  const response = Response.json(body);
-  response.headers.set("etag", etag(revision));
-  return response;
+export function withEtag<T>(body: T, revision: number, expiresAt?: number): Response {
+  return withEntryHeaders(Response.json(body), revision, expiresAt);
 }
 
-/** The 304 of a GET whose If-None-Match names the entry's revision: no body, the ETag again. */
-function notModified(revision: number): Response {
-  return new Response(null, { status: 304, headers: { etag: etag(revision) } });
+/** The 304 of a GET whose If-None-Match names the entry's revision: no body, its headers again. */
+function notModified(revision: number, expiresAt: number | undefined): Response {
+  return withEntryHeaders(new Response(null, { status: 304 }), revision, expiresAt);
+}
+
+/** `response` with an entry's revision as its ETag, and when it expires (ms) as X-Expires-At. */
+function withEntryHeaders(response: Response, revision: number, expiresAt: number | undefined): Response {
+  response.headers.set("etag", etag(revision));
+  if (expiresAt !== undefined) response.headers.set("x-expires-at", String(unixSeconds(expiresAt)));
+  return response;
 }
 
 /**
@@ -45,18 +52,22 @@ export function namesRevision(ifNoneMatch: string, revision: number): boolean {
   });
 }
 
-/** A read's answer: 304 when the client has this revision already (If-None-Match), else `answer`'s. */
+/**
+ * A read's answer: 304 when the client has this revision already (If-None-Match), else `answer`'s.
+ * The 304 carries the headers the answer would have, X-Expires-At too.
+ */
 export function unlessNotModified<T>(
   ifNoneMatch: string | null,
-  { body, revision }: { body: T; revision: number },
-  answer: (body: T, revision: number) => Response,
+  { body, revision, expiresAt }: Revisioned<T>,
+  answer: (body: T, revision: number, expiresAt?: number) => Response,
 ): Response {
-  return ifNoneMatch !== null && namesRevision(ifNoneMatch, revision) ? notModified(revision) : answer(body, revision);
+  if (ifNoneMatch !== null && namesRevision(ifNoneMatch, revision)) return notModified(revision, expiresAt);
+  return answer(body, revision, expiresAt);
 }
 
-/** A value as its bytes (GET ?raw), with its revision as ETag. */
-export function bytesWithEtag(bytes: Uint8Array, revision: number): Response {
-  return new Response(bytes, { headers: { "content-type": "application/octet-stream", etag: etag(revision) } });
+/** A value as its bytes (GET ?raw), with its revision as ETag and when it expires. */
+export function bytesWithEtag(bytes: Uint8Array, revision: number, expiresAt?: number): Response {
+  return withEntryHeaders(new Response(bytes, { headers: { "content-type": "application/octet-stream" } }), revision, expiresAt);
 }
 
 const ENTITY_TAG = /^"(\d{1,15})"$/;
@@ -79,11 +90,15 @@ export function conditionOf(headers: Headers): Condition {
   return revision;
 }
 
-/** Set `key` when `condition` holds; returns the new revision, or throws PRECONDITION_FAILED. */
-export function setIf(store: KvStore, key: string, value: string, condition: Condition): number {
+/**
+ * Set `key` when `condition` holds, to expire after `ttlMs` when given; returns the new revision, or
+ * throws PRECONDITION_FAILED.
+ */
+export function setIf(store: KvStore, key: string, value: string, condition: Condition, ttlMs?: number): number {
+  const options = ttlMs === undefined ? undefined : { ttl: ttlMs };
   if (condition !== "exists") {
     try {
-      return condition === undefined ? store.set(key, value) : store.setIf(key, value, condition);
+      return condition === undefined ? store.set(key, value, options) : store.setIf(key, value, condition, options);
     } catch (error) {
       throw error instanceof KvConflictError ? failed(key, error.revision) : error;
     }
@@ -93,7 +108,7 @@ export function setIf(store: KvStore, key: string, value: string, condition: Con
   for (;;) {
     if (revision === 0) throw failed(key, 0);
     try {
-      return store.setIf(key, value, revision);
+      return store.setIf(key, value, revision, options);
     } catch (error) {
       if (!(error instanceof KvConflictError)) throw error;
       revision = error.revision;

@@ -9,6 +9,7 @@
 import type { KvEntry, KvPage, KvStore } from "../store.ts";
 import { andThen, nextTurn } from "./busy.ts";
 import { ApiError } from "./errors.ts";
+import { unixSeconds } from "./expiry.ts";
 import type { KeysQuery, KeysResponse, StatusQuery, StatusResponse } from "./models.ts";
 
 export const DEFAULT_PAGE_LIMIT = 100;
@@ -36,9 +37,9 @@ export function decodeCursor(cursor: string | undefined, maxEntries: number): nu
   return slot;
 }
 
-/** The entry as the API shows it. */
-export function statusEntry({ key, value, timestamp, revision }: KvEntry): StatusEntry {
-  return { key, value, timestamp, revision };
+/** The entry as the API shows it: expires_at only when it expires. */
+export function statusEntry({ key, value, timestamp, revision, expiresAt }: KvEntry): StatusEntry {
+  return expiresAt === undefined ? { key, value, timestamp, revision } : { key, value, timestamp, revision, expires_at: unixSeconds(expiresAt) };
 }
 
 function nextCursor(page: KvPage<unknown>): string | null {
@@ -68,6 +69,7 @@ export function statusPage(store: KvStore, query: StatusQuery, free: WhenFree): 
       max_entries: store.maxEntries,
       memory_bytes: store.memoryBytes,
       memory_used: store.memoryUsed,
+      evict: store.evict,
       entries: page.items.map(statusEntry),
       next_cursor: nextCursor(page),
     };
@@ -89,6 +91,7 @@ export function wholeStatus(store: KvStore, free: WhenFree): Response | Promise<
         max_entries: store.maxEntries,
         memory_bytes: store.memoryBytes,
         memory_used: store.memoryUsed,
+        evict: store.evict,
         entries: first.items.map(statusEntry),
       };
       return Response.json(whole);
@@ -100,7 +103,7 @@ export function wholeStatus(store: KvStore, free: WhenFree): Response | Promise<
 /** The text of a whole-store /status, a slice of entries at a time, read as the client takes it. */
 async function* statusChunks(store: KvStore, first: KvPage<KvEntry>, free: WhenFree): AsyncGenerator<string> {
   yield `{"version":${first.version},"entry_count":${first.entry_count},"max_entries":${store.maxEntries},` +
-    `"memory_bytes":${store.memoryBytes},"memory_used":${store.memoryUsed},"entries":[`;
+    `"memory_bytes":${store.memoryBytes},"memory_used":${store.memoryUsed},"evict":"${store.evict}","entries":[`;
   let page = first;
   let separator = "";
   for (;;) {

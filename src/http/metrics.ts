@@ -119,6 +119,8 @@ function storeLines(store: StoreFigures): string[] {
   const counters: [string, string, number][] = [
     ["shmkv_lock_recoveries_total", "Times any process repaired the store after a writer died holding the lock.", store.lock_recoveries],
     ["shmkv_read_retries_total", "Lock-free reads by this server that a write overlapped, and were retried.", store.read_retries],
+    ["shmkv_expired_total", "Entries reclaimed because they expired, by any process.", store.expired],
+    ["shmkv_evictions_total", "Entries evicted to make room in a full store (eviction policy lru), by any process.", store.evictions],
   ];
   if (store.replication) {
     gauges.push(

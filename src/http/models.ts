@@ -1,6 +1,7 @@
 /** Every request and response body of the HTTP API: the one place its shapes are defined. */
 import { Type } from "@sinclair/typebox";
 import { t } from "elysia";
+import { TTL_MAX_SECONDS } from "../config.ts";
 import { DEFAULTS } from "../limits.ts";
 
 /** A JSON integer. (Elysia's t.Integer also accepts numeric strings, and documents them.) */
@@ -41,6 +42,20 @@ export const getParameters = [
   },
 ];
 
+/** POST /set's and POST /incr's optional expiry, in seconds (the service turns it into milliseconds). */
+const ttl = (more = "") =>
+  t.Optional(
+    Type.Number({
+      minimum: 0.001,
+      maximum: TTL_MAX_SECONDS,
+      description:
+        `Seconds until the entry expires (then every reader finds it absent), a number from 0.001 to ${TTL_MAX_SECONDS} (ten years), ` +
+        `counted to the millisecond. Absent: it never expires.${more}`,
+      error: `ttl must be a number of seconds from 0.001 to ${TTL_MAX_SECONDS} (ten years), such as 30 or 0.5`,
+      examples: [30],
+    }),
+  );
+
 export const SetBody = t.Object(
   {
     key: t.String({
@@ -54,6 +69,7 @@ export const SetBody = t.Object(
       error: "value must be a string (it may be empty)",
       examples: ["myvalue"],
     }),
+    ttl: ttl(),
   },
   {
     description: "The entry to insert or replace. Other fields are ignored.",
@@ -74,16 +90,24 @@ const etagHeader = {
   },
 };
 
+/** The response header that says when an entry expires (absent: it never does). */
+const expiryHeader = {
+  "X-Expires-At": {
+    description: "When the entry expires, in Unix seconds with the milliseconds as a fraction (1764090030.5); absent when it never does.",
+    schema: { type: "string" },
+  },
+};
+
 export const GetResponse = t.Object(
   { key: t.String(), value: t.String() },
-  { description: "The entry.", headers: etagHeader },
+  { description: "The entry.", headers: { ...etagHeader, ...expiryHeader } },
 );
 export type GetResponse = typeof GetResponse.static;
 
 /** A GET whose If-None-Match names the entry's revision. */
 export const notModifiedResponse = t.Void({
   description: "Not modified: the entry is still at the revision If-None-Match names; no body.",
-  headers: etagHeader,
+  headers: { ...etagHeader, ...expiryHeader },
 });
 
 export const SuccessResponse = t.Object(
@@ -92,11 +116,23 @@ export const SuccessResponse = t.Object(
 );
 export type SuccessResponse = typeof SuccessResponse.static;
 
+/** When an entry expires: present only when it does. */
+const ExpiresAt = Type.Number({
+  description: "Unix time at which the entry expires, in seconds with the milliseconds as a fraction; absent when it never does.",
+});
+
+/** What a full store does: refuse a new entry (none), or evict the least recently used (lru). */
+const Evict = t.UnionEnum(["none", "lru"], {
+  default: undefined, // a field of an answer: t.UnionEnum would say its first value
+  description: "The store's eviction policy, chosen at creation: none (a full store answers 507) or lru (a set evicts the least recently used entries to fit).",
+});
+
 export const StatusEntry = t.Object({
   key: t.String(),
   value: t.String(),
   timestamp: Integer({ description: "Unix time of the entry's last write, in seconds." }),
   revision: Integer({ description: "The store's version after the entry's last write (its ETag)." }),
+  expires_at: t.Optional(ExpiresAt),
 });
 
 const NextCursor = t.Union([t.String(), t.Null()], {
@@ -115,6 +151,7 @@ export const StatusResponse = t.Object(
     max_entries: Integer(),
     memory_bytes: MemoryBytes,
     memory_used: MemoryUsed,
+    evict: Evict,
     entries: t.Array(StatusEntry, { description: "In slot order: insertion order while nothing was deleted." }),
     next_cursor: t.Optional(NextCursor),
   },
@@ -133,6 +170,7 @@ export const HealthResponse = t.Object(
     max_entries: Integer(),
     memory_bytes: MemoryBytes,
     memory_used: MemoryUsed,
+    evict: Evict,
     lock: t.Object(
       { held_for_ms: Integer({ description: "How long the write lock has been held by its current holder; 0 when it is free." }) },
       { description: "The store's write lock: a writer stopped or hung inside it shows here, while reads go on." },
@@ -216,6 +254,7 @@ export const IncrBody = t.Object(
         },
       ),
     ),
+    ttl: ttl(" Applies only when the increment creates the key: an existing counter keeps its expiry."),
   },
   { description: "The counter to increment. Other fields are ignored.", additionalProperties: true },
 );
@@ -336,6 +375,13 @@ export const WatchChange = t.Object({
   value: t.Optional(t.String({ description: "The value set; absent for a delete." })),
   revision: Integer({ description: "The store's version after this write; also the event's id." }),
   timestamp: Integer({ description: "Unix time of the write, in seconds." }),
+  expires_at: t.Optional(ExpiresAt),
+  reason: t.Optional(
+    t.UnionEnum(["expired", "evicted"], {
+      default: undefined, // absent is a delete a client asked for: no default
+      description: "Why the store deleted the entry itself: it expired, or a full store evicted it; absent for a delete a client asked for.",
+    }),
+  ),
 });
 export type WatchChange = typeof WatchChange.static;
 
@@ -354,7 +400,8 @@ export const WatchEvent = t.Object(
   },
   {
     description:
-      "Server-Sent Events, one per change: `id: <revision>`, `event: set|delete`, `data: {key, value?, revision, timestamp}`. " +
+      "Server-Sent Events, one per change: `id: <revision>`, `event: set|delete`, `data: {key, value?, revision, timestamp, expires_at?, reason?}` " +
+      '(a delete the store made itself has `reason`, "expired" or "evicted"; a set with an expiry has `expires_at`). ' +
       "A client that fell behind the ring of recent changes (or whose revisions belong to a replaced store) gets " +
       "`event: resync`, `data: {version}`: reread /status. A comment line (`: heartbeat`) comes every 15 s.",
     "x-media-type": "text/event-stream",

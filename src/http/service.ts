@@ -20,10 +20,12 @@ import type {
 import type { StoreSlot } from "./store-slot.ts";
 import { localWriter, type Incremented, type KvWriter, type ReplicatedWriter } from "./writer.ts";
 
-/** A body, and the revision of the entry it is about (its ETag). */
+/** A body, and the revision of the entry it is about (its ETag), and when that entry expires. */
 export interface Revisioned<T> {
   body: T;
   revision: number;
+  /** Milliseconds since the epoch; absent when the entry never expires. */
+  expiresAt?: number;
 }
 
 export interface ServiceOptions {
@@ -60,7 +62,7 @@ export class KvService {
       // Bytes that do not decode became U+FFFD: only then is the value read again as bytes, to tell
       // such a value from text that holds U+FFFD itself.
       if (entry.value.includes(REPLACEMENT)) return textEntry(key, unlessTooLong(() => store.getEntryBytes(key)));
-      return { body: { key, value: entry.value }, revision: entry.revision };
+      return { body: { key, value: entry.value }, revision: entry.revision, expiresAt: entry.expiresAt };
     });
   }
 
@@ -69,13 +71,14 @@ export class KvService {
     return this.#withStore((store) => {
       const entry = unlessTooLong(() => store.getEntryBytes(key));
       if (entry === undefined) throw notFound(key);
-      return { body: entry.value, revision: entry.revision };
+      return { body: entry.value, revision: entry.revision, expiresAt: entry.expiresAt };
     });
   }
 
-  /** Set `key`, when `condition` holds (PRECONDITION_FAILED otherwise). */
-  set(key: string, value: string, condition?: Condition): Revisioned<SuccessResponse> | Promise<Revisioned<SuccessResponse>> {
-    const revision = this.#whenFree(() => this.#writer.set(key, value, condition));
+  /** Set `key`, when `condition` holds (PRECONDITION_FAILED otherwise), to expire after `ttl` seconds when given. */
+  set(key: string, value: string, condition?: Condition, ttl?: number): Revisioned<SuccessResponse> | Promise<Revisioned<SuccessResponse>> {
+    const ttlMs = this.#ttlMs(ttl);
+    const revision = this.#whenFree(() => this.#writer.set(key, value, condition, ttlMs));
     return andThen(revision, (r) => ({ body: { success: true as const, message: `Key '${key}' set successfully` }, revision: r }));
   }
 
@@ -86,11 +89,15 @@ export class KvService {
     return deleted.then((d) => deleteAnswer(key, d), (error: unknown) => deleteAnswer(key, absentIfTooLong(error)));
   }
 
-  /** Add `by` (a safe integer, or decimal digits) to the integer `key` holds, atomically: the new value and revision. */
-  incr(key: string, by: string | number = 1): Incremented | Promise<Incremented> {
+  /**
+   * Add `by` (a safe integer, or decimal digits) to the integer `key` holds, atomically: the new value
+   * and revision. A key the increment creates expires after `ttl` seconds when given.
+   */
+  incr(key: string, by: string | number = 1, ttl?: number): Incremented | Promise<Incremented> {
     // Digits beyond int64 are INVALID_ARGUMENT (400), as a number beyond 2^53 is (its schema).
     const delta = int64Of(typeof by === "string" ? BigInt(by) : by);
-    return this.#whenFree(() => this.#writer.incr(key, delta));
+    const ttlMs = this.#ttlMs(ttl);
+    return this.#whenFree(() => this.#writer.incr(key, delta, ttlMs));
   }
 
   /** Delete every key with `query.prefix`, or every key with `query.all`; how many. */
@@ -135,12 +142,25 @@ export class KvService {
         max_entries: store.maxEntries,
         memory_bytes: store.memoryBytes,
         memory_used: store.memoryUsed,
+        evict: store.evict,
         lock: { held_for_ms: store.lockHeldMs },
         reattached: this.slot.reattached,
       };
       if (this.#replication) health.replication = this.#replication.status();
       return health;
     });
+  }
+
+  /**
+   * A ttl in seconds (its schema bounds it) as whole milliseconds; undefined for none. A replicated
+   * server refuses it: Redis, which holds the namespace, would keep the entry.
+   */
+  #ttlMs(ttl: number | undefined): number | undefined {
+    if (ttl === undefined) return undefined;
+    if (this.#replication) {
+      throw new ApiError("BAD_REQUEST", "ttl is not supported on a replicated server (--replicate) yet: send the write without it");
+    }
+    return Math.round(ttl * 1000);
   }
 
   /** `run` over the open store, now, or later while a writer holds its lock. */
@@ -171,7 +191,7 @@ function textEntry(key: string, entry: KvBytesEntry | undefined): Revisioned<Get
       `the value of '${key}' is ${entry.value.length} bytes that are not UTF-8 text: GET it with ?raw for the bytes`,
     );
   }
-  return { body: { key, value: Buffer.from(entry.value).toString("utf8") }, revision: entry.revision };
+  return { body: { key, value: Buffer.from(entry.value).toString("utf8") }, revision: entry.revision, expiresAt: entry.expiresAt };
 }
 
 function deleteAnswer(key: string, deleted: boolean | undefined): SuccessResponse {

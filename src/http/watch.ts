@@ -5,7 +5,9 @@
  * requests: the route hands over the revision to start after and the prefix.
  */
 import { ChangeFeed, concerns, type FeedEvent } from "../feed.ts";
+import type { KvChange } from "../store.ts";
 import { ApiError } from "./errors.ts";
+import { unixSeconds } from "./expiry.ts";
 import type { WatchChange, WatchResync } from "./models.ts";
 import type { StoreSlot } from "./store-slot.ts";
 
@@ -54,9 +56,19 @@ export function sseEvent(event: FeedEvent): string {
     const data: WatchResync = { version: event.version };
     return `event: resync\ndata: ${JSON.stringify(data)}\n\n`;
   }
-  const { key, value, revision, timestamp, op } = event.change;
+  const { revision, op } = event.change;
+  return `id: ${revision}\nevent: ${op}\ndata: ${JSON.stringify(watchChange(event.change))}\n\n`;
+}
+
+/**
+ * The data of a set or delete event: a set's value, and expires_at when it expires; a delete's
+ * reason when the store made it itself (the entry expired, or was evicted).
+ */
+export function watchChange({ key, value, revision, timestamp, expiresAt, reason }: KvChange): WatchChange {
   const data: WatchChange = value === undefined ? { key, revision, timestamp } : { key, value, revision, timestamp };
-  return `id: ${revision}\nevent: ${op}\ndata: ${JSON.stringify(data)}\n\n`;
+  if (expiresAt !== undefined) data.expires_at = unixSeconds(expiresAt);
+  if (reason !== undefined) data.reason = reason;
+  return data;
 }
 
 const encoded = new WeakMap<FeedEvent, Uint8Array>();

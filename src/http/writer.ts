@@ -15,12 +15,12 @@ export interface Incremented {
 }
 
 export interface KvWriter {
-  /** Set `key` when `condition` holds; the new revision, or PRECONDITION_FAILED. */
-  set(key: string, value: string, condition: Condition): number | Promise<number>;
+  /** Set `key` when `condition` holds, to expire after `ttlMs` when given; the new revision, or PRECONDITION_FAILED. */
+  set(key: string, value: string, condition: Condition, ttlMs?: number): number | Promise<number>;
   /** Delete `key` when `condition` holds; false when there was nothing to delete (see deleteIf). */
   delete(key: string, condition: Condition): boolean | Promise<boolean>;
-  /** Add `by` to the integer `key` holds (a missing key counts as 0), atomically. */
-  incr(key: string, by: bigint): Incremented | Promise<Incremented>;
+  /** Add `by` to the integer `key` holds (a missing key counts as 0, and expires after `ttlMs` when given), atomically. */
+  incr(key: string, by: bigint, ttlMs?: number): Incremented | Promise<Incremented>;
   /**
    * Delete every key that starts with `prefix` ("": every key), each by a delete of its own (a
    * revision and a change each), a slice at a time; how many were deleted.
@@ -48,9 +48,9 @@ export interface ReplicatedWriter extends KvWriter {
 /** Writes to the slot's store directly; `freeFor` waits out a busy lock (see busy.ts). */
 export function localWriter(slot: StoreSlot, freeFor: (store: KvStore) => WhenFree): KvWriter {
   return {
-    set: (key, value, condition) => setIf(slot.require(), key, value, condition),
+    set: (key, value, condition, ttlMs) => setIf(slot.require(), key, value, condition, ttlMs),
     delete: (key, condition) => deleteIf(slot.require(), key, condition),
-    incr: (key, by) => slot.require().increment(key, by),
+    incr: (key, by, ttlMs) => slot.require().increment(key, by, { ttl: ttlMs }),
     deletePrefix: (prefix) => {
       const store = slot.require();
       return deletePrefixLocally(store, prefix, freeFor(store));

@@ -51,6 +51,7 @@ describe("a server whose segment changes under it", () => {
         max_entries: 10,
         memory_bytes: 11 * 336, // chunks of 8 + 63 + 255 bytes, rounded to 16
         memory_used: 336,
+        evict: "none",
         lock: { held_for_ms: 0 },
         reattached: { at: expect.any(String), reason: `/dev/shm${name} was unlinked` },
       },
@@ -74,6 +75,7 @@ describe("a server whose segment changes under it", () => {
         max_entries: 3,
         memory_bytes: 4 * 336,
         memory_used: 336,
+        evict: "none",
         lock: { held_for_ms: 0 },
         reattached: { at: expect.any(String), reason: expect.stringMatching(/ was replaced by another segment \(inode \d+, was \d+\)$/) },
       },

@@ -40,6 +40,7 @@ describe("serverConfig", () => {
       KV_KEY_MAX: "32",
       KV_VALUE_MAX: "1024",
       KV_SHM_MODE: "0660",
+      KV_EVICT: "lru",
       KV_MAX_BODY: "4096",
       KV_LOG_REQUESTS: "0",
       KV_API_TOKEN: "s3cr3t-t0ken",
@@ -51,7 +52,7 @@ describe("serverConfig", () => {
       host: "0.0.0.0",
       port: 0,
       name: "/other",
-      create: { maxEntries: 100, keyMax: 32, valueMax: 1024, mode: 0o660 },
+      create: { maxEntries: 100, keyMax: 32, valueMax: 1024, mode: 0o660, evict: "lru" },
       maxBodyBytes: 4096,
       logRequests: false,
       token: "s3cr3t-t0ken",
@@ -66,13 +67,14 @@ describe("serverConfig", () => {
     const folder = mkdtempSync(join(tmpdir(), "shmkv-config-"));
     const tokenFile = join(folder, "token");
     writeFileSync(tokenFile, "from-the-file\n");
-    const more = ["--value-max", "16", "--mode", "640", "--max-body", "100", "--quiet"];
+    const more = ["--value-max", "16", "--mode", "640", "--evict", "none", "--max-body", "100", "--quiet"];
     const access = ["--token-file", tokenFile, "--idle-timeout", "5", "--trust-segment-owner", "--allowed-hosts", "*"];
     const env = {
       HOST: "0.0.0.0",
       PORT: "1",
       KV_SHM_NAME: "/env",
       KV_MAX_ENTRIES: "50",
+      KV_EVICT: "lru",
       KV_LOG_REQUESTS: "1",
       KV_API_TOKEN: "env",
       KV_ALLOWED_HOSTS: "kv",
@@ -81,7 +83,7 @@ describe("serverConfig", () => {
       host: "::1",
       port: 9000,
       name: "/flag",
-      create: { maxEntries: 5, keyMax: 8, valueMax: 16, mode: 0o640 },
+      create: { maxEntries: 5, keyMax: 8, valueMax: 16, mode: 0o640, evict: "none" },
       maxBodyBytes: 100,
       logRequests: false,
       token: "from-the-file",
@@ -158,8 +160,18 @@ describe("serverConfig", () => {
     ["KV_LOG_REQUESTS", "maybe", /KV_LOG_REQUESTS must be 1 or 0/],
     ["KV_IDLE_TIMEOUT", "0", /KV_IDLE_TIMEOUT .*1 to 255/],
     ["KV_IDLE_TIMEOUT", "256", /KV_IDLE_TIMEOUT/],
+    ["KV_EVICT", "LRU", /^KV_EVICT \(--evict\) must be none or lru, not "LRU"$/],
+    ["KV_EVICT", "fifo", /KV_EVICT/],
   ])("refuses %s=%p with a message naming the setting", (variable, value, message) => {
     expect(configError([], { [variable]: value })).toMatch(message);
+  });
+
+  it("refuses eviction (lru) on a replica, from the flag or the variable; none goes", () => {
+    const refusal = /^KV_EVICT \(--evict\) lru cannot go with --replicate \(KV_REPLICATE\): Redis holds the namespace/;
+    expect(configError(["--replicate", "redis://127.0.0.1:6379", "--evict", "lru"], {})).toMatch(refusal);
+    expect(configError([], { KV_REPLICATE: "redis://127.0.0.1:6379", KV_EVICT: "lru" })).toMatch(refusal);
+    const none = serverConfig(["--replicate", "redis://127.0.0.1:6379", "--evict", "none"], {});
+    expect(none !== "help" && [none.create.evict, none.replicate?.namespace]).toEqual(["none", "shared_memory_kv"]);
   });
 
   it("takes a mode that lets others write only with --trust-segment-owner", () => {

@@ -136,7 +136,7 @@ describe("GET /swagger/json", () => {
     });
     expect(paths["/status"]?.get?.responses["200"]?.content["application/json"]?.schema).toMatchObject({
       type: "object",
-      required: ["version", "entry_count", "max_entries", "memory_bytes", "memory_used", "entries"],
+      required: ["version", "entry_count", "max_entries", "memory_bytes", "memory_used", "evict", "entries"],
       properties: {
         version: { type: "integer" },
         entry_count: { type: "integer" },
@@ -162,6 +162,35 @@ describe("GET /swagger/json", () => {
         if (status >= "400") expect(response.content["application/json"]?.schema).toMatchObject(errorSchema);
       }
     }
+  });
+
+  it("documents expiry and eviction: the ttl of /set and /incr, X-Expires-At, expires_at, evict and the delete's reason", async () => {
+    const { paths } = await spec();
+    const json = (op: Operation | undefined, status: string) => op?.responses[status]?.content["application/json"]?.schema as Schema;
+    type Schema = { properties: Record<string, Schema>; items: Schema; anyOf: Schema[]; required?: string[]; type?: string };
+    const body = (path: string) => (paths[path]?.post?.requestBody?.content["application/json"]?.schema as Schema).properties.ttl;
+    const get = paths["/get/{key}"]?.get as Operation & { responses: Record<string, { headers?: Record<string, unknown> }> };
+    const status = json(paths["/status"]?.get, "200");
+    const keys = json(paths["/keys"]?.get, "200");
+    const watch = paths["/watch"]?.get?.responses["200"]?.content["text/event-stream"]?.schema as Schema;
+    const change = watch.properties.data!.anyOf[0]!;
+    expect({
+      setTtl: body("/set"),
+      incrTtl: body("/incr"),
+      headers: [Object.keys(get.responses["200"]?.headers ?? {}), Object.keys(get.responses["304"]?.headers ?? {})],
+      statusEntry: [status.properties.entries!.items.properties.expires_at?.type, status.required?.includes("evict"), status.properties.evict],
+      keysEntry: keys.anyOf[1]!.properties.entries!.items.properties.expires_at?.type,
+      health: json(paths["/health"]?.get, "200").properties.evict,
+      change: [change.properties.expires_at?.type, change.properties.reason],
+    }).toEqual({
+      setTtl: expect.objectContaining({ type: "number", minimum: 0.001, maximum: 315_360_000 }),
+      incrTtl: expect.objectContaining({ type: "number", minimum: 0.001, maximum: 315_360_000 }),
+      headers: [["ETag", "X-Expires-At"], ["ETag", "X-Expires-At"]],
+      statusEntry: ["number", true, expect.objectContaining({ enum: ["none", "lru"] })],
+      keysEntry: "number",
+      health: expect.objectContaining({ enum: ["none", "lru"] }),
+      change: ["number", expect.objectContaining({ enum: ["expired", "evicted"] })],
+    });
   });
 
   it("names the key as a required path parameter, with ?raw and If-None-Match beside it", async () => {

@@ -52,7 +52,7 @@ describe("routing", () => {
       (await app.handle(new Request(`${origin}/no-such-route`))).status,
     ];
     expect(got).toEqual([
-      { status: 200, body: { status: "ok", name: temp.name, entry_count: 1, max_entries: 10, memory_bytes: 3696, memory_used: 336, lock: { held_for_ms: 0 } } },
+      { status: 200, body: { status: "ok", name: temp.name, entry_count: 1, max_entries: 10, memory_bytes: 3696, memory_used: 336, evict: "none", lock: { held_for_ms: 0 } } },
       { status: 200, body: { key: "k", value: "v" } },
       404,
     ]);
@@ -187,7 +187,7 @@ describe("over a socket", () => {
   it("routes a one- or two-letter Host, and a request with none (HTTP/1.0)", async () => {
     await server.abort();
     start({ allowedHosts: ["kv", "x"] });
-    const health = { status: 200, body: { status: "ok", name: temp.name, entry_count: 1, max_entries: 10, memory_bytes: 3696, memory_used: 336, lock: { held_for_ms: 0 } } };
+    const health = { status: 200, body: { status: "ok", name: temp.name, entry_count: 1, max_entries: 10, memory_bytes: 3696, memory_used: 336, evict: "none", lock: { held_for_ms: 0 } } };
     expect([
       shape(await send("GET", "/health", ["Host: kv"])),
       shape(await send("GET", "/health", ["Host: x"])),

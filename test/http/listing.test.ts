@@ -127,6 +127,7 @@ describe("GET /status with limit or cursor", () => {
         max_entries: 300,
         memory_bytes: 301 * 336, // chunks of 8 + 63 + 255 bytes, rounded to 16
         memory_used: 336,
+        evict: "none",
         entries: [{ key: "a", value: "1", timestamp: expect.any(Number), revision: 1 }],
       },
     });
@@ -138,12 +139,12 @@ describe("GET /status with limit or cursor", () => {
     const entry = (key: string, revision: number) => ({ key, value: key, timestamp: expect.any(Number), revision });
     expect(first).toEqual({
       status: 200,
-      body: { version: 3, entry_count: 3, max_entries: 300, memory_bytes: 301 * 336, memory_used: 3 * 336, entries: [entry("a", 1), entry("b", 2)], next_cursor: expect.any(String) },
+      body: { version: 3, entry_count: 3, max_entries: 300, memory_bytes: 301 * 336, memory_used: 3 * 336, evict: "none", entries: [entry("a", 1), entry("b", 2)], next_cursor: expect.any(String) },
     });
     const cursor = (first.body as { next_cursor: string }).next_cursor;
     expect(await answer(app.handle(get(`/status?limit=2&cursor=${cursor}`)))).toEqual({
       status: 200,
-      body: { version: 3, entry_count: 3, max_entries: 300, memory_bytes: 301 * 336, memory_used: 3 * 336, entries: [entry("c", 3)], next_cursor: null },
+      body: { version: 3, entry_count: 3, max_entries: 300, memory_bytes: 301 * 336, memory_used: 3 * 336, evict: "none", entries: [entry("c", 3)], next_cursor: null },
     });
   });
 
@@ -167,11 +168,11 @@ describe("listing a store bigger than one slice", () => {
 
   it("sends the whole /status as it reads it, the same JSON the store's status gives", async () => {
     const response = await big.app.handle(get("/status"));
-    const { version, entry_count, max_entries, memory_bytes, memory_used, entries } = big.temp.store.status();
+    const { version, entry_count, max_entries, memory_bytes, memory_used, evict, entries } = big.temp.store.status();
     expect({ status: response.status, length: response.headers.get("content-length"), body: await response.json() }).toEqual({
       status: 200,
       length: null, // streamed: its length is not known when it starts
-      body: { version, entry_count, max_entries, memory_bytes, memory_used, entries },
+      body: { version, entry_count, max_entries, memory_bytes, memory_used, evict, entries },
     });
   });
 

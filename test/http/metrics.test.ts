@@ -9,6 +9,7 @@ import { del, get, postSet } from "../helpers/http.ts";
 import { kvtool } from "../helpers/kvtool.ts";
 import { GarbageSegment } from "../helpers/segments.ts";
 import { TempStore } from "../helpers/shm.ts";
+import { waitFor } from "../helpers/wait.ts";
 
 let temp: TempStore;
 let app: App;
@@ -64,6 +65,8 @@ describe("GET /metrics", () => {
         shmkv_lock_held_seconds: "gauge",
         shmkv_lock_recoveries_total: "counter",
         shmkv_read_retries_total: "counter",
+        shmkv_expired_total: "counter",
+        shmkv_evictions_total: "counter",
       },
     });
   });
@@ -153,6 +156,22 @@ describe("GET /metrics", () => {
       recoveries: samples.get("shmkv_lock_recoveries_total"),
       retries: samples.get("shmkv_read_retries_total"),
     }).toEqual({ recoveries: 1, retries: temp.store.readRetries });
+  });
+
+  it("reports the entries reclaimed because they expired, and those evicted to make room, by any handle", async () => {
+    using lru = new TempStore({ maxEntries: 2, evict: "lru" });
+    const lruApp = createApp(lru.store);
+    const before = await scrape(lruApp);
+    lru.store.set("brief", "v", { ttl: 30 });
+    await waitFor(() => lru.store.get("brief") === undefined, { what: "brief to expire" });
+    using other = KvStore.open(lru.name); // another handle, as another process would have
+    expect(other.expire()).toBe(1);
+    for (const key of ["a", "b", "c"]) lru.store.set(key, "v"); // the third evicts one
+    const { samples } = await scrape(lruApp);
+    expect({
+      before: [before.samples.get("shmkv_expired_total"), before.samples.get("shmkv_evictions_total")],
+      after: [samples.get("shmkv_expired_total"), samples.get("shmkv_evictions_total")],
+    }).toEqual({ before: [0, 0], after: [1, 1] });
   });
 
   it("still answers while the store is not available, saying so", async () => {

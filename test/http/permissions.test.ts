@@ -49,7 +49,7 @@ describe("a segment that exists", () => {
     expect({ before, after: mode(), opened: lines[0] }).toEqual({
       before: 0o600,
       after: 0o600,
-      opened: `opened segment ${name}: 10 entries, keys up to 63 bytes, values up to 255 bytes, memory 3696 bytes`,
+      opened: `opened segment ${name}: 10 entries, keys up to 63 bytes, values up to 255 bytes, memory 3696 bytes, eviction none`,
     });
   });
 });

@@ -90,6 +90,7 @@ describe("StoreSlot.opening, when the segment changes under it", () => {
         max_entries: 10,
         memory_bytes: 11 * 336,
         memory_used: 0,
+        evict: "none",
         lock: { held_for_ms: 0 },
         reattached: { at: slot.reattached!.at, reason: `/dev/shm${name} was unlinked` },
       },

@@ -308,6 +308,7 @@ describe("GET /status", () => {
         // Room for 10 + 1 entries at their largest: chunks of 8 + 63 + 255 bytes, rounded to 16.
         memory_bytes: 11 * 336,
         memory_used: 2 * 336,
+        evict: "none",
         entries: [
           { key: "key1", value: "value1b", timestamp, revision: 3 },
           { key: "key2", value: "value2", timestamp, revision: 2 },
@@ -322,7 +323,7 @@ describe("GET /status", () => {
   it("answers an empty store", async () => {
     expect(await answer(app.handle(get("/status")))).toEqual({
       status: 200,
-      body: { version: 0, entry_count: 0, max_entries: 10, memory_bytes: 11 * 336, memory_used: 0, entries: [] },
+      body: { version: 0, entry_count: 0, max_entries: 10, memory_bytes: 11 * 336, memory_used: 0, evict: "none", entries: [] },
     });
   });
 
@@ -337,7 +338,7 @@ describe("GET /health", () => {
     temp.store.set("k", "v");
     expect(await answer(app.handle(get("/health")))).toEqual({
       status: 200,
-      body: { status: "ok", name: temp.name, entry_count: 1, max_entries: 10, memory_bytes: 11 * 336, memory_used: 336, lock: { held_for_ms: 0 } },
+      body: { status: "ok", name: temp.name, entry_count: 1, max_entries: 10, memory_bytes: 11 * 336, memory_used: 336, evict: "none", lock: { held_for_ms: 0 } },
     });
   });
 

@@ -5,6 +5,7 @@ import type { ServerConfig } from "../../src/config.ts";
 import { startServer, type Logger, type RunningServer } from "../../src/server.ts";
 import { KvStore } from "../../src/store.ts";
 import { uniqueName, unlinkQuietly } from "../helpers/shm.ts";
+import { SseClient } from "../helpers/sse.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 class CapturingLogger implements Logger {
@@ -68,7 +69,7 @@ describe("startServer", () => {
     const got = await fetch(`${server.url}get/a%2Fb`);
     expect({ set: set.status, got: await got.json() }).toEqual({ set: 200, got: { key: "a/b", value: "secret" } });
     expect(log.lines.slice(0, 2)).toEqual([
-      `created segment ${name}: 10 entries, keys up to 63 bytes, values up to 255 bytes, memory 3696 bytes`,
+      `created segment ${name}: 10 entries, keys up to 63 bytes, values up to 255 bytes, memory 3696 bytes, eviction none`,
       `listening on ${server.url} (API documentation: ${server.url}swagger)`,
     ]);
   });
@@ -93,13 +94,34 @@ describe("startServer", () => {
   it("says when it opened an existing segment", async () => {
     using existing = KvStore.open(name, { create: true, maxEntries: 3 });
     start();
-    expect(log.lines[0]).toBe(`opened segment ${existing.name}: 3 entries, keys up to 63 bytes, values up to 255 bytes, memory 1344 bytes`);
+    expect(log.lines[0]).toBe(`opened segment ${existing.name}: 3 entries, keys up to 63 bytes, values up to 255 bytes, memory 1344 bytes, eviction none`);
   });
 
-  it("creates the segment with the configured geometry and mode", async () => {
-    const server = start({ create: { maxEntries: 3, keyMax: 8, valueMax: 16, mode: 0o640 } });
-    const status = (await (await fetch(`${server.url}status`)).json()) as { max_entries: number };
-    expect({ max: status.max_entries, mode: statSync(`/dev/shm${name}`).mode & 0o777 }).toEqual({ max: 3, mode: 0o640 });
+  it("creates the segment with the configured geometry, mode and eviction policy", async () => {
+    const server = start({ create: { maxEntries: 3, keyMax: 8, valueMax: 16, mode: 0o640, evict: "lru" } });
+    const status = (await (await fetch(`${server.url}status`)).json()) as { max_entries: number; evict: string };
+    expect({ max: status.max_entries, evict: status.evict, mode: statSync(`/dev/shm${name}`).mode & 0o777 }).toEqual({ max: 3, evict: "lru", mode: 0o640 });
+    expect(log.lines[0]).toEndWith(", eviction lru");
+  });
+
+  it("reclaims an expired entry by itself, with no client writing: /watch gets its delete with reason expired", async () => {
+    const server = start();
+    const watcher = await SseClient.open(server.url, "/watch");
+    try {
+      await watcher.answered();
+      await fetch(`${server.url}set`, { method: "POST", headers: JSON_TYPE, body: JSON.stringify({ key: "brief", value: "v", ttl: 0.05 }) });
+      await fetch(`${server.url}set`, { method: "POST", headers: JSON_TYPE, body: JSON.stringify({ key: "stays", value: "v" }) });
+      const events = (await watcher.received(3)).map(({ event, data }) => ({ event, data: JSON.parse(data) as { key: string; reason?: string } }));
+      const status = (await (await fetch(`${server.url}status`)).json()) as { entry_count: number };
+      const metrics = await (await fetch(`${server.url}metrics`)).text();
+      expect({
+        deleted: events.filter(({ event }) => event === "delete").map(({ event, data }) => [event, data.key, data.reason]),
+        count: status.entry_count, // reclaimed, not only absent to readers
+        expired: /^shmkv_expired_total (\d+)$/m.exec(metrics)?.[1],
+      }).toEqual({ deleted: [["delete", "brief", "expired"]], count: 1, expired: "1" });
+    } finally {
+      watcher.close();
+    }
   });
 
   it("answers a body over the limit with 413 and a JSON detail, declared length or chunked", async () => {

@@ -117,6 +117,23 @@ describe("GET /watch", () => {
     expect(plain(await client.received(2)).map((e) => (e as { data: { key: string } }).data.key)).toEqual(["app/x", "app/y"]);
   });
 
+  it("sends a set's expiry as expires_at, and the reclaim of an expired entry as a delete with reason expired", async () => {
+    const client = await watcher();
+    temp.store.set("brief", "v", { ttl: 30 });
+    const expiresAt = temp.store.getEntry("brief")!.expiresAt! / 1000;
+    temp.store.set("plain", "v");
+    temp.store.delete("plain");
+    await waitFor(() => temp.store.get("brief") === undefined, { what: "brief to expire" });
+    expect(temp.store.expire()).toBe(1);
+    const timestamp = expect.any(Number);
+    expect(plain(await client.received(4))).toEqual([
+      { id: "1", event: "set", data: { key: "brief", value: "v", revision: 1, timestamp, expires_at: expiresAt } },
+      { id: "2", event: "set", data: { key: "plain", value: "v", revision: 2, timestamp } },
+      { id: "3", event: "delete", data: { key: "plain", revision: 3, timestamp } },
+      { id: "4", event: "delete", data: { key: "brief", revision: 4, timestamp, reason: "expired" } },
+    ]);
+  });
+
   it("keeps a quiet stream open with heartbeat comments", async () => {
     const client = await watcher();
     await waitFor(() => client.comments.length >= 2, { what: "two heartbeats" });
@@ -194,6 +211,33 @@ describe("GET /watch, when the segment is replaced", () => {
     } finally {
       await local.stop(true);
       unlinkQuietly(name);
+    }
+  });
+});
+
+describe("GET /watch of a store that evicts", () => {
+  it("sends each eviction as a delete with reason evicted", async () => {
+    using lru = new TempStore({ maxEntries: 2, evict: "lru" });
+    const evicting = createApp(lru.store);
+    const local = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: (request) => evicting.handle(request), development: false });
+    try {
+      const client = await SseClient.open(local.url.href, "/watch");
+      clients.push(client);
+      await client.answered();
+      for (const key of ["a", "b", "c"]) lru.store.set(key, "v");
+      const events = plain(await client.received(4)).map((e) => (e as { event: string; data: { key: string; reason?: string } }));
+      const evicted = events.find((e) => e.data.reason !== undefined);
+      expect({
+        order: events.map((e) => e.event),
+        evicted: { event: evicted?.event, reason: evicted?.data.reason, gone: lru.store.get(evicted?.data.key ?? "") },
+        kept: lru.store.keysFrom(0, 10).items.sort(),
+      }).toEqual({
+        order: ["set", "set", "delete", "set"],
+        evicted: { event: "delete", reason: "evicted", gone: undefined },
+        kept: ["a", "b", "c"].filter((key) => key !== evicted?.data.key),
+      });
+    } finally {
+      await local.stop(true);
     }
   });
 });

@@ -134,6 +134,7 @@ describe("hosts replicating one namespace", () => {
         max_entries: 500,
         memory_bytes: 501 * 336, // chunks of 8 + 63 + 255 bytes, rounded to 16
         memory_used: 0,
+        evict: "none",
         lock: { held_for_ms: 0 },
         replication: { state: "following", lag_ms: expect.any(Number), applied_revision: 2, last_error: null },
       },

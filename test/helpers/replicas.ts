@@ -1,11 +1,14 @@
 /**
  * "Hosts" for replication tests: each its own segment and server (in this process, port 0), all
- * replicating one namespace through the same Redis.
+ * replicating one namespace through the same Redis. A Replica is a host without its server: the
+ * follower and the writer alone.
  */
 import { RedisClient } from "bun";
-import { serverConfig } from "../../src/config.ts";
+import { DEFAULT_REPLICATE_MAXLEN, serverConfig } from "../../src/config.ts";
+import { startReplication, type Replication } from "../../src/replication/index.ts";
+import type { RedisWriter } from "../../src/replication/writer.ts";
 import { startServer, type RunningServer } from "../../src/server.ts";
-import { KvStore } from "../../src/store.ts";
+import { KvStore, type KvOptions } from "../../src/store.ts";
 import { uniqueName, unlinkQuietly } from "./shm.ts";
 import { waitFor } from "./wait.ts";
 
@@ -70,6 +73,44 @@ export class Host implements AsyncDisposable {
   }
 }
 
+/**
+ * A replica without a server: a follower keeping its own segment, and the writer, driven directly.
+ * Nothing sweeps expired keys from Redis here but writes and writer.expire().
+ */
+export class Replica implements AsyncDisposable {
+  readonly log: string[] = [];
+  readonly replication: Replication;
+
+  constructor(
+    redisUrl: string,
+    readonly namespace: string,
+    readonly name = uniqueName(),
+    create: KvOptions = { maxEntries: 500 },
+  ) {
+    const line = (text: string) => this.log.push(text);
+    this.replication = startReplication({ url: redisUrl, namespace, maxlen: DEFAULT_REPLICATE_MAXLEN }, name, create, { onReload: line, onError: line });
+  }
+
+  get writer(): RedisWriter {
+    return this.replication.writer;
+  }
+
+  /** Once the segment holds revision `revision`. */
+  applied(revision: number): Promise<void> {
+    return this.replication.follower.applied(revision, 10_000);
+  }
+
+  /** The segment, opened for reading as any local process would (close it). */
+  open(): KvStore {
+    return KvStore.open(this.name);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.replication.stop();
+    unlinkQuietly(this.name);
+  }
+}
+
 /** The namespace's revision in Redis: its successful writes so far. */
 export async function redisRevision(url: string, namespace: string): Promise<number> {
   const client = new RedisClient(url);
@@ -81,7 +122,7 @@ export async function redisRevision(url: string, namespace: string): Promise<num
 }
 
 /** Once every host's segment holds the namespace's revision in Redis; that revision. */
-export async function caughtUp(url: string, namespace: string, hosts: Host[]): Promise<number> {
+export async function caughtUp(url: string, namespace: string, hosts: (Host | Replica)[]): Promise<number> {
   const revision = await redisRevision(url, namespace);
   for (const host of hosts) await host.applied(revision);
   return revision;

@@ -10,6 +10,7 @@ import type { RedisWriter } from "../../src/replication/writer.ts";
 import { startServer, type RunningServer } from "../../src/server.ts";
 import { KvStore, type KvOptions } from "../../src/store.ts";
 import { uniqueName, unlinkQuietly } from "./shm.ts";
+import { SseClient } from "./sse.ts";
 import { waitFor } from "./wait.ts";
 
 export class Host implements AsyncDisposable {
@@ -36,10 +37,15 @@ export class Host implements AsyncDisposable {
   }
 
   async set(key: string, value: string, headers: Record<string, string> = {}): Promise<Response> {
-    return fetch(`${this.url}set`, {
+    return this.post("set", { key, value }, headers);
+  }
+
+  /** POST `body` as JSON to the route `path` ("set", "incr"). */
+  async post(path: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
+    return fetch(`${this.url}${path}`, {
       method: "POST",
       headers: { "content-type": "application/json", ...headers },
-      body: JSON.stringify({ key, value }),
+      body: JSON.stringify(body),
     });
   }
 
@@ -109,6 +115,23 @@ export class Replica implements AsyncDisposable {
     await this.replication.stop();
     unlinkQuietly(this.name);
   }
+}
+
+/** A /watch stream on each host, each answered; disposing of the list closes them. */
+export async function watching(hosts: Host[]): Promise<SseClient[] & Disposable> {
+  const watchers = await Promise.all(hosts.map((host) => SseClient.open(host.url, "/watch")));
+  const list = Object.assign(watchers, {
+    [Symbol.dispose]() {
+      for (const w of watchers) w.close();
+    },
+  });
+  try {
+    await Promise.all(watchers.map((w) => w.answered()));
+  } catch (error) {
+    list[Symbol.dispose]();
+    throw error;
+  }
+  return list;
 }
 
 /** The namespace's revision in Redis: its successful writes so far. */

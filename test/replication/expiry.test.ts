@@ -2,14 +2,14 @@
  * Expiry under replication, through a real Redis: Redis's clock sets a key's expiry and every
  * replica's segment holds it, so readers on each host find the key absent once it passes (by their
  * own clock); the key's end in Redis (a write meeting it, or the sweep) is a change of its own that
- * every host applies as a delete with reason "expired". Replicas here run no sweep of their own:
- * only writes and writer.expire() end a key in Redis.
+ * every host applies as a delete with reason "expired". Replicas run no sweep of their own: only
+ * writes and writer.expire() end a key in Redis; hosts (servers) sweep.
  */
 import { afterAll, beforeAll, describe, expect, it } from "bun:test";
 import { RedisClient } from "bun";
 import { KvStore, type KvChange } from "../../src/store.ts";
 import { RedisServer } from "../helpers/redis.ts";
-import { caughtUp, Replica, uniqueNamespace } from "../helpers/replicas.ts";
+import { caughtUp, Host, Replica, uniqueNamespace, watching } from "../helpers/replicas.ts";
 import { uniqueName } from "../helpers/shm.ts";
 import { waitFor } from "../helpers/wait.ts";
 
@@ -49,7 +49,7 @@ async function redisExpiries(namespace: string): Promise<string[]> {
   return (await client.send("ZRANGE", [`{${namespace}}:ttl`, "0", "-1", "WITHSCORES"])) as string[];
 }
 
-describe("expiry on replicated hosts", () => {
+describe("expiry through the replication writer, on every replica", () => {
   it("gives every replica the key with Redis's expiry, absent on each once it passes, and its sweep as an expired delete everywhere", async () => {
     const namespace = uniqueNamespace();
     await using a = new Replica(redis.url, namespace);
@@ -240,5 +240,45 @@ describe("expiry on replicated hosts", () => {
     expect(await a.writer.expire(100)).toBe(1);
     await b.applied(4);
     expect(changesAfter(onB, 3)).toEqual([{ revision: 4, op: "delete", key: "short", timestamp: expect.any(Number), reason: "expired" }]);
+  });
+});
+
+describe("expiry on replicated servers", () => {
+  it("takes a ttl on POST /set: 404 on every host once it passes, then the servers' sweep ends it, an expired delete on every /watch", async () => {
+    const namespace = uniqueNamespace();
+    await using a = new Host(redis.url, namespace);
+    await using b = new Host(redis.url, namespace);
+    using watchers = await watching([a, b]);
+    expect((await a.post("set", { key: "session", value: "token", ttl: 0.06 })).status).toBe(200);
+    const seen = await Promise.all(watchers.map(async (w) => (await w.received(2)).map(({ id, event, data }) => ({ id, event, data: JSON.parse(data) }))));
+    expect(seen[0]).toEqual([
+      { id: "1", event: "set", data: { key: "session", value: "token", revision: 1, timestamp: expect.any(Number), expires_at: expect.any(Number) } },
+      { id: "2", event: "delete", data: { key: "session", revision: 2, timestamp: expect.any(Number), reason: "expired" } },
+    ]);
+    expect(seen[1]).toEqual(seen[0]!);
+    const reads = await Promise.all([a, b].map(async (host) => (await fetch(`${host.url}get/session`)).status));
+    expect({ reads, inRedis: await client.hexists(`{${namespace}}:kv`, "session"), expiries: await redisExpiries(namespace) }).toEqual({
+      reads: [404, 404],
+      inRedis: false,
+      expiries: [],
+    });
+  });
+
+  it("takes a ttl on POST /incr for the counter it creates, and shows its expiry on every host", async () => {
+    const namespace = uniqueNamespace();
+    await using a = new Host(redis.url, namespace);
+    await using b = new Host(redis.url, namespace);
+    const answers = [await a.post("incr", { key: "hits", ttl: 60 }), await b.post("incr", { key: "hits", by: 2, ttl: 1 })];
+    await caughtUp(redis.url, namespace, [a, b]);
+    const expiresAt = await Promise.all([a, b].map(async (host) => (await fetch(`${host.url}get/hits`)).headers.get("x-expires-at")));
+    const opened = Number(expiresAt[0]);
+    expect({ answers: await Promise.all(answers.map((r) => r.json())), same: expiresAt[1] === expiresAt[0], window: opened - Date.now() / 1000 > 50 }).toEqual({
+      answers: [
+        { key: "hits", value: 1 },
+        { key: "hits", value: 3 },
+      ],
+      same: true,
+      window: true, // the first increment's 60 s, not the second's 1 s
+    });
   });
 });

@@ -1,6 +1,6 @@
 /**
  * The HTTP server's life cycle: open (or create) the store, listen, log, reclaim expired entries a
- * little at a time (src/http/expiry.ts), and on SIGINT or SIGTERM stop accepting, finish the requests in flight, close the store (never unlink it) and exit 0.
+ * little at a time (src/http/expiry.ts; in Redis with --replicate, src/replication/sweep.ts), and on SIGINT or SIGTERM stop accepting, finish the requests in flight, close the store (never unlink it) and exit 0.
  * `bun run server [options]` (src/server-main.ts, which first checks the packages are installed),
  * `bun src/server.ts [options]` and `shmkv serve [options]` all run `runServer`.
  */
@@ -15,6 +15,7 @@ import { StoreSlot } from "./http/store-slot.ts";
 import { watchRoute } from "./http/watch.ts";
 import { KvStore } from "./store.ts";
 import { startReplication, type Replication, type ReplicationConfig } from "./replication/index.ts";
+import { RedisExpirySweep } from "./replication/sweep.ts";
 
 export interface Logger {
   info(line: string): void;
@@ -102,7 +103,9 @@ export function startServer(config: ServerConfig, log: Logger = consoleLogger): 
   }
   const url = server.url.href;
   log.info(`listening on ${url} (API documentation: ${url}swagger)`);
-  const sweep = new ExpirySweep(() => slot.current, { onError: (message) => log.error(`expiry sweep: ${message}`) });
+  const sweeping = { onError: (message: string) => log.error(`expiry sweep: ${message}`) };
+  // A replica's expired keys end in Redis, whence every host applies their ends.
+  const sweep = replication ? new RedisExpirySweep(replication.writer, sweeping) : new ExpirySweep(() => slot.current, sweeping);
   const finish = async (cut: boolean) => {
     sweep.stop();
     app.close();

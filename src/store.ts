@@ -157,8 +157,8 @@ const MAGIC = 0x564b4d53;
 /** KV_ANY_REVISION: no condition on the write. */
 const ANY_REVISION = 0xffff_ffff_ffff_ffffn;
 
-/** kv_apply's op for each kind of change (KV_CHANGE_SET, KV_CHANGE_DELETE, KV_APPLY_VERSION). */
-const APPLY_OPS = { set: OP.set, delete: OP.delete, version: 0 } as const;
+/** kv_apply's op for each kind of change (KV_CHANGE_SET, KV_CHANGE_DELETE, KV_CHANGE_EXPIRED, KV_APPLY_VERSION). */
+const APPLY_OPS = { set: OP.set, delete: OP.delete, expired: OP.expired, version: 0 } as const;
 
 const { ENOENT, EEXIST, EACCES } = constants.errno;
 const utf8 = new TextEncoder();
@@ -493,9 +493,10 @@ export class KvStore implements Disposable {
    * Write a change made elsewhere with its own revision, timestamp and expiry (Unix milliseconds, 0
    * for none; a set's only) (a replicator's or a restore's write): the store's version becomes
    * `revision`. Returns false, writing nothing, when the store is already at that revision or past
-   * it. "version" only moves the version.
+   * it. "expired" is a delete with reason "expired" (the entry's expiry passed where it was made);
+   * "version" only moves the version.
    */
-  apply(op: "set" | "delete" | "version", key: KvData, value: KvData, revision: number, timestamp: number, expiresAt = 0): boolean {
+  apply(op: "set" | "delete" | "expired" | "version", key: KvData, value: KvData, revision: number, timestamp: number, expiresAt = 0): boolean {
     if (!Number.isSafeInteger(expiresAt) || expiresAt < 0) {
       throw new KvError("INVALID_ARGUMENT", `expiresAt must be Unix milliseconds (a whole number >= 0; 0 for none), not ${expiresAt}`, RC.INVALID_ARGUMENT);
     }

@@ -170,4 +170,18 @@ describe("KvStore.apply with an expiry", () => {
     for (const bad of [-1, 1.5, Number.NaN]) expect(errorOf(() => t.store.apply("set", "k", "v", 6, 100, bad)).code).toBe("INVALID_ARGUMENT");
     await expired(t.store, "k", expiresAt);
   });
+
+  it("applies \"expired\" as a delete with reason expired, of a key held or not", () => {
+    using t = new TempStore();
+    t.store.apply("set", "k", "v", 5, 100, Date.now() + 60_000);
+    expect([t.store.apply("expired", "k", "", 6, 101), t.store.apply("expired", "never-held", "", 7, 102)]).toEqual([true, true]);
+    expect({ k: t.store.getEntry("k"), version: t.store.version, changes: t.store.changesSince(5).changes }).toEqual({
+      k: undefined,
+      version: 7,
+      changes: [
+        { revision: 6, op: "delete", key: "k", timestamp: 101, reason: "expired" },
+        { revision: 7, op: "delete", key: "never-held", timestamp: 102, reason: "expired" },
+      ],
+    });
+  });
 });

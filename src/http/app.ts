@@ -221,7 +221,7 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
         401: unauthorized,
         400: errorResponse(
           "Malformed: not JSON or not UTF-8, nested too deep, not an object, a missing or non-string field, an empty key or a NUL in it, " +
-            "a ttl that is no number of seconds from 0.001 to ten years (or any ttl, on a replicated server).",
+            "a ttl that is no number of seconds from 0.001 to ten years.",
         ),
         412: PreconditionFailedResponse,
         413: errorResponse("The key or the value is longer than the store allows (UTF-8 bytes), or the body is too large."),

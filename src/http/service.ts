@@ -151,16 +151,9 @@ export class KvService {
     });
   }
 
-  /**
-   * A ttl in seconds (its schema bounds it) as whole milliseconds; undefined for none. A replicated
-   * server refuses it: Redis, which holds the namespace, would keep the entry.
-   */
+  /** A ttl in seconds (its schema bounds it) as whole milliseconds; undefined for none. */
   #ttlMs(ttl: number | undefined): number | undefined {
-    if (ttl === undefined) return undefined;
-    if (this.#replication) {
-      throw new ApiError("BAD_REQUEST", "ttl is not supported on a replicated server (--replicate) yet: send the write without it");
-    }
-    return Math.round(ttl * 1000);
+    return ttl === undefined ? undefined : Math.round(ttl * 1000);
   }
 
   /** `run` over the open store, now, or later while a writer holds its lock. */

@@ -1,10 +1,11 @@
 /**
  * Follower: keeps a host's segment a replica of one namespace in Redis. It loads the namespace's
  * state, then follows its stream (XREAD BLOCK on a connection of its own), applying each change with
- * Redis's revision (KvStore.apply), in stream order. The segment is marked read-only for every other
- * writer. A follower that finds its position trimmed from the stream, or Redis behind it, loads the
- * whole state again into a new segment and renames it over the old one, so local readers switch
- * from one complete state to the other.
+ * Redis's revision (KvStore.apply), in stream order: a set with its expiry, so local readers find
+ * the entry absent once it passes, and a key's end in Redis as a delete with reason "expired".
+ * The segment is marked read-only for every other writer. A follower that finds its position
+ * trimmed from the stream, or Redis behind it, loads the whole state again into a new segment and
+ * renames it over the old one, so local readers switch from one complete state to the other.
  */
 import type { RedisClient } from "bun";
 import { renameSync, statSync } from "node:fs";
@@ -23,6 +24,13 @@ const RETRY_MS = 250;
 
 const snapshot = new Script(SNAPSHOT);
 const position = new Script(POSITION);
+
+/** What the store applies for each op of the stream: "set", "del", "exp" (the key expired). */
+const APPLIED = new Map<string, "set" | "delete" | "expired">([
+  ["set", "set"],
+  ["del", "delete"],
+  ["exp", "expired"],
+]);
 
 export interface FollowerOptions {
   namespace: string;
@@ -72,10 +80,10 @@ export class Follower {
    * change, so the writer need not wait for it to come back on the stream (the follower then skips
    * it there). False when other changes come first: the follower applies it in its turn.
    */
-  applyOwn(op: "set" | "delete", key: string, value: string, revision: number, timestamp: number): boolean {
+  applyOwn(op: "set" | "delete", key: string, value: string, revision: number, timestamp: number, expiresAt = 0): boolean {
     if (this.#state !== "following" || !this.#store || revision !== this.#applied + 1) return false;
     try {
-      this.#store.apply(op, key, value, revision, timestamp);
+      this.#store.apply(op, key, value, revision, timestamp, expiresAt);
     } catch (error) {
       if (error instanceof KvError && error.code === "STORE_BUSY") return false; // the follower applies it in its turn
       throw error;
@@ -167,11 +175,11 @@ export class Follower {
       const revision = Number.parseInt(id, 10);
       if (revision <= this.#applied) continue;
       if (revision !== this.#applied + 1) return this.#load(`the stream no longer holds revision ${this.#applied + 1}`);
-      const change = fieldsOf(fields);
-      const op = change.op === "set" ? "set" : "delete";
-      this.#store!.apply(op, change.k ?? "", change.v ?? "", revision, Number(change.ts));
+      const change = pairsOf(fields);
+      const op = APPLIED.get(change.get("op") ?? "") ?? "delete";
+      this.#store!.apply(op, change.get("k") ?? "", change.get("v") ?? "", revision, Number(change.get("ts")), Number(change.get("x") ?? 0));
       this.#applied = revision;
-      this.#lagMs = Date.now() - Number(change.ms);
+      this.#lagMs = Date.now() - Number(change.get("ms"));
     }
     this.#wake();
   }
@@ -179,7 +187,7 @@ export class Follower {
   /** Load the whole state into a new segment, then put it in place of the old one. */
   async #load(reason: string): Promise<void> {
     this.#state = "loading";
-    const [revision, flat] = (await snapshot.run(this.options.redis, [this.keys.rev, this.keys.kv], [])) as [number, string[]];
+    const [revision, flat, expiries] = (await snapshot.run(this.options.redis, [this.keys.rev, this.keys.kv, this.keys.ttl], [])) as [number, string[], string[]];
     const { name } = this.options;
     const old = this.#store!;
     const spare = `${name}.load-${process.pid}`;
@@ -195,7 +203,11 @@ export class Follower {
     });
     try {
       fresh.setReadOnly(true);
-      for (const entry of entriesOf(flat)) fresh.apply("set", entry.key, entry.value, entry.revision, entry.timestamp);
+      // An entry that has expired already by this host's clock would be absent here: left out.
+      const now = Date.now();
+      for (const entry of entriesOf(flat, expiries)) {
+        if (entry.expiresAt === 0 || entry.expiresAt > now) fresh.apply("set", entry.key, entry.value, entry.revision, entry.timestamp, entry.expiresAt);
+      }
       if (revision > fresh.version) fresh.apply("version", "", "", revision, 0);
       renameSync(`/dev/shm${spare}`, `/dev/shm${name}`);
     } catch (error) {
@@ -236,10 +248,11 @@ export class Follower {
   }
 }
 
-function fieldsOf(flat: string[]): Record<string, string> {
-  const fields: Record<string, string> = {};
-  for (let i = 0; i + 1 < flat.length; i += 2) fields[flat[i]!] = flat[i + 1]!;
-  return fields;
+/** A flat name, value, ... list (a stream entry's fields, ZRANGE WITHSCORES) as a map. */
+function pairsOf(flat: string[]): Map<string, string> {
+  const pairs = new Map<string, string>();
+  for (let i = 0; i + 1 < flat.length; i += 2) pairs.set(flat[i]!, flat[i + 1]!);
+  return pairs;
 }
 
 interface LoadedEntry {
@@ -247,10 +260,16 @@ interface LoadedEntry {
   value: string;
   revision: number;
   timestamp: number;
+  /** Milliseconds since the epoch (Redis's clock); 0: never expires. */
+  expiresAt: number;
 }
 
-/** HGETALL's flat key, "rev ts value" list as entries, oldest revision first. */
-function entriesOf(flat: string[]): LoadedEntry[] {
+/**
+ * HGETALL's flat key, "rev ts value" list as entries, with their expiries from ZRANGE WITHSCORES's
+ * flat key, ms list; oldest revision first.
+ */
+function entriesOf(flat: string[], expiries: string[]): LoadedEntry[] {
+  const expiresAt = pairsOf(expiries);
   const entries: LoadedEntry[] = [];
   for (let i = 0; i + 1 < flat.length; i += 2) {
     const packed = flat[i + 1]!;
@@ -261,6 +280,7 @@ function entriesOf(flat: string[]): LoadedEntry[] {
       revision: Number(packed.slice(0, space)),
       timestamp: Number(packed.slice(space + 1, second)),
       value: packed.slice(second + 1),
+      expiresAt: Number(expiresAt.get(flat[i]!) ?? 0),
     });
   }
   return entries.sort((a, b) => a.revision - b.revision);

@@ -3,7 +3,8 @@
  * Redis (scripts.ts WRITE), which checks its condition, assigns the namespace's next revision and
  * appends the change to the stream; the answer waits until this host's segment holds that revision
  * (applied at once when it is the next one, else by the follower), so the writer reads its own write. A write Redis does not answer is REPLICA_UNAVAILABLE
- * (503, Retry-After): it may or may not have been made, as with any request that timed out.
+ * (503, Retry-After): it may or may not have been made, as with any request that timed out. A
+ * ttl's expiry is Redis's clock plus the ttl; expire() ends the keys whose expiry passed.
  */
 import type { RedisClient } from "bun";
 import { KvError, RC } from "../errors.ts";
@@ -11,7 +12,7 @@ import { failed, type Condition } from "../http/conditions.ts";
 import { ApiError } from "../http/errors.ts";
 import type { Incremented, ReplicatedWriter, ReplicationStatus } from "../http/writer.ts";
 import type { Follower } from "./follower.ts";
-import { connected, DELETE_PREFIX, INCR, Script, WRITE } from "./scripts.ts";
+import { connected, DELETE_PREFIX, EXPIRE, INCR, Script, WRITE, writeKeys } from "./scripts.ts";
 
 /** Milliseconds a write waits for its own change to reach this host's segment. */
 const APPLY_TIMEOUT_MS = 5000;
@@ -24,9 +25,10 @@ const DELETE_SLICE = 1000;
 const write = new Script(WRITE);
 const incr = new Script(INCR);
 const deletePrefix = new Script(DELETE_PREFIX);
+const expire = new Script(EXPIRE);
 
-/** What the script answered, and (OK) the write's timestamp. */
-type Outcome = ["OK" | "CONFLICT" | "NOTFOUND" | "FULL", number, number?];
+/** What the script answered, and (OK) the write's timestamp and expiry (ms; 0: never). */
+type Outcome = ["OK" | "CONFLICT" | "NOTFOUND" | "FULL", number, number?, number?];
 
 export class RedisWriter implements ReplicatedWriter {
   constructor(
@@ -40,12 +42,13 @@ export class RedisWriter implements ReplicatedWriter {
     return this.follower.status();
   }
 
-  async set(key: string, value: string, condition: Condition): Promise<number> {
+  /** Set `key`, to expire `ttlMs` milliseconds from now by Redis's clock (0: never; clears an expiry). */
+  async set(key: string, value: string, condition: Condition, ttlMs = 0): Promise<number> {
     this.follower.store.checkWrite(key, value);
-    const [outcome, revision, timestamp] = await this.#run("set", key, value, condition);
+    const [outcome, revision, timestamp, expiresAt] = await this.#run("set", key, value, condition, ttlMs);
     if (outcome === "CONFLICT") throw failed(key, revision);
     if (outcome === "FULL") throw new KvError("TABLE_FULL", `cannot set ${JSON.stringify(key)}: the namespace holds as many entries as this store can`, RC.TABLE_FULL);
-    await this.#applied("set", key, value, revision, timestamp!);
+    await this.#applied("set", key, value, revision, timestamp!, expiresAt);
     return revision;
   }
 
@@ -58,14 +61,15 @@ export class RedisWriter implements ReplicatedWriter {
     return true;
   }
 
-  async incr(key: string, by: bigint): Promise<Incremented> {
+  /** Add `by`; a counter it creates expires `ttlMs` milliseconds from now (0: never), one it finds keeps its expiry. */
+  async incr(key: string, by: bigint, ttlMs = 0): Promise<Incremented> {
     const { keys, store } = this.follower;
     store.checkWrite(key);
-    const args = [key, String(by), String(store.maxEntries), String(this.maxlen), String(store.valueMax)];
-    const [outcome, revision, timestamp, value] = (await this.#script(incr, [keys.rev, keys.kv, keys.log, keys.scratch], args)) as [string, number, number?, string?];
+    const args = [key, String(by), String(store.maxEntries), String(this.maxlen), String(store.valueMax), String(ttlMs)];
+    const [outcome, revision, timestamp, value, expiresAt] = (await this.#script(incr, [...writeKeys(keys), keys.scratch], args)) as [string, number, number?, string?, number?];
     const refused = incrRefusal(outcome, key);
     if (refused) throw refused;
-    await this.#applied("set", key, value!, revision, timestamp!);
+    await this.#applied("set", key, value!, revision, timestamp!, expiresAt);
     return { value: BigInt(value!), revision };
   }
 
@@ -76,7 +80,7 @@ export class RedisWriter implements ReplicatedWriter {
     let cursor = "0";
     do {
       const args = [prefix, cursor, String(DELETE_SLICE), String(this.maxlen)];
-      const [next, count, revision] = (await this.#script(deletePrefix, [keys.rev, keys.kv, keys.log], args)) as [string, number, number];
+      const [next, count, revision] = (await this.#script(deletePrefix, writeKeys(keys), args)) as [string, number, number];
       cursor = next;
       deleted += count;
       last = Math.max(last, revision);
@@ -86,15 +90,24 @@ export class RedisWriter implements ReplicatedWriter {
     return deleted;
   }
 
-  /** Once this host's segment holds the write: at once when it is the next change, else when followed. */
-  async #applied(op: "set" | "delete", key: string, value: string, revision: number, timestamp: number): Promise<void> {
-    if (!this.follower.applyOwn(op, key, value, revision, timestamp)) await this.follower.applied(revision, APPLY_TIMEOUT_MS);
+  /**
+   * Remove up to `max` keys of the namespace whose expiry has passed by Redis's clock, each a change
+   * that every host applies; how many. Idempotent: every replicating server may sweep.
+   */
+  async expire(max: number): Promise<number> {
+    const [removed] = (await this.#script(expire, writeKeys(this.follower.keys), [String(max), String(this.maxlen)])) as [number, number];
+    return removed;
   }
 
-  #run(op: "set" | "del", key: string, value: string, condition: Condition): Promise<Outcome> {
+  /** Once this host's segment holds the write: at once when it is the next change, else when followed. */
+  async #applied(op: "set" | "delete", key: string, value: string, revision: number, timestamp: number, expiresAt = 0): Promise<void> {
+    if (!this.follower.applyOwn(op, key, value, revision, timestamp, expiresAt)) await this.follower.applied(revision, APPLY_TIMEOUT_MS);
+  }
+
+  #run(op: "set" | "del", key: string, value: string, condition: Condition, ttlMs = 0): Promise<Outcome> {
     const { keys, store } = this.follower;
-    const args = [op, key, value, conditionArg(condition), String(store.maxEntries), String(this.maxlen)];
-    return this.#script(write, [keys.rev, keys.kv, keys.log], args) as Promise<Outcome>;
+    const args = [op, key, value, conditionArg(condition), String(store.maxEntries), String(this.maxlen), String(ttlMs)];
+    return this.#script(write, writeKeys(keys), args) as Promise<Outcome>;
   }
 
   /** Run `script` in Redis; REPLICA_UNAVAILABLE when Redis does not answer. */

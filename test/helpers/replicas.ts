@@ -1,12 +1,16 @@
 /**
  * "Hosts" for replication tests: each its own segment and server (in this process, port 0), all
- * replicating one namespace through the same Redis.
+ * replicating one namespace through the same Redis. A Replica is a host without its server: the
+ * follower and the writer alone.
  */
 import { RedisClient } from "bun";
-import { serverConfig } from "../../src/config.ts";
+import { DEFAULT_REPLICATE_MAXLEN, serverConfig } from "../../src/config.ts";
+import { startReplication, type Replication } from "../../src/replication/index.ts";
+import type { RedisWriter } from "../../src/replication/writer.ts";
 import { startServer, type RunningServer } from "../../src/server.ts";
-import { KvStore } from "../../src/store.ts";
+import { KvStore, type KvOptions } from "../../src/store.ts";
 import { uniqueName, unlinkQuietly } from "./shm.ts";
+import { SseClient } from "./sse.ts";
 import { waitFor } from "./wait.ts";
 
 export class Host implements AsyncDisposable {
@@ -33,10 +37,15 @@ export class Host implements AsyncDisposable {
   }
 
   async set(key: string, value: string, headers: Record<string, string> = {}): Promise<Response> {
-    return fetch(`${this.url}set`, {
+    return this.post("set", { key, value }, headers);
+  }
+
+  /** POST `body` as JSON to the route `path` ("set", "incr"). */
+  async post(path: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
+    return fetch(`${this.url}${path}`, {
       method: "POST",
       headers: { "content-type": "application/json", ...headers },
-      body: JSON.stringify({ key, value }),
+      body: JSON.stringify(body),
     });
   }
 
@@ -70,6 +79,61 @@ export class Host implements AsyncDisposable {
   }
 }
 
+/**
+ * A replica without a server: a follower keeping its own segment, and the writer, driven directly.
+ * Nothing sweeps expired keys from Redis here but writes and writer.expire().
+ */
+export class Replica implements AsyncDisposable {
+  readonly log: string[] = [];
+  readonly replication: Replication;
+
+  constructor(
+    redisUrl: string,
+    readonly namespace: string,
+    readonly name = uniqueName(),
+    create: KvOptions = { maxEntries: 500 },
+  ) {
+    const line = (text: string) => this.log.push(text);
+    this.replication = startReplication({ url: redisUrl, namespace, maxlen: DEFAULT_REPLICATE_MAXLEN }, name, create, { onReload: line, onError: line });
+  }
+
+  get writer(): RedisWriter {
+    return this.replication.writer;
+  }
+
+  /** Once the segment holds revision `revision`. */
+  applied(revision: number): Promise<void> {
+    return this.replication.follower.applied(revision, 10_000);
+  }
+
+  /** The segment, opened for reading as any local process would (close it). */
+  open(): KvStore {
+    return KvStore.open(this.name);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.replication.stop();
+    unlinkQuietly(this.name);
+  }
+}
+
+/** A /watch stream on each host, each answered; disposing of the list closes them. */
+export async function watching(hosts: Host[]): Promise<SseClient[] & Disposable> {
+  const watchers = await Promise.all(hosts.map((host) => SseClient.open(host.url, "/watch")));
+  const list = Object.assign(watchers, {
+    [Symbol.dispose]() {
+      for (const w of watchers) w.close();
+    },
+  });
+  try {
+    await Promise.all(watchers.map((w) => w.answered()));
+  } catch (error) {
+    list[Symbol.dispose]();
+    throw error;
+  }
+  return list;
+}
+
 /** The namespace's revision in Redis: its successful writes so far. */
 export async function redisRevision(url: string, namespace: string): Promise<number> {
   const client = new RedisClient(url);
@@ -81,7 +145,7 @@ export async function redisRevision(url: string, namespace: string): Promise<num
 }
 
 /** Once every host's segment holds the namespace's revision in Redis; that revision. */
-export async function caughtUp(url: string, namespace: string, hosts: Host[]): Promise<number> {
+export async function caughtUp(url: string, namespace: string, hosts: (Host | Replica)[]): Promise<number> {
   const revision = await redisRevision(url, namespace);
   for (const host of hosts) await host.applied(revision);
   return revision;

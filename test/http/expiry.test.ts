@@ -1,6 +1,6 @@
 /**
  * Expiry and eviction over HTTP (app.handle): POST /set's and POST /incr's ttl, where an expiry
- * shows (X-Expires-At, expires_at), what a replicated server says of a ttl, the eviction policy in
+ * shows (X-Expires-At, expires_at), a ttl on a replicated server, the eviction policy in
  * /status and /health, and the server's sweep of expired entries (ExpirySweep), a busy lock included.
  */
 import { afterEach, describe, expect, it } from "bun:test";
@@ -150,16 +150,16 @@ describe("POST /incr with a ttl", () => {
 });
 
 describe("a ttl on a replicated server", () => {
-  it("is refused with 400, saying so, before anything goes to Redis; writes without one go through", async () => {
-    const sent: string[] = [];
+  it("goes to the replicated writer in milliseconds, with a set and with an increment", async () => {
+    const sent: [string, string, number | undefined][] = [];
     const replication: ReplicatedWriter = {
-      set: (key) => {
-        sent.push(`set ${key}`);
+      set: (key, _value, _condition, ttlMs) => {
+        sent.push(["set", key, ttlMs]);
         return 1;
       },
       delete: () => false,
-      incr: (key) => {
-        sent.push(`incr ${key}`);
+      incr: (key, _by, ttlMs) => {
+        sent.push(["incr", key, ttlMs]);
         return { value: 1n, revision: 1 };
       },
       deletePrefix: () => Promise.resolve(0),
@@ -167,11 +167,19 @@ describe("a ttl on a replicated server", () => {
     };
     const replicated = createApp(temp.store, { replication });
     try {
-      const refusal = /^ttl is not supported on a replicated server \(--replicate\) yet/;
-      await expectError(replicated.handle(postSet({ key: "k", value: "v", ttl: 30 })), 400, "BAD_REQUEST", refusal);
-      await expectError(replicated.handle(postIncr({ key: "n", ttl: 30 })), 400, "BAD_REQUEST", refusal);
-      expect((await replicated.handle(postSet({ key: "k", value: "v" }))).status).toBe(200);
-      expect(sent).toEqual(["set k"]);
+      const statuses = [
+        (await replicated.handle(postSet({ key: "k", value: "v", ttl: 30 }))).status,
+        (await replicated.handle(postIncr({ key: "n", ttl: 0.25 }))).status,
+        (await replicated.handle(postSet({ key: "k", value: "v" }))).status,
+      ];
+      expect({ statuses, sent }).toEqual({
+        statuses: [200, 200, 200],
+        sent: [
+          ["set", "k", 30_000],
+          ["incr", "n", 250],
+          ["set", "k", undefined],
+        ],
+      });
     } finally {
       replicated.close();
     }

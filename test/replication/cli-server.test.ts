@@ -52,6 +52,30 @@ describe("shmkv set, delete and incr with --server", () => {
     });
   });
 
+  it("send --ttl with set and incr, so every host's segment holds the expiry Redis gave", async () => {
+    const namespace = uniqueNamespace();
+    await using a = new Host(redis.url, namespace);
+    await using b = new Host(redis.url, namespace);
+    const server = ["--server", a.url];
+    const before = Date.now();
+    const answered = [await cli(["set", "session", "t", "--ttl", "30s", ...server]), await cli(["incr", "hits", "--ttl", "1m", ...server])];
+    const after = Date.now();
+    await b.applied(2);
+    using store = KvStore.open(b.name);
+    const within = (key: string, ttl: number) => {
+      const at = store.getEntry(key)?.expiresAt ?? 0;
+      return at >= before + ttl && at <= after + ttl;
+    };
+    expect({ answered, session: within("session", 30_000), hits: within("hits", 60_000) }).toEqual({
+      answered: [
+        { code: 0, out: ["Key 'session' set successfully"], err: [] },
+        { code: 0, out: ["1"], err: [] },
+      ],
+      session: true,
+      hits: true,
+    });
+  });
+
   it("say what the server refused, with its code, and exit 1", async () => {
     await using a = new Host(redis.url, uniqueNamespace());
     const env = { KV_SERVER: a.url };

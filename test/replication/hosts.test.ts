@@ -8,9 +8,8 @@ import { KvError } from "../../src/errors.ts";
 import { KvStore } from "../../src/store.ts";
 import { kvtool } from "../helpers/kvtool.ts";
 import { RedisServer } from "../helpers/redis.ts";
-import { caughtUp, Host, redisRevision, uniqueNamespace } from "../helpers/replicas.ts";
+import { caughtUp, Host, redisRevision, uniqueNamespace, watching } from "../helpers/replicas.ts";
 import { BUN, ServerProcess } from "../helpers/server-process.ts";
-import { SseClient } from "../helpers/sse.ts";
 import { uniqueName, unlinkQuietly } from "../helpers/shm.ts";
 import { waitFor } from "../helpers/wait.ts";
 
@@ -96,22 +95,17 @@ describe("hosts replicating one namespace", () => {
     const namespace = uniqueNamespace();
     await using a = new Host(redis.url, namespace);
     await using b = new Host(redis.url, namespace);
-    const watchers = await Promise.all([a, b].map((host) => SseClient.open(host.url, "/watch")));
-    try {
-      await Promise.all(watchers.map((w) => w.answered()));
-      expect((await a.set("x", "from a")).status).toBe(200);
-      expect((await b.set("y", "from b")).status).toBe(200);
-      expect((await fetch(`${a.url}delete/y`, { method: "DELETE" })).status).toBe(200);
-      const seen = await Promise.all(watchers.map(async (w) => (await w.received(3)).map(({ id, event, data }) => ({ id, event, key: JSON.parse(data).key }))));
-      const expected = [
-        { id: "1", event: "set", key: "x" },
-        { id: "2", event: "set", key: "y" },
-        { id: "3", event: "delete", key: "y" },
-      ];
-      expect(seen).toEqual([expected, expected]);
-    } finally {
-      for (const w of watchers) w.close();
-    }
+    using watchers = await watching([a, b]);
+    expect((await a.set("x", "from a")).status).toBe(200);
+    expect((await b.set("y", "from b")).status).toBe(200);
+    expect((await fetch(`${a.url}delete/y`, { method: "DELETE" })).status).toBe(200);
+    const seen = await Promise.all(watchers.map(async (w) => (await w.received(3)).map(({ id, event, data }) => ({ id, event, key: JSON.parse(data).key }))));
+    const expected = [
+      { id: "1", event: "set", key: "x" },
+      { id: "2", event: "set", key: "y" },
+      { id: "3", event: "delete", key: "y" },
+    ];
+    expect(seen).toEqual([expected, expected]);
   });
 
   it("report the replication on /health and /metrics", async () => {

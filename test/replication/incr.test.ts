@@ -17,10 +17,6 @@ afterAll(async () => {
   await redis[Symbol.asyncDispose]();
 });
 
-function incr(host: Host, body: unknown): Promise<Response> {
-  return fetch(`${host.url}incr`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
-}
-
 /** Status and parsed body. */
 async function answered(response: Promise<Response>): Promise<{ status: number; body: unknown }> {
   const r = await response;
@@ -39,7 +35,7 @@ describe("POST /incr on replicated hosts", () => {
       hosts.flatMap((host, i) =>
         Array.from({ length: 4 }, async () => {
           const got: number[] = [];
-          for (let n = 0; n < 25; n++) got.push((await incr(host, { key: "hits", by: [1, 2, -4][i] })).status);
+          for (let n = 0; n < 25; n++) got.push((await host.post("incr", { key: "hits", by: [1, 2, -4][i] })).status);
           return got;
         }),
       ),
@@ -57,8 +53,8 @@ describe("POST /incr on replicated hosts", () => {
     const namespace = uniqueNamespace();
     await using a = new Host(redis.url, namespace);
     await using b = new Host(redis.url, namespace);
-    const first = await incr(a, { key: "n", by: "9223372036854775806" });
-    const second = await incr(b, { key: "n" });
+    const first = await a.post("incr", { key: "n", by: "9223372036854775806" });
+    const second = await b.post("incr", { key: "n" });
     expect({
       first: [first.status, first.headers.get("etag"), await first.text()],
       second: [second.status, second.headers.get("etag"), await second.text()],
@@ -77,11 +73,11 @@ describe("POST /incr on replicated hosts", () => {
     await using a = new Host(redis.url, namespace);
     expect((await a.set("name", "alice")).status).toBe(200);
     expect((await a.set("padded", "007")).status).toBe(200);
-    expect((await incr(a, { key: "max", by: "9223372036854775807" })).status).toBe(200);
+    expect((await a.post("incr", { key: "max", by: "9223372036854775807" })).status).toBe(200);
     const refusals = await Promise.all([
-      answered(incr(a, { key: "name" })),
-      answered(incr(a, { key: "padded" })),
-      answered(incr(a, { key: "max" })),
+      answered(a.post("incr", { key: "name" })),
+      answered(a.post("incr", { key: "padded" })),
+      answered(a.post("incr", { key: "max" })),
     ]);
     expect(refusals.map(({ status, body }) => [status, (body as { code: string }).code])).toEqual([
       [409, "NOT_A_NUMBER"],

@@ -1220,7 +1220,11 @@ static uint64_t stamp_revision(kv_header *h, const kv_stamp *at)
     return h->version;
 }
 
-static int64_t stamp_time(const kv_stamp *at) { return at->revision ? at->timestamp : now_seconds(); }
+/* The clock is read once per write (now_ms): a read costs about as much as the rest of a small set. */
+static int64_t stamp_time(const kv_stamp *at, uint64_t now_ms)
+{
+    return at->revision ? at->timestamp : (int64_t)(now_ms / 1000);
+}
 
 /* One entry's new state, its bytes already in `chunk`. */
 typedef struct kv_put {
@@ -1267,10 +1271,11 @@ static void put_entry(kv_store *s, const kv_put *p)
     e->value_len = p->value_len;
     h->memory_used += p->chunk_size - old_size;
     if (p->at) {
-        e->timestamp = stamp_time(p->at);
+        uint64_t now = realtime_ms();
+        e->timestamp = stamp_time(p->at, now);
         e->revision = stamp_revision(h, p->at);
         e->expires_at_ms = p->at->expires_at_ms;
-        e->last_access = access_tick(realtime_ms());
+        e->last_access = access_tick(now);
         ring_append(s, e->revision, KV_CHANGE_SET, p->key, p->key_len, p->value, p->value_len,
                     e->timestamp, e->expires_at_ms);
     }
@@ -1321,7 +1326,7 @@ static int set_locked(kv_store *s, const char *key, uint32_t key_len, const char
         if (slot == KV_TORN_SLOT) /* under the lock: an odd entry counter no writer is changing */
             return KV_ECORRUPT;
         is_new = slot == UINT32_MAX;
-        if (!is_new && direct && (rc = reclaim_expired(s, slot, realtime_ms()))) {
+        if (!is_new && direct && (rc = reclaim_expired(s, slot, 0))) {
             if (rc < 0)
                 return rc;
             continue;
@@ -1411,7 +1416,7 @@ static int heap_compact(kv_store *s, uint64_t size)
  * not fit in 64 bits. */
 static int expiry_of(uint64_t ttl_ms, uint64_t *expires)
 {
-    uint64_t now = realtime_ms();
+    uint64_t now = ttl_ms ? realtime_ms() : 0;
     *expires = ttl_ms ? now + ttl_ms : 0;
     return ttl_ms > UINT64_MAX - now ? KV_EINVAL : 0;
 }
@@ -1599,7 +1604,7 @@ static void remove_entry(kv_store *s, uint32_t slot, uint32_t pos, uint32_t op, 
     h->free_head = slot + 1;
     h->entry_count--;
     h->memory_used -= size;
-    ring_append(s, stamp_revision(h, at), op, key, key_len, NULL, 0, stamp_time(at), 0);
+    ring_append(s, stamp_revision(h, at), op, key, key_len, NULL, 0, stamp_time(at, realtime_ms()), 0);
     KV_FAULT(6);
     /* Disarm, then end the counters; free the chunk last (see put_entry). The totals are counted
      * once the removal is sure to stay (a rollback would not take a count back). */
@@ -1632,12 +1637,14 @@ static int remove_slot(kv_store *s, uint32_t slot, uint32_t op)
     return 1;
 }
 
-/* Reclaim slot's entry if it has expired (lock held, a direct write): 1 when it did, 0 when the
- * slot is free or its entry live, or KV_ECORRUPT. */
+/* Reclaim slot's entry if it has expired (lock held, a direct write) by now_ms, or (0) by the
+ * clock, read only for an entry that expires: 1 when it did, 0 when the slot is free or its entry
+ * live, or KV_ECORRUPT. */
 static int reclaim_expired(kv_store *s, uint32_t slot, uint64_t now_ms)
 {
     const kv_entry *e = entry_at(s, slot);
-    if (!e->key_len || !is_expired(e->expires_at_ms, now_ms))
+    if (!e->key_len || !e->expires_at_ms ||
+        !is_expired(e->expires_at_ms, now_ms ? now_ms : realtime_ms()))
         return 0;
     return remove_slot(s, slot, KV_CHANGE_EXPIRED);
 }
@@ -1721,7 +1728,7 @@ static int delete_locked(kv_store *s, const char *key, uint32_t key_len, uint64_
     if (slot == UINT32_MAX)
         return KV_NOTFOUND;
     /* An expired entry is absent for a direct delete too; its end is still recorded. */
-    int rc = !at->revision ? reclaim_expired(s, slot, realtime_ms()) : 0;
+    int rc = !at->revision ? reclaim_expired(s, slot, 0) : 0;
     if (rc)
         return rc < 0 ? rc : KV_NOTFOUND;
     uint64_t found_rev = entry_at(s, slot)->revision;

@@ -54,3 +54,14 @@ class TempStore:
 
 def kvtool(name: str, *args: str, env=None) -> subprocess.CompletedProcess:
     return subprocess.run([str(BUILD / "kvtool"), name, *args], capture_output=True, text=True, env=env, timeout=30)
+
+
+def outcomes(calls):
+    """What each of ``calls`` (a dict of name: callable) gives: its result, or the code of the KvError it raises."""
+    results = {}
+    for name, call in calls.items():
+        try:
+            results[name] = call()
+        except KvError as error:
+            results[name] = error.code
+    return results

@@ -5,6 +5,7 @@ import random
 import string
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,6 +55,19 @@ class TempStore:
 
 def kvtool(name: str, *args: str, env=None) -> subprocess.CompletedProcess:
     return subprocess.run([str(BUILD / "kvtool"), name, *args], capture_output=True, text=True, env=env, timeout=30)
+
+
+def wait_until(condition, what: str, seconds: float = 10):
+    """Poll ``condition`` until it gives a true value, which is returned; fail after ``seconds``.
+
+    For expiry: a TTL of tens of milliseconds and this, never a sleep as long as the TTL.
+    """
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+    raise AssertionError(f"timed out after {seconds} s waiting until {what}")
 
 
 def outcomes(calls):

@@ -77,5 +77,13 @@ export function mixedValueOf(i: number): string {
 /** One string per length, so that a benchmark loop allocates none. */
 const MIXED = Array.from({ length: 1025 }, (_, n) => "m".repeat(n));
 
+/**
+ * The stores that expire and evict (bench/inprocess.ts ttl and lru, bench_c's ttl and lru modes,
+ * which define the same): each entry's TTL, far beyond a run; the distinct keys the sets on an lru
+ * store write, per entry it holds, so that most of them evict.
+ */
+export const TTL_MS = 3_600_000;
+export const LRU_KEYS = 4;
+
 /** Visit keys in a scattered order that still covers all of them. */
 export const scatter = (i: number, entries: number) => (i * 7919) % entries;

@@ -1,5 +1,10 @@
 /* The ceiling: the C library called from a C loop, on the same keys and values as bench/inprocess.ts.
  *   bench_c NAME ENTRIES SECONDS          ->  one JSON line: {"get": {...}, "set": {...}}
+ *   bench_c NAME ENTRIES SECONDS ttl      ->  the same, every entry set (and rewritten) with a TTL of
+ *                                             an hour (kv_set_ttl)
+ *   bench_c NAME ENTRIES SECONDS lru      ->  the same on a store of ENTRIES entries that evicts
+ *                                             (KV_EVICT_LRU), its sets over LRU_KEYS times as many
+ *                                             keys: most of them evict; also "evicted_per_set"
  *   bench_c NAME ENTRIES SECONDS hammer   ->  a busy writer on an existing store: sets for SECONDS
  *                                             over its ENTRIES keys, then {"set": {...}}
  *   bench_c NAME ENTRIES SECONDS resize   ->  a store of ENTRIES entries grown to twice that, then
@@ -16,6 +21,10 @@
 #include <time.h>
 
 #define BATCH 64
+/* As bench/measure.ts: "ttl", each entry's TTL, far beyond a run; "lru", the distinct keys the sets
+ * write, per entry the store holds. */
+#define TTL_MS 3600000u
+#define LRU_KEYS 4
 
 static double now_ns(void)
 {
@@ -56,7 +65,14 @@ static int do_set(kv_store *s, long i, char *value)
     return kv_set(s, key, key_of(key, i), value, 64);
 }
 
-static void measure(kv_store *s, long entries, double seconds, op_fn op, const char *label, int last)
+static int do_set_ttl(kv_store *s, long i, char *value)
+{
+    char key[32];
+    return kv_set_ttl(s, key, key_of(key, i), value, 64, TTL_MS);
+}
+
+/* Times op over keys 0..entries-1 in a scattered order; returns how many it ran. */
+static long measure(kv_store *s, long entries, double seconds, op_fn op, const char *label, int last)
 {
     size_t cap = 1 << 22, n = 0;
     double *lat = malloc(cap * sizeof *lat);
@@ -79,6 +95,7 @@ static void measure(kv_store *s, long entries, double seconds, op_fn op, const c
     printf("\"%s\": {\"ops\": %.0f, \"p50\": %.1f, \"p99\": %.1f}%s", label, ops / ((t - start) / 1e9),
            lat[n / 2], lat[(size_t)(n * 0.99)], last ? "" : ", ");
     free(lat);
+    return ops;
 }
 
 static int hammer(const char *name, long entries, double seconds)
@@ -96,12 +113,12 @@ static int hammer(const char *name, long entries, double seconds)
     return 0;
 }
 
-static void fill(kv_store *s, long entries)
+static void fill(kv_store *s, long entries, op_fn set)
 {
-    char key[32], value[80];
+    char value[80];
     for (long i = 0; i < entries; i++) {
         value_of(value, i);
-        kv_set(s, key, key_of(key, i), value, 64);
+        set(s, i, value);
     }
 }
 
@@ -138,7 +155,7 @@ static int resize_bench(const char *name, long entries)
         fprintf(stderr, "bench_c: %s\n", kv_strerror(rc));
         return 1;
     }
-    fill(s, entries);
+    fill(s, entries, do_set);
     printf("{\"resize\": {\"entries\": %ld, ", entries);
     rc = time_resize(name, s, (uint32_t)(2 * entries), "grow", 0) ||
          time_resize(name, s, (uint32_t)entries, "shrink", 1);
@@ -150,15 +167,19 @@ static int resize_bench(const char *name, long entries)
 
 int main(int argc, char **argv)
 {
-    if (argc != 4 && !(argc == 5 && (!strcmp(argv[4], "hammer") || !strcmp(argv[4], "resize")))) {
-        fprintf(stderr, "usage: bench_c NAME ENTRIES SECONDS [hammer | resize]\n");
+    const char *mode = argc == 5 ? argv[4] : "";
+    if (argc != 4 && !(argc == 5 && (!strcmp(mode, "hammer") || !strcmp(mode, "resize") || !strcmp(mode, "ttl") ||
+                                     !strcmp(mode, "lru")))) {
+        fprintf(stderr, "usage: bench_c NAME ENTRIES SECONDS [hammer | resize | ttl | lru]\n");
         return 2;
     }
     long entries = atol(argv[2]);
     double seconds = atof(argv[3]);
-    if (argc == 5)
-        return !strcmp(argv[4], "hammer") ? hammer(argv[1], entries, seconds) : resize_bench(argv[1], entries);
-    kv_options o = {(uint32_t)(entries < 10 ? 10 : entries), 0, 0, 0, 0, 0, 0};
+    if (!strcmp(mode, "hammer") || !strcmp(mode, "resize"))
+        return !strcmp(mode, "hammer") ? hammer(argv[1], entries, seconds) : resize_bench(argv[1], entries);
+    int lru = !strcmp(mode, "lru");
+    op_fn set = !strcmp(mode, "ttl") ? do_set_ttl : do_set;
+    kv_options o = {(uint32_t)(entries < 10 ? 10 : entries), 0, 0, 0, 0, lru ? KV_EVICT_LRU : 0, 0};
     kv_store *s;
     int rc = kv_open(argv[1], KV_CREATE | KV_EXCL, &o, &s);
     if (rc) {
@@ -166,10 +187,13 @@ int main(int argc, char **argv)
         return 1;
     }
     kv_unlink(argv[1]); /* the mapping is all we need; nothing is left behind */
-    fill(s, entries);
+    fill(s, entries, set);
     printf("{");
     measure(s, entries, seconds, do_get, "get", 0);
-    measure(s, entries, seconds, do_set, "set", 1);
+    uint64_t evicted = kv_evictions_total(s);
+    long sets = measure(s, lru ? LRU_KEYS * entries : entries, seconds, set, "set", !lru);
+    if (lru)
+        printf("\"evicted_per_set\": %.3f", (double)(kv_evictions_total(s) - evicted) / (double)sets);
     printf("}\n");
     kv_close(s);
     return 0;

@@ -2,13 +2,16 @@
  * One in-process benchmark run, in its own process:
  *   bun bench/inprocess.ts IMPL ENTRIES SECONDS  ->  one JSON line {get, set[, status]}
  * IMPL: shmkv (the binding), map (a JS Map), lmdb (lmdb-js, noSync: neither side touches a disk),
- * mixed (the binding on a store with memoryBytes, each key's value of its own size, 16 B to 1 KiB).
+ * mixed (the binding on a store with memoryBytes, each key's value of its own size, 16 B to 1 KiB),
+ * ttl (the binding, every entry set and rewritten with a TTL of an hour), lru (the binding on a store
+ * of ENTRIES entries that evicts, its sets over LRU_KEYS times as many keys: most of them evict; the
+ * line also has "evicted_per_set").
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { KvStore } from "../src/store.ts";
-import { keyOf, measure, mixedValueOf, scatter, valueOf, type Figures } from "./measure.ts";
+import { KvStore, type KvOptions } from "../src/store.ts";
+import { keyOf, LRU_KEYS, measure, mixedValueOf, scatter, TTL_MS, valueOf, type Figures } from "./measure.ts";
 
 const [impl, entriesArg, secondsArg] = process.argv.slice(2);
 const entries = Number(entriesArg);
@@ -21,24 +24,52 @@ interface Subject {
   status?(): unknown;
   /** Fill with ENTRIES keys before timing (lmdb in one transaction: it is set-up, not measured). */
   load?(entries: number): void;
+  /** Distinct keys the timed sets write: ENTRIES, unless the store evicts. */
+  setKeys?: number;
+  /** Sets made and entries evicted so far. */
+  evictions?(): { sets: number; evicted: number };
   close(): void;
 }
 
 function shmkv(): Subject {
-  const name = `/shmkv-bench-${process.pid}`;
-  const store = KvStore.open(name, { create: true, exclusive: true, maxEntries: Math.max(10, entries) });
-  KvStore.unlink(name); // the mapping is all we need; nothing is left behind
+  const store = benchStore("");
   return { get: (k) => store.get(k), set: (k, v) => store.set(k, v), status: () => store.status(), close: () => store.close() };
+}
+
+function ttl(): Subject {
+  const store = benchStore("ttl-");
+  return { get: (k) => store.get(k), set: (k, v) => store.set(k, v, { ttl: TTL_MS }), close: () => store.close() };
+}
+
+function lru(): Subject {
+  const store = benchStore("lru-", { evict: "lru" });
+  let sets = 0;
+  return {
+    get: (k) => store.get(k),
+    set: (k, v) => {
+      sets++;
+      return store.set(k, v);
+    },
+    setKeys: LRU_KEYS * entries,
+    evictions: () => ({ sets, evicted: store.stats().evictions }),
+    close: () => store.close(),
+  };
+}
+
+/** A new store of ENTRIES entries (10 at least), its name unlinked at once: the mapping is all we need. */
+function benchStore(kind: string, options: KvOptions = {}): KvStore {
+  const name = `/shmkv-bench-${kind}${process.pid}`;
+  const store = KvStore.open(name, { create: true, exclusive: true, maxEntries: Math.max(10, entries), ...options });
+  KvStore.unlink(name);
+  return store;
 }
 
 /** Mixed sizes: a heap of 1.5 times the data (chunks of 8 bytes of head, key and value, rounded to 16). */
 function mixed(): Subject {
-  const name = `/shmkv-bench-mixed-${process.pid}`;
   let bytes = 0;
   for (let i = 0; i < entries; i++) bytes += Math.ceil((8 + keyOf(i).length + mixedValueOf(i).length) / 16) * 16;
   const memoryBytes = Math.max(1 << 16, Math.ceil(bytes * 1.5));
-  const store = KvStore.open(name, { create: true, exclusive: true, maxEntries: Math.max(10, entries), valueMax: 1024, memoryBytes });
-  KvStore.unlink(name);
+  const store = benchStore("mixed-", { valueMax: 1024, memoryBytes });
   return {
     get: (k) => store.get(k),
     set: (k, v) => store.set(k, v),
@@ -74,7 +105,7 @@ async function lmdb(): Promise<Subject> {
   };
 }
 
-const subject = await { shmkv, map, lmdb, mixed }[impl as "shmkv" | "map" | "lmdb" | "mixed"]();
+const subject = await { shmkv, map, lmdb, mixed, ttl, lru }[impl as "shmkv" | "map" | "lmdb" | "mixed" | "ttl" | "lru"]();
 if (subject.load) subject.load(entries);
 else for (let i = 0; i < entries; i++) subject.set(keyOf(i), valueOf(i));
 // "get-hot": the same 10 keys, spread over the store, so the figure shows the index's cost rather
@@ -83,15 +114,23 @@ else for (let i = 0; i < entries; i++) subject.set(keyOf(i), valueOf(i));
 // so beside a million key strings every allocation (the string a get returns) is slower, whatever
 // the store (compare the hot gets at 1,000,000 entries with this order reversed).
 const hot = Array.from({ length: 10 }, (_, i) => keyOf(Math.floor((i * entries) / 10)));
-const result: Record<string, Figures> = { "get-hot": measure(seconds, (i) => subject.get(hot[i % 10]!)) };
+const result: Record<string, Figures | number> = { "get-hot": measure(seconds, (i) => subject.get(hot[i % 10]!)) };
 const keys = Array.from({ length: entries }, (_, i) => keyOf(i));
 result.get = measure(seconds, (i) => subject.get(keys[scatter(i, entries)]!));
 // "mixed": each key keeps its own size, so a set rewrites a chunk of the size it had.
 const valueAt = impl === "mixed" ? mixedValueOf : () => value;
+// Keys beyond the store's, made only now: the gets ran beside the same strings as every store's.
+const setKeys = subject.setKeys ?? entries;
+for (let i = entries; i < setKeys; i++) keys.push(keyOf(i));
+const before = subject.evictions?.();
 result.set = measure(seconds, (i) => {
-  const at = scatter(i, entries);
+  const at = scatter(i, setKeys);
   return subject.set(keys[at]!, valueAt(at));
 });
+if (before) {
+  const after = subject.evictions!();
+  result.evicted_per_set = (after.evicted - before.evicted) / (after.sets - before.sets);
+}
 if (subject.status && entries <= 10) result.status = measure(seconds, () => subject.status!());
 subject.close();
 console.log(JSON.stringify(result));

@@ -1,13 +1,13 @@
 /**
  * `make bench`: every benchmark, each figure the median of at least RUNS runs in fresh processes; a
  * table on stdout and bench/results.json. BENCH_SECONDS (default 1) is the time per measured loop.
- * BENCH_ONLY=inProcess,http (any of inProcess, memory, crossProcess, http, status, watchers, resize) runs just those, and
- * leaves bench/results.json as it is.
+ * BENCH_ONLY=inProcess,http (any of inProcess, expiry, memory, crossProcess, http, status, watchers, resize) runs just
+ * those, and leaves bench/results.json as it is.
  */
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { httpBench } from "./http.ts";
-import { median, medianFigures, pairedRatio, roundOrder, type Figures } from "./measure.ts";
+import { LRU_KEYS, median, medianFigures, pairedRatio, roundOrder, type Figures } from "./measure.ts";
 import { statusBench } from "./status.ts";
 import { watchersBench } from "./watchers.ts";
 
@@ -100,6 +100,68 @@ async function inProcess(): Promise<Json> {
     "get time (10 hot keys) at 1,000,000 / at 10 entries, target <= 1.5": paired("10 shmkv", "1000000 shmkv", "get-hot"),
   };
   return { results, targets };
+}
+
+/**
+ * Expiry and eviction at 1,000,000 entries: gets and sets on a plain store, on one whose every entry
+ * has a TTL (TTL_MS: none expires during the run), and on one that evicts (lru, its sets over LRU_KEYS
+ * times as many keys as it holds), from Bun and from C, each in a fresh process, every store in
+ * every round; and Bun's hot gets at 10 plain entries, the hot-get target's baseline.
+ */
+async function expiry(): Promise<Json> {
+  const ENTRIES = 1_000_000;
+  const STORES = {
+    plain: { impl: "shmkv", mode: [], label: "plain" },
+    ttl: { impl: "ttl", mode: ["ttl"], label: "every entry with a TTL" },
+    lru: { impl: "lru", mode: ["lru"], label: `evict lru, sets over ${(LRU_KEYS * ENTRIES).toLocaleString("en")} keys` },
+  };
+  const evictedPerSet: Record<string, number[]> = {};
+  /** A run whose line may also give evicted_per_set: kept aside, as it is no timing. */
+  const run = (name: string, cmd: string[]) => async () => {
+    const { evicted_per_set: evicted, ...figures } = await json<Run & { evicted_per_set?: number }>(cmd);
+    if (evicted !== undefined) (evictedPerSet[name] ??= []).push(evicted);
+    return figures as Run;
+  };
+  const runs: Record<string, () => Promise<Run>> = { "bun 10 plain": run("bun 10 plain", [bun, "bench/inprocess.ts", "shmkv", "10", `${SECONDS}`]) };
+  for (const [store, { impl, mode }] of Object.entries(STORES)) {
+    runs[`bun ${store}`] = run(`bun ${store}`, [bun, "bench/inprocess.ts", impl, `${ENTRIES}`, `${SECONDS}`]);
+    runs[`c ${store}`] = run(`c ${store}`, [BENCH_C, `/shmkv-bench-c-${process.pid}`, `${ENTRIES}`, `${SECONDS}`, ...mode]);
+  }
+  const { all, medians } = await interleaved(IN_PROCESS_ROUNDS, runs);
+  const paired = (a: string, b: string, op: string) => pairedRatio(all[a]!, all[b]!, (r) => r[op]!.ops);
+  const rows: string[][] = [];
+  const vsPlain: Record<string, number> = {};
+  for (const client of ["bun", "c"]) {
+    for (const op of ["get-hot", "get", "set"]) {
+      for (const [store, { label }] of Object.entries(STORES)) {
+        const name = `${client} ${store}`;
+        const f = medians[name]![op];
+        if (!f) continue; // C times no hot gets
+        let ratio = "-";
+        if (store !== "plain") {
+          vsPlain[`${name} ${op}`] = paired(name, `${client} plain`, op);
+          ratio = `${vsPlain[`${name} ${op}`]!.toFixed(2)}×`;
+        }
+        const evicted = op === "set" && evictedPerSet[name] ? `${(100 * median(evictedPerSet[name]!)).toFixed(0)}%` : "-";
+        rows.push([client === "c" ? "C" : "Bun", op, label, fmtOps(f.ops), fmtNs(f.p50), fmtNs(f.p99), ratio, evicted]);
+      }
+    }
+  }
+  table(
+    `Expiry and eviction (${ENTRIES.toLocaleString("en")} entries, 64-byte values; Bun and C; medians of ${IN_PROCESS_ROUNDS} rounds; vs plain: median of the per-round ratios of ops/s)`,
+    ["client", "op", "store", "ops/s", "p50", "p99", "vs plain", "sets that evicted"],
+    rows,
+  );
+  return {
+    entries: ENTRIES,
+    results: medians,
+    vs_plain: vsPlain,
+    evicted_per_set: Object.fromEntries(Object.entries(evictedPerSet).map(([k, v]) => [k, median(v)])),
+    targets: {
+      "get time (10 hot keys) at 1,000,000 entries, each with a TTL / at 10 plain, target <= 1.5": paired("bun 10 plain", "bun ttl", "get-hot"),
+      "get time (10 hot keys) at 1,000,000 entries, evict lru / at 10 plain, target <= 1.5": paired("bun 10 plain", "bun lru", "get-hot"),
+    },
+  };
 }
 
 /** How a store with memoryBytes uses it (bench/memory.ts): deterministic sizes, so one run. */
@@ -204,6 +266,7 @@ const machine = {
 console.log(`shmkv benchmarks: ${machine.cpu}, ${machine.cores} cores, bun ${machine.bun}, median of ${RUNS} runs of ${SECONDS} s`);
 const SECTIONS: Record<string, () => Promise<Json>> = {
   inProcess,
+  expiry,
   memory,
   crossProcess,
   http: () => httpBench({ runs: RUNS, seconds: SECONDS, table }),

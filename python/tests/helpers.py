@@ -5,6 +5,7 @@ import random
 import string
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,3 +55,27 @@ class TempStore:
 
 def kvtool(name: str, *args: str, env=None) -> subprocess.CompletedProcess:
     return subprocess.run([str(BUILD / "kvtool"), name, *args], capture_output=True, text=True, env=env, timeout=30)
+
+
+def wait_until(condition, what: str, seconds: float = 10):
+    """Poll ``condition`` until it gives a true value, which is returned; fail after ``seconds``.
+
+    For expiry: a TTL of tens of milliseconds and this, never a sleep as long as the TTL.
+    """
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+    raise AssertionError(f"timed out after {seconds} s waiting until {what}")
+
+
+def outcomes(calls):
+    """What each of ``calls`` (a dict of name: callable) gives: its result, or the code of the KvError it raises."""
+    results = {}
+    for name, call in calls.items():
+        try:
+            results[name] = call()
+        except KvError as error:
+            results[name] = error.code
+    return results

@@ -9,7 +9,7 @@ import time
 import unittest
 import urllib.request
 
-from tests.helpers import BUN, ROOT, TempStore, kvtool
+from tests.helpers import BUN, ROOT, TempStore, kvtool, wait_until
 
 
 def bun_eval(script: str, name: str) -> str:
@@ -79,6 +79,31 @@ class CrossLanguage(unittest.TestCase):
                 ["written in C", "written by Bun", "written over HTTP ✓"],
             )
             self.assertEqual(t.store.keys("from-"), ["from-python", "from-c", "from-bun", "from-http"])
+
+    def test_an_expiry_written_in_one_language_is_honoured_by_the_others(self):
+        with TempStore(max_entries=16) as t:
+            t.store.set("from-python", "brief", ttl_ms=40)
+            expires_at = t.store.get_entry("from-python").expires_at
+            # Bun writes one too, and reports both expiries (ms since the epoch) as it reads them.
+            read_by_bun = json.loads(bun_eval(
+                "import { KvStore } from './src/store.ts';"
+                "using s = KvStore.open(process.env.NAME); s.set('from-bun', 'brief', { ttl: 40 });"
+                "console.log(JSON.stringify(['from-python', 'from-bun'].map((k) => s.getEntry(k)?.expiresAt ?? null)));",
+                t.name,
+            ))
+            self.assertEqual(read_by_bun[0], round(expires_at * 1000))
+            self.assertEqual(t.store.get_entry("from-bun").expires_at, read_by_bun[1] / 1000)
+            wait_until(lambda: t.store.keys() == [], "both have expired for Python")
+            read_by_c = [kvtool(t.name, "get", key) for key in ["from-python", "from-bun"]]
+            self.assertEqual([(r.returncode != 0, r.stdout) for r in read_by_c], [(True, ""), (True, "")])
+            self.assertIn("key not found", read_by_c[0].stderr)
+            read_by_bun = bun_eval(
+                "import { KvStore } from './src/store.ts';"
+                "using s = KvStore.open(process.env.NAME);"
+                "console.log(JSON.stringify([s.get('from-python') ?? null, s.get('from-bun') ?? null, s.keysFrom(0, 16).items]));",
+                t.name,
+            )
+            self.assertEqual(json.loads(read_by_bun), [None, None, []])
 
 
 if __name__ == "__main__":

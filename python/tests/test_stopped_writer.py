@@ -8,7 +8,7 @@ import subprocess
 import time
 import unittest
 
-from tests.helpers import BUILD, TempStore, kvtool
+from tests.helpers import BUILD, TempStore, kvtool, wait_until
 from shmkv import KvError, KvStore
 
 
@@ -69,6 +69,18 @@ class StoppedWriter(unittest.TestCase):
                             reader.set("a", "x")
                         self.assertEqual(caught.exception.code, "STORE_BUSY")
                     self.assertEqual(kvtool(t.name, "check").returncode, 0)  # the next locker repairs
+
+    def test_an_entry_expires_for_readers_while_a_stopped_writer_holds_the_lock(self):
+        with TempStore(max_entries=8) as t:
+            t.store.set("a", "a-value")
+            t.store.set("brief", "v", ttl_ms=40)
+            with self.stopped(t.name, ["set", "a", "rewritten"], 4), KvStore.open(t.name, lock_timeout_ms=0) as reader:
+                wait_until(lambda: reader.get("brief") is None, "the entry has expired")
+                self.assertEqual((reader.keys(), reader.get("a"), reader.count), (["a"], "a-value", 2))
+                with self.assertRaises(KvError) as caught:  # reclaiming takes the lock: refused at once
+                    reader.expire()
+                self.assertEqual(caught.exception.code, "STORE_BUSY")
+            self.assertEqual((t.store.expire(), t.store.keys(), t.store.expired), (1, ["a"], 1))
 
     @contextlib.contextmanager
     def stopped(self, name, args, point):

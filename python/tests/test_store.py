@@ -5,7 +5,7 @@ import subprocess
 import sys
 import unittest
 
-from tests.helpers import ROOT, TempStore, kvtool, unique_name, unlink_quietly
+from tests.helpers import ROOT, TempStore, kvtool, outcomes, unique_name, unlink_quietly
 from shmkv import Entry, KvConflictError, KvError, KvStore, Status
 
 
@@ -130,21 +130,9 @@ class Errors(unittest.TestCase):
                 "INVALID_ARGUMENT": lambda: t.store.set("", "v"),
                 "CONFLICT": lambda: t.store.set_if("k", "v", 9),
             }
-            codes = {}
-            for expected, call in cases.items():
-                try:
-                    call()
-                    codes[expected] = "no error"
-                except KvError as error:
-                    codes[expected] = error.code
-            self.assertEqual(codes, {code: code for code in cases})
+            self.assertEqual(outcomes(cases), {code: code for code in cases})
             self.assertEqual(t.store.get("k"), "v")  # nothing lost
-            reads = {}
-            for key in ["kkkkk", "", "a\0b"]:
-                try:
-                    reads[key] = t.store.get(key)
-                except KvError as error:
-                    reads[key] = error.code
+            reads = outcomes({key: lambda key=key: t.store.get(key) for key in ["kkkkk", "", "a\0b"]})
             self.assertEqual(reads, {"kkkkk": "KEY_TOO_LONG", "": "INVALID_ARGUMENT", "a\0b": "INVALID_ARGUMENT"})
 
     def test_a_value_of_another_type_is_INVALID_ARGUMENT(self):

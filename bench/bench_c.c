@@ -5,6 +5,9 @@
  *   bench_c NAME ENTRIES SECONDS lru      ->  the same on a store of ENTRIES entries that evicts
  *                                             (KV_EVICT_LRU), its sets over LRU_KEYS times as many
  *                                             keys: most of them evict; also "evicted_per_set"
+ *   bench_c NAME ENTRIES SECONDS lru-mixed -> the same with values of 100 to 2,000 bytes in a heap
+ *                                             of 1,100 bytes per entry: evicting must find room
+ *                                             that fits among chunks of every size
  *   bench_c NAME ENTRIES SECONDS hammer   ->  a busy writer on an existing store: sets for SECONDS
  *                                             over its ENTRIES keys, then {"set": {...}}
  *   bench_c NAME ENTRIES SECONDS resize   ->  a store of ENTRIES entries grown to twice that, then
@@ -25,6 +28,10 @@
  * write, per entry the store holds. */
 #define TTL_MS 3600000u
 #define LRU_KEYS 4
+/* "lru-mixed": key i's value is 100 to 2,000 bytes (a spread of sizes, so a set that evicts must
+ * find a chunk that fits in a heap of holes), in a heap of MIXED_BYTES per entry. */
+#define MIXED_MAX   2000
+#define MIXED_BYTES 1100
 
 static double now_ns(void)
 {
@@ -53,7 +60,7 @@ typedef int (*op_fn)(kv_store *, long, char *);
 
 static int do_get(kv_store *s, long i, char *scratch)
 {
-    char key[32], out[256];
+    char key[32], out[MIXED_MAX];
     size_t len;
     (void)scratch;
     return kv_get(s, key, key_of(key, i), out, sizeof out, &len, NULL);
@@ -69,6 +76,14 @@ static int do_set_ttl(kv_store *s, long i, char *value)
 {
     char key[32];
     return kv_set_ttl(s, key, key_of(key, i), value, 64, TTL_MS);
+}
+
+static int do_set_mixed(kv_store *s, long i, char *value)
+{
+    static char bytes[MIXED_MAX];
+    char key[32];
+    (void)value;
+    return kv_set(s, key, key_of(key, i), bytes, 100 + (size_t)(i * 7919 % (MIXED_MAX - 99)));
 }
 
 /* Times op over keys 0..entries-1 in a scattered order; returns how many it ran. */
@@ -130,7 +145,7 @@ static int time_resize(const char *name, kv_store *s, uint32_t max_entries, cons
     double t0 = now_ns();
     int rc = kv_resize(name, &o);
     double t1 = now_ns();
-    char key[32], out[256];
+    char key[32], out[MIXED_MAX];
     size_t len;
     int got = kv_get(s, key, key_of(key, 1), out, sizeof out, &len, NULL);
     double t2 = now_ns();
@@ -169,17 +184,18 @@ int main(int argc, char **argv)
 {
     const char *mode = argc == 5 ? argv[4] : "";
     if (argc != 4 && !(argc == 5 && (!strcmp(mode, "hammer") || !strcmp(mode, "resize") || !strcmp(mode, "ttl") ||
-                                     !strcmp(mode, "lru")))) {
-        fprintf(stderr, "usage: bench_c NAME ENTRIES SECONDS [hammer | resize | ttl | lru]\n");
+                                     !strcmp(mode, "lru") || !strcmp(mode, "lru-mixed")))) {
+        fprintf(stderr, "usage: bench_c NAME ENTRIES SECONDS [hammer | resize | ttl | lru | lru-mixed]\n");
         return 2;
     }
     long entries = atol(argv[2]);
     double seconds = atof(argv[3]);
     if (!strcmp(mode, "hammer") || !strcmp(mode, "resize"))
         return !strcmp(mode, "hammer") ? hammer(argv[1], entries, seconds) : resize_bench(argv[1], entries);
-    int lru = !strcmp(mode, "lru");
-    op_fn set = !strcmp(mode, "ttl") ? do_set_ttl : do_set;
-    kv_options o = {(uint32_t)(entries < 10 ? 10 : entries), 0, 0, 0, 0, lru ? KV_EVICT_LRU : 0, 0};
+    int mixed = !strcmp(mode, "lru-mixed"), lru = mixed || !strcmp(mode, "lru");
+    op_fn set = !strcmp(mode, "ttl") ? do_set_ttl : mixed ? do_set_mixed : do_set;
+    kv_options o = {(uint32_t)(entries < 10 ? 10 : entries), 0, mixed ? MIXED_MAX : 0, 0,
+                    mixed ? (uint64_t)entries * MIXED_BYTES : 0, lru ? KV_EVICT_LRU : 0, 0};
     kv_store *s;
     int rc = kv_open(argv[1], KV_CREATE | KV_EXCL, &o, &s);
     if (rc) {

@@ -490,13 +490,13 @@ static uint64_t fit_in_class(const kv_store *s, uint32_t k, uint64_t size, uint6
     return UINT64_MAX;
 }
 
-static uint64_t heap_find(const kv_store *s, uint64_t size, int *corrupt)
+static uint64_t heap_find(const kv_store *s, uint64_t size, int thorough, int *corrupt)
 {
     uint32_t own = size_class(size);
     uint64_t at = fit_in_class(s, own, size, KV_FIT_TRIES, corrupt);
     for (uint32_t k = own + 1; at == UINT64_MAX && !*corrupt && k < KV_HEAP_CLASSES; k++)
         at = fit_in_class(s, k, size, 1, corrupt);
-    if (at == UINT64_MAX && !*corrupt)
+    if (at == UINT64_MAX && !*corrupt && thorough)
         at = fit_in_class(s, own, size, UINT64_MAX, corrupt);
     return at;
 }
@@ -504,18 +504,19 @@ static uint64_t heap_find(const kv_store *s, uint64_t size, int *corrupt)
 static int heap_compact(kv_store *s, uint64_t size);
 
 /* A chunk of at least `size` bytes for slot's entry: *off and *got. KV_EFULL when the heap has no
- * room even after compaction (if `compact`); nothing an entry holds changes then (compaction only
- * moves them). */
+ * room even after compaction; nothing an entry holds changes then (compaction only moves them).
+ * Not `thorough`: a quick search that neither walks a whole free list nor compacts, for a caller
+ * that can make room otherwise (an lru set evicts). */
 static int heap_alloc(kv_store *s, uint64_t size, uint32_t slot, uint64_t *off, uint64_t *got,
-                      int compact)
+                      int thorough)
 {
     int corrupt = 0;
-    uint64_t at = heap_find(s, size, &corrupt);
-    if (at == UINT64_MAX && !corrupt && compact && !s->fixed_chunk && s->h->heap_free >= size) {
+    uint64_t at = heap_find(s, size, thorough, &corrupt);
+    if (at == UINT64_MAX && !corrupt && thorough && !s->fixed_chunk && s->h->heap_free >= size) {
         int rc = heap_compact(s, size);
         if (rc)
             return rc;
-        at = heap_find(s, size, &corrupt);
+        at = heap_find(s, size, thorough, &corrupt);
     }
     if (corrupt)
         return KV_ECORRUPT;

@@ -82,25 +82,29 @@ class CrossLanguage(unittest.TestCase):
 
     def test_an_expiry_written_in_one_language_is_honoured_by_the_others(self):
         with TempStore(max_entries=16) as t:
-            t.store.set("from-python", "brief", ttl_ms=40)
-            expires_at = t.store.get_entry("from-python").expires_at
-            # Bun writes one too, and reports both expiries (ms since the epoch) as it reads them.
+            # Expiries an hour away, so that starting Bun takes none of them: each reads the other's.
+            t.store.set("hour-python", "long", ttl_ms=3600000)
+            expires_at = t.store.get_entry("hour-python").expires_at
             read_by_bun = json.loads(bun_eval(
                 "import { KvStore } from './src/store.ts';"
-                "using s = KvStore.open(process.env.NAME); s.set('from-bun', 'brief', { ttl: 40 });"
-                "console.log(JSON.stringify(['from-python', 'from-bun'].map((k) => s.getEntry(k)?.expiresAt ?? null)));",
+                "using s = KvStore.open(process.env.NAME); s.set('hour-bun', 'long', { ttl: 3600000 });"
+                "console.log(JSON.stringify(['hour-python', 'hour-bun'].map((k) => s.getEntry(k)?.expiresAt ?? null)));",
                 t.name,
             ))
             self.assertEqual(read_by_bun[0], round(expires_at * 1000))
-            self.assertEqual(t.store.get_entry("from-bun").expires_at, read_by_bun[1] / 1000)
-            wait_until(lambda: t.store.keys() == [], "both have expired for Python")
+            self.assertEqual(t.store.get_entry("hour-bun").expires_at, read_by_bun[1] / 1000)
+            # Brief ones, by Python and by Bun: absent for every language once they have passed.
+            t.store.set("from-python", "brief", ttl_ms=40)
+            bun_eval("import { KvStore } from './src/store.ts';"
+                     "using s = KvStore.open(process.env.NAME); s.set('from-bun', 'brief', { ttl: 40 });", t.name)
+            wait_until(lambda: t.store.keys("from-") == [], "both have expired for Python")
             read_by_c = [kvtool(t.name, "get", key) for key in ["from-python", "from-bun"]]
             self.assertEqual([(r.returncode != 0, r.stdout) for r in read_by_c], [(True, ""), (True, "")])
             self.assertIn("key not found", read_by_c[0].stderr)
             read_by_bun = bun_eval(
                 "import { KvStore } from './src/store.ts';"
                 "using s = KvStore.open(process.env.NAME);"
-                "console.log(JSON.stringify([s.get('from-python') ?? null, s.get('from-bun') ?? null, s.keysFrom(0, 16).items]));",
+                "console.log(JSON.stringify([s.get('from-python') ?? null, s.get('from-bun') ?? null, s.keysFrom(0, 16, 'from-').items]));",
                 t.name,
             )
             self.assertEqual(json.loads(read_by_bun), [None, None, []])

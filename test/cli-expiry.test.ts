@@ -1,27 +1,17 @@
 /** The command line's expiry and eviction: set and incr --ttl, where expiry shows, --evict and KV_EVICT. */
-import { afterEach, beforeEach, describe, expect, it } from "bun:test";
+import { describe, expect, it } from "bun:test";
 import { startServer } from "../src/server.ts";
 import { KvStore } from "../src/store.ts";
-import { cli } from "./helpers/cli.ts";
-import { TempStore, uniqueName, unlinkQuietly } from "./helpers/shm.ts";
+import { cli, storePerTest } from "./helpers/cli.ts";
+import { uniqueName, unlinkQuietly } from "./helpers/shm.ts";
 import { waitFor } from "./helpers/wait.ts";
 
-let temp: TempStore;
-let env: Record<string, string>;
-
-beforeEach(() => {
-  temp = new TempStore();
-  env = { KV_SHM_NAME: temp.name };
-});
-
-afterEach(() => {
-  temp[Symbol.dispose]();
-});
+const temp = storePerTest();
 
 /** Run the CLI, and whether the entry `key` it wrote expires `ms` after the run (give or take the run itself). */
 async function expiresAfter(argv: string[], key: string, ms: number) {
   const before = Date.now();
-  const run = await cli(argv, env);
+  const run = await cli(argv, temp.env);
   const after = Date.now();
   const expiresAt = temp.store.getEntry(key)?.expiresAt ?? Number.NaN;
   return { code: run.code, inRange: expiresAt >= before + ms && expiresAt <= after + ms };
@@ -45,26 +35,26 @@ describe("shmkv set --ttl", () => {
   });
 
   it("makes an entry that get no longer finds once it expired (exit 1)", async () => {
-    expect((await cli(["set", "k", "v", "--ttl", "30ms"], env)).code).toBe(0);
+    expect((await cli(["set", "k", "v", "--ttl", "30ms"], temp.env)).code).toBe(0);
     await expired("k");
-    expect(await cli(["get", "k"], env)).toEqual({ code: 1, out: [], err: ["shmkv: Key 'k' not found"] });
+    expect(await cli(["get", "k"], temp.env)).toEqual({ code: 1, out: [], err: ["shmkv: Key 'k' not found"] });
   });
 
   it("with --if-absent takes a lock that frees itself once it expired", async () => {
-    const take = () => cli(["set", "lock", "me", "--if-absent", "--ttl", "30ms"], env);
+    const take = () => cli(["set", "lock", "me", "--if-absent", "--ttl", "30ms"], temp.env);
     expect([(await take()).code, (await take()).code]).toEqual([0, 1]);
     await expired("lock");
     expect((await take()).code).toBe(0);
   });
 
   it("set again without --ttl never expires", async () => {
-    await cli(["set", "k", "v", "--ttl", "30s"], env);
-    await cli(["set", "k", "w"], env);
+    await cli(["set", "k", "v", "--ttl", "30s"], temp.env);
+    await cli(["set", "k", "w"], temp.env);
     expect(temp.store.getEntry("k")?.expiresAt).toBeUndefined();
   });
 
   it.each(["0", "0s", "0.4ms", "30d", "1e3", "ten", "", "87601h"])("exits 2 for --ttl %p, writing nothing", async (ttl) => {
-    const run = await cli(["set", "k", "v", "--ttl", ttl], env);
+    const run = await cli(["set", "k", "v", "--ttl", ttl], temp.env);
     expect({ code: run.code, err: run.err[0]?.split("\n")[0], version: temp.store.version }).toEqual({
       code: 2,
       err: `shmkv: --ttl must be a duration from 1ms to ten years, a number with a unit of ms, s, m or h (30s, 1.5h) or of seconds (30), not ${JSON.stringify(ttl)}`,
@@ -81,18 +71,18 @@ describe("shmkv incr --ttl", () => {
   it("gives a counter it creates an expiry, which later increments keep", async () => {
     expect(await expiresAfter(["incr", "hits", "--ttl", "1m"], "hits", 60_000)).toEqual({ code: 0, inRange: true });
     const first = temp.store.getEntry("hits")?.expiresAt;
-    const runs = [await cli(["incr", "hits", "5", "--ttl", "1h"], env), await cli(["incr", "hits"], env)];
+    const runs = [await cli(["incr", "hits", "5", "--ttl", "1h"], temp.env), await cli(["incr", "hits"], temp.env)];
     expect({ out: runs.map((r) => r.out[0]), expiresAt: temp.store.getEntry("hits")?.expiresAt }).toEqual({ out: ["6", "7"], expiresAt: first });
   });
 
   it("counts from 0 again once the counter expired, and takes a negative BY beside --ttl", async () => {
-    await cli(["incr", "rate", "-3", "--ttl", "30ms"], env);
+    await cli(["incr", "rate", "-3", "--ttl", "30ms"], temp.env);
     await expired("rate");
-    expect((await cli(["incr", "rate", "--ttl", "30s"], env)).out).toEqual(["1"]);
+    expect((await cli(["incr", "rate", "--ttl", "30s"], temp.env)).out).toEqual(["1"]);
   });
 
   it("exits 2 for a bad --ttl, writing nothing", async () => {
-    expect([(await cli(["incr", "n", "--ttl", "soon"], env)).code, temp.store.version]).toEqual([2, 0]);
+    expect([(await cli(["incr", "n", "--ttl", "soon"], temp.env)).code, temp.store.version]).toEqual([2, 0]);
   });
 });
 
@@ -101,11 +91,11 @@ describe("where the CLI shows an expiry", () => {
     temp.store.set("brief", "v", { ttl: 60_000 });
     temp.store.set("stays", "w");
     const expiresAt = temp.store.getEntry("brief")!.expiresAt!;
-    const status = await cli(["status"], env);
-    const json = JSON.parse((await cli(["status", "--json"], env)).out[0] ?? "{}") as { evict: string; entries: unknown[] };
+    const status = await cli(["status"], temp.env);
+    const json = JSON.parse((await cli(["status", "--json"], temp.env)).out[0] ?? "{}") as { evict: string; entries: unknown[] };
     expect({
-      get: (await cli(["get", "brief", "--json"], env)).out,
-      plain: (await cli(["get", "stays", "--json"], env)).out,
+      get: (await cli(["get", "brief", "--json"], temp.env)).out,
+      plain: (await cli(["get", "stays", "--json"], temp.env)).out,
       status: status.out.slice(1),
       json: [json.evict, json.entries],
     }).toEqual({
@@ -147,7 +137,7 @@ describe("--evict", () => {
 
   it("on an existing store with another policy warns, naming the resize that changes it, which keeps every entry", async () => {
     temp.store.set("k", "v");
-    expect(await cli(["set", "k2", "v", "--evict", "lru"], env)).toEqual({
+    expect(await cli(["set", "k2", "v", "--evict", "lru"], temp.env)).toEqual({
       code: 0,
       out: ["Key 'k2' set successfully"],
       err: [
@@ -155,7 +145,7 @@ describe("--evict", () => {
           `the existing segment is used as it is (to change it, keeping every entry: shmkv resize --name ${temp.name} --evict lru)`,
       ],
     });
-    const resize = await cli(["resize", "--evict", "lru"], env);
+    const resize = await cli(["resize", "--evict", "lru"], temp.env);
     expect({ resize, evict: temp.store.evict, keys: temp.store.keysFrom(0, 10).items }).toEqual({
       resize: {
         code: 0,
@@ -171,7 +161,7 @@ describe("--evict", () => {
   });
 
   it("exits 2 for a policy other than none or lru, and with --replicate for lru", async () => {
-    const bad = await cli(["set", "k", "v", "--evict", "random"], env);
+    const bad = await cli(["set", "k", "v", "--evict", "random"], temp.env);
     const replica = await cli(["replicate", "--replicate", "redis://127.0.0.1:1", "--evict", "lru", "--name", temp.name], {});
     expect({ bad: [bad.code, bad.err[0]?.split("\n")[0]], replica: [replica.code, replica.err[0]?.split("\n")[0]] }).toEqual({
       bad: [2, 'shmkv: KV_EVICT (--evict) must be none or lru, not "random"'],
@@ -188,7 +178,7 @@ describe("--ttl with --server", () => {
       const remote = ["--server", server.url];
       expect(await expiresAfter(["set", "k", "v", "--ttl", "1.5s", ...remote], "k", 1500)).toEqual({ code: 0, inRange: true });
       expect(await expiresAfter(["incr", "n", "--ttl", "250ms", ...remote], "n", 250)).toEqual({ code: 0, inRange: true });
-      const refused = await cli(["set", "k", "v", "--evict", "lru", ...remote], env);
+      const refused = await cli(["set", "k", "v", "--evict", "lru", ...remote], temp.env);
       expect([refused.code, refused.err[0]?.split("\n")[0]]).toEqual([2, "shmkv: --evict shapes a store the CLI creates: a write sent with --server creates none"]);
     } finally {
       await server.stop();

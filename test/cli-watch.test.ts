@@ -1,20 +1,12 @@
 /** `shmkv watch`, as a user runs it: its own process, writes made in C, stopped with SIGINT. */
-import { afterEach, beforeEach, describe, expect, it } from "bun:test";
-import { main } from "../src/cli.ts";
+import { describe, expect, it } from "bun:test";
+import { cli as cliIn, storePerTest } from "./helpers/cli.ts";
 import { kvtool } from "./helpers/kvtool.ts";
 import { BUN, ServerProcess } from "./helpers/server-process.ts";
-import { TempStore, uniqueName } from "./helpers/shm.ts";
+import { uniqueName } from "./helpers/shm.ts";
 import { waitFor } from "./helpers/wait.ts";
 
-let temp: TempStore;
-
-beforeEach(() => {
-  temp = new TempStore();
-});
-
-afterEach(() => {
-  temp[Symbol.dispose]();
-});
+const temp = storePerTest();
 
 function watcher(...flags: string[]): ServerProcess {
   return new ServerProcess([BUN, "src/cli.ts", "watch", "--name", temp.name, ...flags]);
@@ -94,11 +86,7 @@ describe("shmkv watch", () => {
 
 describe("shmkv watch, misused", () => {
   /** main() in this process: these all return before watching. */
-  async function cli(argv: string[]) {
-    const run = { code: -1, out: [] as string[], err: [] as string[] };
-    run.code = await main(argv, { KV_SHM_NAME: temp.name }, { out: (t) => run.out.push(t), err: (t) => run.err.push(t) });
-    return run;
-  }
+  const cli = (argv: string[]) => cliIn(argv, temp.env);
 
   it("exits 2 for a --since that is not a revision, and when another command is given --since or --prefix", async () => {
     expect(await cli(["watch", "--since", "1.5"])).toEqual({

@@ -1,38 +1,28 @@
 /** The command line: every command, its output (plain and --json) and its exit status. */
-import { afterEach, beforeEach, describe, expect, it } from "bun:test";
+import { describe, expect, it } from "bun:test";
 import { optionsOf } from "../src/cli.ts";
 import { COMMANDS } from "../src/cli/commands.ts";
 import { KvStore } from "../src/store.ts";
 import { BUN, ROOT } from "./helpers/server-process.ts";
-import { cli } from "./helpers/cli.ts";
-import { TempStore, uniqueName, unlinkQuietly } from "./helpers/shm.ts";
+import { cli, storePerTest } from "./helpers/cli.ts";
+import { uniqueName, unlinkQuietly } from "./helpers/shm.ts";
 
-let temp: TempStore;
-let env: Record<string, string>;
-
-beforeEach(() => {
-  temp = new TempStore();
-  env = { KV_SHM_NAME: temp.name };
-});
-
-afterEach(() => {
-  temp[Symbol.dispose]();
-});
+const temp = storePerTest();
 
 describe("shmkv get", () => {
   it("prints the value", async () => {
     temp.store.set("k", "v\twith tab");
-    expect(await cli(["get", "k"], env)).toEqual({ code: 0, out: ["v\twith tab"], err: [] });
+    expect(await cli(["get", "k"], temp.env)).toEqual({ code: 0, out: ["v\twith tab"], err: [] });
   });
 
   it("prints {key, value} with --json", async () => {
     temp.store.set("ключ", "значение");
-    expect(await cli(["get", "ключ", "--json"], env)).toEqual({ code: 0, out: ['{"key":"ключ","value":"значение"}'], err: [] });
+    expect(await cli(["get", "ключ", "--json"], temp.env)).toEqual({ code: 0, out: ['{"key":"ключ","value":"значение"}'], err: [] });
   });
 
   it("exits 1 for a missing key, with the error as JSON under --json", async () => {
-    expect(await cli(["get", "nope"], env)).toEqual({ code: 1, out: [], err: ["shmkv: Key 'nope' not found"] });
-    expect(await cli(["get", "nope", "--json"], env)).toEqual({
+    expect(await cli(["get", "nope"], temp.env)).toEqual({ code: 1, out: [], err: ["shmkv: Key 'nope' not found"] });
+    expect(await cli(["get", "nope", "--json"], temp.env)).toEqual({
       code: 1,
       out: [],
       err: ['{"detail":"Key \'nope\' not found","code":"NOT_FOUND"}'],
@@ -41,7 +31,7 @@ describe("shmkv get", () => {
 
   it("exits 1 when the store does not exist", async () => {
     const missing = uniqueName();
-    expect(await cli(["get", "k", "--name", missing], env)).toEqual({
+    expect(await cli(["get", "k", "--name", missing], temp.env)).toEqual({
       code: 1,
       out: [],
       err: [`shmkv: no store named ${missing} (shmkv set or shmkv serve creates it)`],
@@ -49,8 +39,8 @@ describe("shmkv get", () => {
   });
 
   it("exits 2 without its key, or with one too many", async () => {
-    expect((await cli(["get"], env)).code).toBe(2);
-    expect((await cli(["get", "a", "b"], env)).code).toBe(2);
+    expect((await cli(["get"], temp.env)).code).toBe(2);
+    expect((await cli(["get", "a", "b"], temp.env)).code).toBe(2);
   });
 });
 
@@ -60,10 +50,10 @@ describe("a key with control characters", () => {
 
   it("is stored as it is, and printed escaped, never raw, by set, get and delete", async () => {
     const runs = [
-      await cli(["set", key, "v"], env),
-      await cli(["delete", key], env),
-      await cli(["get", key], env),
-      await cli(["delete", key], env),
+      await cli(["set", key, "v"], temp.env),
+      await cli(["delete", key], temp.env),
+      await cli(["get", key], temp.env),
+      await cli(["delete", key], temp.env),
     ];
     expect(runs).toEqual([
       { code: 0, out: [`Key '${escaped}' set successfully`], err: [] },
@@ -75,8 +65,8 @@ describe("a key with control characters", () => {
 
   it("is escaped in status and --json output too", async () => {
     temp.store.set(key, "v");
-    const status = await cli(["status"], env);
-    const json = await cli(["set", key, "w", "--json"], env);
+    const status = await cli(["status"], temp.env);
+    const json = await cli(["set", key, "w", "--json"], temp.env);
     expect({
       status: status.out[1]?.replace(/^\S+ {2}/, ""),
       json: JSON.parse(json.out[0] ?? "{}").message,
@@ -87,12 +77,12 @@ describe("a key with control characters", () => {
 
 describe("shmkv set", () => {
   it("stores the value and prints the seed's message", async () => {
-    expect(await cli(["set", "k", "v"], env)).toEqual({ code: 0, out: ["Key 'k' set successfully"], err: [] });
+    expect(await cli(["set", "k", "v"], temp.env)).toEqual({ code: 0, out: ["Key 'k' set successfully"], err: [] });
     expect(temp.store.get("k")).toBe("v");
   });
 
   it("prints the result with the new revision under --json", async () => {
-    expect(await cli(["set", "k", "v", "--json"], env)).toEqual({
+    expect(await cli(["set", "k", "v", "--json"], temp.env)).toEqual({
       code: 0,
       out: ['{"success":true,"message":"Key \'k\' set successfully","revision":1}'],
       err: [],
@@ -116,11 +106,11 @@ describe("shmkv set", () => {
   });
 
   it("exits 1 when the value is over the store's limit", async () => {
-    expect(await cli(["set", "k", "€".repeat(86)], env)).toEqual({ code: 1, out: [], err: ["shmkv: value longer than 255 bytes"] });
+    expect(await cli(["set", "k", "€".repeat(86)], temp.env)).toEqual({ code: 1, out: [], err: ["shmkv: value longer than 255 bytes"] });
   });
 
   it("exits 2 for a bad creation option", async () => {
-    const run = await cli(["set", "k", "v", "--max-entries", "many"], env);
+    const run = await cli(["set", "k", "v", "--max-entries", "many"], temp.env);
     expect({ code: run.code, err: run.err.join("") }).toEqual({ code: 2, err: expect.stringContaining("KV_MAX_ENTRIES") });
   });
 });
@@ -128,19 +118,19 @@ describe("shmkv set", () => {
 describe("shmkv delete", () => {
   it("removes the key", async () => {
     temp.store.set("k", "v");
-    expect(await cli(["delete", "k"], env)).toEqual({ code: 0, out: ["Key 'k' deleted successfully"], err: [] });
+    expect(await cli(["delete", "k"], temp.env)).toEqual({ code: 0, out: ["Key 'k' deleted successfully"], err: [] });
     expect(temp.store.get("k")).toBeUndefined();
   });
 
   it("exits 1 for a missing key", async () => {
-    expect(await cli(["delete", "k"], env)).toEqual({ code: 1, out: [], err: ["shmkv: Key 'k' not found"] });
+    expect(await cli(["delete", "k"], temp.env)).toEqual({ code: 1, out: [], err: ["shmkv: Key 'k' not found"] });
   });
 });
 
 describe("shmkv status", () => {
   it("prints a summary line and one line per entry", async () => {
     temp.store.set("a", "1");
-    const run = await cli(["status"], env);
+    const run = await cli(["status"], temp.env);
     expect(run).toEqual({
       code: 0,
       out: [
@@ -153,7 +143,7 @@ describe("shmkv status", () => {
 
   it("prints the whole status under --json", async () => {
     temp.store.set("a", "1");
-    const run = await cli(["status", "--json"], env);
+    const run = await cli(["status", "--json"], temp.env);
     expect(JSON.parse(run.out[0] ?? "")).toEqual({
       version: 1,
       entry_count: 1,
@@ -170,20 +160,20 @@ describe("shmkv status", () => {
 
 describe("shmkv check", () => {
   it("reports a sound store", async () => {
-    expect(await cli(["check", "--json"], env)).toEqual({ code: 0, out: ['{"ok":true}'], err: [] });
+    expect(await cli(["check", "--json"], temp.env)).toEqual({ code: 0, out: ['{"ok":true}'], err: [] });
   });
 });
 
 describe("shmkv unlink", () => {
   it("removes the store's name, and exits 1 when there is none", async () => {
     expect(await cli(["unlink", "--name", temp.name], {})).toEqual({ code: 0, out: [`${temp.name} unlinked`], err: [] });
-    expect((await cli(["unlink"], env)).code).toBe(1);
+    expect((await cli(["unlink"], temp.env)).code).toBe(1);
   });
 });
 
 describe("shmkv incr", () => {
   it("adds 1, or BY (negative too), and prints the new value; a missing key counts as 0", async () => {
-    const runs = [await cli(["incr", "n"], env), await cli(["incr", "n", "41"], env), await cli(["incr", "n", "-50"], env)];
+    const runs = [await cli(["incr", "n"], temp.env), await cli(["incr", "n", "41"], temp.env), await cli(["incr", "n", "-50"], temp.env)];
     expect(runs).toEqual([
       { code: 0, out: ["1"], err: [] },
       { code: 0, out: ["42"], err: [] },
@@ -194,13 +184,13 @@ describe("shmkv incr", () => {
 
   it("prints {key, value} with --json, the value's digits exact beyond 2^53", async () => {
     temp.store.set("n", "9007199254740993");
-    expect(await cli(["incr", "n", "--json"], env)).toEqual({ code: 0, out: ['{"key":"n","value":9007199254740994}'], err: [] });
+    expect(await cli(["incr", "n", "--json"], temp.env)).toEqual({ code: 0, out: ['{"key":"n","value":9007199254740994}'], err: [] });
   });
 
   it("exits 1 for a value that is no integer, or a sum beyond int64, changing nothing", async () => {
     temp.store.set("name", "alice");
     temp.store.set("max", "9223372036854775807");
-    const runs = [await cli(["incr", "name", "--json"], env), await cli(["incr", "max", "--json"], env)];
+    const runs = [await cli(["incr", "name", "--json"], temp.env), await cli(["incr", "max", "--json"], temp.env)];
     expect(runs.map((r) => [r.code, JSON.parse(r.err[0] ?? "{}").code])).toEqual([
       [1, "NOT_A_NUMBER"],
       [1, "ERANGE"],
@@ -209,7 +199,7 @@ describe("shmkv incr", () => {
   });
 
   it("exits 2 without a key, with a BY that is no integer, or with too many arguments", async () => {
-    const codes = await Promise.all([["incr"], ["incr", "n", "x"], ["incr", "n", "1.5"], ["incr", "n", "1", "2"]].map(async (a) => (await cli(a, env)).code));
+    const codes = await Promise.all([["incr"], ["incr", "n", "x"], ["incr", "n", "1.5"], ["incr", "n", "1", "2"]].map(async (a) => (await cli(a, temp.env)).code));
     expect(codes).toEqual([2, 2, 2, 2]);
     expect(temp.store.version).toBe(0);
   });
@@ -218,19 +208,19 @@ describe("shmkv incr", () => {
 describe("shmkv keys", () => {
   it("prints the keys one a line, those with --prefix P, at most --limit N, as a JSON array with --json", async () => {
     for (const key of ["user:1", "other", "user:2", "user:3"]) temp.store.set(key, "v");
-    expect(await cli(["keys"], env)).toEqual({ code: 0, out: ["user:1", "other", "user:2", "user:3"], err: [] });
-    expect(await cli(["keys", "--prefix", "user:", "--limit", "2"], env)).toEqual({ code: 0, out: ["user:1", "user:2"], err: [] });
-    expect(await cli(["keys", "--prefix", "user:", "--json"], env)).toEqual({ code: 0, out: ['["user:1","user:2","user:3"]'], err: [] });
-    expect(await cli(["keys", "--prefix", "none", "--json"], env)).toEqual({ code: 0, out: ["[]"], err: [] });
+    expect(await cli(["keys"], temp.env)).toEqual({ code: 0, out: ["user:1", "other", "user:2", "user:3"], err: [] });
+    expect(await cli(["keys", "--prefix", "user:", "--limit", "2"], temp.env)).toEqual({ code: 0, out: ["user:1", "user:2"], err: [] });
+    expect(await cli(["keys", "--prefix", "user:", "--json"], temp.env)).toEqual({ code: 0, out: ['["user:1","user:2","user:3"]'], err: [] });
+    expect(await cli(["keys", "--prefix", "none", "--json"], temp.env)).toEqual({ code: 0, out: ["[]"], err: [] });
   });
 
   it("escapes a key's control characters", async () => {
     temp.store.set("evil\x1b[2Jkey", "v");
-    expect(await cli(["keys"], env)).toEqual({ code: 0, out: ["evil\\u001b[2Jkey"], err: [] });
+    expect(await cli(["keys"], temp.env)).toEqual({ code: 0, out: ["evil\\u001b[2Jkey"], err: [] });
   });
 
   it("exits 2 for a bad --limit or an argument, and takes no --since", async () => {
-    const codes = await Promise.all([["keys", "--limit", "0"], ["keys", "--limit", "x"], ["keys", "k"], ["keys", "--since", "1"]].map(async (a) => (await cli(a, env)).code));
+    const codes = await Promise.all([["keys", "--limit", "0"], ["keys", "--limit", "x"], ["keys", "k"], ["keys", "--since", "1"]].map(async (a) => (await cli(a, temp.env)).code));
     expect(codes).toEqual([2, 2, 2, 2]);
   });
 });
@@ -271,12 +261,12 @@ describe("usage", () => {
     }
     expect(missing).toEqual([]);
     // And takes none it does not list.
-    expect((await cli(["get", "k", "--max-entries", "5"], env)).err[0]?.split("\n")[0]).toBe("shmkv: get takes no --max-entries");
+    expect((await cli(["get", "k", "--max-entries", "5"], temp.env)).err[0]?.split("\n")[0]).toBe("shmkv: get takes no --max-entries");
   });
 
   it("exits 2 for an unknown command, an unknown option and a bad store name", async () => {
     expect((await cli(["frobnicate"])).code).toBe(2);
-    expect((await cli(["status", "--verbose"], env)).code).toBe(2);
+    expect((await cli(["status", "--verbose"], temp.env)).code).toBe(2);
     expect((await cli(["status", "--name", "no-slash"])).code).toBe(2);
   });
 });
@@ -300,12 +290,12 @@ describe("the shmkv process", () => {
 describe("shmkv set and delete with a condition", () => {
   it("set --if-revision N writes only while KEY is at revision N", async () => {
     const revision = temp.store.set("k", "one");
-    expect(await cli(["set", "k", "two", "--if-revision", String(revision)], env)).toEqual({
+    expect(await cli(["set", "k", "two", "--if-revision", String(revision)], temp.env)).toEqual({
       code: 0,
       out: ["Key 'k' set successfully"],
       err: [],
     });
-    expect(await cli(["set", "k", "three", "--if-revision", String(revision)], env)).toEqual({
+    expect(await cli(["set", "k", "three", "--if-revision", String(revision)], temp.env)).toEqual({
       code: 1,
       out: [],
       err: ['shmkv: cannot set "k": it is at revision 2 (expected revision 1)'],
@@ -314,8 +304,8 @@ describe("shmkv set and delete with a condition", () => {
   });
 
   it("set --if-absent creates KEY only when it is missing, with the conflict as JSON under --json", async () => {
-    expect((await cli(["set", "k", "first", "--if-absent"], env)).code).toBe(0);
-    expect(await cli(["set", "k", "second", "--if-absent", "--json"], env)).toEqual({
+    expect((await cli(["set", "k", "first", "--if-absent"], temp.env)).code).toBe(0);
+    expect(await cli(["set", "k", "second", "--if-absent", "--json"], temp.env)).toEqual({
       code: 1,
       out: [],
       err: ['{"detail":"cannot set \\"k\\": it exists (revision 1)","code":"CONFLICT"}'],
@@ -326,17 +316,17 @@ describe("shmkv set and delete with a condition", () => {
   it("delete --if-revision N removes KEY only while it is at revision N", async () => {
     temp.store.set("k", "one");
     temp.store.set("k", "two");
-    expect(await cli(["delete", "k", "--if-revision", "1"], env)).toEqual({
+    expect(await cli(["delete", "k", "--if-revision", "1"], temp.env)).toEqual({
       code: 1,
       out: [],
       err: ['shmkv: cannot delete "k": it is at revision 2 (expected revision 1)'],
     });
-    expect(await cli(["delete", "k", "--if-revision", "2"], env)).toEqual({ code: 0, out: ["Key 'k' deleted successfully"], err: [] });
+    expect(await cli(["delete", "k", "--if-revision", "2"], temp.env)).toEqual({ code: 0, out: ["Key 'k' deleted successfully"], err: [] });
   });
 
   it("exits 2 for a bad revision, both conditions, or a condition a command does not take", async () => {
     const usage = async (argv: string[]) => {
-      const run = await cli(argv, env);
+      const run = await cli(argv, temp.env);
       return { code: run.code, err: run.err[0]?.split("\n")[0] };
     };
     expect([

@@ -9,7 +9,7 @@ import { requireToken } from "./auth.ts";
 import { DEFAULT_MAX_BODY_BYTES } from "../config.ts";
 import { bodyReader, refuseLargeBodies } from "./body.ts";
 import { docs } from "./docs.ts";
-import { bytesWithEtag, conditionOf, etag, unlessNotModified, withEtag } from "./conditions.ts";
+import { bytesWithEtag, conditionOf, jsonTextWithEtag, unlessNotModified, withEtag } from "./conditions.ts";
 import { andThen } from "./busy.ts";
 import { answerAtOnce } from "./elysia.ts";
 import { AnswerLater, ApiError, atOnce, failureResponse, KEY_NOT_DECODED, toHttpFailure } from "./errors.ts";
@@ -346,7 +346,5 @@ export type App = ReturnType<typeof createApp>;
 
 /** POST /incr's answer: `value` as its exact decimal digits, and the new revision as the ETag. */
 function incrAnswer(key: string, { value, revision }: Incremented): Response {
-  const response = new Response(`{"key":${JSON.stringify(key)},"value":${value}}`, { headers: { "content-type": "application/json;charset=utf-8" } });
-  response.headers.set("etag", etag(revision));
-  return response;
+  return jsonTextWithEtag(`{"key":${JSON.stringify(key)},"value":${value}}`, revision);
 }

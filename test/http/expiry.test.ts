@@ -88,6 +88,24 @@ describe("POST /set with a ttl", () => {
     await expired("short");
   });
 
+  it("says nothing of an expiry for an entry that never expires, right after answering for one that does", async () => {
+    await app.handle(postSet({ key: "brief", value: "1", ttl: 30 }));
+    await app.handle(postSet({ key: "stays", value: "2" }));
+    const conditional = (key: string) => new Request(`http://localhost/get/${key}`, { headers: { "if-none-match": "*" } });
+    const pairs = [
+      [get("/get/brief"), get("/get/stays")],
+      [get("/get/brief?raw"), get("/get/stays?raw")],
+      [conditional("brief"), conditional("stays")],
+    ];
+    const answers = [];
+    for (const [expiring, lasting] of pairs) answers.push([(await expiryOf(expiring!)).expiresAt !== null, await expiryOf(lasting!)]);
+    expect(answers).toEqual([
+      [true, { status: 200, expiresAt: null }],
+      [true, { status: 200, expiresAt: null }],
+      [true, { status: 304, expiresAt: null }],
+    ]);
+  });
+
   it("clears the expiry when the key is set again without a ttl", async () => {
     await app.handle(postSet({ key: "k", value: "1", ttl: 30 }));
     await app.handle(postSet({ key: "k", value: "2" }));

@@ -45,7 +45,7 @@ import {
   WatchHeaders,
   WatchQuery,
 } from "./models.ts";
-import { KvService } from "./service.ts";
+import { KvService, type Revisioned } from "./service.ts";
 import { StoreSlot } from "./store-slot.ts";
 import { uiPage } from "./ui.ts";
 import { WatchHub, type WatchHubOptions } from "./watch.ts";
@@ -130,10 +130,8 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
   /** GET /get/{key}: the entry as JSON, or (?raw) its value's bytes; 304 when If-None-Match names its revision. */
   const readKey = (key: string, query: GetQuery, request: Request): Response => {
     const ifNoneMatch = request.headers.get("if-none-match");
-    if (query.raw === undefined) {
-      return atOnce(andThen(service.get(key), (read) => unlessNotModified(ifNoneMatch, read, withEtag)));
-    }
-    return atOnce(andThen(service.getBytes(key), (read) => unlessNotModified(ifNoneMatch, read, bytesWithEtag)));
+    if (query.raw === undefined) return answerRead(service.get(key), ifNoneMatch, withEtag);
+    return answerRead(service.getBytes(key), ifNoneMatch, bytesWithEtag);
   };
   // The path starts after "http://" and the host, which may be shorter than Elysia assumes.
   const app = new Elysia({ handler: { standardHostname: false } })
@@ -343,6 +341,19 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
 }
 
 export type App = ReturnType<typeof createApp>;
+
+/**
+ * The answer of a read (see unlessNotModified): now, with no closure made on the way, or, when the
+ * store was busy, later (see atOnce).
+ */
+function answerRead<T>(
+  read: Revisioned<T> | Promise<Revisioned<T>>,
+  ifNoneMatch: string | null,
+  answer: (body: T, revision: number, expiresAt?: number) => Response,
+): Response {
+  if (read instanceof Promise) return atOnce(read.then((r) => unlessNotModified(ifNoneMatch, r, answer)));
+  return unlessNotModified(ifNoneMatch, read, answer);
+}
 
 /** POST /incr's answer: `value` as its exact decimal digits, and the new revision as the ETag. */
 function incrAnswer(key: string, { value, revision }: Incremented): Response {

@@ -29,10 +29,11 @@ export function whenFree<T>(run: () => T | Promise<T>, waitMs: number, heldMs: (
   } catch (error) {
     if (!isBusy(error)) throw error;
   }
-  return retry(run, waitMs, heldMs);
+  return retryWhenFree(run, waitMs, heldMs);
 }
 
-async function retry<T>(run: () => T | Promise<T>, waitMs: number, heldMs: () => number): Promise<T> {
+/** whenFree after its first attempt found the store busy: `run` again after a pause, and so on. */
+export async function retryWhenFree<T>(run: () => T | Promise<T>, waitMs: number, heldMs: () => number): Promise<T> {
   const deadline = performance.now() + waitMs;
   for (let pause = 1; ; pause = Math.min(2 * pause, MAX_PAUSE_MS)) {
     await Bun.sleep(Math.max(0, Math.min(pause, deadline - performance.now())));

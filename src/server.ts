@@ -5,11 +5,11 @@
  * `bun src/server.ts [options]` and `shmkv serve [options]` all run `runServer`.
  */
 import { ConfigError, DEFAULT_IDLE_TIMEOUT_SECONDS, SERVER_HELP, serverConfig, type Env, type ServerConfig } from "./config.ts";
-import { createApp } from "./http/app.ts";
+import { createApp, GET_KEY_ROUTE } from "./http/app.ts";
 import { exposureWarning } from "./http/auth.ts";
 import { ExpirySweep } from "./http/expiry.ts";
 import { hostCheckNotice, withWholeUrl } from "./http/hosts.ts";
-import { withRequestLog } from "./http/request-log.ts";
+import { withRequestLog, type Handler } from "./http/request-log.ts";
 import { geometryMismatch } from "./geometry.ts";
 import { StoreSlot } from "./http/store-slot.ts";
 import { watchRoute } from "./http/watch.ts";
@@ -77,10 +77,14 @@ export function startServer(config: ServerConfig, log: Logger = consoleLogger): 
     onInternalError: (error) => log.error(`internal error: ${error instanceof Error ? error.stack : String(error)}`),
     replication: replication?.writer,
   });
-  const plain = (request: Request) => app.handle(request);
-  const logged = config.logRequests ? withRequestLog(plain, log.info) : plain;
-  // A request without a whole URL (no Host, or a malformed one) gets one before anything reads it.
-  const handle = (request: Request) => logged(withWholeUrl(request));
+  const served = (handler: Handler): Handler => {
+    const logged = config.logRequests ? withRequestLog(handler, log.info) : handler;
+    // A request without a whole URL (no Host, or a malformed one) gets one before anything reads it.
+    return (request) => logged(withWholeUrl(request));
+  };
+  const handle = served((request) => app.handle(request));
+  // GET /get/{key} is routed by Bun and answered past Elysia (see the app's getKey); HEAD by the app.
+  const getKey = served(app.getKey);
   let server: Bun.Server<undefined>;
   try {
     server = Bun.serve({
@@ -93,7 +97,7 @@ export function startServer(config: ServerConfig, log: Logger = consoleLogger): 
       // Seconds a connection may stay idle, or take over a request's body (Bun closes a connection
       // still sending its headers after about 10 s, whatever this says).
       idleTimeout: config.idleTimeoutSeconds ?? DEFAULT_IDLE_TIMEOUT_SECONDS,
-      routes: watchRoute(handle),
+      routes: { ...watchRoute(handle), [GET_KEY_ROUTE]: { GET: getKey, HEAD: handle } },
       fetch: handle,
     });
   } catch (error) {

@@ -5,7 +5,7 @@
 import { Elysia } from "elysia";
 import pkg from "../../package.json";
 import { KvStore } from "../store.ts";
-import { requireToken } from "./auth.ts";
+import { PATH_SEARCH_FROM, requireToken } from "./auth.ts";
 import { DEFAULT_MAX_BODY_BYTES } from "../config.ts";
 import { bodyReader, refuseLargeBodies } from "./body.ts";
 import { docs } from "./docs.ts";
@@ -85,6 +85,9 @@ const ENDPOINTS: Record<string, string> = {
 };
 
 const SLASH = "/".charCodeAt(0);
+/** The route of GET /get/{key}, in the syntax of Elysia's router and of Bun's (src/server.ts serves it by Bun's). */
+export const GET_KEY_ROUTE = "/get/:key";
+const GET_PREFIX = "/get/";
 const hidden = { detail: { hide: true } };
 
 /** What a read route's handler is given (see answerAtOnce). */
@@ -127,36 +130,76 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
   /** The failure of an answer that came later (AnswerLater), answered as onError answers any other. */
   const answerFailure = (error: unknown) => failureResponse(error, onInternalError);
   const notAllowed = wrongMethod(() => app.routes);
-  /** GET /get/{key}: the entry as JSON, or (?raw) its value's bytes; 304 when If-None-Match names its revision. */
-  const readKey = (key: string, query: GetQuery, request: Request): Response => {
+  /** GET /get/{key}: the entry as JSON, or (raw) its value's bytes; 304 when If-None-Match names its revision. */
+  const readKey = (key: string, raw: boolean, request: Request): Response => {
     const ifNoneMatch = request.headers.get("if-none-match");
-    if (query.raw === undefined) return answerRead(service.get(key), ifNoneMatch, withEtag);
+    if (!raw) return answerRead(service.get(key), ifNoneMatch, withEtag);
     return answerRead(service.getBytes(key), ifNoneMatch, bytesWithEtag);
+  };
+  /**
+   * The gates every request passes before routing: a refusal is thrown; a redirect is returned, as
+   * the answer; undefined lets the request through.
+   */
+  const gates = (request: Request): Response | undefined => {
+    // Bun makes a new string on every read of request.url, about 50 ns: it is read once.
+    const { url } = request;
+    checkHost(url);
+    // Send every "/path/" to "/path" ("/swagger/" too, so the page has one address), on this
+    // server: "//evil.com/" goes to "/evil.com", never to "//evil.com" (another host, for a
+    // browser). A cheap look at the raw URL first: this runs for every request.
+    const query = url.indexOf("?");
+    if (url.charCodeAt((query < 0 ? url.length : query) - 1) === SLASH) {
+      const { pathname, search } = new URL(url);
+      if (pathname.length > 1) return Response.redirect(`/${pathname.replace(/^\/+|\/+$/g, "")}${search}`, 308);
+    }
+    refuseLarge(request);
+    checkToken(request);
+    return undefined;
+  };
+  /**
+   * A GET of /get/{key} as Bun's own router hands it over (src/server.ts), past Elysia: the gates,
+   * the read and the count that the app gives the route, without Elysia's routing, context and
+   * hooks, whose cost is a large share of this read's (`BENCH_ONLY=http make bench` measures it).
+   * Only the plain case, a key with no percent-escape and no query; the app answers the rest (?raw,
+   * an escaped key, a request a gate refuses or redirects), and counts it, as it answers any
+   * request. HEAD is the app's too: Bun's router gives it the app (and any other method).
+   */
+  const getKey = (request: Request): Response | Promise<Response> => {
+    const { url } = request;
+    const path = url.indexOf("/", PATH_SEARCH_FROM);
+    const from = path + GET_PREFIX.length;
+    const plain = url.startsWith(GET_PREFIX, path) && url.indexOf("?", from) < 0 && url.indexOf("%", from) < 0;
+    if (!plain) return app.handle(request);
+    const began = performance.now();
+    let passed: boolean;
+    try {
+      passed = gates(request) === undefined;
+    } catch {
+      passed = false;
+    }
+    if (!passed) return app.handle(request);
+    let answer: Response | Promise<Response>;
+    try {
+      answer = readKey(url.substring(from), false, request);
+    } catch (error) {
+      answer = error instanceof AnswerLater ? error.answer.then(undefined, answerFailure) : answerFailure(error);
+    }
+    const counted = (response: Response) => {
+      metrics.observe("GET", GET_KEY_ROUTE, response.status, (performance.now() - began) / 1000);
+      return response;
+    };
+    return answer instanceof Promise ? answer.then(counted) : counted(answer);
   };
   // The path starts after "http://" and the host, which may be shorter than Elysia assumes.
   const app = new Elysia({ handler: { standardHostname: false } })
     .use(measure(metrics))
-    // The gates every request passes before routing, in one hook. Elysia reads a hook's source to
-    // decide whether to await it, and takes a `return f(...)` for async; an awaited hook makes the
-    // handling of every request asynchronous from its first step. Hence the redirect is assigned,
-    // then returned (test/http/routes.test.ts checks that the hook stays synchronous).
-    .onRequest(({ request, redirect }) => {
-      let early: Response | undefined;
-      // Bun makes a new string on every read of request.url, about 50 ns: it is read once.
-      const { url } = request;
-      checkHost(url);
-      // Send every "/path/" to "/path" ("/swagger/" too, so the page has one address), on this
-      // server: "//evil.com/" goes to "/evil.com", never to "//evil.com" (another host, for a
-      // browser). A cheap look at the raw URL first: this runs for every request.
-      const query = url.indexOf("?");
-      if (url.charCodeAt((query < 0 ? url.length : query) - 1) === SLASH) {
-        const { pathname, search } = new URL(url);
-        if (pathname.length > 1) early = redirect(`/${pathname.replace(/^\/+|\/+$/g, "")}${search}`, 308);
-      }
-      if (early === undefined) {
-        refuseLarge(request);
-        checkToken(request);
-      }
+    // The gates, in one hook. Elysia reads a hook's source to decide whether to await it, and takes
+    // a `return f(...)` for async; an awaited hook makes the handling of every request asynchronous
+    // from its first step. Hence the answer is assigned, then returned (test/http/routes.test.ts
+    // checks that the hook stays synchronous).
+    .onRequest(({ request }) => {
+      let early;
+      early = gates(request);
       return early;
     })
     .onError(({ code, error, set, request }) => {
@@ -179,7 +222,7 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
     })
     // The read routes answer without a promise (see answerAtOnce), or, when the store is busy, later
     // through onError (see atOnce).
-    .get("/get/:key", answerAtOnce(({ params, query, request }: Read<KeyParams, GetQuery>) => readKey(params.key, query, request)), {
+    .get(GET_KEY_ROUTE, answerAtOnce(({ params, query, request }: Read<KeyParams, GetQuery>) => readKey(params.key, query.raw !== undefined, request)), {
       params: KeyParams,
       response: {
         200: GetResponse,
@@ -195,7 +238,7 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
     // A key with "/" in it, sent as it is (/get/a/b), as Consul's /v1/kv/a/b: documented above.
     .get(
       "/get/*",
-      answerAtOnce(({ params, query, request }: Read<WildcardParams, GetQuery>) => readKey(slashedKey(params), query, request)),
+      answerAtOnce(({ params, query, request }: Read<WildcardParams, GetQuery>) => readKey(slashedKey(params), query.raw !== undefined, request)),
       hidden,
     )
     // The hot write path reads its condition headers from the request. Declared as its `headers`
@@ -337,7 +380,7 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
     })
     .decorate("watchHub", watchHub);
   // What a server must do when it stops: end the /watch streams, which never finish by themselves.
-  return Object.assign(app, { close: () => watchHub.close() });
+  return Object.assign(app, { close: () => watchHub.close(), getKey });
 }
 
 export type App = ReturnType<typeof createApp>;

@@ -78,11 +78,35 @@ describe("startServer", () => {
     const server = start();
     await fetch(`${server.url}set`, { method: "POST", headers: JSON_TYPE, body: JSON.stringify({ key: "k", value: "secret-value" }) });
     await fetch(`${server.url}get/missing?x=1`);
+    await fetch(`${server.url}get/k`);
+    await fetch(`${server.url}get/k`, { method: "HEAD" });
     expect(log.lines.slice(2)).toEqual([
       expect.stringMatching(/^POST \/set 200 \d+\.\dms$/),
       expect.stringMatching(/^GET \/get\/missing 404 \d+\.\dms$/),
+      expect.stringMatching(/^GET \/get\/k 200 \d+\.\dms$/),
+      expect.stringMatching(/^HEAD \/get\/k 200 \d+\.\dms$/),
     ]);
     expect(log.lines.join("\n")).not.toContain("secret-value");
+  });
+
+  it("answers GET /get/{key}, which Bun routes to the app's getKey, and HEAD of it, as the app answers them", async () => {
+    const server = start();
+    const written = await fetch(`${server.url}set`, { method: "POST", headers: JSON_TYPE, body: JSON.stringify({ key: "k", value: "v" }) });
+    const etag = written.headers.get("etag")!;
+    const seen = async (response: Response) => ({ status: response.status, etag: response.headers.get("etag"), body: await response.text() });
+    expect({
+      get: await seen(await fetch(`${server.url}get/k`)),
+      notModified: await seen(await fetch(`${server.url}get/k`, { headers: { "if-none-match": etag } })),
+      head: await seen(await fetch(`${server.url}get/k`, { method: "HEAD" })),
+      missing: await seen(await fetch(`${server.url}get/nope`)),
+      post: (await fetch(`${server.url}get/k`, { method: "POST" })).headers.get("allow"),
+    }).toEqual({
+      get: { status: 200, etag, body: '{"key":"k","value":"v"}' },
+      notModified: { status: 304, etag, body: "" },
+      head: { status: 200, etag, body: "" },
+      missing: { status: 404, etag: null, body: '{"detail":"Key \'nope\' not found","code":"NOT_FOUND"}' },
+      post: "GET, HEAD",
+    });
   });
 
   it("logs no request when told not to", async () => {

@@ -193,8 +193,16 @@ describe("over a socket", () => {
       shape(await send("GET", "/health", ["Host: x"])),
       shape(await send("GET", "/get/k", ["Host: kv:80"])),
       shape(await send("GET", "/health", [], undefined, "HTTP/1.0")),
+      shape(await send("GET", "/get/k", [], undefined, "HTTP/1.0")),
       shape(await send("POST", "/set", [], { key: "old", value: "client" }, "HTTP/1.0")),
-    ]).toEqual([health, health, { status: 200, body: { key: "k", value: "v" } }, health, { status: 200, body: { success: true, message: "Key 'old' set successfully" } }]);
+    ]).toEqual([
+      health,
+      health,
+      { status: 200, body: { key: "k", value: "v" } },
+      health,
+      { status: 200, body: { key: "k", value: "v" } },
+      { status: 200, body: { success: true, message: "Key 'old' set successfully" } },
+    ]);
   });
 
   it("answers 400 with JSON to an empty or malformed Host, writing nothing", async () => {

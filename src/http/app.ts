@@ -183,11 +183,13 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
     } catch (error) {
       answer = error instanceof AnswerLater ? error.answer.then(undefined, answerFailure) : answerFailure(error);
     }
-    const counted = (response: Response) => {
-      metrics.observe("GET", GET_KEY_ROUTE, response.status, (performance.now() - began) / 1000);
-      return response;
-    };
-    return answer instanceof Promise ? answer.then(counted) : counted(answer);
+    if (answer instanceof Promise) return answer.then((response) => countGetKey(response, began));
+    return countGetKey(answer, began);
+  };
+  /** Count a GET /get/{key} that getKey answered, begun at `began` (performance.now()). */
+  const countGetKey = (response: Response, began: number): Response => {
+    metrics.observe("GET", GET_KEY_ROUTE, response.status, (performance.now() - began) / 1000);
+    return response;
   };
   // The path starts after "http://" and the host, which may be shorter than Elysia assumes.
   const app = new Elysia({ handler: { standardHostname: false } })

@@ -294,7 +294,7 @@ export async function httpBench(o: { runs: number; seconds: number; table: Table
       const vs = (x: number) => (impl === "map" ? "-" : times(x));
       return [LABEL[impl], f.ops.toFixed(0), fmt(f.p50), fmt(f.p99), `${f.cpu.toFixed(1)} µs`, vs(spread.ratio), vs(spread.cpuRatio)];
     }));
-  o.table(`What Bun alone charges for the ETag header and the strict body read (bench/bun-floor.ts: plain Bun.serve, no Elysia, no store; ${rounds} rounds)`,
+  o.table(`What Bun alone charges for the ETag header, a look at If-None-Match and the strict body read (bench/bun-floor.ts: plain Bun.serve, no Elysia, no store; ${rounds} rounds)`,
     ["answer", "req/s", "vs without"],
     Object.entries(FLOOR_PATHS).map(([path, { label }]) => {
       const f = floor[path as FloorPath];

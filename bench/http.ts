@@ -17,8 +17,9 @@ import { median, medianFigures, pairedRatio, roundOrder, valueOf, type Figures }
 type Table = (title: string, head: string[], rows: string[][]) => void;
 /**
  * Our server; the Map app with our HTTP features (bench/map-app.ts); the Map app, the ceiling, served
- * as ours is (Bun.serve handing each request to the app); and the Map app served by Elysia's own
- * listen, which routes in Bun's native router: a higher ceiling, for an app without request hooks.
+ * as ours serves all but a plain GET /get/{key} (Bun.serve handing each request to the app); and the
+ * Map app served by Elysia's own listen, which routes in Bun's native router: a higher ceiling, for
+ * an app without request hooks.
  */
 const IMPLS = ["shmkv", "featured", "map", "listen"] as const;
 type Impl = (typeof IMPLS)[number];

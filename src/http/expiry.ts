@@ -16,25 +16,34 @@ export function unixSeconds(ms: number): number {
 export interface SweepOptions {
   /** Milliseconds between two ticks (default 100). */
   intervalMs?: number;
-  /** Slots one pass looks at (default 256). */
+  /** Slots one pass looks at, under one hold of the lock (default 256). */
   batch?: number;
+  /** Ticks in which the sweep looks at every slot of the store at least once (default 100: 10 s). */
+  lapTicks?: number;
   /** Passes one tick makes at most, while each reclaims more than a quarter of what it looked at (default 16). */
   maxPasses?: number;
+  /** Milliseconds of passes after which a tick ends, whatever is left (default 4). */
+  budgetMs?: number;
   /** Told of a failure other than a busy lock, when it differs from the previous one. */
   onError?: (message: string) => void;
 }
 
 /**
- * Every `intervalMs`, reclaim the expired entries among the next `batch` slots of the store `source`
- * holds now; again at once while a pass reclaimed more than a quarter of its slots (expired entries
- * are many: catch up), up to `maxPasses` a tick. The store's handle must not wait for the lock (the
- * server opens it with a lock timeout of 0): a busy lock skips the tick. A read-only store (a
- * replica's) is left alone.
+ * Every `intervalMs`, reclaim the expired entries among the next slots of the store `source` holds
+ * now, `batch` slots a pass: enough passes that the sweep goes round the whole store in `lapTicks`
+ * ticks (a look at a slot costs a few nanoseconds; a fixed share would take minutes round a store of
+ * a million entries, and /watch would hear of expiries that late); more while a pass reclaimed more
+ * than a quarter of its slots (expired entries are many: catch up), up to `maxPasses` such passes;
+ * and none once the tick has taken `budgetMs`, so that the event loop stays free. The store's handle
+ * must not wait for the lock (the server opens it with a lock timeout of 0): a busy lock skips the
+ * tick. A read-only store (a replica's) is left alone.
  */
 export class ExpirySweep {
   readonly #source: () => KvStore | undefined;
   readonly #batch: number;
+  readonly #lapTicks: number;
   readonly #maxPasses: number;
+  readonly #budgetMs: number;
   readonly #onError: ((message: string) => void) | undefined;
   readonly #timer: ReturnType<typeof setInterval>;
   #lastError: string | undefined;
@@ -42,7 +51,9 @@ export class ExpirySweep {
   constructor(source: () => KvStore | undefined, options: SweepOptions = {}) {
     this.#source = source;
     this.#batch = options.batch ?? 256;
+    this.#lapTicks = options.lapTicks ?? 100;
     this.#maxPasses = options.maxPasses ?? 16;
+    this.#budgetMs = options.budgetMs ?? 4;
     this.#onError = options.onError;
     this.#timer = setInterval(() => this.tick(), options.intervalMs ?? 100);
     this.#timer.unref();
@@ -52,12 +63,20 @@ export class ExpirySweep {
   tick(): number {
     const store = this.#source();
     if (!store || store.readOnly) return 0;
+    const due = Math.ceil(store.maxEntries / this.#lapTicks);
+    const began = performance.now();
     let reclaimed = 0;
+    let looked = 0;
+    let catchingUp = 0;
     try {
-      for (let pass = 0; pass < this.#maxPasses; pass++) {
+      for (;;) {
         const now = store.expire(this.#batch);
         reclaimed += now;
-        if (now * 4 <= this.#batch) break;
+        looked += this.#batch;
+        const many = now * 4 > this.#batch;
+        if (many) catchingUp++;
+        const more = many ? catchingUp < this.#maxPasses : looked < due;
+        if (!more || performance.now() - began >= this.#budgetMs) break;
       }
       this.#lastError = undefined;
     } catch (error) {

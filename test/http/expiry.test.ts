@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, it } from "bun:test";
 import { TTL_MAX_SECONDS } from "../../src/config.ts";
 import { createApp, type App } from "../../src/http/app.ts";
-import { ExpirySweep } from "../../src/http/expiry.ts";
+import { ExpirySweep, type SweepOptions } from "../../src/http/expiry.ts";
 import type { ReplicatedWriter } from "../../src/http/writer.ts";
 import { KvStore } from "../../src/store.ts";
 import { eachWithTempApp } from "../helpers/app.ts";
@@ -236,7 +236,7 @@ describe("ExpirySweep", () => {
   afterEach(() => sweeps.splice(0).forEach((s) => s.stop()));
 
   /** A sweep whose timer never fires during a test: its ticks are the test's. */
-  function sweep(store: KvStore, options: { batch: number; maxPasses: number; onError?: (message: string) => void }): ExpirySweep {
+  function sweep(store: KvStore, options: SweepOptions & { batch: number; maxPasses: number }): ExpirySweep {
     const made = new ExpirySweep(() => store, { intervalMs: 3_600_000, ...options });
     sweeps.push(made);
     return made;
@@ -260,6 +260,18 @@ describe("ExpirySweep", () => {
     await fill(64, (i) => i % 16 < 4);
     const ticks = sweep(temp.store, { batch: 16, maxPasses: 4 });
     expect([ticks.tick(), ticks.tick(), temp.store.count]).toEqual([4, 4, 56]);
+  });
+
+  it("looks at enough slots a tick to go round the whole store in its lap, however few have expired", async () => {
+    await fill(64, (i) => i % 16 === 0);
+    const ticks = sweep(temp.store, { batch: 4, maxPasses: 4, lapTicks: 4 });
+    expect([ticks.tick(), ticks.tick(), ticks.tick(), ticks.tick(), temp.store.count]).toEqual([1, 1, 1, 1, 60]);
+  });
+
+  it("ends a tick once its passes have taken its budget", async () => {
+    await fill(64, (i) => i % 16 === 0);
+    const ticks = sweep(temp.store, { batch: 4, maxPasses: 4, lapTicks: 4, budgetMs: 0 });
+    expect([ticks.tick(), ticks.tick(), temp.store.count]).toEqual([1, 0, 63]);
   });
 
   it("skips a tick while another process holds the lock, without waiting for it, and reclaims at the next", async () => {

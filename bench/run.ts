@@ -152,9 +152,23 @@ async function expiry(): Promise<Json> {
     ["client", "op", "store", "ops/s", "p50", "p99", "vs plain", "sets that evicted"],
     rows,
   );
+  const sweeps: { reclaimed: number; ticks: number; tick_ms_p50: number; tick_ms_max: number }[] = [];
+  for (let r = 0; r < RUNS; r++) sweeps.push(await json([bun, "bench/sweep.ts", `${ENTRIES}`]));
+  const sweep = {
+    reclaimed: median(sweeps.map((s) => s.reclaimed)),
+    ticks: median(sweeps.map((s) => s.ticks)),
+    tick_ms_p50: median(sweeps.map((s) => s.tick_ms_p50)),
+    tick_ms_max: median(sweeps.map((s) => s.tick_ms_max)),
+  };
+  table(
+    `The server's sweep of expired entries (bench/sweep.ts: ExpirySweep's defaults, a tick every 100 ms; ${ENTRIES.toLocaleString("en")} entries, 1 in 100 expired; medians of ${RUNS} runs)`,
+    ["expired entries", "ticks to reclaim them all", "at 100 ms a tick", "tick time p50", "tick time max"],
+    [[`${sweep.reclaimed}`, `${sweep.ticks}`, `${(sweep.ticks / 10).toFixed(1)} s`, `${sweep.tick_ms_p50.toFixed(3)} ms`, `${sweep.tick_ms_max.toFixed(3)} ms`]],
+  );
   return {
     entries: ENTRIES,
     results: medians,
+    sweep,
     vs_plain: vsPlain,
     evicted_per_set: Object.fromEntries(Object.entries(evictedPerSet).map(([k, v]) => [k, median(v)])),
     targets: {

@@ -253,9 +253,10 @@ export type CreateFlags = { "max-entries"?: string; "key-max"?: string; "value-m
 /**
  * The geometry and mode of a segment to create, from flags and environment; unset = default. A
  * mode that lets others write the segment is refused unless its owner is trusted anyway (`trusted`):
- * the next open would refuse the segment.
+ * the next open would refuse the segment. Values may be as long as a heap allows when --memory is
+ * given, or when `keepsHeap` (a resize of a store that has one, which it keeps without --memory).
  */
-export function createOptions(flags: CreateFlags, env: Env, trusted: boolean): KvOptions {
+export function createOptions(flags: CreateFlags, env: Env, trusted: boolean, keepsHeap = false): KvOptions {
   const mode = fileMode(flags.mode ?? setting(env, "KV_SHM_MODE"));
   if (mode !== undefined && mode & 0o002 && !trusted) {
     throw new ConfigError(
@@ -272,7 +273,7 @@ export function createOptions(flags: CreateFlags, env: Env, trusted: boolean): K
     valueMax: optional(
       "KV_VALUE_MAX (--value-max)",
       flags["value-max"] ?? setting(env, "KV_VALUE_MAX"),
-      memoryBytes ? LIMITS.valueMaxMemory : LIMITS.valueMax,
+      memoryBytes || keepsHeap ? LIMITS.valueMaxMemory : LIMITS.valueMax,
     ),
     memoryBytes,
     mode,

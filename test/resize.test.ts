@@ -7,6 +7,7 @@ import { StoreSlot } from "../src/http/store-slot.ts";
 import { kvHash } from "../src/layout.ts";
 import { startServer, type Logger } from "../src/server.ts";
 import { KvStore } from "../src/store.ts";
+import { LIMITS } from "../src/limits.ts";
 import { bunFixture, checksummed, kvtool, kvtoolAsync, verifyChecksummed, type Ran } from "./helpers/kvtool.ts";
 import { READ_PATHS, TempStore, uniqueName, unlinkQuietly } from "./helpers/shm.ts";
 import { waitFor } from "./helpers/wait.ts";
@@ -236,6 +237,18 @@ describe("shmkv resize", () => {
       err: [],
     });
     expect([t.store.maxEntries, t.store.valueMax, t.store.get("k")]).toEqual([1000, 1024, "v"]);
+  });
+
+  it("takes a --value-max beyond the heapless limit for a store that keeps its heap, and refuses it for one without", async () => {
+    using heap = new TempStore({ memoryBytes: 4 * 2 ** 20 });
+    using plain = new TempStore();
+    const longest = String(LIMITS.valueMax + 1);
+    const grown = await cli(["resize", "--value-max", longest], { KV_SHM_NAME: heap.name });
+    const refused = await cli(["resize", "--value-max", longest], { KV_SHM_NAME: plain.name });
+    expect({ grown: [grown.code, heap.store.valueMax, heap.store.memoryBytes], refused: [refused.code, plain.store.valueMax] }).toEqual({
+      grown: [0, LIMITS.valueMax + 1, 4 * 2 ** 20],
+      refused: [2, 255],
+    });
   });
 
   it("says why a geometry cannot hold the store, with exit status 1", async () => {

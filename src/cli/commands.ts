@@ -254,7 +254,7 @@ export const COMMANDS: Record<string, Command> = {
       withStore(inv, (store) => {
         const before = geometryOf(store);
         // Flags only: a KV_MAX_ENTRIES left in the environment must not resize a store by surprise.
-        const options = createOptions(inv.flags, {}, trustsSegmentOwner(inv.flags, inv.env));
+        const options = createOptions(inv.flags, {}, trustsSegmentOwner(inv.flags, inv.env), store.memoryOption > 0);
         KvStore.resize(store.name, options);
         const after = geometryOf(store);
         const policy = before.evict === after.evict ? "" : `; eviction ${before.evict} -> ${after.evict}`;
@@ -322,9 +322,10 @@ function withStore(inv: Invocation, run: (store: KvStore) => number, creates: bo
   return guarded(inv, () => {
     const name = storeName(inv.flags, inv.env);
     const trusted = trustsSegmentOwner(inv.flags, inv.env);
-    const given = createOptions(inv.flags, inv.env, trusted);
+    // The geometry flags and variables count only for a store this may create (resize reads its own).
+    const given = creates ? createOptions(inv.flags, inv.env, trusted) : undefined;
     const fallback = typeof creates === "object" ? creates : {};
-    const create = creates
+    const create = given
       ? {
           create: true,
           maxEntries: given.maxEntries ?? fallback.maxEntries,
@@ -336,7 +337,7 @@ function withStore(inv: Invocation, run: (store: KvStore) => number, creates: bo
         }
       : {};
     using store = KvStore.open(name, { ...create, checkOwner: !trusted });
-    const mismatch = creates && !store.created && geometryMismatch(store, given);
+    const mismatch = given && !store.created && geometryMismatch(store, given);
     if (mismatch) inv.io.err(`shmkv: warning: ${mismatch}`);
     return run(store);
   });

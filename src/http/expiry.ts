@@ -62,13 +62,16 @@ export class ExpirySweep {
   /** One tick's passes (the timer makes them; a test may too): how many entries they reclaimed. */
   tick(): number {
     const store = this.#source();
-    if (!store || store.readOnly) return 0;
-    const due = Math.ceil(store.maxEntries / this.#lapTicks);
+    if (!store) return 0;
     const began = performance.now();
     let reclaimed = 0;
     let looked = 0;
     let catchingUp = 0;
+    // Within the try: a store that has gone (unlinked, damaged) throws from any call, and a throw
+    // out of a timer would end the server.
     try {
+      if (store.readOnly) return 0;
+      const due = Math.ceil(store.maxEntries / this.#lapTicks);
       for (;;) {
         const now = store.expire(this.#batch);
         reclaimed += now;

@@ -8,6 +8,7 @@ import { TTL_MAX_SECONDS } from "../../src/config.ts";
 import { createApp, type App } from "../../src/http/app.ts";
 import { ExpirySweep, type SweepOptions } from "../../src/http/expiry.ts";
 import type { ReplicatedWriter } from "../../src/http/writer.ts";
+import { KvError } from "../../src/errors.ts";
 import { KvStore } from "../../src/store.ts";
 import { eachWithTempApp } from "../helpers/app.ts";
 import { answer, expectError, get, keyPath, postIncr, postSet } from "../helpers/http.ts";
@@ -290,6 +291,19 @@ describe("ExpirySweep", () => {
     }
     expect(await writer.exited).toBe(0);
     expect([ticks.tick(), errors]).toEqual([1, []]);
+  });
+
+  it("tells of a store it cannot read, rather than throwing out of its timer", () => {
+    const errors: string[] = [];
+    const gone = {
+      get readOnly(): boolean {
+        throw new KvError("ENOENT", "the store's segment is gone", -2);
+      },
+    } as unknown as KvStore;
+    expect([sweep(gone, { batch: 16, maxPasses: 4, onError: (message) => errors.push(message) }).tick(), errors]).toEqual([
+      0,
+      ["the store's segment is gone"],
+    ]);
   });
 
   it("leaves a read-only store (a replica's) alone", async () => {

@@ -139,7 +139,7 @@ export function createApp(store: KvStore | StoreSlot, options: AppOptions = {}) 
   /**
    * The gates every request passes before routing: a refusal is thrown; a redirect is returned, as
    * the answer; undefined lets the request through. `url` is the request's, read by the caller once:
-   * Bun makes a new string on every read of request.url, about 50 ns.
+   * Bun makes a new string on every read of request.url.
    */
   const gates = (request: Request, url: string): Response | undefined => {
     checkHost(url);

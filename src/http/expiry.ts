@@ -31,12 +31,12 @@ export interface SweepOptions {
 /**
  * Every `intervalMs`, reclaim the expired entries among the next slots of the store `source` holds
  * now, `batch` slots a pass: enough passes that the sweep goes round the whole store in `lapTicks`
- * ticks (a look at a slot costs a few nanoseconds; a fixed share would take minutes round a store of
- * a million entries, and /watch would hear of expiries that late); more while a pass reclaimed more
- * than a quarter of its slots (expired entries are many: catch up), up to `maxPasses` such passes;
- * and none once the tick has taken `budgetMs`, so that the event loop stays free. The store's handle
- * must not wait for the lock (the server opens it with a lock timeout of 0): a busy lock skips the
- * tick. A read-only store (a replica's) is left alone.
+ * ticks (a look at a slot is cheap, and `BENCH_ONLY=expiry make bench` times a tick; a fixed share
+ * would take minutes round a store of a million entries, and /watch would hear of expiries that
+ * late); more while a pass reclaimed more than a quarter of its slots (expired entries are many:
+ * catch up), up to `maxPasses` such passes; and none once the tick has taken `budgetMs`, so that the
+ * event loop stays free. The store's handle must not wait for the lock (the server opens it with a
+ * lock timeout of 0): a busy lock skips the tick. A read-only store (a replica's) is left alone.
  */
 export class ExpirySweep {
   readonly #source: () => KvStore | undefined;

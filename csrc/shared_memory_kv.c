@@ -2684,6 +2684,8 @@ int kv_resize(const char *name, const kv_options *opts)
     int rc = kv_open(name, 0, NULL, &s);
     if (rc)
         return rc;
+    if (opts && opts->lock_timeout_ms)
+        kv_set_lock_timeout(s, opts->lock_timeout_ms > INT32_MAX ? INT32_MAX : (int32_t)opts->lock_timeout_ms);
     rc = resize_on(s, opts);
     kv_close(s); /* with every mapping it followed to */
     return rc;

@@ -190,7 +190,12 @@ typedef struct kv_options {
      * KV_EFULL (once expired entries are reclaimed); KV_EVICT_LRU: evict entries (see Caveats).
      */
     uint32_t evict;
-    uint32_t reserved; /**< 0 */
+    /**
+     * kv_resize only: milliseconds to wait for the store's write lock before giving up with
+     * KV_EBUSY, nothing changed; 0 (the default): as long as it takes. kv_open ignores it (a
+     * handle's wait is kv_set_lock_timeout's).
+     */
+    uint32_t lock_timeout_ms;
 } kv_options;
 
 /** An open store: one process's mapping of a segment. Opaque. */
@@ -263,8 +268,9 @@ KV_API int kv_unlink(const char *name);
  *         geometry), KV_ECORRUPT (an entry's lengths or the entry count are damaged: kv_check says
  *         more), -ENOENT, -EACCES, KV_EINCOMPAT, -EEXIST (a store other than a stale copy is
  *         called `name` + ".resize"), -ENOSPC (no room in /dev/shm for the copy while the old one
- *         exists), -ENOTSUP (not Linux), another -errno. Waits for the write lock as long as it
- *         takes; readers go on reading the old segment meanwhile, writers wait.
+ *         exists), KV_EBUSY (the write lock was held past opts->lock_timeout_ms), -ENOTSUP (not
+ *         Linux), another -errno. Waits for the write lock up to opts->lock_timeout_ms (as long as
+ *         it takes when 0); readers go on reading the old segment meanwhile, writers wait.
  * Safe to call from any process while others use the store; two resizes of one store run one
  * after the other (the second resizes the first's result).
  */

@@ -56,6 +56,15 @@ export interface KvOptions {
   evict?: EvictPolicy;
 }
 
+/** What KvStore.resize takes: the new geometry, and how long to wait for the write lock. */
+export interface ResizeOptions extends KvOptions {
+  /**
+   * Milliseconds to wait for the write lock before throwing STORE_BUSY, nothing changed. Default: no
+   * limit (a writer stopped inside the lock would stall the resize); 0 waits as little as it can.
+   */
+  lockTimeoutMs?: number;
+}
+
 /** Options of a write (set, setIf, incr, increment). */
 export interface WriteOptions {
   /**
@@ -203,10 +212,20 @@ function evictOption(value: EvictPolicy | undefined): number {
   return EVICT[value];
 }
 
-/** kv_options for kv_open and kv_resize: 0 for a field not given. */
-function optionsOf(options: KvOptions, valueLimit: number): Uint32Array {
+/**
+ * A resize's lock timeout as kv_options takes it: 0 for none (wait as long as it takes), else at
+ * least 1 ms (0 there would mean no limit), at most what an int32 holds.
+ */
+function lockTimeoutOption(value: number | undefined): number {
+  if (value === undefined) return 0;
+  if (!(value >= 0)) throw new KvError("INVALID_ARGUMENT", `lockTimeoutMs must be 0 or more, not ${value}`, RC.INVALID_ARGUMENT);
+  return Math.min(Math.max(1, Math.ceil(value)), 2 ** 31 - 1);
+}
+
+/** kv_options for kv_open and kv_resize (which alone takes a lock timeout): 0 for a field not given. */
+function optionsOf(options: KvOptions, valueLimit: number, lockTimeoutMs?: number): Uint32Array {
   const memoryBytes = memoryOption(options.memoryBytes);
-  // kv_options: four u32 fields, memory_bytes as a u64 (two words, low first), evict, reserved.
+  // kv_options: four u32 fields, memory_bytes as a u64 (two words, low first), evict, lock_timeout_ms.
   return new Uint32Array([
     u32Option("maxEntries", options.maxEntries, LIMITS.maxEntries),
     u32Option("keyMax", options.keyMax, LIMITS.keyMax),
@@ -215,7 +234,7 @@ function optionsOf(options: KvOptions, valueLimit: number): Uint32Array {
     memoryBytes % 2 ** 32,
     Math.floor(memoryBytes / 2 ** 32),
     evictOption(options.evict),
-    0,
+    lockTimeoutOption(lockTimeoutMs),
   ]);
 }
 
@@ -304,13 +323,14 @@ export class KvStore implements Disposable {
    * own (memoryBytes too: every value moves into a heap of that size). Every process that has it
    * open follows on its next call. When the new geometry cannot hold the data, throws TABLE_FULL (too
    * many entries, or more bytes than memoryBytes), KEY_TOO_LONG or VALUE_TOO_LONG saying what does
-   * not fit, and nothing changes. Blocks until the copy is done (writers wait for it; readers do not).
+   * not fit, and nothing changes. Blocks until the copy is done (writers wait for it; readers do not),
+   * and first for the write lock, up to `options.lockTimeoutMs` (STORE_BUSY past it).
    */
-  static resize(name: string, options: KvOptions): void {
+  static resize(name: string, options: ResizeOptions): void {
     const lib = kvLib();
     checkName(name);
     // Its value limit is the library's to check: a store with memory takes longer values.
-    const rc = lib.kv_resize(cString(name), optionsOf(options, LIMITS.valueMaxMemory));
+    const rc = lib.kv_resize(cString(name), optionsOf(options, LIMITS.valueMaxMemory, options.lockTimeoutMs));
     if (rc === 0) return;
     if (rc === RC.TABLE_FULL || rc === RC.KEY_TOO_LONG || rc === RC.VALUE_TOO_LONG) {
       throw new KvError(codeOf(rc), `cannot resize ${name}: ${misfit(name, rc, options)}; nothing changed`, rc);

@@ -28,7 +28,7 @@ class _Options(ctypes.Structure):
 
     _fields_ = [("max_entries", ctypes.c_uint32), ("key_max", ctypes.c_uint32),
                 ("value_max", ctypes.c_uint32), ("mode", ctypes.c_uint32), ("memory_bytes", ctypes.c_uint64),
-                ("evict", ctypes.c_uint32), ("reserved", ctypes.c_uint32)]
+                ("evict", ctypes.c_uint32), ("lock_timeout_ms", ctypes.c_uint32)]
 
 
 class _Meta(ctypes.Structure):

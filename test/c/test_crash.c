@@ -158,8 +158,9 @@ static void reader_after_crash_mid_copy_sees_old_value(void)
 }
 
 /* A writer stopped (SIGSTOP) inside the lock, half-way through a value: a handle with a lock timeout
- * gets KV_EBUSY within it instead of waiting, kv_lock_held_ms tells how long the lock has been held,
- * and once the writer goes on, its write completes and the lock is free again. */
+ * gets KV_EBUSY within it instead of waiting, and so does a kv_resize given one; kv_lock_held_ms
+ * tells how long the lock has been held, and once the writer goes on, its write completes and the
+ * lock is free again. */
 static void stopped_writer_makes_lockers_busy(void)
 {
     const char *name;
@@ -183,6 +184,14 @@ static void stopped_writer_makes_lockers_busy(void)
     CHECK(waited >= 0.045 && waited < 1.0);
     CHECK(kv_lock_held_ms(s) >= 45);
     CHECK_GET(s, "b", B_OLD);
+    /* A resize gives up as a write does, within its own timeout, and changes nothing. */
+    uint32_t capacity = kv_max_entries(s);
+    kv_options grow = {.max_entries = capacity + 10, .lock_timeout_ms = 50};
+    t0 = check_now();
+    CHECK_RC(kv_resize(name, &grow), KV_EBUSY);
+    waited = check_now() - t0;
+    CHECK(waited >= 0.045 && waited < 1.0);
+    CHECK_EQ(kv_max_entries(s), capacity);
     kill(pid, SIGCONT);
     status = check_wait(pid);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);

@@ -8,7 +8,7 @@ import { COMMANDS, EXIT, type Command, type Io } from "./cli/commands.ts";
 import { CONDITION_OPTIONS } from "./cli/conditions.ts";
 import { EmbeddedLibraryError, useEmbeddedLibrary } from "./cli/embedded-lib.ts";
 import { LIST_OPTIONS } from "./cli/list.ts";
-import { TTL_OPTIONS } from "./cli/ttl.ts";
+import { DEFAULT_LOCK_TIMEOUT_MS, LOCK_OPTIONS, TTL_OPTIONS } from "./cli/durations.ts";
 import { WATCH_OPTIONS } from "./cli/watch.ts";
 import { ConfigError, CREATE_OPTIONS, DEFAULT_STORE_NAME, parseFlags, TRUST_OPTION, type Env } from "./config.ts";
 import { KvError } from "./errors.ts";
@@ -16,7 +16,7 @@ import { DEFAULTS } from "./limits.ts";
 import { runServer } from "./server.ts";
 import { runReplicator } from "./replication/run.ts";
 
-const COMMON_OPTIONS = { name: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean" }, ...TRUST_OPTION } as const;
+const COMMON_OPTIONS = { name: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean" }, ...TRUST_OPTION, ...LOCK_OPTIONS } as const;
 
 /** The options only some commands take (each lists its own in Command.options). */
 export const COMMAND_OPTIONS = {
@@ -52,6 +52,9 @@ const OPTION_HELP: Record<string, string> = {
   json: '--json              print results (and errors, as {"detail", "code"}) as JSON',
   "trust-segment-owner": "--trust-segment-owner  open the store even when another user owns it or others may write it\n" +
     "                      (or KV_TRUST_SEGMENT_OWNER=1; see docs/security.md)",
+  "lock-timeout": `--lock-timeout DURATION  how long to wait for another process's hold of the store's lock, then
+` +
+    `                      fail (or KV_LOCK_TIMEOUT; default ${DEFAULT_LOCK_TIMEOUT_MS / 1000}s; 0: do not wait)`,
   help: "--help              this text",
 };
 
@@ -88,6 +91,8 @@ Options:
   --json               print results (and errors, as {"detail", "code"}) as JSON
   --trust-segment-owner  open the store even when another user owns it or others may write it, which is
                        refused by default (or KV_TRUST_SEGMENT_OWNER=1; see docs/security.md)
+  --lock-timeout DURATION  how long to wait for another process's hold of the store's lock, then fail
+                       (or KV_LOCK_TIMEOUT; default ${DEFAULT_LOCK_TIMEOUT_MS / 1000}s; 0: do not wait)
   --help               help; with a command, that command's, with every option it takes
   set, incr and restore also take --max-entries N, --key-max BYTES, --value-max BYTES, --memory SIZE,
   --mode OCTAL and --evict none|lru (or KV_MAX_ENTRIES, KV_KEY_MAX, KV_VALUE_MAX, KV_MEMORY, KV_SHM_MODE,

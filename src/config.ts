@@ -303,7 +303,8 @@ function memorySize(raw: string | undefined): number | undefined {
   return bytes;
 }
 
-function setting(env: Env, name: string): string | undefined {
+/** A variable's value; undefined when it is unset or empty. */
+export function setting(env: Env, name: string): string | undefined {
   const value = env[name];
   return value === undefined || value === "" ? undefined : value;
 }

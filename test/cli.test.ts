@@ -2,9 +2,11 @@
 import { describe, expect, it } from "bun:test";
 import { optionsOf } from "../src/cli.ts";
 import { COMMANDS } from "../src/cli/commands.ts";
+import { lockTimeoutOf } from "../src/cli/durations.ts";
 import { KvStore } from "../src/store.ts";
 import { BUN, ROOT } from "./helpers/server-process.ts";
 import { cli, storePerTest } from "./helpers/cli.ts";
+import { stoppedKvtool } from "./helpers/kvtool.ts";
 import { uniqueName, unlinkQuietly } from "./helpers/shm.ts";
 
 const temp = storePerTest();
@@ -247,6 +249,8 @@ describe("usage", () => {
           "  --help              this text",
           "  --trust-segment-owner  open the store even when another user owns it or others may write it",
           "                      (or KV_TRUST_SEGMENT_OWNER=1; see docs/security.md)",
+          "  --lock-timeout DURATION  how long to wait for another process's hold of the store's lock, then",
+          "                      fail (or KV_LOCK_TIMEOUT; default 10s; 0: do not wait)",
         ].join("\n"),
       ],
       err: [],
@@ -341,5 +345,50 @@ describe("shmkv set and delete with a condition", () => {
       { code: 2, err: "shmkv: get takes no --if-revision" },
     ]);
     expect(temp.store.count).toBe(0);
+  });
+});
+
+describe("a writer stopped holding the store's lock", () => {
+  /** Run `body` while a kvtool writer is stopped inside the lock, half-way through a set of "held". */
+  async function whileStopped<T>(body: () => Promise<T>): Promise<T> {
+    const writer = await stoppedKvtool(temp.name, ["set", "held", "x"], 4);
+    try {
+      return await body();
+    } finally {
+      writer.kill("SIGCONT");
+      await writer.exited;
+    }
+  }
+  const busy = (command: string, waited: number) =>
+    `shmkv: cannot ${command}: store busy: another process holds the write lock (try again later) ` +
+    `(waited ${waited} ms: --lock-timeout (KV_LOCK_TIMEOUT) waits longer)`;
+
+  it("fails a write and a resize after --lock-timeout or KV_LOCK_TIMEOUT, changing nothing", async () => {
+    const capacity = temp.store.maxEntries;
+    const runs = await whileStopped(async () => [
+      await cli(["set", "k", "v", "--lock-timeout", "50ms"], temp.env),
+      await cli(["resize", "--max-entries", "20", "--lock-timeout", "0"], temp.env),
+      await cli(["delete", "k"], { ...temp.env, KV_LOCK_TIMEOUT: "0.05" }),
+    ]);
+    expect(runs).toEqual([
+      { code: 1, out: [], err: [busy('set "k"', 50)] },
+      { code: 1, out: [], err: [busy(`resize ${temp.name}`, 0)] },
+      { code: 1, out: [], err: [busy('delete "k"', 50)] },
+    ]);
+    // The stopped writer's own set completes once it goes on.
+    expect([temp.store.maxEntries, temp.store.get("k"), temp.store.get("held")]).toEqual([capacity, undefined, "x"]);
+  });
+
+  it("waits 10 s by default, and refuses a --lock-timeout that is no duration", async () => {
+    expect(lockTimeoutOf({}, {})).toBe(10_000);
+    const refused = await cli(["set", "k", "v", "--lock-timeout", "soon"], temp.env);
+    expect(refused).toEqual({
+      code: 2,
+      out: [],
+      err: [
+        'shmkv: KV_LOCK_TIMEOUT (--lock-timeout) must be a duration of 0 or more, a number with a unit of ms, s, m or h (250ms, 30s) or of seconds (10), not "soon"\n' +
+          "(shmkv set --help tells how to use it)",
+      ],
+    });
   });
 });

@@ -12,7 +12,7 @@ import { expectedRevision, type ConditionFlags } from "./conditions.ts";
 import { expiring, json, shown } from "./printable.ts";
 import { limitOf, type ListFlags } from "./list.ts";
 import { conditionHeaders, keyPath, RemoteError, send } from "./remote.ts";
-import { ttlOf, type TtlFlags } from "./ttl.ts";
+import { lockTimeoutOf, ttlOf, type LockFlags, type TtlFlags } from "./durations.ts";
 import { printChanges, sinceOf, type WatchFlags } from "./watch.ts";
 
 export const EXIT = { OK: 0, FAILED: 1, USAGE: 2 } as const;
@@ -29,7 +29,8 @@ export interface Invocation {
     ConditionFlags &
     WatchFlags &
     ListFlags &
-    TtlFlags;
+    TtlFlags &
+    LockFlags;
   env: Env;
   io: Io;
 }
@@ -194,7 +195,10 @@ export const COMMANDS: Record<string, Command> = {
     run: async (inv) => {
       const since = sinceOf(inv.flags);
       try {
-        using store = KvStore.open(storeName(inv.flags, inv.env), { checkOwner: !trustsSegmentOwner(inv.flags, inv.env) });
+        using store = KvStore.open(storeName(inv.flags, inv.env), {
+          checkOwner: !trustsSegmentOwner(inv.flags, inv.env),
+          lockTimeoutMs: lockTimeoutOf(inv.flags, inv.env),
+        });
         await printChanges(store, { since, prefix: inv.flags.prefix, json: inv.flags.json === true }, inv.io.out);
         return EXIT.OK;
       } catch (error) {
@@ -255,7 +259,7 @@ export const COMMANDS: Record<string, Command> = {
         const before = geometryOf(store);
         // Flags only: a KV_MAX_ENTRIES left in the environment must not resize a store by surprise.
         const options = createOptions(inv.flags, {}, trustsSegmentOwner(inv.flags, inv.env), store.memoryOption > 0);
-        KvStore.resize(store.name, options);
+        KvStore.resize(store.name, { ...options, lockTimeoutMs: lockTimeoutOf(inv.flags, inv.env) });
         const after = geometryOf(store);
         const policy = before.evict === after.evict ? "" : `; eviction ${before.evict} -> ${after.evict}`;
         const message =
@@ -336,7 +340,7 @@ function withStore(inv: Invocation, run: (store: KvStore) => number, creates: bo
           evict: given.evict,
         }
       : {};
-    using store = KvStore.open(name, { ...create, checkOwner: !trusted });
+    using store = KvStore.open(name, { ...create, checkOwner: !trusted, lockTimeoutMs: lockTimeoutOf(inv.flags, inv.env) });
     const mismatch = given && !store.created && geometryMismatch(store, given);
     if (mismatch) inv.io.err(`shmkv: warning: ${mismatch}`);
     return run(store);
@@ -405,6 +409,10 @@ function failed(inv: Invocation, error: unknown): number {
   if (!(error instanceof KvError)) throw error;
   if (error.code === "ENOENT") {
     return fail(inv, error.code, `no store named ${storeName(inv.flags, inv.env)} (shmkv set or shmkv serve creates it)`);
+  }
+  if (error.code === "STORE_BUSY") {
+    const waited = `waited ${lockTimeoutOf(inv.flags, inv.env)} ms: --lock-timeout (KV_LOCK_TIMEOUT) waits longer`;
+    return fail(inv, error.code, `${error.message.replace(/^shmkv: /, "")} (${waited})`);
   }
   return fail(inv, error.code, error.message.replace(/^shmkv: /, ""));
 }

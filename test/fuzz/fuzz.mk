@@ -23,8 +23,10 @@ FUZZ_BINS          := $(addprefix $(FUZZ_DIR)/,$(FUZZ_TARGETS))
 FUZZ_FLAGS         := -std=c11 -g -O1 -Wall -Wextra -Werror -fno-omit-frame-pointer \
                       -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 # The library maps its segment through the targets' guarded mmap (see test/fuzz/fuzz_common.h), so
-# an access past the mapping faults at once instead of landing in a neighbouring mapping.
-FUZZ_LIB_DEFS      := -Dmmap=kv_fuzz_mmap -Dmunmap=kv_fuzz_munmap
+# an access past the mapping faults at once instead of landing in a neighbouring mapping; and reads
+# the clock through the targets' kv_fuzz_clock_gettime, whose wall clock an input may move forward
+# (entries then expire in the middle of a sequence).
+FUZZ_LIB_DEFS      := -Dmmap=kv_fuzz_mmap -Dmunmap=kv_fuzz_munmap -Dclock_gettime=kv_fuzz_clock_gettime
 
 .PHONY: fuzz fuzz-smoke fuzz-build fuzz-clang
 

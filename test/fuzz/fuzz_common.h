@@ -9,7 +9,10 @@
  * - kv_fuzz_mmap / kv_fuzz_munmap: fuzz.mk compiles the library with -Dmmap=kv_fuzz_mmap
  *   -Dmunmap=kv_fuzz_munmap, so the store's mapping sits between two PROT_NONE zones and the tail of its
  *   last page is poisoned for ASan. A read or write past the mapping then faults or is reported at once,
- *   with its stack, instead of silently landing in whatever memory happens to follow the mapping. */
+ *   with its stack, instead of silently landing in whatever memory happens to follow the mapping.
+ * - kv_fuzz_clock_gettime: fuzz.mk also compiles it with -Dclock_gettime=kv_fuzz_clock_gettime: the
+ *   library's wall clock (CLOCK_REALTIME) runs fz_clock_skew_ms ahead of the real one, which a target
+ *   moves forward (fz_advance_clock) to make entries expire; fz_now and fz_now_ms read that clock. */
 #ifndef SHMKV_FUZZ_COMMON_H
 #define SHMKV_FUZZ_COMMON_H
 
@@ -163,11 +166,37 @@ int kv_fuzz_munmap(void *addr, size_t len)
 
 /* ---- small shared helpers ---------------------------------------------------------------------- */
 
+/* How far the library's wall clock runs ahead of the real one: 0 at the start of each input. */
+static uint64_t fz_clock_skew_ms;
+
+int kv_fuzz_clock_gettime(clockid_t clock, struct timespec *ts);
+int kv_fuzz_clock_gettime(clockid_t clock, struct timespec *ts)
+{
+    int rc = clock_gettime(clock, ts);
+    if (rc == 0 && clock == CLOCK_REALTIME && fz_clock_skew_ms) {
+        uint64_t ns = (uint64_t)ts->tv_nsec + fz_clock_skew_ms % 1000 * 1000000u;
+        ts->tv_sec += (time_t)(fz_clock_skew_ms / 1000 + ns / 1000000000u);
+        ts->tv_nsec = (long)(ns % 1000000000u);
+    }
+    return rc;
+}
+
+static inline void fz_reset_clock(void) { fz_clock_skew_ms = 0; }
+static inline void fz_advance_clock(uint64_t ms) { fz_clock_skew_ms += ms; }
+
+/* The library's wall clock, in seconds (what it stamps entries with) and in ms (expiries). */
 static inline int64_t fz_now(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts); /* the clock the library stamps entries with */
+    kv_fuzz_clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec;
+}
+
+static inline uint64_t fz_now_ms(void)
+{
+    struct timespec ts;
+    kv_fuzz_clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 /* An exact-size heap copy, so ASan sees any read past what the library was given. */

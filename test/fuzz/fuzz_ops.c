@@ -11,7 +11,10 @@
  *     kind 0,1 set        key, value               kind 4 set_if     key, value, expected
  *     kind 2   get        key, buffer              kind 5 delete_if  key, expected
  *     kind 3   delete     key                      kind 6 kv_change  revision, buffers
- *                                                  kind 7 kv_check mid-sequence
+ *                                                  kind 7 kv_check mid-sequence; with flag 0x08,
+ *                                                         the clock moves on 1 + (b >> 5) steps of
+ *                                                         10 s, or (0x10 too) kv_expire over
+ *                                                         1 + 9 * (b >> 5) slots
  *   key       one byte k: with the top bit set and keys used before, one of the last POOL keys
  *             again (so sets, gets and deletes meet); else (k & 0x7f) % (key_max + 3) raw bytes:
  *             empty keys, NUL bytes and keys one or two bytes too long all occur
@@ -27,13 +30,19 @@
  *             length 1 (KV_EINVAL)
  *   opcode flags: 0x08 pass NULL for every optional out-pointer; for sets 0x10 passes a NULL value
  *             when the value is empty, or, with 0x20 too, a NULL value with its non-zero length
- *             (KV_EINVAL), and 0x40 sets with an hour's ttl (kv_set_if_ttl); for gets 0x10 calls
- *             kv_get instead of kv_get_rev
+ *             (KV_EINVAL), and 0x40 sets with an hour's ttl (kv_set_if_ttl), or with 0x80 too a ttl
+ *             of 1 to 3 clock steps (by the value's length); for gets 0x10 calls kv_get instead of
+ *             kv_get_rev
+ *   The library's wall clock is the fuzz build's (fuzz_common.h): it starts at the real time and
+ *   moves only forward, by whole steps, so an entry expires between two ops, never within one.
  *
  * Every return code, value, length, revision, timestamp, expiry, version and count is compared
  * with the model. An evicting store answers a set the model finds no room for by evicting: each
  * eviction it records in the ring before the set must name a live entry other than the one set,
- * and the model follows it; such a store never answers KV_EFULL to a valid set (a store with memory_bytes may also answer KV_EFULL to a set the model would make, when its
+ * and the model follows it; every reclaim it records (KV_CHANGE_EXPIRED: by a write that meets an
+ * expired entry, a full store, or kv_expire, whose count must match) must name an entry the model
+ * holds that has expired, and the model follows that too; expired entries count until reclaimed
+ * and are absent to every read; such a store never answers KV_EFULL to a valid set (a store with memory_bytes may also answer KV_EFULL to a set the model would make, when its
  * heap has no room: it must then have changed nothing, and at most about half its heap be free); after the sequence every entry and every change still in the ring must read back, and
  * kv_check must pass. Any difference aborts (libFuzzer saves the input).
  * Buffers handed to the library are exact-size heap copies, so ASan catches reads past them. */
@@ -94,12 +103,28 @@ static int model_key_rc(const model *m, const blob *k)
     return k->n > m->key_max ? KV_EKEYLEN : 0;
 }
 
-static model_entry *model_find(model *m, const blob *k)
+/* The entry the store holds for k, expired or not: an expired one stays (and counts) until a
+ * writer reclaims it. */
+static model_entry *model_held(model *m, const blob *k)
 {
     for (uint32_t i = 0; i < m->max_entries; i++)
         if (m->e[i].live && m->e[i].key_len == k->n && !memcmp(m->e[i].key, k->p, k->n))
             return &m->e[i];
     return NULL;
+}
+
+/* Whether e has expired by the library's clock now. Expiries and clock steps are whole multiples
+ * of CLOCK_STEP_MS apart, so an input never reads an entry within the few ms of its expiry. */
+static int model_expired(const model_entry *e)
+{
+    return e->expires_max && fz_now_ms() >= e->expires_max;
+}
+
+/* The entry k names for readers and writers: none once it has expired. */
+static model_entry *model_find(model *m, const blob *k)
+{
+    model_entry *e = model_held(m, k);
+    return e && !model_expired(e) ? e : NULL;
 }
 
 static model_entry *model_free_entry(model *m)
@@ -143,6 +168,7 @@ static int model_set(model *m, const blob *k, const blob *v, int null_value, uin
             return KV_EFULL;
         memcpy(e->key, k->p, k->n);
         e->key_len = (uint32_t)k->n;
+        e->expires_min = e->expires_max = 0;
         e->live = 1;
         m->count++;
     }
@@ -155,15 +181,11 @@ static int model_set(model *m, const blob *k, const blob *v, int null_value, uin
     return 0;
 }
 
-/* Sets made with a ttl expire an hour on: never within an input, so the model needs no clock. */
-#define TTL_MS 3600000u
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
+/* Sets made with a ttl expire an hour on, or (opcode flag 0x80) one to three CLOCK_STEP_MS on; an
+ * op moves the library's clock forward by whole steps (fz_advance_clock), so entries expire in the
+ * middle of a sequence while real time, between two ops, stays far below a step. */
+#define TTL_MS        3600000u
+#define CLOCK_STEP_MS 10000u
 
 static int model_delete(model *m, const blob *k, uint64_t expected, uint64_t *rev, int64_t t0,
                         int64_t t1)
@@ -252,12 +274,15 @@ static void report_rc(ctx *c, const char *what, int got, int want)
 
 /* ---- the operations ---------------------------------------------------------------------------- */
 
-/* The evictions a set made before its own change (revisions after `version`): each must name a
- * live entry other than key, which the model then removes, recording the same change. */
-static void follow_evictions(ctx *c, uint64_t version, const blob *key, int64_t t0, int64_t t1)
+/* The deletes a write made before its own change (revisions after `version`), which the model then
+ * makes too, recording the same changes; how many. Each eviction (only by a set: `key` is the key
+ * set) must name a live entry other than key; each reclaim (KV_CHANGE_EXPIRED) an entry the store
+ * holds that has expired, key's own included. */
+static unsigned follow_reclaims(ctx *c, uint64_t version, const blob *key, int64_t t0, int64_t t1)
 {
     unsigned char kbuf[KEY_CAP];
-    for (uint64_t rev = version + 1; rev <= kv_version(c->s); rev++) {
+    unsigned followed = 0;
+    for (uint64_t rev = version + 1; rev <= kv_version(c->s); rev++, followed++) {
         int op = 0;
         size_t klen = 0;
         int rc = kv_change(c->s, rev, &op, (char *)kbuf, sizeof kbuf, &klen, NULL, 0, NULL, NULL);
@@ -266,18 +291,25 @@ static void follow_evictions(ctx *c, uint64_t version, const blob *key, int64_t 
             break;
         FZ_REQUIRE(rc == 0, "op %u: change %llu unreadable: %s", c->op_no, (unsigned long long)rev,
                    kv_strerror(rc));
-        if (op != KV_CHANGE_EVICTED)
-            break;
-        FZ_REQUIRE(c->m.evict, "op %u: an eviction in a store without the policy", c->op_no);
         blob victim = {kbuf, klen};
-        model_entry *e = model_find(&c->m, &victim);
-        FZ_REQUIRE(e && !(klen == key->n && !memcmp(kbuf, key->p, klen)),
-                   "op %u: evicted an entry that is not there, or the one being set", c->op_no);
+        model_entry *e = model_held(&c->m, &victim);
+        if (op == KV_CHANGE_EXPIRED) {
+            FZ_REQUIRE(e && model_expired(e), "op %u: reclaimed an entry that is not there or has not expired",
+                       c->op_no);
+        } else if (op == KV_CHANGE_EVICTED) {
+            FZ_REQUIRE(c->m.evict && key, "op %u: an eviction by a store without the policy, or not by a set",
+                       c->op_no);
+            FZ_REQUIRE(e && !(klen == key->n && !memcmp(kbuf, key->p, klen)),
+                       "op %u: evicted an entry that is not there, or the one being set", c->op_no);
+        } else {
+            break;
+        }
         e->live = 0;
         c->m.count--;
         c->m.version++;
-        model_record(&c->m, KV_CHANGE_EVICTED, e, t0, t1);
+        model_record(&c->m, op, e, t0, t1);
     }
+    return followed;
 }
 
 static void do_set(ctx *c, uint8_t op, int conditional)
@@ -286,21 +318,22 @@ static void do_set(ctx *c, uint8_t op, int conditional)
     uint64_t expected = conditional ? decode_expected(c, &k) : KV_ANY_REVISION;
     int null_value = (op & 0x10) && (v.n == 0 || (op & 0x20));
     const char *vp = null_value ? NULL : (const char *)v.p;
-    uint64_t want_rev = 0, got_rev = UINT64_MAX - 1, ttl = (op & 0x40) ? TTL_MS : 0;
-    uint64_t version = c->m.version, ms0 = now_ms();
+    uint64_t ttl = !(op & 0x40) ? 0 : (op & 0x80) ? CLOCK_STEP_MS * (1 + v.n % 3) : TTL_MS;
+    uint64_t want_rev = 0, got_rev = UINT64_MAX - 1;
+    uint64_t version = c->m.version, ms0 = fz_now_ms();
     int64_t t0 = fz_now();
     int got = conditional || ttl
                   ? kv_set_if_ttl(c->s, (const char *)k.p, k.n, vp, v.n, expected, ttl,
                                   (op & 0x08) ? NULL : &got_rev)
                   : kv_set(c->s, (const char *)k.p, k.n, vp, v.n);
-    uint64_t ms1 = now_ms();
-    follow_evictions(c, version, &k, t0, fz_now());
+    uint64_t ms1 = fz_now_ms();
+    follow_reclaims(c, version, &k, t0, fz_now());
     static model before; /* large: off the stack */
     if (c->m.memory_bytes)
         before = c->m;
     int want = model_set(&c->m, &k, &v, null_value, expected, &want_rev, t0, fz_now());
     if (want == 0) {
-        model_entry *e = model_find(&c->m, &k);
+        model_entry *e = model_held(&c->m, &k);
         e->expires_min = ttl ? ms0 + ttl : 0;
         e->expires_max = ttl ? ms1 + ttl : 0;
         /* Every store here keeps key_max + value_max bytes of a change: an expiry too only when
@@ -332,11 +365,12 @@ static void do_delete(ctx *c, uint8_t op, int conditional)
 {
     blob k = decode_key(c);
     uint64_t expected = conditional ? decode_expected(c, &k) : KV_ANY_REVISION;
-    uint64_t want_rev = 0, got_rev = UINT64_MAX - 1;
+    uint64_t want_rev = 0, got_rev = UINT64_MAX - 1, version = c->m.version;
     int64_t t0 = fz_now();
     int got = conditional ? kv_delete_if(c->s, (const char *)k.p, k.n, expected,
                                          (op & 0x08) ? NULL : &got_rev)
                           : kv_delete(c->s, (const char *)k.p, k.n);
+    follow_reclaims(c, version, NULL, t0, fz_now());
     int want = model_delete(&c->m, &k, expected, &want_rev, t0, fz_now());
     report_rc(c, conditional ? "kv_delete_if" : "kv_delete", got, want);
     if (conditional && !(op & 0x08) && got != KV_EINVAL && got != KV_EKEYLEN)
@@ -536,6 +570,17 @@ static void require_sound(ctx *c)
                kv_check_detail(c->s));
 }
 
+/* kv_expire: every entry it reclaims must have expired, and it must say how many it did. */
+static void do_expire(ctx *c, uint32_t max)
+{
+    uint64_t version = c->m.version;
+    int64_t t0 = fz_now();
+    int got = kv_expire(c->s, max);
+    unsigned followed = follow_reclaims(c, version, NULL, t0, fz_now());
+    FZ_REQUIRE(got >= 0 && (unsigned)got == followed, "op %u kv_expire(%u): %d (%s), %u reclaims in the ring",
+               c->op_no, max, got, kv_strerror(got), followed);
+}
+
 static void run_op(ctx *c)
 {
     uint8_t op = fz_u8(&c->in);
@@ -546,7 +591,14 @@ static void run_op(ctx *c)
     case 3: do_delete(c, op, 0); break;
     case 4: do_set(c, op, 1); break;
     case 5: do_delete(c, op, 1); break;
-    default: require_sound(c); break;
+    default:
+        if (!(op & 0x08))
+            require_sound(c);
+        else if (!(op & 0x10))
+            fz_advance_clock(CLOCK_STEP_MS * (1u + (op >> 5)));
+        else
+            do_expire(c, 1u + (op >> 5) * 9u);
+        break;
     }
     require_counters(c);
 }
@@ -563,6 +615,11 @@ static void require_final_state(ctx *c)
         if (!e->live)
             continue;
         kv_meta meta = {0, 0, 0, 0};
+        if (model_expired(e)) { /* held until a writer reclaims it, absent to every read */
+            int rc = kv_get_meta(c->s, (const char *)e->key, e->key_len, (char *)buf, sizeof buf, &meta);
+            FZ_REQUIRE(rc == KV_NOTFOUND, "final: expired entry %u reads rc %d", i, rc);
+            continue;
+        }
         int rc = kv_get_meta(c->s, (const char *)e->key, e->key_len, (char *)buf, sizeof buf,
                              &meta);
         FZ_REQUIRE(rc == 0 && meta.value_len == e->value_len && meta.revision == e->revision &&
@@ -603,6 +660,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static ctx c; /* large; static keeps it off the stack. Reset below. */
     memset(&c, 0, sizeof c);
+    fz_reset_clock();
     c.in = (fz_in){data, size};
     c.m.max_entries = 1 + fz_u8(&c.in) % 64;
     uint8_t key_byte = fz_u8(&c.in);

@@ -70,6 +70,19 @@ for c in a b c d e f g h i j k l m n o p q r s t u; do lru+="00 01 $(hex $c) c8 
 for c in a b c d e f g h i j k l m n o p q r s t u; do lru+="$([ "$c" \< k ] && echo 40 || echo 00) 01 $(hex $c) f0 $(printf 'y%.0s' $(seq 240) | xxd -p | tr -d '\n') "; done
 seed "$ops/lru_heap" 3f 87 f9 29 $lru 07
 
+# Expiry in the middle of a sequence. Opcode c0: a set with a ttl of 10 s x (1 + value length % 3);
+# 2f / 4f: the clock moves 20 s / 30 s on; 3f: kv_expire over 10 slots. "a" (20 s) expires, "c"
+# (30 s) not yet; the sweep reclaims "a"; then "c" expires and its set reclaims it first; a delete
+# of an expired key, kv_check.
+seed "$ops/expiry_mid" 03 07 0f 00 c0 01 "$(hex a)" 01 "$(hex 1)" 00 01 "$(hex b)" 01 "$(hex 2)" \
+  c0 01 "$(hex c)" 02 "$(hex 12)" 02 01 "$(hex a)" 00 2f 02 01 "$(hex a)" 00 02 01 "$(hex c)" 00 3f \
+  2f 00 01 "$(hex c)" 01 "$(hex 3)" c0 01 "$(hex d)" 01 "$(hex 4)" 4f 03 01 "$(hex d)" 07
+# Two slots, both holding entries that have expired: new keys take their place (a full store reclaims
+# expired entries before it refuses); then the same in a store that evicts (0x87).
+full_expired="c0 01 $(hex a) 01 $(hex 1) c0 01 $(hex b) 01 $(hex 2) 4f 00 01 $(hex c) 01 $(hex 3) 00 01 $(hex d) 01 $(hex 4) 07"
+seed "$ops/expiry_full" 01 07 0f 00 $full_expired
+seed "$ops/expiry_lru" 01 87 0f 00 $full_expired
+
 # ---- fuzz_open: mode byte, then a raw segment or a recipe --------------------------------------
 name=/shmkv-fuzz-seed-$$
 trap '"$kvtool" "$name" unlink >/dev/null 2>&1 || rm -f "/dev/shm${name}"' EXIT

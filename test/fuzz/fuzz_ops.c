@@ -343,6 +343,11 @@ static void do_set(ctx *c, uint8_t op, int conditional)
     }
     FZ_REQUIRE(!(c->m.evict && got == KV_EFULL), "op %u: an evicting store answered KV_EFULL",
                c->op_no);
+    /* A full store reclaims the expired entries it holds (all of them, at this size) before it
+     * refuses: the reclaims are in the ring, followed above. */
+    for (uint32_t i = 0; got == KV_EFULL && i < c->m.max_entries; i++)
+        FZ_REQUIRE(!c->m.e[i].live || !model_expired(&c->m.e[i]), "op %u: KV_EFULL with an expired entry held",
+                   c->op_no);
     if (got == KV_EFULL && want == 0 && c->m.memory_bytes) {
         /* No room in the heap: never while most of it is free (a set needs a chunk of at most
          * 8 + 16 + 250 bytes, rounded: 288, and an update holds its old chunk meanwhile). */

@@ -6,7 +6,7 @@ import { lockTimeoutOf } from "../src/cli/durations.ts";
 import { KvStore } from "../src/store.ts";
 import { BUN, ROOT } from "./helpers/server-process.ts";
 import { cli, storePerTest } from "./helpers/cli.ts";
-import { stoppedKvtool } from "./helpers/kvtool.ts";
+import { whileStopped } from "./helpers/kvtool.ts";
 import { uniqueName, unlinkQuietly } from "./helpers/shm.ts";
 
 const temp = storePerTest();
@@ -349,23 +349,14 @@ describe("shmkv set and delete with a condition", () => {
 });
 
 describe("a writer stopped holding the store's lock", () => {
-  /** Run `body` while a kvtool writer is stopped inside the lock, half-way through a set of "held". */
-  async function whileStopped<T>(body: () => Promise<T>): Promise<T> {
-    const writer = await stoppedKvtool(temp.name, ["set", "held", "x"], 4);
-    try {
-      return await body();
-    } finally {
-      writer.kill("SIGCONT");
-      await writer.exited;
-    }
-  }
   const busy = (command: string, waited: number) =>
     `shmkv: cannot ${command}: store busy: another process holds the write lock (try again later) ` +
     `(waited ${waited} ms: --lock-timeout (KV_LOCK_TIMEOUT) waits longer)`;
 
   it("fails a write and a resize after --lock-timeout or KV_LOCK_TIMEOUT, changing nothing", async () => {
     const capacity = temp.store.maxEntries;
-    const runs = await whileStopped(async () => [
+    // A kvtool writer stopped inside the lock, half-way through a set of "held".
+    const { result: runs } = await whileStopped(temp.name, ["set", "held", "x"], 4, async () => [
       await cli(["set", "k", "v", "--lock-timeout", "50ms"], temp.env),
       await cli(["resize", "--max-entries", "20", "--lock-timeout", "0"], temp.env),
       await cli(["delete", "k"], { ...temp.env, KV_LOCK_TIMEOUT: "0.05" }),

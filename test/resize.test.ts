@@ -9,7 +9,7 @@ import { startServer, type Logger } from "../src/server.ts";
 import { KvStore } from "../src/store.ts";
 import type { KvError } from "../src/errors.ts";
 import { LIMITS } from "../src/limits.ts";
-import { bunFixture, checksummed, kvtool, kvtoolAsync, stoppedKvtool, verifyChecksummed, type Ran } from "./helpers/kvtool.ts";
+import { bunFixture, checksummed, kvtool, kvtoolAsync, verifyChecksummed, whileStopped, type Ran } from "./helpers/kvtool.ts";
 import { READ_PATHS, TempStore, uniqueName, unlinkQuietly } from "./helpers/shm.ts";
 import { waitFor } from "./helpers/wait.ts";
 
@@ -42,7 +42,6 @@ describe.each(READ_PATHS)("a store %s", (_, geometry) => {
 describe("KvStore.resize", () => {
   it("gives up with STORE_BUSY past its lockTimeoutMs while a writer holds the lock, and refuses a negative one", async () => {
     using t = new TempStore();
-    const writer = await stoppedKvtool(t.name, ["set", "held", "x"], 4);
     const attempt = (lockTimeoutMs: number) => {
       try {
         KvStore.resize(t.name, { maxEntries: 20, lockTimeoutMs });
@@ -51,12 +50,9 @@ describe("KvStore.resize", () => {
         return (error as KvError).code;
       }
     };
-    try {
-      expect([attempt(20), attempt(0), attempt(-1), t.store.maxEntries]).toEqual(["STORE_BUSY", "STORE_BUSY", "INVALID_ARGUMENT", 10]);
-    } finally {
-      writer.kill("SIGCONT");
-      await writer.exited;
-    }
+    await whileStopped(t.name, ["set", "held", "x"], 4, () =>
+      expect([attempt(20), attempt(0), attempt(-1), t.store.maxEntries]).toEqual(["STORE_BUSY", "STORE_BUSY", "INVALID_ARGUMENT", 10]),
+    );
     expect([attempt(20), t.store.maxEntries]).toEqual(["resized", 20]);
   });
 

@@ -2,7 +2,7 @@
 import { describe, expect, it } from "bun:test";
 import { KvStore, TTL_MAX_MS } from "../src/store.ts";
 import { errorOf } from "./helpers/errors.ts";
-import { stoppedKvtool } from "./helpers/kvtool.ts";
+import { whileStopped } from "./helpers/kvtool.ts";
 import { READ_PATHS, TempStore } from "./helpers/shm.ts";
 import { waitFor } from "./helpers/wait.ts";
 
@@ -54,16 +54,14 @@ describe.each(READ_PATHS)("KvStore expiry, read %s", (_path, geometry) => {
     // Long enough to outlast starting and stopping the writer.
     t.store.set("k", "old", { ttl: 400 });
     const expiresAt = t.store.getEntry("k")!.expiresAt!;
-    const writer = await stoppedKvtool(t.name, ["set", "k", "new"], 6); // the entry rewritten, the undo record armed
-    try {
+    // The entry rewritten, the undo record armed.
+    const { exitCode } = await whileStopped(t.name, ["set", "k", "new"], 6, async () => {
       expect(t.store.getEntry("k")).toEqual({ key: "k", value: "old", timestamp: expect.any(Number), revision: 1, expiresAt });
       expect(() => busy.expire()).toThrow(expect.objectContaining({ code: "STORE_BUSY" }));
       await expired(t.store, "k", expiresAt);
       expect([t.store.getEntryBytes("k"), t.store.keysFrom(0, 10).items]).toEqual([undefined, []]);
-    } finally {
-      writer.kill("SIGCONT");
-    }
-    expect(await writer.exited).toBe(0);
+    });
+    expect(exitCode).toBe(0);
     expect(t.store.getEntry("k")).toEqual({ key: "k", value: "new", timestamp: expect.any(Number), revision: 2 });
   });
 });

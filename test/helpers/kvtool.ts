@@ -34,6 +34,22 @@ export async function stoppedKvtool(name: string, args: string[], point: number)
   return proc;
 }
 
+/**
+ * Run `body` while kvtool_fault runs NAME ARGS..., stopped at fault point `point` with the store's
+ * lock held (stoppedKvtool); then let the writer go on, whatever `body` did, and wait for it. What
+ * `body` gave, and the writer's exit status.
+ */
+export async function whileStopped<T>(name: string, args: string[], point: number, body: () => T | Promise<T>): Promise<{ result: T; exitCode: number }> {
+  const writer = await stoppedKvtool(name, args, point);
+  let result: T;
+  try {
+    result = await body();
+  } finally {
+    writer.kill("SIGCONT");
+  }
+  return { result, exitCode: await writer.exited };
+}
+
 function ranOf(r: Bun.SyncSubprocess<"pipe", "pipe">): Ran {
   return {
     exitCode: r.exitCode,

@@ -12,7 +12,7 @@ import { KvError } from "../../src/errors.ts";
 import { KvStore } from "../../src/store.ts";
 import { eachWithTempApp } from "../helpers/app.ts";
 import { answer, expectError, get, keyPath, postIncr, postSet } from "../helpers/http.ts";
-import { stoppedKvtool } from "../helpers/kvtool.ts";
+import { whileStopped } from "../helpers/kvtool.ts";
 import { TempStore } from "../helpers/shm.ts";
 import { waitFor } from "../helpers/wait.ts";
 
@@ -281,15 +281,12 @@ describe("ExpirySweep", () => {
     using server = KvStore.open(temp.name, { lockTimeoutMs: 0 });
     const errors: string[] = [];
     const ticks = sweep(server, { batch: 16, maxPasses: 4, onError: (message) => errors.push(message) });
-    const writer = await stoppedKvtool(temp.name, ["set", "other", "v"], 1);
-    try {
+    const { exitCode } = await whileStopped(temp.name, ["set", "other", "v"], 1, () => {
       const started = performance.now();
       expect(ticks.tick()).toBe(0);
       expect(performance.now() - started).toBeLessThan(100);
-    } finally {
-      writer.kill("SIGCONT");
-    }
-    expect(await writer.exited).toBe(0);
+    });
+    expect(exitCode).toBe(0);
     expect([ticks.tick(), errors]).toEqual([1, []]);
   });
 

@@ -212,6 +212,9 @@ function evictOption(value: EvictPolicy | undefined): number {
   return EVICT[value];
 }
 
+/** The longest lock timeout the library takes (an int32 of milliseconds). */
+const INT32_MAX = 2 ** 31 - 1;
+
 /**
  * A resize's lock timeout as kv_options takes it: 0 for none (wait as long as it takes), else at
  * least 1 ms (0 there would mean no limit), at most what an int32 holds.
@@ -219,7 +222,7 @@ function evictOption(value: EvictPolicy | undefined): number {
 function lockTimeoutOption(value: number | undefined): number {
   if (value === undefined) return 0;
   if (!(value >= 0)) throw new KvError("INVALID_ARGUMENT", `lockTimeoutMs must be 0 or more, not ${value}`, RC.INVALID_ARGUMENT);
-  return Math.min(Math.max(1, Math.ceil(value)), 2 ** 31 - 1);
+  return Math.min(Math.max(1, Math.ceil(value)), INT32_MAX);
 }
 
 /** kv_options for kv_open and kv_resize (which alone takes a lock timeout): 0 for a field not given. */
@@ -997,7 +1000,7 @@ function conflict(action: string, key: KvData, expected: bigint, out: Uint32Arra
 
 /** Views of the segment a handle maps (the one it was opened on, whatever resizes come later). */
 function attach(lib: KvLib, name: string, handle: Pointer, reopen: Reopen): Open {
-  if (reopen.lockTimeoutMs !== undefined) lib.kv_set_lock_timeout(handle, Math.min(Math.trunc(reopen.lockTimeoutMs), 2 ** 31 - 1));
+  if (reopen.lockTimeoutMs !== undefined) lib.kv_set_lock_timeout(handle, Math.min(Math.trunc(reopen.lockTimeoutMs), INT32_MAX));
   // A store made without memory_bytes has every chunk one size (the header says which).
   const fixedChunk = readPointer.u32(lib.kv_base(handle)!, HEADER.fixedChunk);
   const layout = layoutOf({

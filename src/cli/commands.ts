@@ -410,11 +410,10 @@ function failed(inv: Invocation, error: unknown): number {
   if (error.code === "ENOENT") {
     return fail(inv, error.code, `no store named ${storeName(inv.flags, inv.env)} (shmkv set or shmkv serve creates it)`);
   }
-  if (error.code === "STORE_BUSY") {
-    const waited = `waited ${lockTimeoutOf(inv.flags, inv.env)} ms: --lock-timeout (KV_LOCK_TIMEOUT) waits longer`;
-    return fail(inv, error.code, `${error.message.replace(/^shmkv: /, "")} (${waited})`);
-  }
-  return fail(inv, error.code, error.message.replace(/^shmkv: /, ""));
+  const detail = error.message.replace(/^shmkv: /, "");
+  if (error.code !== "STORE_BUSY") return fail(inv, error.code, detail);
+  const waited = `waited ${lockTimeoutOf(inv.flags, inv.env)} ms: --lock-timeout (KV_LOCK_TIMEOUT) waits longer`;
+  return fail(inv, error.code, `${detail} (${waited})`);
 }
 
 function fail(inv: Invocation, code: string, detail: string): number {

@@ -184,20 +184,15 @@ int kv_fuzz_clock_gettime(clockid_t clock, struct timespec *ts)
 static inline void fz_reset_clock(void) { fz_clock_skew_ms = 0; }
 static inline void fz_advance_clock(uint64_t ms) { fz_clock_skew_ms += ms; }
 
-/* The library's wall clock, in seconds (what it stamps entries with) and in ms (expiries). */
-static inline int64_t fz_now(void)
-{
-    struct timespec ts;
-    kv_fuzz_clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec;
-}
-
+/* The library's wall clock, in ms (expiries) and in seconds (what it stamps entries with). */
 static inline uint64_t fz_now_ms(void)
 {
     struct timespec ts;
     kv_fuzz_clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
+
+static inline int64_t fz_now(void) { return (int64_t)(fz_now_ms() / 1000); }
 
 /* An exact-size heap copy, so ASan sees any read past what the library was given. */
 static inline unsigned char *fz_dup(const void *src, size_t n)

@@ -43,6 +43,11 @@ export function median(values: number[]): number {
   return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
+/** The median of each field of `runs`, every field a number, field by field. */
+export function medianEach<T extends Record<string, number>>(runs: T[]): T {
+  return Object.fromEntries(Object.keys(runs[0]!).map((k) => [k, median(runs.map((r) => r[k]!))])) as T;
+}
+
 /** The median of each figure of `runs`, field by field. */
 export function medianFigures(runs: Figures[]): Figures {
   return { ops: median(runs.map((f) => f.ops)), p50: median(runs.map((f) => f.p50)), p99: median(runs.map((f) => f.p99)) };

@@ -7,7 +7,7 @@
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { httpBench } from "./http.ts";
-import { LRU_KEYS, median, medianFigures, pairedRatio, roundOrder, type Figures } from "./measure.ts";
+import { LRU_KEYS, median, medianEach, medianFigures, pairedRatio, roundOrder, type Figures } from "./measure.ts";
 import { statusBench } from "./status.ts";
 import { watchersBench } from "./watchers.ts";
 
@@ -152,14 +152,9 @@ async function expiry(): Promise<Json> {
     ["client", "op", "store", "ops/s", "p50", "p99", "vs plain", "sets that evicted"],
     rows,
   );
-  const sweeps: { reclaimed: number; ticks: number; tick_ms_p50: number; tick_ms_max: number }[] = [];
+  const sweeps: { entries: number; reclaimed: number; ticks: number; tick_ms_p50: number; tick_ms_max: number }[] = [];
   for (let r = 0; r < RUNS; r++) sweeps.push(await json([bun, "bench/sweep.ts", `${ENTRIES}`]));
-  const sweep = {
-    reclaimed: median(sweeps.map((s) => s.reclaimed)),
-    ticks: median(sweeps.map((s) => s.ticks)),
-    tick_ms_p50: median(sweeps.map((s) => s.tick_ms_p50)),
-    tick_ms_max: median(sweeps.map((s) => s.tick_ms_max)),
-  };
+  const sweep = medianEach(sweeps);
   table(
     `The server's sweep of expired entries (bench/sweep.ts: ExpirySweep's defaults, a tick every 100 ms; ${ENTRIES.toLocaleString("en")} entries, 1 in 100 expired; medians of ${RUNS} runs)`,
     ["expired entries", "ticks to reclaim them all", "at 100 ms a tick", "tick time p50", "tick time max"],
@@ -258,14 +253,15 @@ async function resize(): Promise<Json> {
   for (let i = 0; i < RUNS; i++) {
     runs.push((await json<{ resize: Record<string, number> }>([BENCH_C, `/shmkv-bench-resize-${process.pid}`, `${ENTRIES}`, "0", "resize"])).resize);
   }
-  const med = (field: string) => median(runs.map((r) => r[field]!));
+  const medians = medianEach(runs);
+  const med = (field: string) => medians[field]!;
   const mb = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
   table(`Resize of a ${ENTRIES.toLocaleString("en")}-entry store (kv_resize from C; writers wait this long, readers do not)`,
     ["resize", "copy and swap", "first call of a handle that follows", "new segment"], [
       [`grow to ${(2 * ENTRIES).toLocaleString("en")} entries`, `${med("grow_ms").toFixed(0)} ms`, fmtNs(med("grow_follow_us") * 1e3), mb(med("grow_segment_bytes"))],
       [`shrink back to ${ENTRIES.toLocaleString("en")}`, `${med("shrink_ms").toFixed(0)} ms`, fmtNs(med("shrink_follow_us") * 1e3), mb(med("shrink_segment_bytes"))],
     ]);
-  return { entries: ENTRIES, runs, median: Object.fromEntries(Object.keys(runs[0]!).map((k) => [k, med(k)])) };
+  return { entries: ENTRIES, runs, median: medians };
 }
 
 const machine = {
